@@ -1,0 +1,207 @@
+//! The one typed configuration document: global settings plus a list of pools.
+//!
+//! Loaded from JSON or TOML ([`Config::from_json`], [`Config::from_toml`],
+//! [`Config::from_path`]); every error names the field and the rule it broke.
+
+mod secret_ref;
+mod validate;
+
+pub use secret_ref::SecretRef;
+pub use validate::{ConfigError, FieldError};
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The whole configuration document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Prefix of every name, tag and runner this deployment owns (`[a-z][a-z0-9-]*`, ≤ 20).
+    pub deployment: String,
+    pub github: GitHubConfig,
+    pub webhook: WebhookConfig,
+    /// Organisations / users whose jobs we serve; empty means any.
+    #[serde(default)]
+    pub allowed_owners: Vec<String>,
+    /// `owner/repo` names we serve; empty means any repository of an allowed owner.
+    #[serde(default)]
+    pub allowed_repositories: Vec<String>,
+    /// Global weighted quota: sum of `weight` over live runners of all pools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_total_weight: Option<u32>,
+    /// Pinned version of the GitHub Actions runner the VMs run.
+    #[serde(default = "defaults::runner_version")]
+    pub runner_version: String,
+    pub pools: Vec<Pool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitHubConfig {
+    /// REST API base: `https://api.github.com`, or `https://HOST/api/v3` for GitHub Enterprise Server.
+    #[serde(default = "defaults::api_url")]
+    pub api_url: String,
+    pub auth: GitHubAuth,
+}
+
+/// How spotrunner authenticates to GitHub.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum GitHubAuth {
+    /// A GitHub App (preferred): installation tokens are minted and cached.
+    App { app_id: u64, private_key: SecretRef },
+    /// A personal access token.
+    Pat { token: SecretRef },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// The current secret first, then (during rotation) the previous one. One or two.
+    pub secrets: Vec<SecretRef>,
+}
+
+/// Where runners of a pool come from: a "runner template".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    pub name: String,
+    /// Labels this pool serves; `self-hosted` is implicit.
+    pub labels: Vec<String>,
+    /// EC2 launch template name (required on AWS, unused locally).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_template: Option<String>,
+    #[serde(default)]
+    pub instance_types: Vec<String>,
+    #[serde(default)]
+    pub subnets: Vec<String>,
+    #[serde(default)]
+    pub capacity_type: CapacityType,
+    /// Spot pools only: launch on-demand when spot has no capacity.
+    #[serde(default)]
+    pub on_demand_fallback: bool,
+    pub max_runners: u32,
+    /// Cost weight of one runner against the global `max_total_weight`.
+    #[serde(default = "defaults::weight")]
+    pub weight: u32,
+    #[serde(default = "defaults::runner_group")]
+    pub runner_group: String,
+    #[serde(default)]
+    pub scope: Scope,
+    #[serde(default = "defaults::boot_timeout")]
+    pub boot_timeout_secs: u64,
+    #[serde(default = "defaults::idle_timeout")]
+    pub idle_timeout_secs: u64,
+    #[serde(default = "defaults::max_run_time")]
+    pub max_run_time_secs: u64,
+    /// Shell script run on the VM before the runner starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_script: Option<String>,
+    /// Ask GitHub whether the job is still queued before launching.
+    #[serde(default)]
+    pub check_job_queued: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CapacityType {
+    #[default]
+    Spot,
+    OnDemand,
+}
+
+/// Where a pool's runners register: the organisation, or the job's repository.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scope {
+    #[default]
+    Org,
+    Repo,
+}
+
+mod defaults {
+    pub fn api_url() -> String {
+        "https://api.github.com".into()
+    }
+    pub fn runner_version() -> String {
+        "2.329.0".into()
+    }
+    pub fn weight() -> u32 {
+        1
+    }
+    pub fn runner_group() -> String {
+        "Default".into()
+    }
+    pub fn boot_timeout() -> u64 {
+        300
+    }
+    pub fn idle_timeout() -> u64 {
+        900
+    }
+    pub fn max_run_time() -> u64 {
+        6 * 3600
+    }
+}
+
+impl Config {
+    /// Parse and validate a JSON document.
+    pub fn from_json(text: &str) -> Result<Self, ConfigError> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        let config: Config = serde_path_to_error::deserialize(de)
+            .map_err(|e| ConfigError::parse(e.path().to_string(), e.into_inner().to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parse and validate a TOML document.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            ConfigError::parse(path, inner.message().to_string())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parse by file extension (`.toml`, else JSON).
+    pub fn from_path(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::parse(
+                String::new(),
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("toml") => Self::from_toml(&text),
+            _ => Self::from_json(&text),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("config serializes")
+    }
+
+    pub fn pool(&self, name: &str) -> Option<&Pool> {
+        self.pools.iter().find(|p| p.name == name)
+    }
+
+    /// Is a job of this repository (`owner/name`) ours to serve?
+    pub fn allows(&self, owner: &str, repository_full_name: &str) -> bool {
+        let owner_ok = self.allowed_owners.is_empty()
+            || self
+                .allowed_owners
+                .iter()
+                .any(|o| o.eq_ignore_ascii_case(owner));
+        let repo_ok = self.allowed_repositories.is_empty()
+            || self
+                .allowed_repositories
+                .iter()
+                .any(|r| r.eq_ignore_ascii_case(repository_full_name));
+        owner_ok && repo_ok
+    }
+}
+
+#[cfg(test)]
+mod tests;

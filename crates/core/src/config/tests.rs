@@ -1,0 +1,266 @@
+use super::*;
+use proptest::prelude::*;
+
+pub(crate) fn sample_toml() -> &'static str {
+    r#"
+deployment = "sr"
+allowed_owners = ["Codertocat"]
+max_total_weight = 10
+
+[github]
+api_url = "https://ghe.example.com/api/v3"
+auth = { type = "app", app_id = 42, private_key = "ssm:/sr/github/key" }
+
+[webhook]
+secrets = ["ssm:/sr/webhook/current", "ssm:/sr/webhook/previous"]
+
+[[pools]]
+name = "cpu"
+labels = ["linux", "x64"]
+launch_template = "sr-cpu"
+instance_types = ["m7i.large", "m6i.large"]
+subnets = ["subnet-1", "subnet-2"]
+on_demand_fallback = true
+max_runners = 5
+
+[[pools]]
+name = "gpu"
+labels = ["linux", "gpu"]
+capacity_type = "on-demand"
+max_runners = 2
+weight = 4
+scope = "repo"
+"#
+}
+
+fn errors_of(r: Result<Config, ConfigError>) -> Vec<String> {
+    r.expect_err("should be refused")
+        .errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect()
+}
+
+#[test]
+fn toml_and_json_load_the_same_document() {
+    let from_toml = Config::from_toml(sample_toml()).unwrap();
+    let from_json = Config::from_json(&from_toml.to_json()).unwrap();
+    assert_eq!(from_toml, from_json);
+    assert_eq!(from_toml.pools[0].capacity_type, CapacityType::Spot);
+    assert_eq!(from_toml.pools[1].capacity_type, CapacityType::OnDemand);
+    assert_eq!(from_toml.pools[1].scope, Scope::Repo);
+    assert_eq!(from_toml.pools[0].weight, 1, "default weight");
+    assert_eq!(from_toml.pools[0].runner_group, "Default");
+    assert_eq!(
+        from_toml.github.auth,
+        GitHubAuth::App {
+            app_id: 42,
+            private_key: SecretRef::Ssm("/sr/github/key".into())
+        }
+    );
+}
+
+#[test]
+fn empty_labels_name_the_field() {
+    let text = sample_toml().replace(r#"labels = ["linux", "gpu"]"#, "labels = []");
+    assert_eq!(
+        errors_of(Config::from_toml(&text)),
+        vec!["pools[1].labels: must not be empty"]
+    );
+}
+
+#[test]
+fn forbidden_character_in_pool_name_is_named() {
+    let text = sample_toml().replace(r#"name = "cpu""#, r#"name = "a:b""#);
+    assert_eq!(
+        errors_of(Config::from_toml(&text)),
+        vec![r#"pools[0].name: "a:b" contains ':'"#]
+    );
+}
+
+#[test]
+fn every_problem_is_listed_not_just_the_first() {
+    let text = sample_toml()
+        .replace("max_runners = 5", "max_runners = 0")
+        .replace("weight = 4", "weight = 11")
+        .replace(r#"deployment = "sr""#, r#"deployment = "Bad_Name""#);
+    let errs = errors_of(Config::from_toml(&text));
+    assert!(
+        errs.iter().any(|e| e.starts_with("deployment: ")),
+        "{errs:?}"
+    );
+    assert!(errs.contains(&"pools[0].max_runners: must be at least 1".to_string()));
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("pools[1].weight: 11 exceeds"))
+    );
+    assert_eq!(errs.len(), 3, "{errs:?}");
+}
+
+#[test]
+fn type_errors_name_the_field_path() {
+    let text = sample_toml().replace("max_runners = 2", r#"max_runners = "two""#);
+    let errs = errors_of(Config::from_toml(&text));
+    assert!(errs[0].starts_with("pools[1].max_runners: "), "{errs:?}");
+    let json = r#"{"deployment":"sr","github":{"auth":{"type":"pat","token":"env:T"}},
+        "webhook":{"secrets":["env:S"]},"pools":[{"name":"a","labels":["x"],"max_runners":-1}]}"#;
+    let errs = errors_of(Config::from_json(json));
+    assert!(errs[0].starts_with("pools[0].max_runners: "), "{errs:?}");
+}
+
+#[test]
+fn unknown_fields_and_bad_secret_refs_are_refused() {
+    let text = sample_toml().replace("max_runners = 5", "max_runners = 5\nmax_runner = 3");
+    let errs = errors_of(Config::from_toml(&text));
+    assert!(errs[0].contains("max_runner"), "{errs:?}");
+    let text = sample_toml().replace("ssm:/sr/webhook/previous", "vault:/x");
+    let errs = errors_of(Config::from_toml(&text));
+    assert!(errs[0].starts_with("webhook.secrets"), "{errs:?}");
+    assert!(errs[0].contains("unknown secret scheme"), "{errs:?}");
+}
+
+#[test]
+fn three_webhook_secrets_are_refused() {
+    let text = sample_toml().replace(
+        r#""ssm:/sr/webhook/previous"]"#,
+        r#""ssm:/sr/webhook/previous", "ssm:/x"]"#,
+    );
+    let errs = errors_of(Config::from_toml(&text));
+    assert_eq!(
+        errs,
+        vec!["webhook.secrets: must hold 1 or 2 secrets (current, previous), not 3"]
+    );
+}
+
+#[test]
+fn aws_rules_require_templates_and_types() {
+    let c = Config::from_toml(sample_toml()).unwrap();
+    let errs: Vec<String> = c
+        .validate_for_aws()
+        .unwrap_err()
+        .errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(
+        errs,
+        vec![
+            "pools[1].launch_template: is required on AWS",
+            "pools[1].instance_types: must not be empty on AWS"
+        ]
+    );
+}
+
+#[test]
+fn allow_lists() {
+    let mut c = Config::from_toml(sample_toml()).unwrap();
+    assert!(c.allows("codertocat", "Codertocat/Hello-World"));
+    assert!(!c.allows("octo-org", "octo-org/x"));
+    c.allowed_repositories = vec!["Codertocat/Hello-World".into()];
+    assert!(c.allows("Codertocat", "codertocat/hello-world"));
+    assert!(!c.allows("Codertocat", "Codertocat/other"));
+}
+
+#[test]
+fn secret_refs_redact_literal_values() {
+    let r = SecretRef::parse("value:hunter2").unwrap();
+    assert_eq!(format!("{r:?}"), "value:<redacted>");
+    assert!(SecretRef::parse("ssm:").is_err());
+}
+
+// ---- property tests ----
+
+fn name_strategy() -> impl Strategy<Value = String> {
+    "[a-z][a-z0-9-]{0,15}"
+}
+
+fn label_strategy() -> impl Strategy<Value = String> {
+    "[A-Za-z][A-Za-z0-9._-]{0,20}"
+}
+
+fn pool_strategy() -> impl Strategy<Value = Pool> {
+    (
+        name_strategy(),
+        prop::collection::hash_set(label_strategy().prop_map(|l| l.to_ascii_lowercase()), 1..5),
+        1u32..50,
+        1u32..5,
+        any::<bool>(),
+        30u64..3600,
+        prop::option::of("[ -~]{0,40}"),
+    )
+        .prop_map(
+            |(name, labels, max_runners, weight, repo, boot, script)| Pool {
+                name,
+                labels: labels.into_iter().collect(),
+                launch_template: Some("lt".into()),
+                instance_types: vec!["m7i.large".into()],
+                subnets: vec!["subnet-abc".into()],
+                capacity_type: CapacityType::Spot,
+                on_demand_fallback: repo,
+                max_runners,
+                weight,
+                runner_group: "Default".into(),
+                scope: if repo { Scope::Repo } else { Scope::Org },
+                boot_timeout_secs: boot,
+                idle_timeout_secs: 600,
+                max_run_time_secs: 7200,
+                startup_script: script,
+                check_job_queued: repo,
+            },
+        )
+}
+
+prop_compose! {
+    fn config_strategy()(
+        deployment in "[a-z][a-z0-9-]{0,19}",
+        pools in prop::collection::vec(pool_strategy(), 1..4),
+        pat in any::<bool>(),
+    ) -> Config {
+        let mut pools = pools;
+        for (i, p) in pools.iter_mut().enumerate() {
+            p.name = format!("{}{i}", &p.name[..p.name.len().min(14)]);
+        }
+        Config {
+            deployment,
+            github: GitHubConfig {
+                api_url: "https://api.github.com".into(),
+                auth: if pat {
+                    GitHubAuth::Pat { token: SecretRef::Env("GH_TOKEN".into()) }
+                } else {
+                    GitHubAuth::App { app_id: 7, private_key: SecretRef::File("/k.pem".into()) }
+                },
+            },
+            webhook: WebhookConfig { secrets: vec![SecretRef::Ssm("/s".into())] },
+            allowed_owners: vec![],
+            allowed_repositories: vec!["o/r".into()],
+            max_total_weight: Some(100),
+            runner_version: "2.329.0".into(),
+            pools,
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn valid_configs_round_trip_through_json_and_toml(c in config_strategy()) {
+        prop_assert_eq!(c.validate(), Ok(()));
+        prop_assert_eq!(&Config::from_json(&c.to_json()).unwrap(), &c);
+        let toml_text = toml::to_string(&c).unwrap();
+        prop_assert_eq!(&Config::from_toml(&toml_text).unwrap(), &c);
+    }
+
+    #[test]
+    fn a_forbidden_character_is_always_named(
+        c in config_strategy(),
+        idx in any::<prop::sample::Index>(),
+        bad in prop::sample::select(crate::names::FORBIDDEN_NAME_CHARS.to_vec()),
+    ) {
+        let mut c = c;
+        let i = idx.index(c.pools.len());
+        c.pools[i].name = format!("p{bad}");
+        let err = Config::from_json(&c.to_json()).unwrap_err();
+        let field = format!("pools[{i}].name");
+        prop_assert!(err.errors.iter().any(|e| e.field == field && e.message.contains(bad)),
+            "{:?}", err);
+    }
+}

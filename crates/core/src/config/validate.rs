@@ -1,0 +1,230 @@
+//! Validation of a parsed [`Config`]: every problem names its field and its rule.
+
+use super::{CapacityType, Config, Pool};
+use crate::names::{self, MAX_DEPLOYMENT, MAX_POOL_NAME};
+use std::collections::HashSet;
+use std::fmt;
+
+/// One broken rule, at one field (`pools[1].labels`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+/// A configuration that did not parse or did not validate; lists every problem found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub errors: Vec<FieldError>,
+}
+
+impl ConfigError {
+    pub(crate) fn parse(field: String, message: String) -> Self {
+        let field = if field == "." { String::new() } else { field };
+        Self {
+            errors: vec![FieldError { field, message }],
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration: ")?;
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                write!(f, "; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Problems(Vec<FieldError>);
+
+impl Problems {
+    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+}
+
+impl Config {
+    /// Check every rule; `Err` lists all problems, each naming its field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut p = Problems::default();
+        validate_deployment(&self.deployment, &mut p);
+        let api = &self.github.api_url;
+        if !(api.starts_with("https://") || api.starts_with("http://")) {
+            p.add("github.api_url", format!("{api:?} must be an http(s) URL"));
+        }
+        match self.webhook.secrets.len() {
+            1 | 2 => {}
+            n => p.add(
+                "webhook.secrets",
+                format!("must hold 1 or 2 secrets (current, previous), not {n}"),
+            ),
+        }
+        for (i, r) in self.allowed_repositories.iter().enumerate() {
+            if r.split('/').filter(|s| !s.is_empty()).count() != 2 || r.matches('/').count() != 1 {
+                p.add(
+                    format!("allowed_repositories[{i}]"),
+                    format!("{r:?} must be owner/name"),
+                );
+            }
+        }
+        if self.max_total_weight == Some(0) {
+            p.add("max_total_weight", "must be at least 1 when set");
+        }
+        if self.pools.is_empty() {
+            p.add("pools", "must not be empty");
+        }
+        let mut seen = HashSet::new();
+        for (i, pool) in self.pools.iter().enumerate() {
+            validate_pool(i, pool, &mut p);
+            if !seen.insert(pool.name.as_str()) {
+                p.add(
+                    format!("pools[{i}].name"),
+                    format!("{:?} is used by an earlier pool", pool.name),
+                );
+            }
+            if let Some(max) = self.max_total_weight
+                && pool.weight > max
+            {
+                p.add(
+                    format!("pools[{i}].weight"),
+                    format!(
+                        "{} exceeds max_total_weight {max}: no runner could ever start",
+                        pool.weight
+                    ),
+                );
+            }
+        }
+        if p.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { errors: p.0 })
+        }
+    }
+}
+
+fn validate_deployment(d: &str, p: &mut Problems) {
+    let ok_chars = d
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if d.is_empty() || d.len() > MAX_DEPLOYMENT {
+        p.add(
+            "deployment",
+            format!("{d:?} must be 1 to {MAX_DEPLOYMENT} characters"),
+        );
+    } else if !ok_chars || !d.starts_with(|c: char| c.is_ascii_lowercase()) {
+        p.add(
+            "deployment",
+            format!("{d:?} must start with a-z and hold only a-z, 0-9 and '-'"),
+        );
+    }
+}
+
+fn validate_pool(i: usize, pool: &Pool, p: &mut Problems) {
+    let f = |name: &str| format!("pools[{i}].{name}");
+    if let Some(problem) = names::name_part_problem(&pool.name) {
+        p.add(f("name"), problem);
+    } else if pool.name.len() > MAX_POOL_NAME {
+        p.add(
+            f("name"),
+            format!("{:?} is longer than {MAX_POOL_NAME} characters", pool.name),
+        );
+    }
+    if pool.labels.is_empty() {
+        p.add(f("labels"), "must not be empty");
+    }
+    let mut seen = HashSet::new();
+    for (j, label) in pool.labels.iter().enumerate() {
+        if let Some(problem) = names::label_problem(label) {
+            p.add(f(&format!("labels[{j}]")), problem);
+        } else if !seen.insert(label.to_ascii_lowercase()) {
+            p.add(
+                f(&format!("labels[{j}]")),
+                format!("{label:?} is listed twice (labels are case-insensitive)"),
+            );
+        }
+    }
+    if pool.max_runners == 0 {
+        p.add(f("max_runners"), "must be at least 1");
+    }
+    if pool.weight == 0 {
+        p.add(f("weight"), "must be at least 1");
+    }
+    if pool.runner_group.trim().is_empty() {
+        p.add(f("runner_group"), "must not be empty");
+    }
+    if pool.on_demand_fallback && pool.capacity_type == CapacityType::OnDemand {
+        p.add(
+            f("on_demand_fallback"),
+            "only applies to spot pools (capacity_type = \"spot\")",
+        );
+    }
+    if !(30..=3600).contains(&pool.boot_timeout_secs) {
+        p.add(f("boot_timeout_secs"), "must be between 30 and 3600");
+    }
+    if pool.idle_timeout_secs < 60 {
+        p.add(f("idle_timeout_secs"), "must be at least 60");
+    }
+    // The SSM command that runs the runner times out after at most 48 h.
+    if !(60..=172_800).contains(&pool.max_run_time_secs) {
+        p.add(
+            f("max_run_time_secs"),
+            "must be between 60 and 172800 (48 h, SSM's longest command timeout)",
+        );
+    }
+    if pool.max_run_time_secs <= pool.boot_timeout_secs {
+        p.add(f("max_run_time_secs"), "must exceed boot_timeout_secs");
+    }
+    for (j, s) in pool.subnets.iter().enumerate() {
+        if !s.starts_with("subnet-") {
+            p.add(
+                f(&format!("subnets[{j}]")),
+                format!("{s:?} is not a subnet id"),
+            );
+        }
+    }
+    if pool.instance_types.iter().any(|t| t.trim().is_empty()) {
+        p.add(f("instance_types"), "must not hold empty names");
+    }
+}
+
+impl Config {
+    /// Rules that only hold for the AWS backend (launch templates, instance types, subnets).
+    pub fn validate_for_aws(&self) -> Result<(), ConfigError> {
+        let mut p = Problems::default();
+        for (i, pool) in self.pools.iter().enumerate() {
+            if pool.launch_template.as_deref().unwrap_or("").is_empty() {
+                p.add(format!("pools[{i}].launch_template"), "is required on AWS");
+            }
+            if pool.instance_types.is_empty() {
+                p.add(
+                    format!("pools[{i}].instance_types"),
+                    "must not be empty on AWS",
+                );
+            }
+        }
+        if p.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { errors: p.0 })
+        }
+    }
+}

@@ -1,0 +1,505 @@
+//! The create-runner steps for one job. Every step can be re-run: a retried
+//! message resumes a claim whose lease ran out, finds its reservation
+//! (`AlreadyReserved`) and its JIT parameter, and launches with the same
+//! `ClientToken`, so it can never start a second VM.
+
+use super::deps::CreateRunner;
+use super::outcome::{BatchItem, BatchResult, JobOutcome};
+use crate::config::{CapacityType, Pool, Scope};
+use crate::job::JobMessage;
+use crate::ports::{
+    BootstrapMessage, ClaimOutcome, GitHubTarget, JitRequest, JobChange, JobRecord, JobState,
+    LaunchOutcome, LaunchRequest, Limits, PortError, ReserveOutcome, RunnerChange, RunnerRecord,
+    RunnerScope, RunnerState, tags,
+};
+use crate::{matching, names};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use std::time::Duration;
+
+/// The longest delay SQS allows on a message.
+pub(crate) const MAX_DELAY: Duration = Duration::from_secs(900);
+
+impl CreateRunner {
+    /// Handle a batch of raw messages `(message_id, body)` concurrently, at most
+    /// `settings.max_concurrency` at once. Malformed messages fail alone.
+    pub async fn handle_batch(&self, messages: Vec<(String, String)>) -> BatchResult {
+        let items = futures::stream::iter(messages)
+            .map(|(message_id, body)| async move {
+                let (job_id, outcome) = match JobMessage::parse(&body) {
+                    Ok(msg) => (Some(msg.job_id), self.handle_job(&msg, Utc::now()).await),
+                    Err(e) => {
+                        tracing::error!(message_id, error = %e, "malformed job message");
+                        (
+                            None,
+                            JobOutcome::Invalid {
+                                reason: e.to_string(),
+                            },
+                        )
+                    }
+                };
+                BatchItem {
+                    message_id,
+                    job_id,
+                    outcome,
+                }
+            })
+            .buffer_unordered(self.settings.max_concurrency.max(1))
+            .collect()
+            .await;
+        BatchResult { items }
+    }
+
+    /// All the steps for one job.
+    pub async fn handle_job(&self, msg: &JobMessage, now: DateTime<Utc>) -> JobOutcome {
+        let job_id = msg.job_id;
+        let outcome = self.run_job(msg, now).await;
+        match &outcome {
+            JobOutcome::Launched {
+                runner_name,
+                instance_id,
+            } => {
+                tracing::info!(job_id, pool = %msg.pool, runner_name, instance_id, "runner launched")
+            }
+            JobOutcome::Duplicate => tracing::info!(job_id, "duplicate delivery; nothing launched"),
+            JobOutcome::Dropped { reason } => {
+                tracing::warn!(job_id, reason, metric = "jobs_dropped", "job dropped")
+            }
+            JobOutcome::Retry { reason, after } => {
+                tracing::warn!(
+                    job_id,
+                    reason,
+                    retry_after_secs = after.as_secs(),
+                    "job retried later"
+                )
+            }
+            JobOutcome::Deferred { reason, after } => {
+                tracing::info!(job_id, reason, delay_secs = after.as_secs(), "job deferred")
+            }
+            JobOutcome::Invalid { reason } => {
+                tracing::error!(job_id, reason, "job message invalid")
+            }
+        }
+        outcome
+    }
+
+    async fn run_job(&self, msg: &JobMessage, now: DateTime<Utc>) -> JobOutcome {
+        let age = now - msg.queued_since();
+        if age > self.settings.max_job_age {
+            return JobOutcome::Dropped {
+                reason: format!(
+                    "queued {} h ago, past GitHub's 24 h queue limit",
+                    age.num_hours()
+                ),
+            };
+        }
+        let Some(pool) = self
+            .config
+            .pool(&msg.pool)
+            .or_else(|| matching::match_pool(&self.config.pools, &msg.labels))
+            .cloned()
+        else {
+            return JobOutcome::Dropped {
+                reason: format!("pool {} no longer exists and no pool matches", msg.pool),
+            };
+        };
+        let record = match self
+            .ledger
+            .claim_job(msg, now, self.settings.claim_lease)
+            .await
+        {
+            Err(e) => return retry(&e),
+            Ok(ClaimOutcome::Duplicate(_)) => return JobOutcome::Duplicate,
+            Ok(ClaimOutcome::Busy(r)) => {
+                let left = r
+                    .lease_until
+                    .map(|t| (t - now).to_std().unwrap_or_default())
+                    .unwrap_or_default();
+                return JobOutcome::Retry {
+                    reason: "another invocation holds the claim".into(),
+                    after: left.clamp(Duration::from_secs(1), self.settings.busy_retry),
+                };
+            }
+            Ok(ClaimOutcome::Claimed(r)) => r,
+        };
+        let target = target(msg, &pool);
+        if pool.check_job_queued {
+            match self
+                .github
+                .get_job(&target, &msg.repository, msg.job_id)
+                .await
+            {
+                Ok(Some(j)) if j.status == "queued" => {}
+                Ok(found) => {
+                    let status = found.map_or("gone".to_string(), |j| j.status);
+                    let change = JobChange {
+                        state: Some(JobState::Dropped),
+                        clear_lease: true,
+                        ..JobChange::default()
+                    };
+                    if let Err(e) = self.ledger.update_job(msg.job_id, &change, now).await {
+                        return retry(&e);
+                    }
+                    return JobOutcome::Dropped {
+                        reason: format!("GitHub says the job is {status}, not queued"),
+                    };
+                }
+                Err(e) => return self.hand_back(msg, now, retry(&e)).await,
+            }
+        }
+        let outcome = self.launch(msg, &pool, &record, &target, now).await;
+        if outcome.keeps_message() || matches!(outcome, JobOutcome::Deferred { .. }) {
+            return self.hand_back(msg, now, outcome).await;
+        }
+        outcome
+    }
+
+    /// Give the claim up so the next delivery can take it at once.
+    async fn hand_back(
+        &self,
+        msg: &JobMessage,
+        now: DateTime<Utc>,
+        outcome: JobOutcome,
+    ) -> JobOutcome {
+        let change = JobChange {
+            clear_lease: true,
+            ..JobChange::default()
+        };
+        if let Err(e) = self.ledger.update_job(msg.job_id, &change, now).await {
+            tracing::warn!(job_id = msg.job_id, error = %e, "could not drop the claim lease; it will expire");
+        }
+        outcome
+    }
+
+    async fn launch(
+        &self,
+        msg: &JobMessage,
+        pool: &Pool,
+        record: &JobRecord,
+        target: &GitHubTarget,
+        now: DateTime<Utc>,
+    ) -> JobOutcome {
+        let deployment = &self.config.deployment;
+        let attempt = record.launch_attempt;
+        let runner_name = names::runner_name(deployment, &pool.name, msg.job_id, attempt);
+        let parameter = format!("{}{runner_name}", self.settings.jit_parameter_prefix);
+        let runner = RunnerRecord {
+            name: runner_name.clone(),
+            pool: pool.name.clone(),
+            job_id: msg.job_id,
+            weight: pool.weight,
+            state: RunnerState::Reserved,
+            instance_id: None,
+            command_id: None,
+            github_runner_id: None,
+            jit_parameter: parameter.clone(),
+            created_at: now,
+            launched_at: None,
+            updated_at: now,
+            end_reason: None,
+        };
+        let limits = Limits {
+            pool_max: pool.max_runners,
+            weight: pool.weight,
+            global_max_weight: self.config.max_total_weight,
+        };
+        let mut github_runner_id = None;
+        match self.ledger.reserve(&runner, limits).await {
+            Err(e) => return retry(&e),
+            Ok(ReserveOutcome::PoolFull) => return self.defer(msg, "pool is at max_runners").await,
+            Ok(ReserveOutcome::GlobalFull) => {
+                return self.defer(msg, "global weighted quota is reached").await;
+            }
+            Ok(ReserveOutcome::Reserved) => {}
+            Ok(ReserveOutcome::AlreadyReserved) => {
+                // A retried claim: resume from what the earlier try recorded.
+                match self.ledger.get_runner(&runner_name).await {
+                    Err(e) => return retry(&e),
+                    Ok(Some(existing)) => {
+                        github_runner_id = existing.github_runner_id;
+                        if let Some(instance_id) = existing.instance_id {
+                            return self
+                                .after_launch(msg, pool, &runner_name, &instance_id, now)
+                                .await;
+                        }
+                    }
+                    Ok(None) => {}
+                }
+            }
+        }
+
+        // JIT config first: no VM is paid for while GitHub refuses.
+        match self.parameters.exists(&parameter).await {
+            Err(e) => return retry(&e),
+            Ok(true) => {}
+            Ok(false) => match self
+                .register(msg, pool, target, &runner_name, &parameter, now)
+                .await
+            {
+                Ok(id) => github_runner_id = Some(id),
+                Err(e) => {
+                    self.undo(
+                        &runner_name,
+                        &parameter,
+                        target,
+                        None,
+                        "GitHub registration failed",
+                        now,
+                    )
+                    .await;
+                    return retry(&e);
+                }
+            },
+        }
+
+        let mut req = LaunchRequest {
+            runner_name: runner_name.clone(),
+            pool: pool.name.clone(),
+            launch_template: pool.launch_template.clone().unwrap_or_default(),
+            instance_types: pool.instance_types.clone(),
+            subnets: pool.subnets.clone(),
+            capacity_type: pool.capacity_type,
+            client_token: client_token(deployment, msg.job_id, attempt, pool.capacity_type),
+            tags: vec![
+                (tags::DEPLOYMENT.into(), deployment.clone()),
+                (tags::POOL.into(), pool.name.clone()),
+                (tags::JOB_ID.into(), msg.job_id.to_string()),
+                (tags::RUNNER_NAME.into(), runner_name.clone()),
+                (tags::LAUNCHED_AT.into(), now.to_rfc3339()),
+            ],
+        };
+        let mut outcome = self.compute.launch(&req).await;
+        if let Ok(LaunchOutcome::NoCapacity { code, .. }) = &outcome
+            && pool.capacity_type == CapacityType::Spot
+            && pool.on_demand_fallback
+        {
+            tracing::warn!(
+                job_id = msg.job_id,
+                runner_name,
+                code,
+                "no spot capacity; falling back to on-demand"
+            );
+            req.capacity_type = CapacityType::OnDemand;
+            req.client_token =
+                client_token(deployment, msg.job_id, attempt, CapacityType::OnDemand);
+            outcome = self.compute.launch(&req).await;
+        }
+        match outcome {
+            Ok(LaunchOutcome::Launched { instance_id, .. }) => {
+                self.after_launch(msg, pool, &runner_name, &instance_id, now)
+                    .await
+            }
+            Ok(LaunchOutcome::NoCapacity { code, message }) => {
+                self.undo(
+                    &runner_name,
+                    &parameter,
+                    target,
+                    github_runner_id,
+                    "no capacity",
+                    now,
+                )
+                .await;
+                self.defer(msg, &format!("no capacity: {code}: {message}"))
+                    .await
+            }
+            // Transient: keep the reservation and the parameter; the retry launches
+            // with the same ClientToken, so a launch that did happen is found again.
+            Err(e) if e.is_transient() => retry(&e),
+            Err(e) => {
+                self.undo(
+                    &runner_name,
+                    &parameter,
+                    target,
+                    github_runner_id,
+                    "launch refused",
+                    now,
+                )
+                .await;
+                retry(&e)
+            }
+        }
+    }
+
+    /// Register the JIT runner and store its config; returns GitHub's runner id.
+    async fn register(
+        &self,
+        msg: &JobMessage,
+        pool: &Pool,
+        target: &GitHubTarget,
+        runner_name: &str,
+        parameter: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, PortError> {
+        let mut labels = vec![matching::SELF_HOSTED.to_string()];
+        labels.extend(
+            pool.labels
+                .iter()
+                .filter(|l| !l.eq_ignore_ascii_case(matching::SELF_HOSTED))
+                .cloned(),
+        );
+        let req = JitRequest {
+            target: target.clone(),
+            name: runner_name.to_string(),
+            runner_group: pool.runner_group.clone(),
+            labels,
+            work_folder: self.settings.work_folder.clone(),
+        };
+        let jit = match self.github.create_jit_config(&req).await {
+            Err(PortError::Conflict { .. }) => {
+                // Registered by an earlier try whose parameter was lost: start over.
+                let runners = self.github.list_runners(target).await?;
+                if let Some(old) = runners.iter().find(|r| r.name == runner_name) {
+                    self.github.delete_runner(target, old.id).await?;
+                }
+                self.github.create_jit_config(&req).await?
+            }
+            other => other?,
+        };
+        let change = RunnerChange {
+            github_runner_id: Some(jit.runner_id),
+            ..RunnerChange::default()
+        };
+        self.ledger.update_runner(runner_name, &change, now).await?;
+        let param_tags = vec![
+            (tags::DEPLOYMENT.to_string(), self.config.deployment.clone()),
+            (tags::RUNNER_NAME.to_string(), runner_name.to_string()),
+            (tags::JOB_ID.to_string(), msg.job_id.to_string()),
+        ];
+        self.parameters
+            .put(parameter, &jit.encoded_jit_config, &param_tags)
+            .await?;
+        Ok(jit.runner_id)
+    }
+
+    async fn after_launch(
+        &self,
+        msg: &JobMessage,
+        pool: &Pool,
+        runner_name: &str,
+        instance_id: &str,
+        now: DateTime<Utc>,
+    ) -> JobOutcome {
+        let parameter = format!("{}{runner_name}", self.settings.jit_parameter_prefix);
+        let steps = async {
+            self.parameters
+                .tag(&parameter, "spotrunner:instance-id", instance_id)
+                .await?;
+            let change = RunnerChange {
+                state: Some(RunnerState::Launched),
+                instance_id: Some(instance_id.to_string()),
+                launched_at: Some(now),
+                ..RunnerChange::default()
+            };
+            self.ledger.update_runner(runner_name, &change, now).await?;
+            let bootstrap = BootstrapMessage {
+                version: 1,
+                job_id: msg.job_id,
+                runner_name: runner_name.to_string(),
+                instance_id: instance_id.to_string(),
+                pool: pool.name.clone(),
+                launched_at: now,
+                tries: 0,
+            };
+            self.bootstrap_queue
+                .schedule(&bootstrap, self.settings.first_bootstrap_delay)
+                .await?;
+            let change = JobChange {
+                state: Some(JobState::Launched),
+                runner_name: Some(runner_name.to_string()),
+                clear_lease: true,
+                ..JobChange::default()
+            };
+            self.ledger.update_job(msg.job_id, &change, now).await
+        };
+        match steps.await {
+            Ok(()) => JobOutcome::Launched {
+                runner_name: runner_name.to_string(),
+                instance_id: instance_id.to_string(),
+            },
+            Err(e) => retry(&e),
+        }
+    }
+
+    /// Take back what a failed launch left: GitHub registration, parameter, capacity.
+    async fn undo(
+        &self,
+        runner_name: &str,
+        parameter: &str,
+        target: &GitHubTarget,
+        github_runner_id: Option<u64>,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) {
+        if let Some(id) = github_runner_id
+            && let Err(e) = self.github.delete_runner(target, id).await
+        {
+            tracing::warn!(runner_name, error = %e, "could not delete the GitHub runner; the janitor will");
+        }
+        if let Err(e) = self.parameters.delete(parameter).await {
+            tracing::warn!(runner_name, error = %e, "could not delete the JIT parameter; the janitor will");
+        }
+        if let Err(e) = self.ledger.release(runner_name, reason, now).await {
+            tracing::warn!(runner_name, error = %e, "could not release capacity; the janitor will repair it");
+        }
+    }
+
+    /// Put the job back with a growing delay (a new message: the original is
+    /// acknowledged, so waiting for capacity never walks a job into the DLQ).
+    async fn defer(&self, msg: &JobMessage, reason: &str) -> JobOutcome {
+        let mut next = msg.clone();
+        next.deferrals = msg.deferrals.saturating_add(1);
+        let after = backoff(self.settings.defer_base, msg.deferrals);
+        match self.jobs_queue.send_job_after(&next, after).await {
+            Ok(()) => JobOutcome::Deferred {
+                reason: reason.to_string(),
+                after,
+            },
+            Err(e) => retry(&e),
+        }
+    }
+}
+
+/// base, 2 × base, 4 × base, … up to SQS's 15-minute limit.
+pub(crate) fn backoff(base: Duration, n: u32) -> Duration {
+    base.saturating_mul(1u32 << n.min(6)).min(MAX_DELAY)
+}
+
+fn retry(e: &PortError) -> JobOutcome {
+    let after = match e {
+        PortError::Throttled { retry_after, .. } => *retry_after,
+        _ => Duration::from_secs(30),
+    };
+    JobOutcome::Retry {
+        reason: e.to_string(),
+        after: after.min(MAX_DELAY),
+    }
+}
+
+/// Where the job's runner registers.
+pub(crate) fn target(msg: &JobMessage, pool: &Pool) -> GitHubTarget {
+    let scope = match pool.scope {
+        Scope::Org => RunnerScope::Org {
+            org: msg.owner.clone(),
+        },
+        Scope::Repo => RunnerScope::Repo {
+            owner: msg.owner.clone(),
+            repo: msg
+                .repository
+                .split_once('/')
+                .map_or(msg.repository.clone(), |(_, r)| r.to_string()),
+        },
+    };
+    GitHubTarget {
+        scope,
+        installation_id: msg.installation_id,
+    }
+}
+
+/// `ClientToken` for CreateFleet: one per job, launch attempt and capacity type.
+pub fn client_token(deployment: &str, job_id: u64, attempt: u32, capacity: CapacityType) -> String {
+    let kind = match capacity {
+        CapacityType::Spot => "spot",
+        CapacityType::OnDemand => "od",
+    };
+    format!("{deployment}-{job_id}-{attempt}-{kind}")
+}

@@ -1,0 +1,15 @@
+//! create-runner: one queued job → at most one fresh runner VM, never above the
+//! caps, never lost. [`CreateRunner::handle_job`] runs the steps for one job;
+//! [`CreateRunner::handle_batch`] runs a batch concurrently (bounded) and says
+//! which messages to retry. [`bootstrap`] is the delayed second step.
+
+mod bootstrap;
+mod deps;
+mod launch;
+mod outcome;
+
+pub use deps::{CreateRunner, Settings};
+pub use outcome::{BatchItem, BatchResult, JobOutcome};
+
+#[cfg(test)]
+mod tests;

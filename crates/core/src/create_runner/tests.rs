@@ -1,0 +1,444 @@
+use super::*;
+use crate::config::Config;
+use crate::fakes::{
+    MemoryBootstrapQueue, MemoryCommands, MemoryCompute, MemoryGitHub, MemoryLedger,
+    MemoryParameters, MemoryQueue,
+};
+use crate::job::{JOB_MESSAGE_VERSION, JobMessage};
+use crate::ports::{Compute, JobState, Ledger, PortError, RunnerState, tags};
+use chrono::{Duration as CDuration, Utc};
+use std::sync::Arc;
+use std::time::Duration;
+
+struct World {
+    ledger: Arc<MemoryLedger>,
+    github: Arc<MemoryGitHub>,
+    compute: Arc<MemoryCompute>,
+    params: Arc<MemoryParameters>,
+    commands: Arc<MemoryCommands>,
+    bootstrap: Arc<MemoryBootstrapQueue>,
+    jobs: Arc<MemoryQueue>,
+    cr: CreateRunner,
+}
+
+fn config(extra: &str) -> Config {
+    Config::from_toml(&format!(
+        r#"
+deployment = "sr"
+max_total_weight = 100
+[github]
+auth = {{ type = "pat", token = "env:T" }}
+[webhook]
+secrets = ["value:s"]
+[[pools]]
+name = "cpu"
+labels = ["linux"]
+launch_template = "sr-cpu"
+instance_types = ["m7i.large", "m6i.large"]
+subnets = ["subnet-1"]
+max_runners = 5
+{extra}
+[[pools]]
+name = "gpu"
+labels = ["gpu"]
+launch_template = "sr-gpu"
+instance_types = ["g5.xlarge"]
+max_runners = 50
+weight = 4
+startup_script = "nvidia-smi"
+"#
+    ))
+    .unwrap()
+}
+
+fn world(config: Config) -> World {
+    let ledger = Arc::new(MemoryLedger::default());
+    let github = Arc::new(MemoryGitHub::default());
+    let compute = Arc::new(MemoryCompute::default());
+    let params = Arc::new(MemoryParameters::default());
+    let commands = Arc::new(MemoryCommands::default());
+    let bootstrap = Arc::new(MemoryBootstrapQueue::default());
+    let jobs = Arc::new(MemoryQueue::default());
+    let settings = Settings::for_deployment(&config.deployment);
+    let cr = CreateRunner {
+        config: Arc::new(config),
+        settings,
+        ledger: ledger.clone(),
+        github: github.clone(),
+        compute: compute.clone(),
+        parameters: params.clone(),
+        commands: commands.clone(),
+        bootstrap_queue: bootstrap.clone(),
+        jobs_queue: jobs.clone(),
+    };
+    World {
+        ledger,
+        github,
+        compute,
+        params,
+        commands,
+        bootstrap,
+        jobs,
+        cr,
+    }
+}
+
+fn job(id: u64, pool: &str) -> JobMessage {
+    JobMessage {
+        version: JOB_MESSAGE_VERSION,
+        job_id: id,
+        run_id: 1,
+        run_attempt: 1,
+        repository: "o/r".into(),
+        owner: "o".into(),
+        owner_type: "Organization".into(),
+        installation_id: Some(1),
+        labels: vec![
+            "self-hosted".into(),
+            if pool == "gpu" { "gpu" } else { "linux" }.into(),
+        ],
+        pool: pool.into(),
+        delivery_id: None,
+        received_at: Utc::now(),
+        queued_at: Some(Utc::now()),
+        launch_attempt: 0,
+        deferrals: 0,
+    }
+}
+
+#[tokio::test]
+async fn one_job_one_vm_with_its_parameter_tags_and_bootstrap() {
+    let w = world(config(""));
+    let out = w.cr.handle_job(&job(7, "gpu"), Utc::now()).await;
+    let JobOutcome::Launched {
+        runner_name,
+        instance_id,
+    } = out
+    else {
+        panic!("expected a launch, got {out:?}");
+    };
+    assert_eq!(runner_name, "sr-gpu-7-0");
+    let live = w.compute.live();
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].tag(tags::JOB_ID), Some("7"));
+    assert_eq!(live[0].tag(tags::POOL), Some("gpu"));
+    assert_eq!(live[0].tag(tags::RUNNER_NAME), Some("sr-gpu-7-0"));
+    assert_eq!(live[0].tag(tags::DEPLOYMENT), Some("sr"));
+    let param = "/sr/jit/sr-gpu-7-0";
+    assert_eq!(w.params.value(param).as_deref(), Some("JIT-SECRET-1"));
+    assert!(
+        w.params
+            .tags(param)
+            .contains(&("spotrunner:instance-id".into(), instance_id.clone()))
+    );
+    let runner = w.ledger.get_runner("sr-gpu-7-0").await.unwrap().unwrap();
+    assert_eq!(runner.state, RunnerState::Launched);
+    assert_eq!(runner.instance_id.as_deref(), Some(instance_id.as_str()));
+    assert_eq!(runner.github_runner_id, Some(1));
+    let rec = w.ledger.get_job(7).await.unwrap().unwrap();
+    assert_eq!(rec.state, JobState::Launched);
+    assert_eq!(w.github.runners()[0].labels, vec!["self-hosted", "gpu"]);
+
+    let scheduled = w.bootstrap.take_all();
+    assert_eq!(scheduled.len(), 1);
+    let out = w.cr.handle_bootstrap(&scheduled[0].0, Utc::now()).await;
+    assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
+    let sent = w.commands.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].jit_parameter, param);
+    assert_eq!(
+        sent[0].startup_script_key.as_deref(),
+        Some("startup/gpu.sh")
+    );
+    assert!(!format!("{:?}", sent[0]).contains("JIT-SECRET"));
+    let runner = w.ledger.get_runner("sr-gpu-7-0").await.unwrap().unwrap();
+    assert_eq!(runner.state, RunnerState::Bootstrapped);
+    assert_eq!(runner.command_id.as_deref(), Some("cmd-1"));
+    // The same bootstrap message again changes nothing.
+    let again = w.cr.handle_bootstrap(&scheduled[0].0, Utc::now()).await;
+    assert_eq!(again, JobOutcome::Duplicate);
+    assert_eq!(w.commands.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn each_message_three_times_in_eight_concurrent_batches_gives_one_vm_per_job() {
+    let cfg = config("")
+        .to_json()
+        .replace("\"max_runners\": 5", "\"max_runners\": 100");
+    let w = world(Config::from_json(&cfg).unwrap());
+    let mut batches: Vec<Vec<(String, String)>> = vec![Vec::new(); 8];
+    let mut n = 0;
+    for round in 0..3 {
+        for id in 0..40u64 {
+            let pool = if id.is_multiple_of(2) { "cpu" } else { "gpu" };
+            batches[n % 8].push((format!("m-{round}-{id}"), job(id, pool).to_json()));
+            n += 1;
+        }
+    }
+    // Deliver until nothing is left to retry, as SQS would.
+    let mut pending = batches;
+    for _ in 0..10 {
+        let results =
+            futures::future::join_all(pending.iter().map(|b| w.cr.handle_batch(b.clone()))).await;
+        let retry: Vec<String> = results
+            .iter()
+            .flat_map(|r| r.failures().into_iter().map(|i| i.message_id.clone()))
+            .collect();
+        // Expire leases held by nobody: retried claims resume at once.
+        pending = vec![
+            pending
+                .concat()
+                .into_iter()
+                .filter(|(id, _)| retry.contains(id))
+                .collect(),
+        ];
+        if pending[0].is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let live = w.compute.live();
+    assert_eq!(live.len(), 40, "exactly one VM per job");
+    let mut ids: Vec<&str> = live.iter().map(|i| i.tag(tags::JOB_ID).unwrap()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 40);
+    assert_eq!(w.github.jit_calls(), 40, "one JIT call per job");
+    assert_eq!(w.params.names().len(), 40);
+}
+
+#[tokio::test]
+async fn max_runners_holds_and_the_rest_are_deferred_then_served() {
+    let w = world(config(""));
+    let mut served = std::collections::BTreeSet::new();
+    let mut queue: Vec<JobMessage> = (0..20).map(|i| job(i, "cpu")).collect();
+    let mut rounds = 0;
+    while !queue.is_empty() {
+        rounds += 1;
+        assert!(rounds < 20, "jobs never all served");
+        for m in std::mem::take(&mut queue) {
+            match w.cr.handle_job(&m, Utc::now()).await {
+                JobOutcome::Launched { .. } => {
+                    served.insert(m.job_id);
+                }
+                JobOutcome::Deferred { .. } => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(
+            w.compute.live().len() <= 5,
+            "never more than 5 live VMs of the pool"
+        );
+        assert!(w.ledger.capacity().await.unwrap().pools["cpu"] <= 5);
+        // Deferred jobs were re-sent with a growing delay.
+        queue = std::mem::take(&mut *w.jobs.sent.lock().unwrap());
+        assert!(queue.iter().all(|m| m.deferrals >= 1));
+        // Runners finish: the test releases them.
+        for inst in w.compute.live() {
+            let name = inst.tag(tags::RUNNER_NAME).unwrap().to_string();
+            w.compute
+                .terminate(std::slice::from_ref(&inst.instance_id))
+                .await
+                .unwrap();
+            assert!(w.ledger.release(&name, "done", Utc::now()).await.unwrap());
+        }
+    }
+    assert_eq!(served.len(), 20);
+    assert_eq!(w.compute.all().len(), 20);
+    assert!(
+        rounds >= 4,
+        "20 jobs through 5 slots take at least 4 rounds"
+    );
+}
+
+#[tokio::test]
+async fn global_weighted_quota_holds_with_mixed_weights() {
+    let cfg = config("")
+        .to_json()
+        .replace("\"max_total_weight\": 100", "\"max_total_weight\": 10");
+    let w = world(Config::from_json(&cfg).unwrap());
+    // gpu weighs 4, cpu 1: 2 gpu (8) + 2 cpu (2) = 10.
+    let mut launched_weight = 0;
+    for (i, pool) in ["gpu", "gpu", "gpu", "cpu", "cpu", "cpu"]
+        .iter()
+        .enumerate()
+    {
+        if let JobOutcome::Launched { .. } = w.cr.handle_job(&job(i as u64, pool), Utc::now()).await
+        {
+            launched_weight += if *pool == "gpu" { 4 } else { 1 };
+        }
+    }
+    assert_eq!(launched_weight, 10);
+    assert_eq!(w.ledger.capacity().await.unwrap().weight, 10);
+    assert_eq!(w.compute.live().len(), 4);
+}
+
+#[tokio::test]
+async fn no_spot_capacity_falls_back_to_on_demand_when_allowed() {
+    let w = world(config("on_demand_fallback = true"));
+    w.compute.set_no_spot_capacity(true);
+    let out = w.cr.handle_job(&job(1, "cpu"), Utc::now()).await;
+    assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
+    let all = w.compute.all();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].1, crate::config::CapacityType::OnDemand);
+}
+
+#[tokio::test]
+async fn no_spot_capacity_without_fallback_defers_and_leaves_nothing_behind() {
+    let w = world(config(""));
+    w.compute.set_no_spot_capacity(true);
+    let out = w.cr.handle_job(&job(1, "cpu"), Utc::now()).await;
+    assert!(matches!(out, JobOutcome::Deferred { .. }), "{out:?}");
+    assert!(w.compute.all().is_empty());
+    assert!(w.params.names().is_empty(), "parameter deleted");
+    assert!(w.github.runners().is_empty(), "registration deleted");
+    assert_eq!(
+        w.ledger
+            .capacity()
+            .await
+            .unwrap()
+            .pools
+            .get("cpu")
+            .copied()
+            .unwrap_or(0),
+        0
+    );
+    assert_eq!(w.jobs.sent().len(), 1, "job re-sent for later");
+    // Capacity comes back: the re-sent message is served.
+    w.compute.set_no_spot_capacity(false);
+    let next = w.jobs.sent()[0].clone();
+    let out = w.cr.handle_job(&next, Utc::now()).await;
+    assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
+}
+
+#[tokio::test]
+async fn a_transient_launch_error_is_retried_without_a_second_vm() {
+    let w = world(config(""));
+    w.compute
+        .state
+        .lock()
+        .unwrap()
+        .fail_next_launch
+        .push_back(PortError::Throttled {
+            service: "ec2",
+            retry_after: Duration::from_secs(2),
+        });
+    let out = w.cr.handle_job(&job(1, "cpu"), Utc::now()).await;
+    assert!(
+        matches!(out, JobOutcome::Retry { after, .. } if after == Duration::from_secs(2)),
+        "{out:?}"
+    );
+    let out = w.cr.handle_job(&job(1, "cpu"), Utc::now()).await;
+    assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
+    assert_eq!(w.compute.all().len(), 1);
+    assert_eq!(
+        w.github.jit_calls(),
+        1,
+        "JIT config reused from the parameter"
+    );
+}
+
+#[tokio::test]
+async fn github_refusing_launches_nothing_and_releases_capacity() {
+    let w = world(config(""));
+    w.github.fail_next_jit(PortError::Throttled {
+        service: "github",
+        retry_after: Duration::from_secs(60),
+    });
+    let out = w.cr.handle_job(&job(1, "cpu"), Utc::now()).await;
+    assert!(
+        matches!(out, JobOutcome::Retry { after, .. } if after == Duration::from_secs(60)),
+        "{out:?}"
+    );
+    assert_eq!(w.compute.launch_calls(), 0, "no VM while GitHub refuses");
+    assert_eq!(
+        w.ledger
+            .capacity()
+            .await
+            .unwrap()
+            .pools
+            .get("cpu")
+            .copied()
+            .unwrap_or(0),
+        0
+    );
+}
+
+#[tokio::test]
+async fn one_malformed_message_fails_alone() {
+    let w = world(config(""));
+    let mut batch: Vec<(String, String)> = (0..9)
+        .map(|i| (format!("m{i}"), job(i, "gpu").to_json()))
+        .collect();
+    batch.insert(4, ("bad".into(), "{\"version\":1,\"job_id\":\"x\"}".into()));
+    let result = w.cr.handle_batch(batch).await;
+    let failures: Vec<&str> = result
+        .failures()
+        .iter()
+        .map(|i| i.message_id.as_str())
+        .collect();
+    assert_eq!(failures, vec!["bad"]);
+    assert_eq!(w.compute.live().len(), 9);
+}
+
+#[tokio::test]
+async fn jobs_past_githubs_24h_limit_are_dropped() {
+    let w = world(config(""));
+    let mut m = job(1, "cpu");
+    m.queued_at = Some(Utc::now() - CDuration::hours(25));
+    let out = w.cr.handle_job(&m, Utc::now()).await;
+    assert!(matches!(out, JobOutcome::Dropped { .. }), "{out:?}");
+    assert!(w.compute.all().is_empty());
+}
+
+#[tokio::test]
+async fn job_no_longer_queued_on_github_is_dropped_when_the_pool_asks() {
+    let w = world(config("check_job_queued = true"));
+    w.github.set_job(1, "completed");
+    w.github.set_job(2, "queued");
+    let out = w.cr.handle_job(&job(1, "cpu"), Utc::now()).await;
+    assert!(matches!(out, JobOutcome::Dropped { .. }), "{out:?}");
+    assert_eq!(
+        w.ledger.get_job(1).await.unwrap().unwrap().state,
+        JobState::Dropped
+    );
+    let out = w.cr.handle_job(&job(2, "cpu"), Utc::now()).await;
+    assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
+}
+
+#[tokio::test]
+async fn boot_timeout_terminates_and_requeues_with_the_next_attempt() {
+    let w = world(config(""));
+    let t0 = Utc::now();
+    w.cr.handle_job(&job(3, "cpu"), t0).await;
+    w.commands.set_not_ready(true);
+    let (msg, _) = w.bootstrap.take_all().remove(0);
+    let out =
+        w.cr.handle_bootstrap(&msg, t0 + CDuration::seconds(10))
+            .await;
+    assert!(matches!(out, JobOutcome::Deferred { .. }), "{out:?}");
+    let (retry_msg, delay) = w.bootstrap.take_all().remove(0);
+    assert_eq!(retry_msg.tries, 1);
+    assert!(delay <= Duration::from_secs(30));
+    let out =
+        w.cr.handle_bootstrap(&retry_msg, t0 + CDuration::seconds(301))
+            .await;
+    assert!(matches!(out, JobOutcome::Dropped { .. }), "{out:?}");
+    assert!(w.compute.live().is_empty(), "instance terminated");
+    assert!(w.params.names().is_empty(), "parameter deleted");
+    assert!(w.github.runners().is_empty(), "registration deleted");
+    let runner = w.ledger.get_runner("sr-cpu-3-0").await.unwrap().unwrap();
+    assert_eq!(runner.state, RunnerState::Released);
+    let requeued = w.jobs.sent();
+    assert_eq!(requeued.len(), 1);
+    assert_eq!(requeued[0].launch_attempt, 1);
+    // The requeued job launches a fresh runner with the next attempt's name.
+    w.commands.set_not_ready(false);
+    let out = w.cr.handle_job(&requeued[0], Utc::now()).await;
+    assert!(
+        matches!(&out, JobOutcome::Launched { runner_name, .. } if runner_name == "sr-cpu-3-1"),
+        "{out:?}"
+    );
+    assert_eq!(w.compute.live().len(), 1);
+}

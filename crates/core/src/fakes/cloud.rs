@@ -1,0 +1,249 @@
+//! In-memory compute, parameters, commands and bootstrap queue.
+
+use crate::config::CapacityType;
+use crate::ports::{
+    BootstrapCommand, BootstrapMessage, BootstrapQueue, Commands, Compute, Instance, LaunchOutcome,
+    LaunchRequest, PortError, RunnerParameters, SendOutcome,
+};
+use async_trait::async_trait;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// VMs in memory. `ClientToken`s are honoured like EC2 does; spot capacity can be
+/// switched off; failures can be queued.
+#[derive(Default)]
+pub struct MemoryCompute {
+    pub state: Mutex<ComputeState>,
+}
+
+#[derive(Default)]
+pub struct ComputeState {
+    pub instances: BTreeMap<String, (Instance, CapacityType)>,
+    pub tokens: BTreeMap<String, String>,
+    pub no_spot_capacity: bool,
+    pub launch_calls: u32,
+    pub fail_next_launch: VecDeque<PortError>,
+}
+
+impl MemoryCompute {
+    pub fn live(&self) -> Vec<Instance> {
+        let s = self.state.lock().unwrap();
+        s.instances
+            .values()
+            .filter(|(i, _)| i.is_live())
+            .map(|(i, _)| i.clone())
+            .collect()
+    }
+    pub fn all(&self) -> Vec<(Instance, CapacityType)> {
+        self.state
+            .lock()
+            .unwrap()
+            .instances
+            .values()
+            .cloned()
+            .collect()
+    }
+    pub fn set_no_spot_capacity(&self, v: bool) {
+        self.state.lock().unwrap().no_spot_capacity = v;
+    }
+    pub fn launch_calls(&self) -> u32 {
+        self.state.lock().unwrap().launch_calls
+    }
+}
+
+#[async_trait]
+impl Compute for MemoryCompute {
+    async fn launch(&self, req: &LaunchRequest) -> Result<LaunchOutcome, PortError> {
+        let mut s = self.state.lock().unwrap();
+        s.launch_calls += 1;
+        if let Some(e) = s.fail_next_launch.pop_front() {
+            return Err(e);
+        }
+        if let Some(id) = s.tokens.get(&req.client_token) {
+            let (_, cap) = &s.instances[id];
+            return Ok(LaunchOutcome::Launched {
+                instance_id: id.clone(),
+                capacity_type: *cap,
+            });
+        }
+        if req.capacity_type == CapacityType::Spot && s.no_spot_capacity {
+            return Ok(LaunchOutcome::NoCapacity {
+                code: "InsufficientInstanceCapacity".into(),
+                message: "no spot capacity (fake)".into(),
+            });
+        }
+        let id = format!("i-{:017x}", s.instances.len() + 1);
+        let inst = Instance {
+            instance_id: id.clone(),
+            state: "running".into(),
+            launched_at: Some(chrono::Utc::now()),
+            tags: req.tags.clone(),
+        };
+        s.instances.insert(id.clone(), (inst, req.capacity_type));
+        s.tokens.insert(req.client_token.clone(), id.clone());
+        Ok(LaunchOutcome::Launched {
+            instance_id: id,
+            capacity_type: req.capacity_type,
+        })
+    }
+
+    async fn terminate(&self, instance_ids: &[String]) -> Result<(), PortError> {
+        let mut s = self.state.lock().unwrap();
+        for id in instance_ids {
+            if let Some((i, _)) = s.instances.get_mut(id) {
+                i.state = "terminated".into();
+            }
+        }
+        Ok(())
+    }
+
+    async fn list_instances(&self, deployment: &str) -> Result<Vec<Instance>, PortError> {
+        let s = self.state.lock().unwrap();
+        Ok(s.instances
+            .values()
+            .map(|(i, _)| i)
+            .filter(|i| i.tag(crate::ports::tags::DEPLOYMENT) == Some(deployment))
+            .cloned()
+            .collect())
+    }
+
+    async fn tag_instance(&self, id: &str, key: &str, value: &str) -> Result<(), PortError> {
+        let mut s = self.state.lock().unwrap();
+        let (i, _) = s.instances.get_mut(id).ok_or_else(|| PortError::NotFound {
+            service: "compute",
+            what: id.to_string(),
+        })?;
+        i.tags.retain(|(k, _)| k != key);
+        i.tags.push((key.to_string(), value.to_string()));
+        Ok(())
+    }
+}
+
+/// A stored parameter: its value and its tags.
+pub type StoredParameter = (String, Vec<(String, String)>);
+
+/// Parameters in memory by name.
+#[derive(Default)]
+pub struct MemoryParameters {
+    pub params: Mutex<BTreeMap<String, StoredParameter>>,
+    pub puts: Mutex<u32>,
+}
+
+impl MemoryParameters {
+    pub fn names(&self) -> Vec<String> {
+        self.params.lock().unwrap().keys().cloned().collect()
+    }
+    pub fn value(&self, name: &str) -> Option<String> {
+        self.params
+            .lock()
+            .unwrap()
+            .get(name)
+            .map(|(v, _)| v.clone())
+    }
+    pub fn tags(&self, name: &str) -> Vec<(String, String)> {
+        self.params
+            .lock()
+            .unwrap()
+            .get(name)
+            .map(|(_, t)| t.clone())
+            .unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl RunnerParameters for MemoryParameters {
+    async fn put(
+        &self,
+        name: &str,
+        value: &str,
+        tags: &[(String, String)],
+    ) -> Result<(), PortError> {
+        *self.puts.lock().unwrap() += 1;
+        self.params
+            .lock()
+            .unwrap()
+            .insert(name.to_string(), (value.to_string(), tags.to_vec()));
+        Ok(())
+    }
+    async fn exists(&self, name: &str) -> Result<bool, PortError> {
+        Ok(self.params.lock().unwrap().contains_key(name))
+    }
+    async fn tag(&self, name: &str, key: &str, value: &str) -> Result<(), PortError> {
+        let mut p = self.params.lock().unwrap();
+        let (_, tags) = p.get_mut(name).ok_or_else(|| PortError::NotFound {
+            service: "parameters",
+            what: name.to_string(),
+        })?;
+        tags.retain(|(k, _)| k != key);
+        tags.push((key.to_string(), value.to_string()));
+        Ok(())
+    }
+    async fn delete(&self, name: &str) -> Result<(), PortError> {
+        self.params.lock().unwrap().remove(name);
+        Ok(())
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, PortError> {
+        Ok(self
+            .params
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect())
+    }
+}
+
+/// Records bootstrap commands; answers `NotReady` while `not_ready` is set.
+#[derive(Default)]
+pub struct MemoryCommands {
+    pub sent: Mutex<Vec<BootstrapCommand>>,
+    pub not_ready: Mutex<bool>,
+}
+
+impl MemoryCommands {
+    pub fn sent(&self) -> Vec<BootstrapCommand> {
+        self.sent.lock().unwrap().clone()
+    }
+    pub fn set_not_ready(&self, v: bool) {
+        *self.not_ready.lock().unwrap() = v;
+    }
+}
+
+#[async_trait]
+impl Commands for MemoryCommands {
+    async fn send_bootstrap(&self, cmd: &BootstrapCommand) -> Result<SendOutcome, PortError> {
+        if *self.not_ready.lock().unwrap() {
+            return Ok(SendOutcome::NotReady);
+        }
+        let mut sent = self.sent.lock().unwrap();
+        sent.push(cmd.clone());
+        Ok(SendOutcome::Sent {
+            command_id: format!("cmd-{}", sent.len()),
+        })
+    }
+}
+
+/// Delayed bootstrap messages, in order, with their delays.
+#[derive(Default)]
+pub struct MemoryBootstrapQueue {
+    pub scheduled: Mutex<VecDeque<(BootstrapMessage, Duration)>>,
+}
+
+impl MemoryBootstrapQueue {
+    pub fn take_all(&self) -> Vec<(BootstrapMessage, Duration)> {
+        self.scheduled.lock().unwrap().drain(..).collect()
+    }
+}
+
+#[async_trait]
+impl BootstrapQueue for MemoryBootstrapQueue {
+    async fn schedule(&self, msg: &BootstrapMessage, delay: Duration) -> Result<(), PortError> {
+        self.scheduled
+            .lock()
+            .unwrap()
+            .push_back((msg.clone(), delay));
+        Ok(())
+    }
+}

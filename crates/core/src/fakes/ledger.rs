@@ -1,0 +1,365 @@
+//! The ledger in memory: one mutex over jobs, runners and counters, so every call is
+//! atomic. Follows the same contract as the DynamoDB ledger
+//! ([`crate::ports::ledger_contract`]).
+
+use crate::job::{JobMessage, JobStateUpdate, ObservedJobStatus};
+use crate::ports::{
+    CapacityUse, ClaimOutcome, JobChange, JobRecord, JobState, JobStateSink, Ledger, Limits,
+    PortError, ReserveOutcome, RunnerChange, RunnerRecord, RunnerState,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[derive(Default)]
+struct State {
+    jobs: BTreeMap<u64, JobRecord>,
+    runners: BTreeMap<String, RunnerRecord>,
+    pools: BTreeMap<String, u32>,
+    weight: u32,
+    calls: BTreeMap<&'static str, usize>,
+}
+
+/// A [`Ledger`] in memory. `set_failing(true)` makes every call fail as if DynamoDB
+/// were down; [`MemoryLedger::calls`] counts calls per method (failed ones included).
+#[derive(Default)]
+pub struct MemoryLedger {
+    state: Mutex<State>,
+    fail: AtomicBool,
+}
+
+const SERVICE: &str = "ledger";
+
+impl MemoryLedger {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn set_failing(&self, fail: bool) {
+        self.fail.store(fail, Ordering::SeqCst);
+    }
+
+    /// How many times `method` (e.g. `"reserve"`, `"claim_job"`) was called.
+    pub fn calls(&self, method: &str) -> usize {
+        self.lock().calls.get(method).copied().unwrap_or(0)
+    }
+
+    /// Insert or replace a job record as is (test setup).
+    pub fn put_job(&self, record: JobRecord) {
+        self.lock().jobs.insert(record.job_id, record);
+    }
+
+    /// Insert or replace a runner record as is, counters untouched (test setup).
+    pub fn put_runner(&self, record: RunnerRecord) {
+        self.lock().runners.insert(record.name.clone(), record);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Count the call and fail it when told to; the guard is the call's transaction.
+    fn begin(&self, method: &'static str) -> Result<std::sync::MutexGuard<'_, State>, PortError> {
+        let mut st = self.lock();
+        *st.calls.entry(method).or_default() += 1;
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(PortError::unavailable(SERVICE, "connection refused (fake)"));
+        }
+        Ok(st)
+    }
+}
+
+fn not_found(what: String) -> PortError {
+    PortError::NotFound {
+        service: SERVICE,
+        what,
+    }
+}
+
+#[async_trait]
+impl JobStateSink for MemoryLedger {
+    async fn record_job_state(&self, update: &JobStateUpdate) -> Result<(), PortError> {
+        let mut st = self.begin("record_job_state")?;
+        let Some(job) = st.jobs.get_mut(&update.job_id) else {
+            return Ok(());
+        };
+        let state = match update.status {
+            // A late `in_progress` never undoes a final state.
+            ObservedJobStatus::InProgress if job.state.is_final() => return Ok(()),
+            ObservedJobStatus::InProgress => JobState::Running,
+            ObservedJobStatus::Completed => JobState::Completed,
+        };
+        job.state = state;
+        if let Some(name) = &update.runner_name {
+            job.taken_by = Some(name.clone());
+        }
+        job.updated_at = update.at;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Ledger for MemoryLedger {
+    async fn claim_job(
+        &self,
+        msg: &JobMessage,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<ClaimOutcome, PortError> {
+        let mut st = self.begin("claim_job")?;
+        let lease_until = Some(now + lease);
+        let Some(job) = st.jobs.get_mut(&msg.job_id) else {
+            let record = JobRecord {
+                job_id: msg.job_id,
+                pool: msg.pool.clone(),
+                repository: msg.repository.clone(),
+                state: JobState::Claimed,
+                launch_attempt: msg.launch_attempt,
+                runner_name: None,
+                taken_by: None,
+                lease_until,
+                message: msg.clone(),
+                created_at: now,
+                updated_at: now,
+            };
+            st.jobs.insert(msg.job_id, record.clone());
+            return Ok(ClaimOutcome::Claimed(record));
+        };
+        match job.state {
+            JobState::Claimed if job.lease_until.is_some_and(|l| l >= now) => {
+                Ok(ClaimOutcome::Busy(job.clone()))
+            }
+            JobState::Claimed => {
+                job.lease_until = lease_until;
+                job.updated_at = now;
+                Ok(ClaimOutcome::Claimed(job.clone()))
+            }
+            JobState::Requeued if job.launch_attempt < msg.launch_attempt => {
+                job.state = JobState::Claimed;
+                job.launch_attempt = msg.launch_attempt;
+                job.message = msg.clone();
+                job.lease_until = lease_until;
+                job.updated_at = now;
+                Ok(ClaimOutcome::Claimed(job.clone()))
+            }
+            _ => Ok(ClaimOutcome::Duplicate(job.clone())),
+        }
+    }
+
+    async fn get_job(&self, job_id: u64) -> Result<Option<JobRecord>, PortError> {
+        let st = self.begin("get_job")?;
+        Ok(st.jobs.get(&job_id).cloned())
+    }
+
+    async fn update_job(
+        &self,
+        job_id: u64,
+        change: &JobChange,
+        now: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        let mut st = self.begin("update_job")?;
+        let job = st
+            .jobs
+            .get_mut(&job_id)
+            .ok_or_else(|| not_found(format!("job {job_id}")))?;
+        apply_job_change(job, change, now);
+        Ok(())
+    }
+
+    async fn list_jobs(&self) -> Result<Vec<JobRecord>, PortError> {
+        let st = self.begin("list_jobs")?;
+        Ok(st.jobs.values().cloned().collect())
+    }
+
+    async fn reserve(
+        &self,
+        runner: &RunnerRecord,
+        limits: Limits,
+    ) -> Result<ReserveOutcome, PortError> {
+        let mut st = self.begin("reserve")?;
+        if st
+            .runners
+            .get(&runner.name)
+            .is_some_and(|r| r.state != RunnerState::Released)
+        {
+            return Ok(ReserveOutcome::AlreadyReserved);
+        }
+        if st.pools.get(&runner.pool).copied().unwrap_or(0) >= limits.pool_max {
+            return Ok(ReserveOutcome::PoolFull);
+        }
+        if let Some(max) = limits.global_max_weight
+            && u64::from(st.weight) + u64::from(limits.weight) > u64::from(max)
+        {
+            return Ok(ReserveOutcome::GlobalFull);
+        }
+        *st.pools.entry(runner.pool.clone()).or_default() += 1;
+        st.weight = st.weight.saturating_add(limits.weight);
+        let mut record = runner.clone();
+        record.state = RunnerState::Reserved;
+        record.weight = limits.weight;
+        st.runners.insert(record.name.clone(), record);
+        Ok(ReserveOutcome::Reserved)
+    }
+
+    async fn release(
+        &self,
+        runner_name: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, PortError> {
+        let mut st = self.begin("release")?;
+        let Some(runner) = st.runners.get_mut(runner_name) else {
+            return Ok(false);
+        };
+        if runner.state == RunnerState::Released {
+            return Ok(false);
+        }
+        runner.state = RunnerState::Released;
+        runner.end_reason = Some(reason.to_string());
+        runner.updated_at = now;
+        let (pool, weight) = (runner.pool.clone(), runner.weight);
+        if let Some(count) = st.pools.get_mut(&pool) {
+            *count = count.saturating_sub(1);
+        }
+        st.weight = st.weight.saturating_sub(weight);
+        Ok(true)
+    }
+
+    async fn get_runner(&self, name: &str) -> Result<Option<RunnerRecord>, PortError> {
+        let st = self.begin("get_runner")?;
+        Ok(st.runners.get(name).cloned())
+    }
+
+    async fn update_runner(
+        &self,
+        name: &str,
+        change: &RunnerChange,
+        now: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        let mut st = self.begin("update_runner")?;
+        let runner = st
+            .runners
+            .get_mut(name)
+            .ok_or_else(|| not_found(format!("runner {name}")))?;
+        apply_runner_change(runner, change, now);
+        Ok(())
+    }
+
+    async fn list_runners(&self) -> Result<Vec<RunnerRecord>, PortError> {
+        let st = self.begin("list_runners")?;
+        Ok(st.runners.values().cloned().collect())
+    }
+
+    async fn capacity(&self) -> Result<CapacityUse, PortError> {
+        let st = self.begin("capacity")?;
+        Ok(CapacityUse {
+            pools: st
+                .pools
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(p, n)| (p.clone(), *n))
+                .collect(),
+            weight: st.weight,
+        })
+    }
+
+    async fn set_capacity(&self, counts: &CapacityUse) -> Result<(), PortError> {
+        let mut st = self.begin("set_capacity")?;
+        st.pools = counts.pools.clone();
+        st.weight = counts.weight;
+        Ok(())
+    }
+}
+
+/// Apply the `Some` fields of a [`JobChange`] and stamp `updated_at`.
+fn apply_job_change(job: &mut JobRecord, change: &JobChange, now: DateTime<Utc>) {
+    if let Some(state) = change.state {
+        job.state = state;
+    }
+    if let Some(name) = &change.runner_name {
+        job.runner_name = Some(name.clone());
+    }
+    if let Some(attempt) = change.launch_attempt {
+        job.launch_attempt = attempt;
+    }
+    if change.clear_lease {
+        job.lease_until = None;
+    }
+    job.updated_at = now;
+}
+
+fn apply_runner_change(runner: &mut RunnerRecord, change: &RunnerChange, now: DateTime<Utc>) {
+    if let Some(state) = change.state {
+        runner.state = state;
+    }
+    if let Some(id) = &change.instance_id {
+        runner.instance_id = Some(id.clone());
+    }
+    if let Some(id) = &change.command_id {
+        runner.command_id = Some(id.clone());
+    }
+    if let Some(id) = change.github_runner_id {
+        runner.github_runner_id = Some(id);
+    }
+    if let Some(at) = change.launched_at {
+        runner.launched_at = Some(at);
+    }
+    runner.updated_at = now;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::ledger_contract as contract;
+
+    macro_rules! contract_tests {
+        ($($name:ident),* $(,)?) => {$(
+            #[tokio::test]
+            async fn $name() {
+                contract::$name(&MemoryLedger::new()).await;
+            }
+        )*};
+    }
+
+    contract_tests!(
+        claim_new_busy_duplicate,
+        claim_after_lease_expiry,
+        claim_requeued_needs_higher_attempt,
+        claim_final_states_are_duplicates,
+        update_and_get,
+        reserve_pool_cap,
+        reserve_global_cap_mixed_weights,
+        reserve_already_reserved,
+        release_idempotent,
+        counters_never_negative,
+        set_capacity_overwrites,
+        list_all,
+        record_job_state_ordering,
+        concurrent_reserves_respect_pool_cap,
+        concurrent_reserves_respect_global_cap,
+        concurrent_claims_one_winner,
+        concurrent_releases_one_winner,
+    );
+
+    #[tokio::test]
+    async fn run_all_passes() {
+        contract::run_all(|| async { MemoryLedger::new() }).await;
+    }
+
+    #[tokio::test]
+    async fn counts_calls_and_fails_on_demand() {
+        let l = MemoryLedger::new();
+        assert_eq!(l.get_job(1).await.unwrap(), None);
+        assert_eq!(l.get_job(2).await.unwrap(), None);
+        assert_eq!(l.calls("get_job"), 2);
+        assert_eq!(l.calls("reserve"), 0);
+        l.set_failing(true);
+        let err = l.list_runners().await.unwrap_err();
+        assert!(err.is_transient(), "{err}");
+        assert_eq!(l.calls("list_runners"), 1);
+        l.set_failing(false);
+        assert!(l.list_runners().await.unwrap().is_empty());
+    }
+}

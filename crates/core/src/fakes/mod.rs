@@ -1,0 +1,55 @@
+//! In-memory fakes of the ports, for unit tests and benchmarks of the core.
+
+use crate::job::{JobMessage, JobStateUpdate};
+use crate::ports::{JobQueue, JobStateSink, PortError};
+use async_trait::async_trait;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+mod cloud;
+mod github;
+mod ledger;
+pub use cloud::{MemoryBootstrapQueue, MemoryCommands, MemoryCompute, MemoryParameters};
+pub use github::MemoryGitHub;
+pub use ledger::MemoryLedger;
+
+/// A jobs queue in memory; `fail` makes every send fail as if SQS were down.
+#[derive(Default)]
+pub struct MemoryQueue {
+    pub sent: Mutex<Vec<JobMessage>>,
+    pub fail: AtomicBool,
+}
+
+impl MemoryQueue {
+    pub fn sent(&self) -> Vec<JobMessage> {
+        self.sent.lock().unwrap().clone()
+    }
+    pub fn set_failing(&self, fail: bool) {
+        self.fail.store(fail, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl JobQueue for MemoryQueue {
+    async fn send_job(&self, job: &JobMessage) -> Result<(), PortError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(PortError::unavailable("sqs", "connection refused (fake)"));
+        }
+        self.sent.lock().unwrap().push(job.clone());
+        Ok(())
+    }
+}
+
+/// Records job-state updates in memory.
+#[derive(Default)]
+pub struct MemoryJobStates {
+    pub updates: Mutex<Vec<JobStateUpdate>>,
+}
+
+#[async_trait]
+impl JobStateSink for MemoryJobStates {
+    async fn record_job_state(&self, update: &JobStateUpdate) -> Result<(), PortError> {
+        self.updates.lock().unwrap().push(update.clone());
+        Ok(())
+    }
+}

@@ -1,0 +1,13 @@
+//! spotrunner's core: configuration, domain, ports and handlers as plain async
+//! functions over ports. No AWS SDK and no HTTP client live here.
+
+pub mod config;
+pub mod create_runner;
+pub mod fakes;
+pub mod job;
+pub mod matching;
+pub mod names;
+pub mod ports;
+pub mod webhook;
+
+pub use config::Config;

@@ -1,0 +1,61 @@
+//! Which pool serves a job: every job label (case-insensitive) must be a label of the
+//! pool (`self-hosted` is implicit on every pool); the most specific pool wins
+//! (fewest labels beyond the job's), ties go to the earlier pool.
+
+use crate::config::Pool;
+
+pub const SELF_HOSTED: &str = "self-hosted";
+
+/// The outcome of matching one pool against a job's labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PoolFit {
+    /// Serves the job; `extra` = pool labels the job did not ask for.
+    Fits { extra: usize },
+    /// The pool lacks these job labels.
+    Missing(Vec<String>),
+}
+
+/// How one pool fares against a job's labels.
+pub fn fit(pool: &Pool, job_labels: &[String]) -> PoolFit {
+    let has = |label: &str| {
+        label.eq_ignore_ascii_case(SELF_HOSTED)
+            || pool.labels.iter().any(|l| l.eq_ignore_ascii_case(label))
+    };
+    let missing: Vec<String> = job_labels.iter().filter(|l| !has(l)).cloned().collect();
+    if !missing.is_empty() {
+        return PoolFit::Missing(missing);
+    }
+    let pool_total = pool.labels.len()
+        + usize::from(
+            !pool
+                .labels
+                .iter()
+                .any(|l| l.eq_ignore_ascii_case(SELF_HOSTED)),
+        );
+    // Distinct job labels, case-insensitively; all of them are on the pool.
+    let mut asked: Vec<String> = job_labels.iter().map(|l| l.to_ascii_lowercase()).collect();
+    asked.sort();
+    asked.dedup();
+    PoolFit::Fits {
+        extra: pool_total.saturating_sub(asked.len()),
+    }
+}
+
+/// The pool that serves a job with these labels, if any. A job without labels is not ours.
+pub fn match_pool<'a>(pools: &'a [Pool], job_labels: &[String]) -> Option<&'a Pool> {
+    if job_labels.is_empty() {
+        return None;
+    }
+    let mut best: Option<(&Pool, usize)> = None;
+    for pool in pools {
+        if let PoolFit::Fits { extra } = fit(pool, job_labels)
+            && best.is_none_or(|(_, e)| extra < e)
+        {
+            best = Some((pool, extra));
+        }
+    }
+    best.map(|(p, _)| p)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,142 @@
+//! Launching and ending runner VMs (EC2 on AWS, processes locally), the JIT
+//! parameters they read, the command that bootstraps them, and the delayed queue
+//! that drives the bootstrap step.
+
+use super::PortError;
+use crate::config::CapacityType;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Tag keys on every resource a deployment owns.
+pub mod tags {
+    pub const DEPLOYMENT: &str = "spotrunner:deployment";
+    pub const POOL: &str = "spotrunner:pool";
+    pub const JOB_ID: &str = "spotrunner:job-id";
+    pub const RUNNER_NAME: &str = "spotrunner:runner-name";
+    pub const LAUNCHED_AT: &str = "spotrunner:launched-at";
+    pub const TAINTED: &str = "spotrunner:tainted";
+}
+
+/// One VM for one runner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchRequest {
+    pub runner_name: String,
+    pub pool: String,
+    pub launch_template: String,
+    pub instance_types: Vec<String>,
+    pub subnets: Vec<String>,
+    pub capacity_type: CapacityType,
+    /// Idempotency token: a retry with the same token never starts a second VM.
+    pub client_token: String,
+    pub tags: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LaunchOutcome {
+    Launched {
+        instance_id: String,
+        capacity_type: CapacityType,
+    },
+    /// No capacity of this type now (`InsufficientInstanceCapacity` and kin).
+    NoCapacity { code: String, message: String },
+}
+
+/// A VM of this deployment as the cloud lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    pub instance_id: String,
+    /// `pending`, `running`, `shutting-down`, `terminated`, `stopping`, `stopped`.
+    pub state: String,
+    pub launched_at: Option<DateTime<Utc>>,
+    pub tags: Vec<(String, String)>,
+}
+
+impl Instance {
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn is_live(&self) -> bool {
+        !matches!(self.state.as_str(), "shutting-down" | "terminated")
+    }
+}
+
+#[async_trait]
+pub trait Compute: Send + Sync {
+    async fn launch(&self, req: &LaunchRequest) -> Result<LaunchOutcome, PortError>;
+    /// Terminating an instance that is already gone is success.
+    async fn terminate(&self, instance_ids: &[String]) -> Result<(), PortError>;
+    /// Every instance tagged with this deployment, all pages.
+    async fn list_instances(&self, deployment: &str) -> Result<Vec<Instance>, PortError>;
+    async fn tag_instance(
+        &self,
+        instance_id: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), PortError>;
+}
+
+/// The JIT config's parameter (SSM SecureString on AWS).
+#[async_trait]
+pub trait RunnerParameters: Send + Sync {
+    /// Store (overwrite) the value; the value is never logged.
+    async fn put(
+        &self,
+        name: &str,
+        value: &str,
+        tags: &[(String, String)],
+    ) -> Result<(), PortError>;
+    async fn exists(&self, name: &str) -> Result<bool, PortError>;
+    /// Tag with the instance id so that only that instance may read it.
+    async fn tag(&self, name: &str, key: &str, value: &str) -> Result<(), PortError>;
+    /// Deleting a parameter that is already gone is success.
+    async fn delete(&self, name: &str) -> Result<(), PortError>;
+    /// Names under a prefix (the janitor's leak hunt).
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, PortError>;
+}
+
+/// What the bootstrap command gets: names and locations, never the JIT value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootstrapCommand {
+    pub instance_id: String,
+    pub runner_name: String,
+    pub jit_parameter: String,
+    pub max_run_time_secs: u64,
+    pub startup_script_key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    Sent {
+        command_id: String,
+    },
+    /// The instance's agent is not registered yet (`InvalidInstanceId`).
+    NotReady,
+}
+
+#[async_trait]
+pub trait Commands: Send + Sync {
+    async fn send_bootstrap(&self, cmd: &BootstrapCommand) -> Result<SendOutcome, PortError>;
+}
+
+/// The delayed message that drives the bootstrap step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapMessage {
+    pub version: u32,
+    pub job_id: u64,
+    pub runner_name: String,
+    pub instance_id: String,
+    pub pool: String,
+    pub launched_at: DateTime<Utc>,
+    pub tries: u32,
+}
+
+#[async_trait]
+pub trait BootstrapQueue: Send + Sync {
+    async fn schedule(&self, msg: &BootstrapMessage, delay: Duration) -> Result<(), PortError>;
+}

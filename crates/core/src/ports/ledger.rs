@@ -1,0 +1,224 @@
+//! The ledger: jobs by id, runners by name, per-pool and global capacity counters.
+//! Conditional writes make claims idempotent and the caps hold under any concurrency.
+
+use super::{JobStateSink, PortError};
+use crate::job::JobMessage;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Where a job stands. See ARCHITECTURE.md for the transitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// A create-runner invocation holds the lease and is launching.
+    Claimed,
+    /// A VM was launched for it; waiting for GitHub to hand it out.
+    Launched,
+    /// GitHub says `in_progress`.
+    Running,
+    Completed,
+    /// The VM was reclaimed by EC2 (spot interruption) while it ran.
+    Interrupted,
+    /// Put back on the queue (boot timeout, lost VM); the next claim takes it.
+    Requeued,
+    /// Given up on (older than GitHub's 24 h queue limit, no longer queued).
+    Dropped,
+}
+
+impl JobState {
+    /// No further work will be done for the job.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Completed | Self::Dropped | Self::Interrupted)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Claimed => "claimed",
+            Self::Launched => "launched",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Interrupted => "interrupted",
+            Self::Requeued => "requeued",
+            Self::Dropped => "dropped",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub job_id: u64,
+    pub pool: String,
+    pub repository: String,
+    pub state: JobState,
+    /// Launches made for this job so far (the runner name carries it).
+    pub launch_attempt: u32,
+    /// The runner launched for this job.
+    #[serde(default)]
+    pub runner_name: Option<String>,
+    /// The runner GitHub gave the job to (with JIT runners it may be another one).
+    #[serde(default)]
+    pub taken_by: Option<String>,
+    /// Until when the claiming invocation owns the job.
+    #[serde(default)]
+    pub lease_until: Option<DateTime<Utc>>,
+    /// The message that brought the job, to put it back on the queue later.
+    pub message: JobMessage,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The result of claiming a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// Ours now (new, requeued, or a claim whose lease expired: resume it).
+    Claimed(JobRecord),
+    /// Another invocation holds a live lease: leave the message for later.
+    Busy(JobRecord),
+    /// Already launched or finished: acknowledge, launch nothing.
+    Duplicate(JobRecord),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunnerState {
+    /// Capacity reserved; JIT config and VM on the way.
+    Reserved,
+    /// VM launched; waiting for its SSM agent.
+    Launched,
+    /// The runner command was sent.
+    Bootstrapped,
+    /// Idle past its timeout: marked, deleted after a grace period.
+    Tainted,
+    /// Gone; capacity released.
+    Released,
+}
+
+impl RunnerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reserved => "reserved",
+            Self::Launched => "launched",
+            Self::Bootstrapped => "bootstrapped",
+            Self::Tainted => "tainted",
+            Self::Released => "released",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunnerRecord {
+    pub name: String,
+    pub pool: String,
+    pub job_id: u64,
+    pub weight: u32,
+    pub state: RunnerState,
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    #[serde(default)]
+    pub command_id: Option<String>,
+    #[serde(default)]
+    pub github_runner_id: Option<u64>,
+    pub jit_parameter: String,
+    pub created_at: DateTime<Utc>,
+    #[serde(default)]
+    pub launched_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+    /// Why it was released (for status and logs).
+    #[serde(default)]
+    pub end_reason: Option<String>,
+}
+
+/// The caps a reservation must respect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub pool_max: u32,
+    pub weight: u32,
+    pub global_max_weight: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReserveOutcome {
+    Reserved,
+    /// This runner already holds its reservation (a retried step).
+    AlreadyReserved,
+    /// The pool is at `max_runners`.
+    PoolFull,
+    /// The global weighted quota would be exceeded.
+    GlobalFull,
+}
+
+/// Live capacity use as the counters say.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapacityUse {
+    pub pools: BTreeMap<String, u32>,
+    pub weight: u32,
+}
+
+/// Changes to a job record; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobChange {
+    pub state: Option<JobState>,
+    pub runner_name: Option<String>,
+    pub launch_attempt: Option<u32>,
+    /// Drop the lease (the claim's work is done or handed back).
+    pub clear_lease: bool,
+}
+
+/// Changes to a runner record; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunnerChange {
+    pub state: Option<RunnerState>,
+    pub instance_id: Option<String>,
+    pub command_id: Option<String>,
+    pub github_runner_id: Option<u64>,
+    pub launched_at: Option<DateTime<Utc>>,
+}
+
+#[async_trait]
+pub trait Ledger: JobStateSink {
+    /// Claim `msg`'s job for `lease` from `now`: new jobs, `Requeued` ones whose
+    /// launch attempt is below the message's, and `Claimed` ones whose lease ran out.
+    async fn claim_job(
+        &self,
+        msg: &JobMessage,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<ClaimOutcome, PortError>;
+    async fn get_job(&self, job_id: u64) -> Result<Option<JobRecord>, PortError>;
+    async fn update_job(
+        &self,
+        job_id: u64,
+        change: &JobChange,
+        now: DateTime<Utc>,
+    ) -> Result<(), PortError>;
+    async fn list_jobs(&self) -> Result<Vec<JobRecord>, PortError>;
+
+    /// Atomically create `runner` (state `Reserved`) and take one slot of its pool
+    /// and `weight` of the global quota; nothing changes when a cap would be passed.
+    async fn reserve(
+        &self,
+        runner: &RunnerRecord,
+        limits: Limits,
+    ) -> Result<ReserveOutcome, PortError>;
+    /// Atomically mark the runner `Released` and give its capacity back; `false`
+    /// when it was already released (or unknown): releasing twice changes nothing.
+    async fn release(
+        &self,
+        runner_name: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, PortError>;
+    async fn get_runner(&self, name: &str) -> Result<Option<RunnerRecord>, PortError>;
+    async fn update_runner(
+        &self,
+        name: &str,
+        change: &RunnerChange,
+        now: DateTime<Utc>,
+    ) -> Result<(), PortError>;
+    async fn list_runners(&self) -> Result<Vec<RunnerRecord>, PortError>;
+
+    async fn capacity(&self) -> Result<CapacityUse, PortError>;
+    /// Overwrite the counters (the janitor's repair, from live runners).
+    async fn set_capacity(&self, counts: &CapacityUse) -> Result<(), PortError>;
+}

@@ -1,0 +1,962 @@
+//! The contract every [`Ledger`] must meet, as checks any adapter's tests can run:
+//! each `pub async fn` takes an empty ledger and panics on the first violation;
+//! [`run_all`] runs them all, each on a fresh ledger.
+//!
+//! The checks use times rounded to whole seconds near the current time (so that
+//! TTLs lie in the future) and run concurrent calls with
+//! [`futures::future::join_all`], so they need no particular runtime.
+
+use super::{
+    CapacityUse, ClaimOutcome, JobChange, JobRecord, JobState, Ledger, Limits, PortError,
+    ReserveOutcome, RunnerChange, RunnerRecord, RunnerState,
+};
+use crate::job::{JobMessage, JobStateUpdate};
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use futures::future::join_all;
+use std::collections::BTreeMap;
+use std::future::Future;
+
+/// Every check, by name, in the order [`run_all`] runs them.
+pub const CHECKS: &[&str] = &[
+    "claim_new_busy_duplicate",
+    "claim_after_lease_expiry",
+    "claim_requeued_needs_higher_attempt",
+    "claim_final_states_are_duplicates",
+    "update_and_get",
+    "reserve_pool_cap",
+    "reserve_global_cap_mixed_weights",
+    "reserve_already_reserved",
+    "release_idempotent",
+    "counters_never_negative",
+    "set_capacity_overwrites",
+    "list_all",
+    "record_job_state_ordering",
+    "concurrent_reserves_respect_pool_cap",
+    "concurrent_reserves_respect_global_cap",
+    "concurrent_claims_one_winner",
+    "concurrent_releases_one_winner",
+];
+
+/// Run every check, each on a fresh, empty ledger from `make`.
+pub async fn run_all<L, F, Fut>(mut make: F)
+where
+    L: Ledger,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = L>,
+{
+    for name in CHECKS {
+        let ledger = make().await;
+        run(name, &ledger).await;
+    }
+}
+
+/// Run the check called `name` (one of [`CHECKS`]).
+pub async fn run(name: &str, l: &dyn Ledger) {
+    match name {
+        "claim_new_busy_duplicate" => claim_new_busy_duplicate(l).await,
+        "claim_after_lease_expiry" => claim_after_lease_expiry(l).await,
+        "claim_requeued_needs_higher_attempt" => claim_requeued_needs_higher_attempt(l).await,
+        "claim_final_states_are_duplicates" => claim_final_states_are_duplicates(l).await,
+        "update_and_get" => update_and_get(l).await,
+        "reserve_pool_cap" => reserve_pool_cap(l).await,
+        "reserve_global_cap_mixed_weights" => reserve_global_cap_mixed_weights(l).await,
+        "reserve_already_reserved" => reserve_already_reserved(l).await,
+        "release_idempotent" => release_idempotent(l).await,
+        "counters_never_negative" => counters_never_negative(l).await,
+        "set_capacity_overwrites" => set_capacity_overwrites(l).await,
+        "list_all" => list_all(l).await,
+        "record_job_state_ordering" => record_job_state_ordering(l).await,
+        "concurrent_reserves_respect_pool_cap" => concurrent_reserves_respect_pool_cap(l).await,
+        "concurrent_reserves_respect_global_cap" => concurrent_reserves_respect_global_cap(l).await,
+        "concurrent_claims_one_winner" => concurrent_claims_one_winner(l).await,
+        "concurrent_releases_one_winner" => concurrent_releases_one_winner(l).await,
+        other => panic!("no ledger contract check called {other}"),
+    }
+}
+
+// ---------------------------------------------------------------- fixtures
+
+/// Now, rounded down to the second (adapters may keep leases in epoch millis).
+pub fn base_time() -> DateTime<Utc> {
+    Utc::now()
+        .duration_trunc(Duration::seconds(1))
+        .expect("round to seconds")
+}
+
+/// A job message for `job_id` in `pool` (built from JSON so that fields added to
+/// the message with defaults need no change here).
+pub fn job_message(job_id: u64, pool: &str, launch_attempt: u32) -> JobMessage {
+    serde_json::from_value(serde_json::json!({
+        "version": crate::job::JOB_MESSAGE_VERSION,
+        "job_id": job_id,
+        "run_id": job_id + 1000,
+        "run_attempt": 1,
+        "repository": "octo/repo",
+        "owner": "octo",
+        "owner_type": "Organization",
+        "installation_id": 42,
+        "labels": ["self-hosted", "linux"],
+        "pool": pool,
+        "delivery_id": format!("delivery-{job_id}"),
+        "received_at": "2026-01-01T00:00:00Z",
+        "launch_attempt": launch_attempt,
+    }))
+    .expect("job message fixture")
+}
+
+/// A runner record in state `Reserved`, as create-runner builds it before `reserve`.
+pub fn runner(
+    name: &str,
+    pool: &str,
+    job_id: u64,
+    weight: u32,
+    now: DateTime<Utc>,
+) -> RunnerRecord {
+    RunnerRecord {
+        name: name.to_string(),
+        pool: pool.to_string(),
+        job_id,
+        weight,
+        state: RunnerState::Reserved,
+        instance_id: None,
+        command_id: None,
+        github_runner_id: None,
+        jit_parameter: format!("/sr/jit/{name}"),
+        created_at: now,
+        launched_at: None,
+        updated_at: now,
+        end_reason: None,
+    }
+}
+
+fn state_update(job_id: u64, status: &str, runner_name: &str, at: DateTime<Utc>) -> JobStateUpdate {
+    serde_json::from_value(serde_json::json!({
+        "job_id": job_id,
+        "repository": "octo/repo",
+        "status": status,
+        "runner_name": runner_name,
+        "runner_id": 7,
+        "conclusion": if status == "completed" { Some("success") } else { None },
+        "at": at,
+    }))
+    .expect("job state update fixture")
+}
+
+fn limits(pool_max: u32, weight: u32, global_max_weight: Option<u32>) -> Limits {
+    Limits {
+        pool_max,
+        weight,
+        global_max_weight,
+    }
+}
+
+fn capacity(pools: &[(&str, u32)], weight: u32) -> CapacityUse {
+    CapacityUse {
+        pools: pools.iter().map(|(p, n)| (p.to_string(), *n)).collect(),
+        weight,
+    }
+}
+
+fn claimed(outcome: ClaimOutcome) -> JobRecord {
+    match outcome {
+        ClaimOutcome::Claimed(r) => r,
+        other => panic!("expected Claimed, got {other:?}"),
+    }
+}
+
+fn busy(outcome: ClaimOutcome) -> JobRecord {
+    match outcome {
+        ClaimOutcome::Busy(r) => r,
+        other => panic!("expected Busy, got {other:?}"),
+    }
+}
+
+fn duplicate(outcome: ClaimOutcome) -> JobRecord {
+    match outcome {
+        ClaimOutcome::Duplicate(r) => r,
+        other => panic!("expected Duplicate, got {other:?}"),
+    }
+}
+
+async fn claim(l: &dyn Ledger, msg: &JobMessage, now: DateTime<Utc>) -> ClaimOutcome {
+    l.claim_job(msg, now, LEASE).await.expect("claim_job")
+}
+
+async fn job(l: &dyn Ledger, job_id: u64) -> JobRecord {
+    l.get_job(job_id)
+        .await
+        .expect("get_job")
+        .unwrap_or_else(|| panic!("job {job_id} should exist"))
+}
+
+async fn runner_record(l: &dyn Ledger, name: &str) -> RunnerRecord {
+    l.get_runner(name)
+        .await
+        .expect("get_runner")
+        .unwrap_or_else(|| panic!("runner {name} should exist"))
+}
+
+async fn set_job_state(l: &dyn Ledger, job_id: u64, state: JobState, now: DateTime<Utc>) {
+    let change = JobChange {
+        state: Some(state),
+        ..JobChange::default()
+    };
+    l.update_job(job_id, &change, now)
+        .await
+        .expect("update_job");
+}
+
+const LEASE: Duration = Duration::seconds(60);
+
+// ---------------------------------------------------------------- claims
+
+/// A new job is claimed with a lease; a second claim meanwhile is `Busy`; once
+/// launched, claims are `Duplicate`.
+pub async fn claim_new_busy_duplicate(l: &dyn Ledger) {
+    let t0 = base_time();
+    let msg = job_message(101, "cpu", 0);
+    let rec = claimed(claim(l, &msg, t0).await);
+    assert_eq!(rec.job_id, 101);
+    assert_eq!(rec.pool, "cpu");
+    assert_eq!(rec.repository, "octo/repo");
+    assert_eq!(rec.state, JobState::Claimed);
+    assert_eq!(rec.launch_attempt, 0);
+    assert_eq!(rec.lease_until, Some(t0 + LEASE));
+    assert_eq!(rec.message, msg);
+    assert_eq!(rec.created_at, t0);
+    assert_eq!(rec.updated_at, t0);
+    assert_eq!(rec.runner_name, None);
+    assert_eq!(
+        job(l, 101).await,
+        rec,
+        "get_job returns what the claim wrote"
+    );
+
+    let held = busy(claim(l, &msg, t0 + Duration::seconds(5)).await);
+    assert_eq!(held, rec, "a busy claim changes nothing");
+
+    set_job_state(l, 101, JobState::Launched, t0 + Duration::seconds(6)).await;
+    let dup = duplicate(claim(l, &msg, t0 + Duration::seconds(7)).await);
+    assert_eq!(dup.state, JobState::Launched);
+    assert_eq!(job(l, 101).await, dup);
+    // Other jobs are unaffected.
+    claimed(claim(l, &job_message(102, "cpu", 0), t0).await);
+}
+
+/// A claim whose lease ran out is taken over with a new lease; the boundary
+/// instant still belongs to the holder.
+pub async fn claim_after_lease_expiry(l: &dyn Ledger) {
+    let t0 = base_time();
+    let msg = job_message(201, "cpu", 0);
+    let first = claimed(claim(l, &msg, t0).await);
+    busy(claim(l, &msg, t0 + Duration::seconds(30)).await);
+    busy(claim(l, &msg, t0 + LEASE).await);
+    let t1 = t0 + LEASE + Duration::seconds(1);
+    let again = claimed(claim(l, &msg, t1).await);
+    assert_eq!(again.lease_until, Some(t1 + LEASE));
+    assert_eq!(again.state, JobState::Claimed);
+    assert_eq!(again.created_at, first.created_at);
+    assert_eq!(again.launch_attempt, 0);
+    assert_eq!(job(l, 201).await, again);
+    busy(claim(l, &msg, t1 + Duration::seconds(1)).await);
+
+    // A claim whose lease was dropped is free too.
+    let change = JobChange {
+        clear_lease: true,
+        ..JobChange::default()
+    };
+    l.update_job(201, &change, t1 + Duration::seconds(2))
+        .await
+        .expect("update_job");
+    let t2 = t1 + Duration::seconds(3);
+    let third = claimed(claim(l, &msg, t2).await);
+    assert_eq!(third.lease_until, Some(t2 + LEASE));
+}
+
+/// A requeued job is claimed only by a message with a higher launch attempt.
+pub async fn claim_requeued_needs_higher_attempt(l: &dyn Ledger) {
+    let t0 = base_time();
+    let first = claimed(claim(l, &job_message(301, "cpu", 0), t0).await);
+    set_job_state(l, 301, JobState::Requeued, t0 + Duration::seconds(1)).await;
+
+    let t1 = t0 + Duration::seconds(2);
+    let stale = duplicate(claim(l, &job_message(301, "cpu", 0), t1).await);
+    assert_eq!(stale.state, JobState::Requeued);
+    assert_eq!(stale.launch_attempt, 0);
+
+    let msg1 = job_message(301, "cpu", 1);
+    let rec = claimed(claim(l, &msg1, t1).await);
+    assert_eq!(rec.state, JobState::Claimed);
+    assert_eq!(rec.launch_attempt, 1);
+    assert_eq!(rec.message, msg1);
+    assert_eq!(rec.lease_until, Some(t1 + LEASE));
+    assert_eq!(rec.created_at, first.created_at);
+    assert_eq!(job(l, 301).await, rec);
+
+    // Now claimed with a live lease: a still newer message waits.
+    busy(claim(l, &job_message(301, "cpu", 2), t1 + Duration::seconds(1)).await);
+
+    // Requeued again at attempt 1: attempt 1 is a duplicate, attempt 2 claims.
+    set_job_state(l, 301, JobState::Requeued, t1 + Duration::seconds(2)).await;
+    let t2 = t1 + Duration::seconds(3);
+    duplicate(claim(l, &msg1, t2).await);
+    let rec2 = claimed(claim(l, &job_message(301, "cpu", 2), t2).await);
+    assert_eq!(rec2.launch_attempt, 2);
+}
+
+/// Launched, running and finished jobs are duplicates, lease or not.
+pub async fn claim_final_states_are_duplicates(l: &dyn Ledger) {
+    let t0 = base_time();
+    let states = [
+        JobState::Launched,
+        JobState::Running,
+        JobState::Completed,
+        JobState::Interrupted,
+        JobState::Dropped,
+    ];
+    for (i, state) in states.into_iter().enumerate() {
+        let id = 400 + i as u64;
+        claimed(claim(l, &job_message(id, "cpu", 0), t0).await);
+        set_job_state(l, id, state, t0 + Duration::seconds(1)).await;
+        // Long after the lease, and with a newer attempt: still a duplicate.
+        let later = t0 + Duration::hours(2);
+        let rec = duplicate(claim(l, &job_message(id, "cpu", 5), later).await);
+        assert_eq!(rec.state, state, "{state:?}");
+        assert_eq!(rec.launch_attempt, 0, "{state:?}");
+    }
+}
+
+/// Updates apply the given fields only, stamp `updated_at`, and need the item.
+pub async fn update_and_get(l: &dyn Ledger) {
+    let t0 = base_time();
+    assert_eq!(l.get_job(501).await.expect("get_job"), None);
+    assert_eq!(l.get_runner("sr-none").await.expect("get_runner"), None);
+    let err = l
+        .update_job(501, &JobChange::default(), t0)
+        .await
+        .expect_err("update of an unknown job");
+    assert!(matches!(err, PortError::NotFound { .. }), "{err:?}");
+    let err = l
+        .update_runner("sr-none", &RunnerChange::default(), t0)
+        .await
+        .expect_err("update of an unknown runner");
+    assert!(matches!(err, PortError::NotFound { .. }), "{err:?}");
+    assert_eq!(l.get_job(501).await.expect("get_job"), None, "not created");
+    assert_eq!(l.get_runner("sr-none").await.expect("get_runner"), None);
+
+    let rec = claimed(claim(l, &job_message(501, "cpu", 0), t0).await);
+    let t1 = t0 + Duration::seconds(10);
+    let change = JobChange {
+        state: Some(JobState::Launched),
+        runner_name: Some("sr-cpu-501-0".into()),
+        launch_attempt: Some(2),
+        clear_lease: true,
+    };
+    l.update_job(501, &change, t1).await.expect("update_job");
+    let mut want = rec.clone();
+    want.state = JobState::Launched;
+    want.runner_name = Some("sr-cpu-501-0".into());
+    want.launch_attempt = 2;
+    want.lease_until = None;
+    want.updated_at = t1;
+    assert_eq!(job(l, 501).await, want);
+
+    let t2 = t1 + Duration::seconds(1);
+    l.update_job(501, &JobChange::default(), t2)
+        .await
+        .expect("update_job");
+    want.updated_at = t2;
+    assert_eq!(
+        job(l, 501).await,
+        want,
+        "an empty change only stamps the time"
+    );
+
+    let r = runner("sr-cpu-501-0", "cpu", 501, 2, t0);
+    assert_eq!(
+        l.reserve(&r, limits(5, 2, None)).await.expect("reserve"),
+        ReserveOutcome::Reserved
+    );
+    assert_eq!(runner_record(l, &r.name).await, r);
+    let change = RunnerChange {
+        state: Some(RunnerState::Launched),
+        instance_id: Some("i-0123456789abcdef0".into()),
+        command_id: None,
+        github_runner_id: Some(77),
+        launched_at: Some(t1),
+    };
+    l.update_runner(&r.name, &change, t1)
+        .await
+        .expect("update_runner");
+    let change = RunnerChange {
+        state: Some(RunnerState::Bootstrapped),
+        command_id: Some("cmd-1".into()),
+        ..RunnerChange::default()
+    };
+    l.update_runner(&r.name, &change, t2)
+        .await
+        .expect("update_runner");
+    let mut want = r.clone();
+    want.state = RunnerState::Bootstrapped;
+    want.instance_id = Some("i-0123456789abcdef0".into());
+    want.command_id = Some("cmd-1".into());
+    want.github_runner_id = Some(77);
+    want.launched_at = Some(t1);
+    want.updated_at = t2;
+    assert_eq!(runner_record(l, &r.name).await, want);
+    assert_eq!(
+        l.capacity().await.expect("capacity"),
+        capacity(&[("cpu", 1)], 2),
+        "updates leave the counters alone"
+    );
+}
+
+// ---------------------------------------------------------------- capacity
+
+async fn reserve(l: &dyn Ledger, r: &RunnerRecord, lim: Limits) -> ReserveOutcome {
+    l.reserve(r, lim).await.expect("reserve")
+}
+
+/// A pool takes `pool_max` runners; a full pool changes nothing; other pools are
+/// counted apart; a release frees a slot.
+pub async fn reserve_pool_cap(l: &dyn Ledger) {
+    let t0 = base_time();
+    let lim = limits(2, 1, None);
+    let r1 = runner("sr-a-1", "a", 1, 1, t0);
+    let r2 = runner("sr-a-2", "a", 2, 1, t0);
+    let r3 = runner("sr-a-3", "a", 3, 1, t0);
+    assert_eq!(reserve(l, &r1, lim).await, ReserveOutcome::Reserved);
+    assert_eq!(reserve(l, &r2, lim).await, ReserveOutcome::Reserved);
+    assert_eq!(reserve(l, &r3, lim).await, ReserveOutcome::PoolFull);
+    assert_eq!(l.get_runner("sr-a-3").await.expect("get_runner"), None);
+    assert_eq!(
+        l.capacity().await.expect("capacity"),
+        capacity(&[("a", 2)], 2)
+    );
+
+    let b1 = runner("sr-b-1", "b", 4, 1, t0);
+    assert_eq!(reserve(l, &b1, lim).await, ReserveOutcome::Reserved);
+    assert_eq!(
+        l.capacity().await.expect("capacity"),
+        capacity(&[("a", 2), ("b", 1)], 3)
+    );
+    // A pool with no room at all.
+    let z = runner("sr-z-1", "z", 5, 1, t0);
+    assert_eq!(
+        reserve(l, &z, limits(0, 1, None)).await,
+        ReserveOutcome::PoolFull
+    );
+
+    assert!(l.release("sr-a-1", "done", t0).await.expect("release"));
+    assert_eq!(reserve(l, &r3, lim).await, ReserveOutcome::Reserved);
+    assert_eq!(
+        runner_record(l, "sr-a-3").await.state,
+        RunnerState::Reserved
+    );
+    assert_eq!(
+        l.capacity().await.expect("capacity"),
+        capacity(&[("a", 2), ("b", 1)], 3)
+    );
+}
+
+/// The global weighted quota holds across pools and weights.
+pub async fn reserve_global_cap_mixed_weights(l: &dyn Ledger) {
+    let t0 = base_time();
+    let g = Some(10);
+    let a1 = runner("sr-a-1", "a", 1, 4, t0);
+    let a2 = runner("sr-a-2", "a", 2, 4, t0);
+    let b1 = runner("sr-b-1", "b", 3, 3, t0);
+    let b2 = runner("sr-b-2", "b", 4, 2, t0);
+    let c1 = runner("sr-c-1", "c", 5, 1, t0);
+    let huge = runner("sr-c-2", "c", 6, 11, t0);
+    assert_eq!(
+        reserve(l, &huge, limits(5, 11, g)).await,
+        ReserveOutcome::GlobalFull
+    );
+    assert_eq!(
+        reserve(l, &a1, limits(5, 4, g)).await,
+        ReserveOutcome::Reserved
+    );
+    assert_eq!(
+        reserve(l, &a2, limits(5, 4, g)).await,
+        ReserveOutcome::Reserved
+    );
+    assert_eq!(
+        reserve(l, &b1, limits(5, 3, g)).await,
+        ReserveOutcome::GlobalFull
+    );
+    assert_eq!(l.get_runner("sr-b-1").await.expect("get_runner"), None);
+    assert_eq!(
+        reserve(l, &b2, limits(5, 2, g)).await,
+        ReserveOutcome::Reserved
+    );
+    assert_eq!(
+        l.capacity().await.expect("capacity"),
+        capacity(&[("a", 2), ("b", 1)], 10)
+    );
+    assert_eq!(
+        reserve(l, &c1, limits(5, 1, g)).await,
+        ReserveOutcome::GlobalFull
+    );
+    // The pool cap is checked too: a full pool is reported as such.
+    let a3 = runner("sr-a-3", "a", 7, 1, t0);
+    assert_eq!(
+        reserve(l, &a3, limits(2, 1, g)).await,
+        ReserveOutcome::PoolFull
+    );
+
+    assert!(l.release("sr-a-1", "done", t0).await.expect("release"));
+    assert_eq!(
+        l.capacity().await.expect("capacity"),
+        capacity(&[("a", 1), ("b", 1)], 6)
+    );
+    assert_eq!(
+        reserve(l, &b1, limits(5, 3, g)).await,
+        ReserveOutcome::Reserved
+    );
+    assert_eq!(
+        reserve(l, &c1, limits(5, 1, g)).await,
+        ReserveOutcome::Reserved
+    );
+    assert_eq!(
+        l.capacity().await.expect("capacity"),
+        capacity(&[("a", 1), ("b", 2), ("c", 1)], 10)
+    );
+    // Without a global quota the weight is still counted, never capped.
+    let d1 = runner("sr-d-1", "d", 8, 50, t0);
+    assert_eq!(
+        reserve(l, &d1, limits(5, 50, None)).await,
+        ReserveOutcome::Reserved
+    );
+    assert_eq!(l.capacity().await.expect("capacity").weight, 60);
+    assert!(l.release("sr-d-1", "done", t0).await.expect("release"));
+    assert_eq!(l.capacity().await.expect("capacity").weight, 10);
+}
+
+/// Reserving the same runner again is `AlreadyReserved` and takes nothing more,
+/// even when the pool is full meanwhile; a released name may be reserved anew.
+pub async fn reserve_already_reserved(l: &dyn Ledger) {
+    let t0 = base_time();
+    let lim = limits(1, 2, Some(4));
+    let r = runner("sr-a-1", "a", 1, 2, t0);
+    assert_eq!(reserve(l, &r, lim).await, ReserveOutcome::Reserved);
+    assert_eq!(reserve(l, &r, lim).await, ReserveOutcome::AlreadyReserved);
+    assert_eq!(
+        reserve(l, &r, limits(5, 2, Some(100))).await,
+        ReserveOutcome::AlreadyReserved
+    );
+    assert_eq!(
+        l.capacity().await.expect("capacity"),
+        capacity(&[("a", 1)], 2)
+    );
+    // The stored record is the first one, whatever the retry carried.
+    let mut changed = r.clone();
+    changed.jit_parameter = "/other".into();
+    assert_eq!(
+        reserve(l, &changed, lim).await,
+        ReserveOutcome::AlreadyReserved
+    );
+    assert_eq!(runner_record(l, "sr-a-1").await, r);
+
+    // Launched (or later) runners are still "already reserved".
+    let change = RunnerChange {
+        state: Some(RunnerState::Launched),
+        ..RunnerChange::default()
+    };
+    l.update_runner("sr-a-1", &change, t0)
+        .await
+        .expect("update_runner");
+    assert_eq!(reserve(l, &r, lim).await, ReserveOutcome::AlreadyReserved);
+
+    assert!(l.release("sr-a-1", "done", t0).await.expect("release"));
+    assert_eq!(l.capacity().await.expect("capacity"), capacity(&[], 0));
+    assert_eq!(reserve(l, &r, lim).await, ReserveOutcome::Reserved);
+    assert_eq!(
+        runner_record(l, "sr-a-1").await.state,
+        RunnerState::Reserved
+    );
+    assert_eq!(
+        l.capacity().await.expect("capacity"),
+        capacity(&[("a", 1)], 2)
+    );
+}
+
+/// Releasing marks the runner, gives its capacity back once, and is a no-op after.
+pub async fn release_idempotent(l: &dyn Ledger) {
+    let t0 = base_time();
+    let r1 = runner("sr-a-1", "a", 1, 3, t0);
+    let r2 = runner("sr-a-2", "a", 2, 3, t0);
+    assert_eq!(
+        reserve(l, &r1, limits(5, 3, Some(20))).await,
+        ReserveOutcome::Reserved
+    );
+    assert_eq!(
+        reserve(l, &r2, limits(5, 3, Some(20))).await,
+        ReserveOutcome::Reserved
+    );
+    let t1 = t0 + Duration::seconds(30);
+    assert!(
+        l.release("sr-a-1", "job completed", t1)
+            .await
+            .expect("release")
+    );
+    let rec = runner_record(l, "sr-a-1").await;
+    assert_eq!(rec.state, RunnerState::Released);
+    assert_eq!(rec.end_reason.as_deref(), Some("job completed"));
+    assert_eq!(rec.updated_at, t1);
+    assert_eq!(
+        l.capacity().await.expect("capacity"),
+        capacity(&[("a", 1)], 3)
+    );
+
+    let t2 = t1 + Duration::seconds(30);
+    assert!(!l.release("sr-a-1", "again", t2).await.expect("release"));
+    assert_eq!(
+        runner_record(l, "sr-a-1").await,
+        rec,
+        "a second release changes nothing"
+    );
+    assert_eq!(
+        l.capacity().await.expect("capacity"),
+        capacity(&[("a", 1)], 3)
+    );
+    assert!(!l.release("sr-unknown", "x", t2).await.expect("release"));
+    assert_eq!(l.get_runner("sr-unknown").await.expect("get_runner"), None);
+    assert_eq!(
+        l.capacity().await.expect("capacity"),
+        capacity(&[("a", 1)], 3)
+    );
+
+    assert!(l.release("sr-a-2", "done", t2).await.expect("release"));
+    assert_eq!(l.capacity().await.expect("capacity"), capacity(&[], 0));
+}
+
+/// Counters clamp at zero when a repair set them lower than the live runners.
+pub async fn counters_never_negative(l: &dyn Ledger) {
+    let t0 = base_time();
+    let r1 = runner("sr-a-1", "a", 1, 3, t0);
+    let r2 = runner("sr-a-2", "a", 2, 3, t0);
+    assert_eq!(
+        reserve(l, &r1, limits(5, 3, Some(10))).await,
+        ReserveOutcome::Reserved
+    );
+    assert_eq!(
+        reserve(l, &r2, limits(5, 3, Some(10))).await,
+        ReserveOutcome::Reserved
+    );
+    l.set_capacity(&capacity(&[("a", 1)], 1))
+        .await
+        .expect("set_capacity");
+    assert!(l.release("sr-a-1", "done", t0).await.expect("release"));
+    assert_eq!(l.capacity().await.expect("capacity"), capacity(&[], 0));
+    assert!(l.release("sr-a-2", "done", t0).await.expect("release"));
+    assert_eq!(l.capacity().await.expect("capacity"), capacity(&[], 0));
+    // The counters still work (no wrap-around to a huge value).
+    let r3 = runner("sr-a-3", "a", 3, 3, t0);
+    assert_eq!(
+        reserve(l, &r3, limits(1, 3, Some(3))).await,
+        ReserveOutcome::Reserved
+    );
+    assert_eq!(
+        l.capacity().await.expect("capacity"),
+        capacity(&[("a", 1)], 3)
+    );
+    let r4 = runner("sr-a-4", "a", 4, 3, t0);
+    assert_eq!(
+        reserve(l, &r4, limits(1, 3, Some(3))).await,
+        ReserveOutcome::PoolFull
+    );
+}
+
+/// `set_capacity` replaces every counter; later reservations count from there.
+pub async fn set_capacity_overwrites(l: &dyn Ledger) {
+    let t0 = base_time();
+    for (name, pool) in [("sr-a-1", "a"), ("sr-a-2", "a"), ("sr-b-1", "b")] {
+        let r = runner(name, pool, 1, 2, t0);
+        assert_eq!(
+            reserve(l, &r, limits(5, 2, None)).await,
+            ReserveOutcome::Reserved
+        );
+    }
+    assert_eq!(
+        l.capacity().await.expect("capacity"),
+        capacity(&[("a", 2), ("b", 1)], 6)
+    );
+    let repaired = capacity(&[("a", 1), ("c", 4)], 7);
+    l.set_capacity(&repaired).await.expect("set_capacity");
+    assert_eq!(
+        l.capacity().await.expect("capacity"),
+        repaired,
+        "b was dropped"
+    );
+
+    let a3 = runner("sr-a-3", "a", 3, 2, t0);
+    let a4 = runner("sr-a-4", "a", 4, 2, t0);
+    assert_eq!(
+        reserve(l, &a3, limits(2, 2, Some(9))).await,
+        ReserveOutcome::Reserved
+    );
+    assert_eq!(
+        reserve(l, &a4, limits(2, 2, Some(20))).await,
+        ReserveOutcome::PoolFull
+    );
+    let c5 = runner("sr-c-5", "c", 5, 1, t0);
+    assert_eq!(
+        reserve(l, &c5, limits(9, 1, Some(9))).await,
+        ReserveOutcome::GlobalFull
+    );
+    assert_eq!(
+        l.capacity().await.expect("capacity"),
+        capacity(&[("a", 2), ("c", 4)], 9)
+    );
+    l.set_capacity(&CapacityUse::default())
+        .await
+        .expect("set_capacity");
+    assert_eq!(
+        l.capacity().await.expect("capacity"),
+        CapacityUse::default()
+    );
+}
+
+/// The lists hold every job and every runner (released ones included).
+pub async fn list_all(l: &dyn Ledger) {
+    let t0 = base_time();
+    assert!(l.list_jobs().await.expect("list_jobs").is_empty());
+    assert!(l.list_runners().await.expect("list_runners").is_empty());
+    let mut want_jobs = Vec::new();
+    for id in 1..=25u64 {
+        want_jobs.push(claimed(claim(l, &job_message(id, "cpu", 0), t0).await));
+    }
+    let mut want_runners = Vec::new();
+    for i in 0..12u64 {
+        let r = runner(&format!("sr-cpu-{i:02}"), "cpu", i, 1, t0);
+        assert_eq!(
+            reserve(l, &r, limits(100, 1, None)).await,
+            ReserveOutcome::Reserved
+        );
+        want_runners.push(r);
+    }
+    assert!(l.release("sr-cpu-00", "done", t0).await.expect("release"));
+    want_runners[0].state = RunnerState::Released;
+    want_runners[0].end_reason = Some("done".into());
+
+    let mut jobs = l.list_jobs().await.expect("list_jobs");
+    jobs.sort_by_key(|j| j.job_id);
+    assert_eq!(jobs, want_jobs);
+    let mut runners = l.list_runners().await.expect("list_runners");
+    runners.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(runners, want_runners);
+}
+
+/// `in_progress` / `completed` land on known jobs; a late `in_progress` never
+/// undoes `completed`; unknown jobs are skipped.
+pub async fn record_job_state_ordering(l: &dyn Ledger) {
+    let t0 = base_time();
+    l.record_job_state(&state_update(601, "in_progress", "sr-x", t0))
+        .await
+        .expect("record unknown job");
+    assert_eq!(
+        l.get_job(601).await.expect("get_job"),
+        None,
+        "unknown jobs are skipped"
+    );
+
+    claimed(claim(l, &job_message(602, "cpu", 0), t0).await);
+    set_job_state(l, 602, JobState::Launched, t0).await;
+    let t1 = t0 + Duration::seconds(1);
+    l.record_job_state(&state_update(602, "in_progress", "sr-cpu-602-0", t1))
+        .await
+        .expect("record");
+    let rec = job(l, 602).await;
+    assert_eq!(rec.state, JobState::Running);
+    assert_eq!(rec.taken_by.as_deref(), Some("sr-cpu-602-0"));
+    assert_eq!(rec.updated_at, t1);
+
+    let t2 = t1 + Duration::seconds(1);
+    l.record_job_state(&state_update(602, "completed", "sr-cpu-602-0", t2))
+        .await
+        .expect("record");
+    let done = job(l, 602).await;
+    assert_eq!(done.state, JobState::Completed);
+    assert_eq!(done.taken_by.as_deref(), Some("sr-cpu-602-0"));
+
+    l.record_job_state(&state_update(
+        602,
+        "in_progress",
+        "sr-late",
+        t2 + Duration::seconds(1),
+    ))
+    .await
+    .expect("late in_progress");
+    assert_eq!(
+        job(l, 602).await,
+        done,
+        "a late in_progress changes nothing"
+    );
+
+    // Both events at once, for many jobs: completed always wins.
+    let ids: Vec<u64> = (610..620).collect();
+    for id in &ids {
+        claimed(claim(l, &job_message(*id, "cpu", 0), t0).await);
+    }
+    let updates: Vec<(JobStateUpdate, JobStateUpdate)> = ids
+        .iter()
+        .map(|id| {
+            (
+                state_update(*id, "completed", "sr-c", t2),
+                state_update(*id, "in_progress", "sr-c", t1),
+            )
+        })
+        .collect();
+    let results = join_all(updates.iter().flat_map(|(done, running)| {
+        // In either order, the job ends up completed.
+        [l.record_job_state(done), l.record_job_state(running)]
+    }))
+    .await;
+    for r in results {
+        r.expect("record");
+    }
+    for id in ids {
+        assert_eq!(job(l, id).await.state, JobState::Completed, "job {id}");
+    }
+}
+
+// ---------------------------------------------------------------- concurrency
+
+/// 40 reservations at once on a pool of 5: exactly 5 win.
+pub async fn concurrent_reserves_respect_pool_cap(l: &dyn Ledger) {
+    let t0 = base_time();
+    let runners: Vec<RunnerRecord> = (0..40u64)
+        .map(|i| runner(&format!("sr-cpu-{i:02}"), "cpu", i, 1, t0))
+        .collect();
+    let lim = limits(5, 1, None);
+    let outcomes = join_all(runners.iter().map(|r| l.reserve(r, lim))).await;
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for o in outcomes {
+        *counts
+            .entry(format!("{:?}", o.expect("reserve")))
+            .or_default() += 1;
+    }
+    assert_eq!(counts.get("Reserved"), Some(&5), "{counts:?}");
+    assert_eq!(counts.get("PoolFull"), Some(&35), "{counts:?}");
+    assert_eq!(
+        l.capacity().await.expect("capacity"),
+        capacity(&[("cpu", 5)], 5)
+    );
+    let live = l.list_runners().await.expect("list_runners");
+    assert_eq!(live.len(), 5, "only the winners are stored");
+    assert!(live.iter().all(|r| r.state == RunnerState::Reserved));
+}
+
+/// Mixed weights at once across pools: the global quota is never passed and the
+/// counter matches the winners exactly.
+pub async fn concurrent_reserves_respect_global_cap(l: &dyn Ledger) {
+    let t0 = base_time();
+    let global = 10u32;
+    let runners: Vec<RunnerRecord> = (0..24u64)
+        .map(|i| {
+            let pool = format!("p{}", i % 4);
+            runner(
+                &format!("sr-{pool}-{i:02}"),
+                &pool,
+                i,
+                (i % 4 + 1) as u32,
+                t0,
+            )
+        })
+        .collect();
+    let outcomes = join_all(
+        runners
+            .iter()
+            .map(|r| l.reserve(r, limits(10, r.weight, Some(global)))),
+    )
+    .await;
+    let mut used = 0u32;
+    let mut rejected = Vec::new();
+    let mut pools: BTreeMap<String, u32> = BTreeMap::new();
+    for (r, o) in runners.iter().zip(outcomes) {
+        match o.expect("reserve") {
+            ReserveOutcome::Reserved => {
+                used += r.weight;
+                *pools.entry(r.pool.clone()).or_default() += 1;
+            }
+            ReserveOutcome::GlobalFull => rejected.push(r.weight),
+            other => panic!("{}: unexpected {other:?}", r.name),
+        }
+    }
+    assert!(used <= global, "global quota passed: {used}");
+    assert!(!rejected.is_empty());
+    for w in rejected {
+        assert!(
+            used + w > global,
+            "a weight-{w} reservation was refused at {used}"
+        );
+    }
+    let cap = l.capacity().await.expect("capacity");
+    assert_eq!(cap.weight, used);
+    assert_eq!(cap.pools, pools);
+    let stored = l.list_runners().await.expect("list_runners");
+    assert_eq!(stored.iter().map(|r| r.weight).sum::<u32>(), used);
+}
+
+/// 30 claims of one job at once: exactly one wins, the rest see it busy.
+pub async fn concurrent_claims_one_winner(l: &dyn Ledger) {
+    let t0 = base_time();
+    let msg = job_message(701, "cpu", 0);
+    let outcomes = join_all((0..30).map(|_| l.claim_job(&msg, t0, LEASE))).await;
+    let (mut won, mut busy_n) = (0, 0);
+    for o in outcomes {
+        match o.expect("claim_job") {
+            ClaimOutcome::Claimed(r) => {
+                won += 1;
+                assert_eq!(r.lease_until, Some(t0 + LEASE));
+            }
+            ClaimOutcome::Busy(r) => {
+                busy_n += 1;
+                assert_eq!(r.state, JobState::Claimed);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((won, busy_n), (1, 29));
+    assert_eq!(job(l, 701).await.state, JobState::Claimed);
+
+    // The same race over an expired lease: again exactly one taker.
+    let t1 = t0 + LEASE + Duration::seconds(1);
+    let outcomes = join_all((0..30).map(|_| l.claim_job(&msg, t1, LEASE))).await;
+    let won = outcomes
+        .into_iter()
+        .filter(|o| matches!(o.as_ref().expect("claim_job"), ClaimOutcome::Claimed(_)))
+        .count();
+    assert_eq!(won, 1);
+    assert_eq!(job(l, 701).await.lease_until, Some(t1 + LEASE));
+}
+
+/// Ten releases of one runner at once: exactly one gives capacity back.
+pub async fn concurrent_releases_one_winner(l: &dyn Ledger) {
+    let t0 = base_time();
+    let keep = runner("sr-cpu-keep", "cpu", 1, 2, t0);
+    let gone = runner("sr-cpu-gone", "cpu", 2, 3, t0);
+    assert_eq!(
+        reserve(l, &keep, limits(5, 2, Some(10))).await,
+        ReserveOutcome::Reserved
+    );
+    assert_eq!(
+        reserve(l, &gone, limits(5, 3, Some(10))).await,
+        ReserveOutcome::Reserved
+    );
+    let outcomes = join_all((0..10).map(|_| l.release("sr-cpu-gone", "done", t0))).await;
+    let released = outcomes
+        .into_iter()
+        .filter(|o| *o.as_ref().expect("release"))
+        .count();
+    assert_eq!(released, 1);
+    assert_eq!(
+        l.capacity().await.expect("capacity"),
+        capacity(&[("cpu", 1)], 2)
+    );
+    assert_eq!(
+        runner_record(l, "sr-cpu-gone").await.state,
+        RunnerState::Released
+    );
+}

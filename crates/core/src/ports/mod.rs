@@ -1,0 +1,26 @@
+//! Ports: what the handlers need from the outside world. Adapters live in
+//! `spotrunner-aws` (AWS SDK), `spotrunner-github` (REST) and the local mode;
+//! in-memory fakes for unit tests live in [`crate::fakes`].
+
+mod compute;
+mod error;
+mod github;
+mod ledger;
+pub mod ledger_contract;
+mod queue;
+mod secrets;
+
+pub use compute::{
+    BootstrapCommand, BootstrapMessage, BootstrapQueue, Commands, Compute, Instance, LaunchOutcome,
+    LaunchRequest, RunnerParameters, SendOutcome, tags,
+};
+pub use error::PortError;
+pub use github::{
+    GitHubApi, GitHubJob, GitHubRunner, GitHubTarget, JitConfig, JitRequest, RunnerScope,
+};
+pub use ledger::{
+    CapacityUse, ClaimOutcome, JobChange, JobRecord, JobState, Ledger, Limits, ReserveOutcome,
+    RunnerChange, RunnerRecord, RunnerState,
+};
+pub use queue::{JobQueue, JobStateSink, NoJobStateSink};
+pub use secrets::{SecretStore, resolve_secret};

@@ -1,0 +1,229 @@
+use super::signature::WebhookSecrets;
+use crate::config::Config;
+use crate::job::{
+    JOB_MESSAGE_VERSION, JobMessage, JobStateUpdate, ObservedJobStatus, WorkflowJobEvent,
+};
+use crate::{matching, names};
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+/// GitHub caps webhook payloads at 25 MiB.
+pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
+
+/// A webhook request as received: method, the headers we read, raw body bytes.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookRequest<'a> {
+    pub method: &'a str,
+    /// `X-GitHub-Event`.
+    pub event: Option<&'a str>,
+    /// `X-GitHub-Delivery`.
+    pub delivery: Option<&'a str>,
+    /// `X-Hub-Signature-256`.
+    pub signature: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+impl<'a> WebhookRequest<'a> {
+    /// Pick the headers we read out of any (name, value) list, case-insensitively.
+    pub fn from_headers<I>(method: &'a str, headers: I, body: &'a [u8]) -> Self
+    where
+        I: IntoIterator<Item = (&'a str, &'a str)>,
+    {
+        let mut req = Self {
+            method,
+            body,
+            ..Self::default()
+        };
+        for (name, value) in headers {
+            if name.eq_ignore_ascii_case("x-github-event") {
+                req.event = Some(value);
+            } else if name.eq_ignore_ascii_case("x-github-delivery") {
+                req.delivery = Some(value);
+            } else if name.eq_ignore_ascii_case("x-hub-signature-256") {
+                req.signature = Some(value);
+            }
+        }
+        req
+    }
+}
+
+/// What the HTTP layer answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookResponse {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl WebhookResponse {
+    fn new(status: u16, body: Value) -> Self {
+        Self { status, body }
+    }
+    fn error(status: u16, message: impl Into<String>) -> Self {
+        Self::new(status, json!({ "error": message.into() }))
+    }
+    fn ignored(reason: impl Into<String>) -> Self {
+        Self::new(202, json!({ "ignored": reason.into() }))
+    }
+}
+
+/// What must happen beyond answering.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    None,
+    /// Send this message to the jobs queue, then answer.
+    Enqueue(JobMessage),
+    /// Record what GitHub says about a job of ours, then answer.
+    RecordJobState(JobStateUpdate),
+}
+
+/// The routing decision for one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Routed {
+    pub response: WebhookResponse,
+    pub action: Action,
+    /// For logs: the job this request is about, if any.
+    pub job_id: Option<u64>,
+}
+
+impl From<WebhookResponse> for Routed {
+    fn from(response: WebhookResponse) -> Self {
+        Self {
+            response,
+            action: Action::None,
+            job_id: None,
+        }
+    }
+}
+
+/// Verify, parse and route one request. No I/O.
+pub fn route(
+    config: &Config,
+    secrets: &WebhookSecrets,
+    req: &WebhookRequest<'_>,
+    now: DateTime<Utc>,
+) -> Routed {
+    if !req.method.eq_ignore_ascii_case("POST") {
+        return WebhookResponse::error(405, format!("method {} not allowed; use POST", req.method))
+            .into();
+    }
+    if req.body.len() > MAX_BODY_BYTES {
+        return WebhookResponse::error(413, "body exceeds GitHub's 25 MiB webhook limit").into();
+    }
+    if let Err(e) = secrets.verify(req.signature, req.body) {
+        tracing::warn!(delivery = req.delivery, reason = %e, "webhook signature refused");
+        return WebhookResponse::error(401, "invalid or missing X-Hub-Signature-256").into();
+    }
+    let Some(event) = req.event else {
+        return WebhookResponse::error(400, "X-GitHub-Event header is missing").into();
+    };
+    if req.body.starts_with(b"payload=") {
+        return WebhookResponse::error(
+            400,
+            "form-encoded payload: set the webhook's content type to application/json",
+        )
+        .into();
+    }
+    match event {
+        "workflow_job" => route_workflow_job(config, req, now),
+        other => {
+            if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(req.body) {
+                return WebhookResponse::error(400, format!("body is not JSON: {e}")).into();
+            }
+            if other == "ping" {
+                WebhookResponse::new(200, json!({ "ok": true, "message": "pong" })).into()
+            } else {
+                WebhookResponse::ignored(format!("event {other} is not handled")).into()
+            }
+        }
+    }
+}
+
+fn route_workflow_job(config: &Config, req: &WebhookRequest<'_>, now: DateTime<Utc>) -> Routed {
+    let de = &mut serde_json::Deserializer::from_slice(req.body);
+    let ev: WorkflowJobEvent = match serde_path_to_error::deserialize(de) {
+        Ok(ev) => ev,
+        Err(e) => {
+            let msg = format!(
+                "invalid workflow_job payload at {}: {}",
+                e.path(),
+                e.inner()
+            );
+            return WebhookResponse::error(400, msg).into();
+        }
+    };
+    let job = &ev.workflow_job;
+    let repo = &ev.repository;
+    let ignored = |reason: String| Routed {
+        response: WebhookResponse::ignored(reason),
+        action: Action::None,
+        job_id: Some(job.id),
+    };
+    if !config.allows(&repo.owner.login, &repo.full_name) {
+        return ignored(format!("repository {} is not allowed", repo.full_name));
+    }
+    let pool = matching::match_pool(&config.pools, &job.labels);
+    match ev.action.as_str() {
+        "queued" => {
+            let Some(pool) = pool else {
+                return ignored(format!("no pool serves labels {:?}", job.labels));
+            };
+            let msg = JobMessage {
+                version: JOB_MESSAGE_VERSION,
+                job_id: job.id,
+                run_id: job.run_id,
+                run_attempt: job.run_attempt,
+                repository: repo.full_name.clone(),
+                owner: repo.owner.login.clone(),
+                owner_type: repo.owner.kind.clone(),
+                installation_id: ev.installation.as_ref().map(|i| i.id),
+                labels: job.labels.clone(),
+                pool: pool.name.clone(),
+                delivery_id: req.delivery.map(str::to_string),
+                received_at: now,
+                queued_at: job.created_at,
+                launch_attempt: 0,
+                deferrals: 0,
+            };
+            Routed {
+                response: WebhookResponse::new(
+                    202,
+                    json!({ "queued": true, "job_id": job.id, "pool": pool.name }),
+                ),
+                action: Action::Enqueue(msg),
+                job_id: Some(job.id),
+            }
+        }
+        action @ ("in_progress" | "completed") => {
+            let ours = job
+                .runner_name
+                .as_deref()
+                .is_some_and(|r| names::is_ours(&config.deployment, r));
+            if pool.is_none() && !ours {
+                return ignored(format!("job {} is not served by any pool", job.id));
+            }
+            let (status, at) = if action == "completed" {
+                (ObservedJobStatus::Completed, job.completed_at)
+            } else {
+                (ObservedJobStatus::InProgress, job.started_at)
+            };
+            let update = JobStateUpdate {
+                job_id: job.id,
+                repository: repo.full_name.clone(),
+                status,
+                runner_name: job.runner_name.clone(),
+                runner_id: job.runner_id,
+                conclusion: job.conclusion.clone(),
+                at: at.unwrap_or(now),
+            };
+            Routed {
+                response: WebhookResponse::new(
+                    202,
+                    json!({ "recorded": action, "job_id": job.id }),
+                ),
+                action: Action::RecordJobState(update),
+                job_id: Some(job.id),
+            }
+        }
+        other => ignored(format!("action {other} is not handled")),
+    }
+}

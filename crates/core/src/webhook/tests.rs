@@ -1,0 +1,228 @@
+use super::*;
+use crate::config::Config;
+use crate::fakes::{MemoryJobStates, MemoryQueue};
+use crate::job::ObservedJobStatus;
+use serde_json::json;
+use std::sync::Arc;
+
+const SECRET: &str = "s3cret";
+
+fn config() -> Config {
+    Config::from_toml(
+        r#"
+deployment = "sr"
+[github]
+auth = { type = "pat", token = "env:GH_TOKEN" }
+[webhook]
+secrets = ["value:s3cret"]
+[[pools]]
+name = "k8s"
+labels = ["k8s"]
+max_runners = 3
+"#,
+    )
+    .unwrap()
+}
+
+fn job_body(action: &str, labels: &[&str], runner: Option<&str>) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "action": action,
+        "workflow_job": {
+            "id": 77, "run_id": 5, "run_attempt": 2, "labels": labels,
+            "created_at": "2026-11-23T10:00:00Z", "runner_name": runner, "runner_id": 9,
+            "conclusion": null, "started_at": "2026-11-23T10:01:00Z"
+        },
+        "repository": { "full_name": "o/r", "owner": { "login": "o", "type": "User" } },
+        "installation": { "id": 12 }
+    }))
+    .unwrap()
+}
+
+struct Harness {
+    queue: Arc<MemoryQueue>,
+    states: Arc<MemoryJobStates>,
+    service: WebhookService,
+}
+
+fn harness() -> Harness {
+    let queue = Arc::new(MemoryQueue::default());
+    let states = Arc::new(MemoryJobStates::default());
+    let service = WebhookService::new(
+        Arc::new(config()),
+        WebhookSecrets::new(&[SECRET]),
+        queue.clone(),
+        states.clone(),
+    );
+    Harness {
+        queue,
+        states,
+        service,
+    }
+}
+
+async fn post(h: &Harness, event: &str, body: &[u8]) -> WebhookResponse {
+    let sig = sign(SECRET.as_bytes(), body);
+    let req = WebhookRequest {
+        method: "POST",
+        event: Some(event),
+        delivery: Some("d-1"),
+        signature: Some(&sig),
+        body,
+    };
+    h.service.handle(&req).await
+}
+
+#[tokio::test]
+async fn queued_job_is_enqueued_with_every_field() {
+    let h = harness();
+    let r = post(
+        &h,
+        "workflow_job",
+        &job_body("queued", &["self-hosted", "K8S"], None),
+    )
+    .await;
+    assert_eq!(r.status, 202);
+    assert_eq!(r.body, json!({"queued": true, "job_id": 77, "pool": "k8s"}));
+    let sent = h.queue.sent();
+    assert_eq!(sent.len(), 1);
+    let m = &sent[0];
+    assert_eq!((m.job_id, m.run_id, m.run_attempt), (77, 5, 2));
+    assert_eq!((m.repository.as_str(), m.owner.as_str()), ("o/r", "o"));
+    assert_eq!(m.owner_type, "User");
+    assert_eq!(m.installation_id, Some(12));
+    assert_eq!(m.pool, "k8s");
+    assert_eq!(m.delivery_id.as_deref(), Some("d-1"));
+    assert_eq!(m.queued_at, Some("2026-11-23T10:00:00Z".parse().unwrap()));
+}
+
+#[tokio::test]
+async fn unmatched_other_actions_and_other_events_are_ignored() {
+    let h = harness();
+    let r = post(
+        &h,
+        "workflow_job",
+        &job_body("queued", &["ubuntu-latest"], None),
+    )
+    .await;
+    assert_eq!(r.status, 202);
+    assert!(
+        r.body["ignored"].as_str().unwrap().contains("no pool"),
+        "{}",
+        r.body
+    );
+    let r = post(&h, "workflow_job", &job_body("waiting", &["k8s"], None)).await;
+    assert_eq!(
+        (r.status, r.body["ignored"].as_str()),
+        (202, Some("action waiting is not handled"))
+    );
+    let r = post(&h, "push", b"{}").await;
+    assert_eq!(r.status, 202);
+    let r = post(&h, "ping", br#"{"zen":"x"}"#).await;
+    assert_eq!(r.status, 200);
+    assert!(h.queue.sent().is_empty());
+}
+
+#[tokio::test]
+async fn in_progress_and_completed_are_recorded_not_enqueued() {
+    let h = harness();
+    let r = post(
+        &h,
+        "workflow_job",
+        &job_body("in_progress", &["k8s"], Some("sr-k8s-1-0")),
+    )
+    .await;
+    assert_eq!(r.status, 202);
+    let r = post(
+        &h,
+        "workflow_job",
+        &job_body("completed", &["other"], Some("sr-k8s-1-0")),
+    )
+    .await;
+    assert_eq!(
+        r.status, 202,
+        "ours by runner name even if labels do not match"
+    );
+    let r = post(
+        &h,
+        "workflow_job",
+        &job_body("completed", &["other"], Some("x")),
+    )
+    .await;
+    assert!(r.body.get("ignored").is_some());
+    let updates = h.states.updates.lock().unwrap().clone();
+    assert_eq!(updates.len(), 2);
+    assert_eq!(updates[0].status, ObservedJobStatus::InProgress);
+    assert_eq!(updates[0].runner_name.as_deref(), Some("sr-k8s-1-0"));
+    assert_eq!(updates[1].status, ObservedJobStatus::Completed);
+    assert!(h.queue.sent().is_empty());
+}
+
+#[tokio::test]
+async fn bad_requests_get_4xx_and_enqueue_nothing() {
+    let h = harness();
+    let body = job_body("queued", &["k8s"], None);
+    let sig = sign(SECRET.as_bytes(), &body);
+    let mut req = WebhookRequest {
+        method: "GET",
+        event: Some("workflow_job"),
+        delivery: None,
+        signature: Some(&sig),
+        body: &body,
+    };
+    assert_eq!(h.service.handle(&req).await.status, 405);
+    req.method = "POST";
+    req.signature = None;
+    assert_eq!(h.service.handle(&req).await.status, 401);
+    req.signature = Some(&sig);
+    req.event = None;
+    assert_eq!(h.service.handle(&req).await.status, 400);
+    let big = vec![b' '; MAX_BODY_BYTES + 1];
+    assert_eq!(post(&h, "workflow_job", &big).await.status, 413);
+    assert_eq!(post(&h, "workflow_job", b"not json").await.status, 400);
+    assert_eq!(post(&h, "ping", b"not json").await.status, 400);
+    let r = post(
+        &h,
+        "workflow_job",
+        br#"{"action":"queued","workflow_job":{"id":"x"}}"#,
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("workflow_job.id"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        post(&h, "workflow_job", b"payload=%7B%7D").await.status,
+        400
+    );
+    assert!(h.queue.sent().is_empty());
+}
+
+#[tokio::test]
+async fn queue_failure_is_a_5xx_so_github_can_redeliver() {
+    let h = harness();
+    h.queue.set_failing(true);
+    let r = post(&h, "workflow_job", &job_body("queued", &["k8s"], None)).await;
+    assert_eq!(r.status, 503);
+    h.queue.set_failing(false);
+    let r = post(&h, "workflow_job", &job_body("queued", &["k8s"], None)).await;
+    assert_eq!(r.status, 202);
+}
+
+#[test]
+fn headers_are_picked_case_insensitively() {
+    let headers = [
+        ("X-GitHub-Event", "ping"),
+        ("x-github-delivery", "abc"),
+        ("X-HUB-SIGNATURE-256", "sha256=00"),
+        ("x-hub-signature", "sha1=00"),
+    ];
+    let req = WebhookRequest::from_headers("POST", headers, b"{}");
+    assert_eq!(req.event, Some("ping"));
+    assert_eq!(req.delivery, Some("abc"));
+    assert_eq!(req.signature, Some("sha256=00"));
+}
