@@ -1,0 +1,86 @@
+//! What every Lambda binary does at cold start: JSON logs, the environment, the
+//! configuration document (from SSM or a file), validated with field-named errors.
+
+use crate::ssm::SsmSecretStore;
+use aws_config::SdkConfig;
+use spotrunner_core::Config;
+use spotrunner_core::ports::{SecretStore, resolve_secret};
+use spotrunner_core::webhook::WebhookSecrets;
+
+/// Names the SSM parameter holding the configuration document (JSON).
+pub const CONFIG_PARAMETER_ENV: &str = "SPOTRUNNER_CONFIG_PARAMETER";
+/// Alternatively, a path to the document (JSON or TOML), for local runs.
+pub const CONFIG_FILE_ENV: &str = "SPOTRUNNER_CONFIG_FILE";
+
+/// A cold-start failure; the message names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("environment variable {0} is not set")]
+    MissingEnv(&'static str),
+    #[error("neither {CONFIG_PARAMETER_ENV} nor {CONFIG_FILE_ENV} is set")]
+    NoConfig,
+    #[error("cannot read configuration: {0}")]
+    Read(String),
+    #[error(transparent)]
+    Config(#[from] spotrunner_core::config::ConfigError),
+    #[error("cannot read secret {reference}: {error}")]
+    Secret { reference: String, error: String },
+}
+
+/// JSON logs on stdout, one level from `RUST_LOG` (`error` … `trace`, default
+/// `info`; no per-module directives: that would link a regex engine).
+pub fn init_tracing() {
+    let level = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<tracing_subscriber::filter::LevelFilter>().ok())
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
+    tracing_subscriber::fmt()
+        .json()
+        .with_max_level(level)
+        .with_current_span(true)
+        .flatten_event(true)
+        .without_time()
+        .with_target(false)
+        .init();
+}
+
+/// A required environment variable.
+pub fn env(name: &'static str) -> Result<String, StartupError> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or(StartupError::MissingEnv(name))
+}
+
+/// Load and validate the configuration named by the environment.
+pub async fn load_config(sdk: &SdkConfig) -> Result<Config, StartupError> {
+    if let Ok(name) = std::env::var(CONFIG_PARAMETER_ENV) {
+        let text = SsmSecretStore::new(sdk)
+            .get_secret(&name)
+            .await
+            .map_err(|e| StartupError::Read(format!("SSM parameter {name}: {e}")))?;
+        return Ok(Config::from_json(&text)?);
+    }
+    if let Ok(path) = std::env::var(CONFIG_FILE_ENV) {
+        return Ok(Config::from_path(std::path::Path::new(&path))?);
+    }
+    Err(StartupError::NoConfig)
+}
+
+/// Resolve the webhook secrets once (per container); values never logged.
+pub async fn webhook_secrets(
+    config: &Config,
+    store: &dyn SecretStore,
+) -> Result<WebhookSecrets, StartupError> {
+    let mut values = Vec::with_capacity(config.webhook.secrets.len());
+    for r in &config.webhook.secrets {
+        let v = resolve_secret(Some(store), r)
+            .await
+            .map_err(|e| StartupError::Secret {
+                reference: r.to_string(),
+                error: e.to_string(),
+            })?;
+        values.push(v);
+    }
+    Ok(WebhookSecrets::new(&values))
+}

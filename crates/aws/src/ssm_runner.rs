@@ -1,0 +1,319 @@
+//! The runner side of SSM: the JIT config's SecureString parameter
+//! ([`SsmRunnerParameters`]) and the bootstrap command ([`SsmCommands`]).
+
+use crate::error::{classify, code};
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_sdk_ssm::Client;
+use aws_sdk_ssm::types::{
+    ParameterStringFilter, ParameterTier, ParameterType, ResourceTypeForTagging, Tag,
+};
+use spotrunner_core::ports::{
+    BootstrapCommand, Commands, PortError, RunnerParameters, SendOutcome,
+};
+
+const SERVICE: &str = "ssm";
+const PARAMETER_NOT_FOUND: &str = "ParameterNotFound";
+/// The range the document's `maxRunTimeSecs` accepts (SSM's `timeoutSeconds`).
+const MAX_RUN_TIME_SECS: std::ops::RangeInclusive<u64> = 1..=172_800;
+
+/// JIT config parameters: SecureString, overwritten on retry, tagged, deleted.
+#[derive(Clone, Debug)]
+pub struct SsmRunnerParameters {
+    client: Client,
+    kms_key_id: Option<String>,
+}
+
+impl SsmRunnerParameters {
+    pub fn new(sdk: &SdkConfig) -> Self {
+        Self::from_client(Client::new(sdk))
+    }
+
+    pub fn from_client(client: Client) -> Self {
+        Self {
+            client,
+            kms_key_id: None,
+        }
+    }
+
+    /// Encrypt with this KMS key instead of the account's `aws/ssm` key.
+    pub fn with_kms_key(mut self, key_id: impl Into<String>) -> Self {
+        self.kms_key_id = Some(key_id.into());
+        self
+    }
+
+    fn ssm_tags(tags: &[(String, String)]) -> Result<Vec<Tag>, PortError> {
+        tags.iter()
+            .map(|(k, v)| {
+                Tag::builder()
+                    .key(k)
+                    .value(v)
+                    .build()
+                    .map_err(|e| PortError::rejected(SERVICE, e))
+            })
+            .collect()
+    }
+
+    async fn add_tags(&self, name: &str, tags: &[(String, String)]) -> Result<(), PortError> {
+        self.client
+            .add_tags_to_resource()
+            .resource_type(ResourceTypeForTagging::Parameter)
+            .resource_id(name)
+            .set_tags(Some(Self::ssm_tags(tags)?))
+            .send()
+            .await
+            .map_err(|e| {
+                classify(
+                    SERVICE,
+                    &format!("parameter {name}"),
+                    e,
+                    &["InvalidResourceId", PARAMETER_NOT_FOUND],
+                )
+            })?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RunnerParameters for SsmRunnerParameters {
+    async fn put(
+        &self,
+        name: &str,
+        value: &str,
+        tags: &[(String, String)],
+    ) -> Result<(), PortError> {
+        // SSM refuses tags together with Overwrite: put first, then tag.
+        // Intelligent-Tiering stays Standard (free) unless the value needs more
+        // than 4 KB.
+        self.client
+            .put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(ParameterType::SecureString)
+            .overwrite(true)
+            .tier(ParameterTier::IntelligentTiering)
+            .set_key_id(self.kms_key_id.clone())
+            .send()
+            .await
+            // The SDK error never contains the value.
+            .map_err(|e| classify(SERVICE, &format!("put parameter {name}"), e, &[]))?;
+        if !tags.is_empty() {
+            self.add_tags(name, tags).await?;
+        }
+        Ok(())
+    }
+
+    async fn exists(&self, name: &str) -> Result<bool, PortError> {
+        match self
+            .client
+            .get_parameter()
+            .name(name)
+            .with_decryption(false)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_parameter_not_found())
+                    || code(&e) == Some(PARAMETER_NOT_FOUND) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(classify(SERVICE, &format!("parameter {name}"), e, &[])),
+        }
+    }
+
+    async fn tag(&self, name: &str, key: &str, value: &str) -> Result<(), PortError> {
+        self.add_tags(name, &[(key.to_string(), value.to_string())])
+            .await
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), PortError> {
+        match self.client.delete_parameter().name(name).send().await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_parameter_not_found())
+                    || code(&e) == Some(PARAMETER_NOT_FOUND) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(classify(
+                SERVICE,
+                &format!("delete parameter {name}"),
+                e,
+                &[],
+            )),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, PortError> {
+        let what = format!("parameters under {prefix}");
+        let filter = ParameterStringFilter::builder()
+            .key("Name")
+            .option("BeginsWith")
+            .values(prefix)
+            .build()
+            .map_err(|e| PortError::rejected(SERVICE, e))?;
+        let mut pages = self
+            .client
+            .describe_parameters()
+            .parameter_filters(filter)
+            .max_results(50)
+            .into_paginator()
+            .send();
+        let mut names = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify(SERVICE, &what, e, &[]))?;
+            names.extend(
+                page.parameters()
+                    .iter()
+                    .filter_map(|p| p.name())
+                    .filter(|n| n.starts_with(prefix))
+                    .map(str::to_string),
+            );
+        }
+        Ok(names)
+    }
+}
+
+/// Sends the bootstrap document (`scripts/runner/ssm-document.yaml`) to one
+/// instance. Its parameters are names and locations, never the JIT value.
+#[derive(Clone, Debug)]
+pub struct SsmCommands {
+    client: Client,
+    document_name: String,
+    bucket: String,
+    script_key: String,
+    runner_version: String,
+    region: Option<String>,
+}
+
+impl SsmCommands {
+    pub fn new(
+        sdk: &SdkConfig,
+        document_name: impl Into<String>,
+        bucket: impl Into<String>,
+        script_key: impl Into<String>,
+        runner_version: impl Into<String>,
+        region: Option<String>,
+    ) -> Self {
+        Self::from_client(
+            Client::new(sdk),
+            document_name,
+            bucket,
+            script_key,
+            runner_version,
+            region,
+        )
+    }
+
+    pub fn from_client(
+        client: Client,
+        document_name: impl Into<String>,
+        bucket: impl Into<String>,
+        script_key: impl Into<String>,
+        runner_version: impl Into<String>,
+        region: Option<String>,
+    ) -> Self {
+        Self {
+            client,
+            document_name: document_name.into(),
+            bucket: bucket.into(),
+            script_key: script_key.into(),
+            runner_version: runner_version.into(),
+            region,
+        }
+    }
+
+    /// The document's parameters for this command (names as in the document).
+    pub fn parameters(&self, cmd: &BootstrapCommand) -> Vec<(&'static str, String)> {
+        let max_run_time = cmd
+            .max_run_time_secs
+            .clamp(*MAX_RUN_TIME_SECS.start(), *MAX_RUN_TIME_SECS.end());
+        vec![
+            ("runnerName", cmd.runner_name.clone()),
+            ("jitParameter", cmd.jit_parameter.clone()),
+            ("bucket", self.bucket.clone()),
+            ("scriptKey", self.script_key.clone()),
+            ("runnerVersion", self.runner_version.clone()),
+            ("maxRunTimeSecs", max_run_time.to_string()),
+            (
+                "startupScriptKey",
+                cmd.startup_script_key.clone().unwrap_or_default(),
+            ),
+            ("region", self.region.clone().unwrap_or_default()),
+        ]
+    }
+}
+
+#[async_trait]
+impl Commands for SsmCommands {
+    async fn send_bootstrap(&self, cmd: &BootstrapCommand) -> Result<SendOutcome, PortError> {
+        let mut req = self
+            .client
+            .send_command()
+            .instance_ids(&cmd.instance_id)
+            .document_name(&self.document_name)
+            .comment(format!("spotrunner bootstrap {}", cmd.runner_name));
+        for (k, v) in self.parameters(cmd) {
+            req = req.parameters(k, vec![v]);
+        }
+        match req.send().await {
+            Ok(out) => {
+                let command_id = out
+                    .command()
+                    .and_then(|c| c.command_id())
+                    .ok_or_else(|| {
+                        PortError::unavailable(SERVICE, "SendCommand answered without a command id")
+                    })?
+                    .to_string();
+                Ok(SendOutcome::Sent { command_id })
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_invalid_instance_id())
+                    || code(&e) == Some("InvalidInstanceId") =>
+            {
+                Ok(SendOutcome::NotReady)
+            }
+            Err(e) => Err(classify(
+                SERVICE,
+                &format!("bootstrap {} on {}", cmd.runner_name, cmd.instance_id),
+                e,
+                &["InvalidDocument"],
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn parameters_match_the_document() {
+        let sdk = crate::sdk::local("http://127.0.0.1:1").await;
+        let c = SsmCommands::new(&sdk, "doc", "bucket", "bootstrap.sh", "2.317.0", None);
+        let cmd = BootstrapCommand {
+            instance_id: "i-1".into(),
+            runner_name: "sr-1".into(),
+            jit_parameter: "/sr/jit/sr-1".into(),
+            max_run_time_secs: 999_999,
+            startup_script_key: None,
+        };
+        let p = c.parameters(&cmd);
+        let doc = include_str!("../../../scripts/runner/ssm-document.yaml");
+        for (k, _) in &p {
+            assert!(
+                doc.contains(&format!("\n  {k}:\n")),
+                "{k} not in the document"
+            );
+        }
+        let get = |k: &str| p.iter().find(|(n, _)| *n == k).unwrap().1.clone();
+        assert_eq!(get("maxRunTimeSecs"), "172800");
+        assert_eq!(get("startupScriptKey"), "");
+        assert_eq!(get("region"), "");
+    }
+}
