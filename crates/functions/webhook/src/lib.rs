@@ -1,0 +1,28 @@
+//! The `webhook` Lambda's HTTP glue: API Gateway HTTP API / Function URL requests
+//! (payload 2.0, base64 bodies decoded by `lambda_http`) to the core handler.
+
+use lambda_http::{Body, Request, Response};
+use spotrunner_core::webhook::{WebhookRequest, WebhookService};
+
+/// Answer one HTTP request with the core webhook handler.
+pub async fn handle(service: &WebhookService, req: Request) -> Response<Body> {
+    let method = req.method().as_str().to_string();
+    let headers: Vec<(&str, &str)> = req
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v)))
+        .collect();
+    let body: &[u8] = match req.body() {
+        Body::Empty => &[],
+        Body::Text(t) => t.as_bytes(),
+        Body::Binary(b) => b,
+        _ => &[],
+    };
+    let wreq = WebhookRequest::from_headers(&method, headers, body);
+    let out = service.handle(&wreq).await;
+    Response::builder()
+        .status(out.status)
+        .header("content-type", "application/json")
+        .body(Body::Text(out.body.to_string()))
+        .expect("valid response")
+}
