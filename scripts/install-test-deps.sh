@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh machine; idempotent and quick
+# when all is present. Registries only: PyPI, npm, Debian, crates.io.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'install-test-deps: %s\n' "$*" >&2; }
+have() { command -v "$1" >/dev/null 2>&1; }
+apt_updated=""
+apt_install() {
+  if ! have apt-get; then say "WARNING: apt-get not found; cannot install $*"; return 1; fi
+  if [ -z "$apt_updated" ]; then apt-get update -qq >/dev/null || true; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+have cargo || { say "ERROR: cargo is required (the machine's Rust toolchain)"; exit 1; }
+rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt >/dev/null 2>&1 || true
+
+PY=python3
+have python3.11 && PY=python3.11
+if ! have moto_server; then
+  say "installing moto[server] 5.2.1 from PyPI"
+  "$PY" -m pip install -q 'moto[server]==5.2.1'
+  hash -r
+fi
+have moto_server || { say "ERROR: moto_server still not on PATH after install"; exit 1; }
+
+if ! have cargo-lambda; then
+  say "installing cargo-lambda from PyPI"
+  "$PY" -m pip install -q 'cargo-lambda==1.9.2'
+  hash -r
+fi
+
+if ! have node || ! have npm; then
+  say "installing nodejs and npm from Debian"
+  apt_install nodejs npm
+fi
+if [ ! -d testdata/npm/node_modules/@octokit/webhooks-examples ] || [ ! -d testdata/npm/node_modules/@octokit/webhooks-methods ]; then
+  say "installing @octokit/webhooks-examples and @octokit/webhooks-methods (npm ci)"
+  (cd testdata/npm && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+
+if ! have shellcheck; then
+  say "installing shellcheck from Debian"
+  apt_install shellcheck || say "WARNING: shellcheck unavailable; shell lint is skipped"
+fi
+
+if ! have terraform; then
+  say "WARNING: terraform not found: the Terraform checks will be SKIPPED"
+fi
+say "ok"

@@ -1,0 +1,345 @@
+#!/usr/bin/env bash
+# spotrunner on-instance bootstrap: turns a fresh VM into exactly one
+# single-use (JIT) GitHub Actions runner, then shuts the VM down.
+#
+# Run by the spotrunner SSM document (as root), or by the local process
+# backend (as a normal user, with SPOTRUNNER_NO_SHUTDOWN=1). See README.md.
+#
+# The JIT config is a credential: it lives only in a shell variable (never
+# exported, never echoed, never written to disk by this script) and is handed
+# to the runner as `--jitconfig VALUE`.
+
+# Never trace: `bash -x bootstrap.sh` would print the JIT config.
+{ set +x; } 2>/dev/null
+set -euo pipefail
+
+readonly PROG="spotrunner-bootstrap"
+
+RUNNER_NAME=""
+JIT_PARAMETER=""
+BUCKET=""
+RUNNER_VERSION=""
+RUNNER_ARCH="x64"
+STARTUP_SCRIPT_KEY=""
+MAX_RUN_TIME_SECS=""
+REGION=""
+
+JIT=""
+TMP_DIR=""
+RUNNER_PID=""
+SHUTDOWN_DONE=0
+
+# --- logging ---------------------------------------------------------------
+
+# log LEVEL MSG... -> `spotrunner-bootstrap: level=L runner=NAME msg="..."` on stderr.
+log() {
+    local level="$1"
+    shift
+    local msg="$*"
+    msg="${msg//\\/\\\\}"
+    msg="${msg//\"/\\\"}"
+    msg="${msg//$'\n'/ }"
+    printf '%s: level=%s runner=%s msg="%s"\n' \
+        "$PROG" "$level" "${RUNNER_NAME:--}" "$msg" >&2
+}
+info() { log info "$@"; }
+warn() { log warn "$@"; }
+error() { log error "$@"; }
+
+# die MSG... -> log an error and exit non-zero (the EXIT trap shuts down).
+die() {
+    error "$@"
+    exit 1
+}
+
+usage() {
+    cat >&2 <<'EOF'
+usage: bootstrap.sh --runner-name NAME --jit-parameter PARAM_NAME --bucket BUCKET
+                    --runner-version VER [--runner-arch x64|arm64]
+                    [--startup-script-key KEY] --max-run-time-secs N [--region R]
+EOF
+}
+
+# --- exit / shutdown guarantees -------------------------------------------
+
+# shellcheck disable=SC2317  # invoked from traps
+shutdown_now() {
+    if [[ "${SPOTRUNNER_NO_SHUTDOWN:-0}" == "1" ]]; then
+        return 0
+    fi
+    if [[ "$SHUTDOWN_DONE" == "1" ]]; then
+        return 0
+    fi
+    SHUTDOWN_DONE=1
+    info "shutting down now"
+    if ! shutdown -h now; then
+        error "shutdown -h now failed; relying on the safety timer and the control plane"
+    fi
+}
+
+# shellcheck disable=SC2317  # invoked from traps
+on_exit() {
+    local rc=$?
+    set +e
+    trap - EXIT
+    JIT=""
+    if [[ -n "$RUNNER_PID" ]] && kill -0 "$RUNNER_PID" 2>/dev/null; then
+        kill -TERM "$RUNNER_PID" 2>/dev/null
+    fi
+    if [[ -n "$TMP_DIR" && -d "$TMP_DIR" ]]; then
+        rm -rf -- "$TMP_DIR"
+    fi
+    if [[ "$rc" == "0" ]]; then
+        info "bootstrap finished exit_code=0"
+    else
+        error "bootstrap finished exit_code=$rc"
+    fi
+    shutdown_now
+    exit "$rc"
+}
+
+# on_signal NAME CODE: stop the runner (it cancels its job on TERM), then exit
+# with 128+signo; the EXIT trap then shuts down.
+# shellcheck disable=SC2317  # invoked from traps
+on_signal() {
+    local sig="$1" code="$2"
+    trap - TERM INT HUP
+    warn "received SIG$sig, stopping"
+    if [[ -n "$RUNNER_PID" ]] && kill -0 "$RUNNER_PID" 2>/dev/null; then
+        kill -TERM "$RUNNER_PID" 2>/dev/null || true
+        wait "$RUNNER_PID" 2>/dev/null || true
+    fi
+    RUNNER_PID=""
+    exit "$code"
+}
+
+trap on_exit EXIT
+trap 'on_signal TERM 143' TERM
+trap 'on_signal INT 130' INT
+trap 'on_signal HUP 129' HUP
+
+# --- flags ------------------------------------------------------------------
+
+need_value() {
+    # need_value FLAG ARGC: the flag must be followed by a value.
+    if [[ "$2" -lt 2 ]]; then
+        usage
+        die "flag $1 needs a value"
+    fi
+}
+
+while [[ $# -gt 0 ]]; do
+    flag="$1"
+    value=""
+    case "$flag" in
+        --*=*)
+            value="${flag#*=}"
+            flag="${flag%%=*}"
+            shift
+            ;;
+        -h | --help)
+            usage
+            trap - EXIT
+            exit 0
+            ;;
+        --*)
+            need_value "$flag" "$#"
+            value="$2"
+            shift 2
+            ;;
+        *)
+            usage
+            die "unexpected argument: $flag"
+            ;;
+    esac
+    case "$flag" in
+        --runner-name) RUNNER_NAME="$value" ;;
+        --jit-parameter) JIT_PARAMETER="$value" ;;
+        --bucket) BUCKET="$value" ;;
+        --runner-version) RUNNER_VERSION="$value" ;;
+        --runner-arch) RUNNER_ARCH="$value" ;;
+        --startup-script-key) STARTUP_SCRIPT_KEY="$value" ;;
+        --max-run-time-secs) MAX_RUN_TIME_SECS="$value" ;;
+        --region) REGION="$value" ;;
+        *)
+            usage
+            die "unknown flag: $flag"
+            ;;
+    esac
+done
+unset flag value
+
+missing=()
+[[ -n "$RUNNER_NAME" ]] || missing+=(--runner-name)
+[[ -n "$JIT_PARAMETER" ]] || missing+=(--jit-parameter)
+[[ -n "$BUCKET" ]] || missing+=(--bucket)
+[[ -n "$RUNNER_VERSION" ]] || missing+=(--runner-version)
+[[ -n "$MAX_RUN_TIME_SECS" ]] || missing+=(--max-run-time-secs)
+if [[ ${#missing[@]} -gt 0 ]]; then
+    usage
+    die "missing required flag(s): ${missing[*]}"
+fi
+unset missing
+
+if ! [[ "$MAX_RUN_TIME_SECS" =~ ^[0-9]+$ ]] || [[ "$((10#$MAX_RUN_TIME_SECS))" -le 0 ]]; then
+    die "flag --max-run-time-secs must be a positive integer, got '$MAX_RUN_TIME_SECS'"
+fi
+MAX_RUN_TIME_SECS="$((10#$MAX_RUN_TIME_SECS))"
+case "$RUNNER_ARCH" in
+    x64 | arm64) ;;
+    *) die "flag --runner-arch must be x64 or arm64, got '$RUNNER_ARCH'" ;;
+esac
+RUNNER_VERSION="${RUNNER_VERSION#v}"
+if ! [[ "$RUNNER_VERSION" =~ ^[0-9]+(\.[0-9]+)*$ ]]; then
+    die "flag --runner-version must look like 2.317.0, got '$RUNNER_VERSION'"
+fi
+
+SPOTRUNNER_HOME="${SPOTRUNNER_HOME:-/opt/spotrunner}"
+RUNNER_DIR="${SPOTRUNNER_RUNNER_DIR:-$SPOTRUNNER_HOME/runner}"
+WORK_DIR="${SPOTRUNNER_WORK_DIR:-$SPOTRUNNER_HOME/work}"
+
+# `--region R` for every aws call when a region was given. Expanded with
+# ${AWS_ARGS[@]+...} so an empty array is fine under `set -u` on bash < 4.4.
+AWS_ARGS=()
+if [[ -n "$REGION" ]]; then
+    AWS_ARGS=(--region "$REGION")
+fi
+
+aws_() {
+    aws ${AWS_ARGS[@]+"${AWS_ARGS[@]}"} "$@"
+}
+
+# --- 2. safety timer, first of all -----------------------------------------
+
+if [[ "${SPOTRUNNER_NO_SHUTDOWN:-0}" == "1" ]]; then
+    info "SPOTRUNNER_NO_SHUTDOWN=1: no safety timer, no shutdown at exit"
+else
+    minutes=$(((MAX_RUN_TIME_SECS + 59) / 60))
+    if ! shutdown -h "+$minutes" >/dev/null; then
+        die "could not arm the safety timer (shutdown -h +$minutes)"
+    fi
+    info "safety timer armed: shutdown in $minutes minute(s)"
+    unset minutes
+fi
+
+TMP_DIR="$(mktemp -d "${TMPDIR:-/tmp}/spotrunner-bootstrap.XXXXXX")"
+
+# --- 3. JIT config: read, then delete at once --------------------------------
+
+info "reading JIT config from SSM parameter $JIT_PARAMETER"
+if ! JIT="$(aws_ ssm get-parameter --name "$JIT_PARAMETER" --with-decryption \
+    --query Parameter.Value --output text)"; then
+    JIT=""
+    die "could not read SSM parameter $JIT_PARAMETER"
+fi
+if ! aws_ ssm delete-parameter --name "$JIT_PARAMETER" >/dev/null; then
+    warn "could not delete SSM parameter $JIT_PARAMETER; the control plane will"
+else
+    info "deleted SSM parameter $JIT_PARAMETER"
+fi
+if [[ -z "$JIT" || "$JIT" == "None" ]]; then
+    JIT=""
+    die "SSM parameter $JIT_PARAMETER is empty"
+fi
+
+# --- 4. runner binaries -------------------------------------------------------
+
+mkdir -p -- "$RUNNER_DIR" "$WORK_DIR"
+
+if [[ -n "${SPOTRUNNER_RUNNER_CMD:-}" ]]; then
+    info "SPOTRUNNER_RUNNER_CMD is set; not installing the runner"
+elif [[ -f "$RUNNER_DIR/run.sh" ]]; then
+    info "runner already present in $RUNNER_DIR"
+else
+    tarball="actions-runner-linux-$RUNNER_ARCH-$RUNNER_VERSION.tar.gz"
+    cache_url="s3://$BUCKET/runner-cache/$tarball"
+    local_tarball="$TMP_DIR/$tarball"
+    if aws_ s3 cp --only-show-errors "$cache_url" "$local_tarball"; then
+        info "runner $RUNNER_VERSION ($RUNNER_ARCH) taken from the S3 cache $cache_url"
+    else
+        github_url="https://github.com/actions/runner/releases/download/v$RUNNER_VERSION/$tarball"
+        warn "runner not in the S3 cache $cache_url; downloading $github_url"
+        rm -f -- "$local_tarball"
+        if ! curl -fsSL --retry 3 --retry-delay 2 -o "$local_tarball" "$github_url"; then
+            die "could not download the runner from $github_url"
+        fi
+        if aws_ s3 cp --only-show-errors "$local_tarball" "$cache_url"; then
+            info "uploaded runner to the S3 cache $cache_url"
+        else
+            warn "could not upload runner to the S3 cache $cache_url (continuing)"
+        fi
+    fi
+    if ! tar -xzf "$local_tarball" -C "$RUNNER_DIR"; then
+        die "could not extract $tarball into $RUNNER_DIR"
+    fi
+    rm -f -- "$local_tarball"
+    if [[ ! -f "$RUNNER_DIR/run.sh" ]]; then
+        die "$tarball has no run.sh"
+    fi
+    unset tarball cache_url local_tarball github_url
+fi
+
+# --- 5/6. job environment and startup script ------------------------------
+
+export SPOTRUNNER_HOME
+export SPOTRUNNER_RUNNER_DIR="$RUNNER_DIR"
+export SPOTRUNNER_WORK_DIR="$WORK_DIR"
+export SPOTRUNNER_RUNNER_NAME="$RUNNER_NAME"
+# The actions runner refuses root in some code paths; under SSM we are root.
+if [[ "$(id -u)" == "0" ]]; then
+    export RUNNER_ALLOW_RUNASROOT="${RUNNER_ALLOW_RUNASROOT:-1}"
+fi
+
+if [[ -n "$STARTUP_SCRIPT_KEY" ]]; then
+    startup_script="$TMP_DIR/startup.sh"
+    if ! aws_ s3 cp --only-show-errors "s3://$BUCKET/$STARTUP_SCRIPT_KEY" "$startup_script"; then
+        die "could not download startup script s3://$BUCKET/$STARTUP_SCRIPT_KEY"
+    fi
+    info "running startup script s3://$BUCKET/$STARTUP_SCRIPT_KEY"
+    startup_rc=0
+    bash "$startup_script" </dev/null || startup_rc=$?
+    if [[ "$startup_rc" != "0" ]]; then
+        die "startup script failed with exit code $startup_rc"
+    fi
+    info "startup script succeeded"
+    unset startup_script startup_rc
+fi
+
+# The runner reads KEY=VALUE lines from $RUNNER_DIR/.env into the job's
+# environment. Keep other lines, replace ours.
+env_file="$RUNNER_DIR/.env"
+env_tmp="$TMP_DIR/runner.env"
+if [[ -f "$env_file" ]]; then
+    grep -v -E '^SPOTRUNNER_(WORK|RUNNER)_DIR=' "$env_file" >"$env_tmp" || true
+else
+    : >"$env_tmp"
+fi
+printf 'SPOTRUNNER_WORK_DIR=%s\nSPOTRUNNER_RUNNER_DIR=%s\n' "$WORK_DIR" "$RUNNER_DIR" >>"$env_tmp"
+chmod 644 "$env_tmp"
+mv -f -- "$env_tmp" "$env_file"
+unset env_file env_tmp
+
+# --- 7. the runner -------------------------------------------------------------
+
+if [[ -n "${SPOTRUNNER_RUNNER_CMD:-}" ]]; then
+    # Split on whitespace (no quoting, no globbing): "prog arg1 arg2".
+    read -r -a runner_cmd <<<"$SPOTRUNNER_RUNNER_CMD"
+else
+    runner_cmd=("$RUNNER_DIR/run.sh")
+fi
+info "starting runner: ${runner_cmd[*]} --jitconfig ***"
+
+# In the background, so TERM/INT reach our trap while the runner runs.
+"${runner_cmd[@]}" --jitconfig "$JIT" </dev/null &
+RUNNER_PID=$!
+JIT=""
+runner_rc=0
+wait "$RUNNER_PID" || runner_rc=$?
+RUNNER_PID=""
+
+if [[ "$runner_rc" == "0" ]]; then
+    info "runner exited with code 0"
+else
+    warn "runner exited with code $runner_rc"
+fi
+exit "$runner_rc"

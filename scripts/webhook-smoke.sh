@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Builds the release `webhook` Lambda and drives it under `cargo lambda watch` with a
+# signed queued example from @octokit/webhooks-examples: expects 202 and the job
+# message on an SQS queue in moto. Also reports the stripped binary size and the
+# time from exec to ready (cold start, config + secret read from SSM in moto).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=python3; command -v python3.11 >/dev/null && PY=python3.11
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 "${2:-600}"); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.5; done; echo "port $1 never opened" >&2; return 1; }
+
+moto_port=$(free_port)
+MOTO_IAM_LOAD_MANAGED_POLICIES=true moto_server -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 &
+pids+=($!)
+wait_port "$moto_port" 60
+endpoint="http://127.0.0.1:$moto_port"
+secret="smoke-secret"
+
+cat >"$work/config.json" <<JSON
+{"deployment":"smoke","github":{"auth":{"type":"pat","token":"env:GH_TOKEN"}},
+ "webhook":{"secrets":["ssm:/smoke/webhook-secret"]},
+ "pools":[{"name":"k8s","labels":["k8s"],"max_runners":2}]}
+JSON
+queue_url=$("$PY" scripts/lib/smoke_aws.py setup "$endpoint" "$work/config.json" "$secret")
+
+node -e '
+const idx = require("./testdata/npm/node_modules/@octokit/webhooks-examples/api.github.com/index.json");
+const ex = idx.find(e => e.name === "workflow_job").examples.find(x => x.action === "queued" && x.workflow_job.labels.includes("k8s"));
+process.stdout.write(JSON.stringify(ex));' >"$work/queued.json"
+job_id=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["workflow_job"]["id"])' "$work/queued.json")
+
+echo "== building release webhook"
+cargo build --release -p spotrunner-webhook --bin webhook --quiet
+bin=target/release/webhook
+size=$(stat -c %s "$bin")
+
+lambda_env="AWS_ENDPOINT_URL=$endpoint,AWS_REGION=us-east-1,AWS_ACCESS_KEY_ID=testing,AWS_SECRET_ACCESS_KEY=testing,SPOTRUNNER_CONFIG_PARAMETER=/smoke/config,SPOTRUNNER_JOBS_QUEUE_URL=$queue_url"
+watch_port=$(free_port)
+cargo lambda watch --release -p spotrunner-webhook --bin webhook --ignore-changes -q \
+  -A 127.0.0.1 -P "$watch_port" --env-vars "$lambda_env" >"$work/watch.log" 2>&1 &
+pids+=($!)
+wait_port "$watch_port" 600
+result=$("$PY" scripts/lib/smoke_aws.py post "http://127.0.0.1:$watch_port/lambda-url/webhook/" "$secret" "$work/queued.json")
+echo "response: $result"
+messages=$("$PY" scripts/lib/smoke_aws.py receive "$endpoint" "$queue_url")
+ok=1
+case "$result" in "202 "*"\"queued\":true"*) ;; *) echo "FAIL: expected 202 queued" >&2; ok=0 ;; esac
+if ! grep -q "\"job_id\":$job_id" <<<"$messages"; then echo "FAIL: job $job_id not on the queue: $messages" >&2; ok=0; fi
+if [ "$ok" != 1 ]; then sed 's/^/watch: /' "$work/watch.log" | tail -40 >&2; exit 1; fi
+
+# Cold start: exec of the release binary to its "webhook ready" log line, against
+# the runtime API of a second cargo lambda watch with no function started.
+api_port=$(free_port)
+cargo lambda watch --only-lambda-apis -A 127.0.0.1 -P "$api_port" -q >"$work/api.log" 2>&1 &
+pids+=($!)
+wait_port "$api_port" 120
+start=$(date +%s%N)
+env AWS_ENDPOINT_URL="$endpoint" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
+  SPOTRUNNER_CONFIG_PARAMETER=/smoke/config SPOTRUNNER_JOBS_QUEUE_URL="$queue_url" \
+  AWS_LAMBDA_FUNCTION_NAME=webhook AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128 AWS_LAMBDA_FUNCTION_VERSION=1 \
+  AWS_LAMBDA_RUNTIME_API="127.0.0.1:$api_port/.rt" "$bin" >"$work/cold.log" 2>&1 &
+cold_pid=$!
+pids+=($cold_pid)
+for _ in $(seq 1 200); do grep -q 'webhook ready' "$work/cold.log" && break; sleep 0.005; done
+ready=$(date +%s%N)
+grep -q 'webhook ready' "$work/cold.log" || { echo "FAIL: binary never became ready:"; cat "$work/cold.log"; exit 1; }
+echo "webhook smoke: 202 and job $job_id on the queue"
+echo "release binary: $size bytes (stripped), exec to ready: $(( (ready - start) / 1000000 )) ms"
+echo "1 passed, 0 failed"
