@@ -5,6 +5,7 @@
 
 pub mod dynamodb;
 pub mod error;
+pub mod metrics;
 pub mod runtime;
 pub mod sdk;
 pub mod sqs;
