@@ -8,6 +8,8 @@ pub mod job;
 pub mod matching;
 pub mod names;
 pub mod ports;
+pub mod stop_runner;
+pub mod teardown;
 pub mod webhook;
 
 pub use config::Config;
