@@ -4,6 +4,7 @@
 pub mod config;
 pub mod create_runner;
 pub mod fakes;
+pub mod janitor;
 pub mod job;
 pub mod matching;
 pub mod names;
