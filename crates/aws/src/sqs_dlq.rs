@@ -51,8 +51,9 @@ impl DeadLetterQueue for SqsDeadLetterQueue {
             .queue_url(&self.queue_url)
             .max_number_of_messages(max.clamp(1, MAX_BATCH) as i32)
             .visibility_timeout(visibility.as_secs().clamp(1, 43_200) as i32)
-            // Short poll: an empty answer ends the run instead of waiting.
-            .wait_time_seconds(0)
+            // A short poll samples some of SQS's servers and may answer empty while
+            // messages wait; a 1 s long poll asks all of them, so empty means empty.
+            .wait_time_seconds(1)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send()
             .await
