@@ -33,7 +33,11 @@ fn python() -> String {
 }
 
 fn serial_script() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/lib/moto_serial.py").to_string()
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/lib/moto_serial.py"
+    )
+    .to_string()
 }
 
 /// A running moto server.
@@ -53,7 +57,12 @@ impl Moto {
             Ok(p) => (p, Vec::new()),
             Err(_) => (python(), vec![serial_script()]),
         };
-        args.extend(["-H".into(), "127.0.0.1".into(), "-p".into(), port.to_string()]);
+        args.extend([
+            "-H".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+        ]);
         let mut cmd = Command::new(&program);
         cmd.args(&args)
             .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
