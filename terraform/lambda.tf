@@ -75,6 +75,8 @@ locals {
   lambda_zips = { for name, _ in local.lambda_settings : name => "${var.lambda_zip_dir}/${name}/bootstrap.zip" }
 }
 
+# The default log group of each function (/aws/lambda/<function name>), created
+# here so that it has a retention and is removed with the function.
 resource "aws_cloudwatch_log_group" "lambda" {
   #checkov:skip=CKV_AWS_158:Logs are encrypted by CloudWatch Logs by default; the Lambdas never log secrets (values are redacted in code), so a customer-managed KMS key is not required.
   #checkov:skip=CKV_AWS_338:Retention is a variable (log_retention_days, default 30 days): operational logs, not an audit trail; a year's retention is the operator's choice.
@@ -109,11 +111,6 @@ resource "aws_lambda_function" "fn" {
 
   environment {
     variables = merge(local.common_env, each.value.env)
-  }
-
-  logging_config {
-    log_format = "Text" # the functions write JSON lines themselves
-    log_group  = aws_cloudwatch_log_group.lambda[each.key].name
   }
 
   tags = local.tags

@@ -429,6 +429,12 @@ run "lambda_environment_contract" {
 }
 
 run "configuration_document" {
+  # tests/fixtures/config.json is this exact document; crates/e2e/tests/terraform_config.rs
+  # loads it with the Lambdas' own parser and validation (deny_unknown_fields).
+  assert {
+    condition     = jsondecode(output.config_json) == jsondecode(file("tests/fixtures/config.json"))
+    error_message = "the rendered configuration differs from tests/fixtures/config.json (update both, and run cargo test -p spotrunner-e2e --test terraform_config)"
+  }
   assert {
     condition = jsondecode(output.config_json).deployment == "srtest" && jsondecode(output.config_json).github.auth == {
       type        = "app"
