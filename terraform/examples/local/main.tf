@@ -232,3 +232,28 @@ output "region" {
   description = "Region of the deployment."
   value       = var.region
 }
+
+output "webhook_secret_parameters" {
+  description = "SSM parameters of the webhook secret (tests read the value from moto to sign deliveries)."
+  value       = module.spotrunner.webhook_secret_parameters
+}
+
+output "github_credential_parameter" {
+  description = "SSM parameter of the GitHub token."
+  value       = module.spotrunner.github_credential_parameter
+}
+
+output "jit_parameter_prefix" {
+  description = "Prefix of the JIT config parameters."
+  value       = module.spotrunner.jit_parameter_prefix
+}
+
+output "bootstrap_script_key" {
+  description = "Key of bootstrap.sh in the bucket."
+  value       = module.spotrunner.bootstrap_script_key
+}
+
+output "runner_instance_profile" {
+  description = "Runner instance profile."
+  value       = module.spotrunner.runner_instance_profile
+}
