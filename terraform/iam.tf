@@ -10,8 +10,8 @@ locals {
   ec2_arn      = "arn:${local.partition}:ec2:${local.region}:${local.account_id}"
   instance_arn = "${local.ec2_arn}:instance/*"
 
-  # The functions that read GitHub credentials.
-  github_readers = ["create-runner", "stop-runner", "dlq-mover", "janitor"]
+  # The functions that read GitHub credentials (dlq-mover does not call GitHub).
+  github_readers = ["create-runner", "stop-runner", "janitor"]
 
   kms_statements = var.parameter_kms_key_arn == null ? {} : { for k in keys(local.lambda_settings) : k => true }
 }
@@ -77,7 +77,7 @@ data "aws_iam_policy_document" "lambda" {
 
   # --- SQS ---
   dynamic "statement" {
-    for_each = contains(["webhook", "dlq-mover", "janitor"], each.key) ? [1] : []
+    for_each = contains(["webhook", "stop-runner", "dlq-mover", "janitor"], each.key) ? [1] : []
     content {
       sid       = "SendJobs"
       actions   = ["sqs:SendMessage"]
@@ -134,7 +134,6 @@ data "aws_iam_policy_document" "lambda" {
           "dynamodb:PutItem",
           "dynamodb:UpdateItem",
           "dynamodb:ConditionCheckItem",
-          "dynamodb:Query",
           "dynamodb:Scan",
         ],
         # Only the janitor repairs capacity counters (deletes stale ones).
@@ -163,8 +162,8 @@ data "aws_iam_policy_document" "lambda" {
     for_each = contains(["stop-runner", "janitor"], each.key) ? [1] : []
     content {
       sid       = "CleanJitParameters"
-      actions   = ["ssm:GetParameter", "ssm:DeleteParameter", "ssm:GetParametersByPath"]
-      resources = [local.jit_parameters_arn, "${local.ssm_parameter_arn_prefix}/${trimsuffix(trimprefix(local.jit_prefix, "/"), "/")}"]
+      actions   = ["ssm:GetParameter", "ssm:DeleteParameter"]
+      resources = [local.jit_parameters_arn]
     }
   }
 

@@ -38,14 +38,15 @@ locals {
       timeout     = 60
       reserved    = var.reserved_concurrency.stop_runner
       env = {
-        SPOTRUNNER_LEDGER_TABLE = aws_dynamodb_table.ledger.name
-        SPOTRUNNER_SSM_DOCUMENT = aws_ssm_document.runner.name
+        SPOTRUNNER_LEDGER_TABLE   = aws_dynamodb_table.ledger.name
+        SPOTRUNNER_SSM_DOCUMENT   = aws_ssm_document.runner.name
+        SPOTRUNNER_JOBS_QUEUE_URL = aws_sqs_queue.jobs.url
       }
     }
     dlq-mover = {
       description = "move dead-lettered jobs back to the jobs queue at a bounded rate"
       memory      = 256
-      timeout     = 300
+      timeout     = local.dlq_mover_timeout
       reserved    = var.reserved_concurrency.dlq_mover
       env = merge(
         {
@@ -71,6 +72,10 @@ locals {
       )
     }
   }
+
+  # dlq-mover paces itself at rate/s up to max per run (function defaults 50 and
+  # 1000): its timeout covers that plus a minute of calls, within Lambda's 900 s.
+  dlq_mover_timeout = min(900, max(120, ceil(coalesce(var.dlq_max_per_run, 1000) / coalesce(var.dlq_rate_per_second, 50)) + 60))
 
   lambda_zips = { for name, _ in local.lambda_settings : name => "${var.lambda_zip_dir}/${name}/bootstrap.zip" }
 }

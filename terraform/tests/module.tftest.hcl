@@ -272,6 +272,27 @@ run "terminate_is_conditioned_on_the_deployment_tag" {
   }
 }
 
+run "secrets_reach_only_the_functions_that_use_them" {
+  assert {
+    condition = toset([
+      for fn, doc in data.aws_iam_policy_document.lambda : fn
+      if anytrue([for s in doc.statement : s.sid == "ReadGitHubCredential"])
+    ]) == toset(["create-runner", "stop-runner", "janitor"])
+    error_message = "only create-runner, stop-runner and janitor read the GitHub credential"
+  }
+  assert {
+    condition = toset([
+      for fn, doc in data.aws_iam_policy_document.lambda : fn
+      if anytrue([for s in doc.statement : s.sid == "ReadWebhookSecrets"])
+    ]) == toset(["webhook"])
+    error_message = "only the webhook reads the webhook secret"
+  }
+  assert {
+    condition     = aws_lambda_function.fn["dlq-mover"].timeout == 120
+    error_message = "dlq-mover's timeout covers 1000 messages at 50/s plus a minute, at least 120 s"
+  }
+}
+
 run "pass_role_only_for_the_runner_role" {
   assert {
     condition = alltrue(flatten([
@@ -412,7 +433,7 @@ run "lambda_environment_contract" {
     condition = (
       keys(aws_lambda_function.fn["webhook"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_JOBS_QUEUE_URL", "SPOTRUNNER_LEDGER_TABLE"]) &&
       keys(aws_lambda_function.fn["create-runner"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_JOBS_QUEUE_URL", "SPOTRUNNER_BOOTSTRAP_QUEUE_URL", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_SSM_DOCUMENT", "SPOTRUNNER_BUCKET", "SPOTRUNNER_BOOTSTRAP_SCRIPT_KEY"]) &&
-      keys(aws_lambda_function.fn["stop-runner"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_SSM_DOCUMENT"]) &&
+      keys(aws_lambda_function.fn["stop-runner"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_SSM_DOCUMENT", "SPOTRUNNER_JOBS_QUEUE_URL"]) &&
       keys(aws_lambda_function.fn["dlq-mover"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_DLQ_URL", "SPOTRUNNER_JOBS_QUEUE_URL", "SPOTRUNNER_LEDGER_TABLE"]) &&
       keys(aws_lambda_function.fn["janitor"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_JOBS_QUEUE_URL"])
     )

@@ -117,7 +117,11 @@ async fn deployed_local_example_configuration_loads() {
         ),
         (
             "stop-runner",
-            &["SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_SSM_DOCUMENT"],
+            &[
+                "SPOTRUNNER_LEDGER_TABLE",
+                "SPOTRUNNER_SSM_DOCUMENT",
+                "SPOTRUNNER_JOBS_QUEUE_URL",
+            ],
         ),
         (
             "dlq-mover",
