@@ -545,3 +545,38 @@ run "missing_webhook_secret_is_refused" {
   }
   expect_failures = [aws_ssm_parameter.webhook_secret]
 }
+
+run "ledger_and_bucket" {
+  # The key schema and TTL attribute of crates/aws/src/dynamodb.rs create_table.
+  assert {
+    condition = (
+      aws_dynamodb_table.ledger.hash_key == "pk" &&
+      one(aws_dynamodb_table.ledger.attribute).name == "pk" &&
+      one(aws_dynamodb_table.ledger.attribute).type == "S" &&
+      aws_dynamodb_table.ledger.range_key == null &&
+      aws_dynamodb_table.ledger.billing_mode == "PAY_PER_REQUEST"
+    )
+    error_message = "ledger: on-demand, hash key pk (S), no range key"
+  }
+  assert {
+    condition = (
+      aws_dynamodb_table.ledger.ttl[0].attribute_name == "expires_at" && aws_dynamodb_table.ledger.ttl[0].enabled &&
+      aws_dynamodb_table.ledger.point_in_time_recovery[0].enabled &&
+      aws_dynamodb_table.ledger.server_side_encryption[0].enabled
+    )
+    error_message = "ledger: TTL on expires_at, PITR, SSE"
+  }
+  assert {
+    condition = (
+      aws_s3_bucket_versioning.runner.versioning_configuration[0].status == "Enabled" &&
+      aws_s3_bucket_public_access_block.runner.block_public_acls && aws_s3_bucket_public_access_block.runner.restrict_public_buckets &&
+      length(aws_s3_bucket_policy.runner) == 1 &&
+      one(aws_s3_bucket_lifecycle_configuration.runner.rule).noncurrent_version_expiration[0].noncurrent_days == 30
+    )
+    error_message = "bucket: versioning, public access blocked, TLS-only policy, non-current versions expire"
+  }
+  assert {
+    condition     = aws_ssm_document.runner.name == "srtest-runner" && aws_ssm_document.runner.content == file("../scripts/runner/ssm-document.yaml")
+    error_message = "the SSM document is scripts/runner/ssm-document.yaml, named <prefix>-runner"
+  }
+}

@@ -41,6 +41,12 @@ variable "lambda_zip_dir" {
   default     = null
 }
 
+variable "webhook_endpoint" {
+  description = "api_gateway (default) or function_url."
+  type        = string
+  default     = "api_gateway"
+}
+
 variable "github_api_url" {
   description = "GitHub API base the rendered configuration names (a fake GitHub server in tests)."
   type        = string
@@ -111,6 +117,7 @@ module "spotrunner" {
   prefix         = var.prefix
   lambda_zip_dir = coalesce(var.lambda_zip_dir, "${path.module}/../../../target/lambda")
 
+  webhook_endpoint = var.webhook_endpoint
   github_api_url   = var.github_api_url
   github_auth_type = "pat"
   github_pat       = var.github_pat
