@@ -168,9 +168,10 @@ data "aws_iam_policy_document" "lambda" {
   }
 
   dynamic "statement" {
-    for_each = contains(["create-runner", "stop-runner", "janitor"], each.key) ? [1] : []
+    for_each = each.key == "janitor" ? [1] : []
     content {
-      # DescribeParameters has no resource-level permissions (filters by name prefix in the call).
+      # Leaked JIT parameters. DescribeParameters has no resource-level
+      # permissions (the call filters by name prefix).
       sid       = "ListJitParameters"
       actions   = ["ssm:DescribeParameters"]
       resources = ["*"]
@@ -321,7 +322,7 @@ data "aws_iam_policy_document" "lambda" {
   }
 
   dynamic "statement" {
-    for_each = contains(["stop-runner", "janitor"], each.key) ? [1] : []
+    for_each = each.key == "janitor" ? [1] : []
     content {
       # Mark instances tainted; only the spotrunner:tainted key, only ours.
       sid       = "TaintOurInstances"
@@ -341,7 +342,7 @@ data "aws_iam_policy_document" "lambda" {
   }
 
   dynamic "statement" {
-    for_each = contains(["create-runner", "stop-runner", "janitor"], each.key) ? [1] : []
+    for_each = contains(["stop-runner", "janitor"], each.key) ? [1] : []
     content {
       # DescribeInstances has no resource-level permissions; the code filters by the deployment tag.
       sid       = "DescribeInstances"

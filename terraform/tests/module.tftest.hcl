@@ -272,6 +272,30 @@ run "terminate_is_conditioned_on_the_deployment_tag" {
   }
 }
 
+run "ec2_and_parameter_reads_only_where_the_code_needs_them" {
+  assert {
+    condition = toset([
+      for fn, doc in data.aws_iam_policy_document.lambda : fn
+      if anytrue([for s in doc.statement : contains(s.actions, "ec2:DescribeInstances")])
+    ]) == toset(["stop-runner", "janitor"])
+    error_message = "only stop-runner and janitor describe instances"
+  }
+  assert {
+    condition = toset([
+      for fn, doc in data.aws_iam_policy_document.lambda : fn
+      if anytrue([for s in doc.statement : contains(s.actions, "ec2:CreateTags") && s.sid != "TagOnLaunchOnly"])
+    ]) == toset(["janitor"])
+    error_message = "only the janitor tags existing instances (tainted)"
+  }
+  assert {
+    condition = toset([
+      for fn, doc in data.aws_iam_policy_document.lambda : fn
+      if anytrue([for s in doc.statement : contains(s.actions, "ssm:DescribeParameters")])
+    ]) == toset(["janitor"])
+    error_message = "only the janitor lists JIT parameters"
+  }
+}
+
 run "secrets_reach_only_the_functions_that_use_them" {
   assert {
     condition = toset([
