@@ -106,15 +106,14 @@ data "aws_iam_policy_document" "lambda" {
       sid = "DrainDlq"
       actions = [
         "sqs:ReceiveMessage",
-        "sqs:DeleteMessage",
-        "sqs:ChangeMessageVisibility",
+        "sqs:DeleteMessage", # DeleteMessageBatch
         "sqs:GetQueueAttributes",
       ]
       resources = [aws_sqs_queue.dlq.arn]
     }
   }
 
-  # --- DynamoDB ledger (TransactWriteItems is authorised per item action) ---
+  # --- DynamoDB ledger (TransactWriteItems is authorised per item action: Put, Update) ---
   dynamic "statement" {
     for_each = each.key == "webhook" ? [1] : []
     content {
@@ -133,7 +132,6 @@ data "aws_iam_policy_document" "lambda" {
           "dynamodb:GetItem",
           "dynamodb:PutItem",
           "dynamodb:UpdateItem",
-          "dynamodb:ConditionCheckItem",
           "dynamodb:Scan",
         ],
         # Only the janitor repairs capacity counters (deletes stale ones).
