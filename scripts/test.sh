@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: install what it needs, lint, unit + integration tests
-# (moto, fake GitHub, GitHub's webhook examples), then the release webhook binary
-# under `cargo lambda watch`.
+# (moto, fake GitHub, GitHub's webhook examples), one release build of the five
+# Lambdas, the release webhook behind cargo lambda's runtime API, and the
+# Terraform checks (fmt, validate, terraform test, checkov, apply + destroy of
+# examples/local on moto with the real handlers run against the deployment).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh
@@ -12,5 +14,11 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test"
 cargo test --workspace --no-fail-fast
-echo "== release webhook under cargo lambda watch"
+echo "== release Lambdas (one cargo lambda build for all five)"
+scripts/package-lambdas.sh
+echo "== release webhook smoke"
 scripts/webhook-smoke.sh
+echo "== terraform"
+SPOTRUNNER_TF_DEPLOYED_TEST="cargo test -p spotrunner-e2e --test terraform_deployed -- --ignored" \
+  scripts/terraform-check.sh
+echo "== all tests passed"
