@@ -47,8 +47,8 @@ bin="$work/bootstrap"
 chmod +x "$bin"
 size=$(stat -c %s "$bin")
 
-# cargo lambda's runtime API and Function URL router; the binary is started by
-# hand (as Lambda would), so the time from exec to its "webhook ready" line is
+# cargo lambda's runtime API and Function URL router (a function started by hand
+# serves the name `_`); the binary is started by hand (as Lambda would), so the time from exec to its "webhook ready" line is
 # the cold start (config + secret read from SSM in moto).
 api_port=$(free_port)
 cargo lambda watch --only-lambda-apis -A 127.0.0.1 -P "$api_port" -q >"$work/api.log" 2>&1 &
@@ -58,13 +58,13 @@ start=$(date +%s%N)
 env AWS_ENDPOINT_URL="$endpoint" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
   SPOTRUNNER_CONFIG_PARAMETER=/smoke/config SPOTRUNNER_JOBS_QUEUE_URL="$queue_url" \
   AWS_LAMBDA_FUNCTION_NAME=webhook AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128 AWS_LAMBDA_FUNCTION_VERSION=1 \
-  AWS_LAMBDA_RUNTIME_API="127.0.0.1:$api_port/.rt" "$bin" >"$work/cold.log" 2>&1 &
+  AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$api_port/.rt" "$bin" >"$work/cold.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 400); do grep -q 'webhook ready' "$work/cold.log" && break; sleep 0.005; done
 ready=$(date +%s%N)
 grep -q 'webhook ready' "$work/cold.log" || { echo "FAIL: binary never became ready:"; cat "$work/cold.log"; exit 1; }
 
-result=$("$PY" scripts/lib/smoke_aws.py post "http://127.0.0.1:$api_port/lambda-url/webhook/" "$secret" "$work/queued.json")
+result=$("$PY" scripts/lib/smoke_aws.py post "http://127.0.0.1:$api_port/lambda-url/_/" "$secret" "$work/queued.json")
 echo "response: $result"
 messages=$("$PY" scripts/lib/smoke_aws.py receive "$endpoint" "$queue_url")
 ok=1
