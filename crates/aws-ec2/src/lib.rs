@@ -141,6 +141,56 @@ impl Compute for Ec2Compute {
         Ok(found)
     }
 
+    async fn describe(
+        &self,
+        _deployment: &str,
+        instance_ids: &[String],
+    ) -> Result<Vec<Instance>, PortError> {
+        if instance_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let what = format!("instances {}", instance_ids.join(","));
+        let out = match self
+            .client
+            .describe_instances()
+            .set_instance_ids(Some(instance_ids.to_vec()))
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            // One unknown id fails the call; a gone instance is simply not listed.
+            Err(e) if code(&e) == Some(INSTANCE_NOT_FOUND) => {
+                let mut found = Vec::new();
+                for id in instance_ids {
+                    match self
+                        .client
+                        .describe_instances()
+                        .instance_ids(id)
+                        .send()
+                        .await
+                    {
+                        Ok(out) => found.extend(
+                            out.reservations()
+                                .iter()
+                                .flat_map(|r| r.instances())
+                                .filter_map(to_instance),
+                        ),
+                        Err(e) if code(&e) == Some(INSTANCE_NOT_FOUND) => {}
+                        Err(e) => return Err(classify(SERVICE, &what, e, &[])),
+                    }
+                }
+                return Ok(found);
+            }
+            Err(e) => return Err(classify(SERVICE, &what, e, &[])),
+        };
+        Ok(out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter_map(to_instance)
+            .collect())
+    }
+
     async fn tag_instance(
         &self,
         instance_id: &str,

@@ -4,10 +4,13 @@
 pub mod config;
 pub mod create_runner;
 pub mod fakes;
+pub mod janitor;
 pub mod job;
 pub mod matching;
 pub mod names;
 pub mod ports;
+pub mod stop_runner;
+pub mod teardown;
 pub mod webhook;
 
 pub use config::Config;

@@ -124,7 +124,11 @@ pub enum Scope {
     Repo,
 }
 
-mod defaults {
+pub(crate) mod defaults {
+    /// (boot timeout, idle timeout, max run time) of a pool that sets none.
+    pub fn pool_timers() -> (u64, u64, u64) {
+        (boot_timeout(), idle_timeout(), max_run_time())
+    }
     pub fn api_url() -> String {
         "https://api.github.com".into()
     }

@@ -21,6 +21,7 @@ struct State {
     weight: u32,
     drained: BTreeSet<String>,
     calls: BTreeMap<&'static str, usize>,
+    fail_once: Vec<String>,
 }
 
 /// A [`Ledger`] in memory. `set_failing(true)` makes every call fail as if DynamoDB
@@ -40,6 +41,11 @@ impl MemoryLedger {
 
     pub fn set_failing(&self, fail: bool) {
         self.fail.store(fail, Ordering::SeqCst);
+    }
+
+    /// Make the next call of `method` fail (as if DynamoDB were down once).
+    pub fn fail_next(&self, method: &str) {
+        self.lock().fail_once.push(method.to_string());
     }
 
     /// How many times `method` (e.g. `"reserve"`, `"claim_job"`) was called.
@@ -65,7 +71,11 @@ impl MemoryLedger {
     fn begin(&self, method: &'static str) -> Result<std::sync::MutexGuard<'_, State>, PortError> {
         let mut st = self.lock();
         *st.calls.entry(method).or_default() += 1;
-        if self.fail.load(Ordering::SeqCst) {
+        let once = st.fail_once.iter().position(|m| m == method);
+        if let Some(i) = once {
+            st.fail_once.remove(i);
+        }
+        if once.is_some() || self.fail.load(Ordering::SeqCst) {
             return Err(PortError::unavailable(SERVICE, "connection refused (fake)"));
         }
         Ok(st)

@@ -72,6 +72,21 @@ pub trait Compute: Send + Sync {
     async fn terminate(&self, instance_ids: &[String]) -> Result<(), PortError>;
     /// Every instance tagged with this deployment, all pages.
     async fn list_instances(&self, deployment: &str) -> Result<Vec<Instance>, PortError>;
+    /// The instances among `instance_ids` that the cloud still knows (any state,
+    /// any deployment: callers check the tags). Unknown ids are left out.
+    /// The default lists this deployment's instances and filters them.
+    async fn describe(
+        &self,
+        deployment: &str,
+        instance_ids: &[String],
+    ) -> Result<Vec<Instance>, PortError> {
+        Ok(self
+            .list_instances(deployment)
+            .await?
+            .into_iter()
+            .filter(|i| instance_ids.contains(&i.instance_id))
+            .collect())
+    }
     async fn tag_instance(
         &self,
         instance_id: &str,

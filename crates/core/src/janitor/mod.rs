@@ -1,0 +1,102 @@
+//! janitor: level-triggered reconciliation of the cloud's instances ↔ the ledger
+//! ↔ GitHub's runners. [`snapshot`] reads everything (all pages), [`plan`] is a
+//! pure function from the snapshot to a list of [`Action`]s, each with its reason,
+//! and [`Janitor::run`] performs them unless it is a dry run: the dry-run report is
+//! exactly the list a real run would act on.
+
+mod execute;
+mod plan;
+mod report;
+mod snapshot;
+
+pub use plan::plan;
+pub use report::{Action, ActionKind, ActionResult, JanitorReport};
+pub use snapshot::{GitHubRunnerSeen, Snapshot};
+
+use crate::config::Config;
+use crate::ports::{Compute, GitHubApi, JobQueue, Ledger, PortError, RunnerParameters};
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+
+/// Timers that are not per pool (per-pool ones come from the configuration).
+#[derive(Debug, Clone)]
+pub struct JanitorSettings {
+    /// How long a tainted runner stays before it is deleted (if still idle).
+    pub taint_grace: chrono::Duration,
+    /// A job waiting this long with no live runner is put back on the queue.
+    pub stale_job_after: chrono::Duration,
+    /// GitHub cancels jobs queued longer than this; they are dropped.
+    pub max_job_age: chrono::Duration,
+    /// A reservation that never got an instance, whose job is gone, is released
+    /// after this long.
+    pub reservation_timeout: chrono::Duration,
+    /// Where JIT parameters live: `{prefix}{runner_name}`.
+    pub jit_parameter_prefix: String,
+}
+
+impl JanitorSettings {
+    pub fn for_deployment(deployment: &str) -> Self {
+        Self {
+            taint_grace: chrono::Duration::minutes(10),
+            stale_job_after: chrono::Duration::minutes(30),
+            max_job_age: chrono::Duration::hours(24),
+            reservation_timeout: chrono::Duration::minutes(15),
+            jit_parameter_prefix: format!("/{deployment}/jit/"),
+        }
+    }
+}
+
+/// The janitor and the ports it reconciles.
+#[derive(Clone)]
+pub struct Janitor {
+    pub config: Arc<Config>,
+    pub settings: JanitorSettings,
+    pub ledger: Arc<dyn Ledger>,
+    pub github: Arc<dyn GitHubApi>,
+    pub compute: Arc<dyn Compute>,
+    pub parameters: Arc<dyn RunnerParameters>,
+    pub jobs_queue: Arc<dyn JobQueue>,
+}
+
+impl Janitor {
+    /// One reconciliation pass. With `dry_run`, nothing is changed and the report
+    /// lists what would have been done.
+    pub async fn run(&self, now: DateTime<Utc>, dry_run: bool) -> Result<JanitorReport, PortError> {
+        let snap = self.snapshot(now).await?;
+        let actions = plan(&self.config, &self.settings, &snap, now);
+        for a in &actions {
+            tracing::info!(
+                job_id = a.job_id,
+                action = a.kind.as_str(),
+                subject = a.subject,
+                reason = a.reason,
+                dry_run,
+                "janitor action planned"
+            );
+        }
+        let results = if dry_run {
+            actions
+                .into_iter()
+                .map(|action| ActionResult {
+                    action,
+                    done: false,
+                    error: None,
+                })
+                .collect()
+        } else {
+            self.execute(actions, &snap, now).await
+        };
+        let report = JanitorReport::new(dry_run, results, snap.warnings.clone());
+        tracing::info!(
+            dry_run,
+            actions = report.results.len(),
+            failed = report.failed(),
+            counts = ?report.counts(),
+            "janitor pass finished"
+        );
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests;

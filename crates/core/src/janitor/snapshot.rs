@@ -1,0 +1,123 @@
+//! Everything the janitor looks at, read once per pass (all pages of each list).
+//! Instances are listed before the ledger: an instance is launched only after its
+//! reservation is written, so every instance in the list has its runner record
+//! in the ledger read that follows.
+
+use super::{Janitor, plan::stale_jobs};
+use crate::config::Scope;
+use crate::create_runner::github_target;
+use crate::ports::{
+    CapacityUse, GitHubJob, GitHubRunner, GitHubTarget, Instance, JobRecord, PortError,
+    RunnerRecord, RunnerScope,
+};
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+/// A GitHub runner and the scope it was listed under (to delete it there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitHubRunnerSeen {
+    pub target: GitHubTarget,
+    pub runner: GitHubRunner,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// This deployment's instances, any state.
+    pub instances: Vec<Instance>,
+    pub runners: Vec<RunnerRecord>,
+    pub jobs: Vec<JobRecord>,
+    pub capacity: CapacityUse,
+    /// JIT parameter names under the deployment's prefix.
+    pub parameters: Vec<String>,
+    /// GitHub runners whose names carry this deployment's prefix; `None` when
+    /// GitHub could not be listed (the GitHub rules wait for the next pass).
+    pub github_runners: Option<Vec<GitHubRunnerSeen>>,
+    /// What GitHub says about the jobs that look stale (absent: unknown).
+    pub github_jobs: BTreeMap<u64, Option<GitHubJob>>,
+    pub warnings: Vec<String>,
+}
+
+impl Janitor {
+    pub(super) async fn snapshot(&self, now: DateTime<Utc>) -> Result<Snapshot, PortError> {
+        let deployment = &self.config.deployment;
+        let mut snap = Snapshot {
+            instances: self.compute.list_instances(deployment).await?,
+            runners: self.ledger.list_runners().await?,
+            jobs: self.ledger.list_jobs().await?,
+            capacity: self.ledger.capacity().await?,
+            parameters: self
+                .parameters
+                .list(&self.settings.jit_parameter_prefix)
+                .await?,
+            ..Snapshot::default()
+        };
+        let prefix = format!("{deployment}-");
+        let mut seen: BTreeMap<u64, GitHubRunnerSeen> = BTreeMap::new();
+        let mut complete = true;
+        for target in self.targets(&snap.jobs) {
+            match self.github.list_runners(&target).await {
+                Ok(runners) => {
+                    for runner in runners.into_iter().filter(|r| r.name.starts_with(&prefix)) {
+                        seen.entry(runner.id).or_insert(GitHubRunnerSeen {
+                            target: target.clone(),
+                            runner,
+                        });
+                    }
+                }
+                Err(e) => {
+                    complete = false;
+                    snap.warnings
+                        .push(format!("could not list GitHub runners of {target:?}: {e}"));
+                }
+            }
+        }
+        if complete {
+            snap.github_runners = Some(seen.into_values().collect());
+        }
+        let stale: Vec<(u64, GitHubTarget, String)> =
+            stale_jobs(&self.config, &self.settings, &snap, now)
+                .into_iter()
+                .filter_map(|j| {
+                    let pool = self.config.pool(&j.pool)?;
+                    Some((
+                        j.job_id,
+                        github_target(&j.message, pool),
+                        j.repository.clone(),
+                    ))
+                })
+                .collect();
+        for (job_id, target, repository) in stale {
+            match self.github.get_job(&target, &repository, job_id).await {
+                Ok(found) => {
+                    snap.github_jobs.insert(job_id, found);
+                }
+                Err(e) => snap
+                    .warnings
+                    .push(format!("could not ask GitHub about job {job_id}: {e}")),
+            }
+        }
+        Ok(snap)
+    }
+
+    /// Where our runners can be registered: the scopes of the jobs the ledger
+    /// knows, and each allowed owner for organisation pools.
+    fn targets(&self, jobs: &[JobRecord]) -> Vec<GitHubTarget> {
+        let mut targets: BTreeMap<String, GitHubTarget> = BTreeMap::new();
+        for job in jobs {
+            if let Some(pool) = self.config.pool(&job.pool) {
+                let t = github_target(&job.message, pool);
+                targets.entry(format!("{:?}", t.scope)).or_insert(t);
+            }
+        }
+        if self.config.pools.iter().any(|p| p.scope == Scope::Org) {
+            for owner in &self.config.allowed_owners {
+                let t = GitHubTarget {
+                    scope: RunnerScope::Org { org: owner.clone() },
+                    installation_id: None,
+                };
+                targets.entry(format!("{:?}", t.scope)).or_insert(t);
+            }
+        }
+        targets.into_values().collect()
+    }
+}

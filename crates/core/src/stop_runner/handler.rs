@@ -1,0 +1,292 @@
+use super::event::{ENDING_INSTANCE_STATES, StopEvent, TERMINAL_COMMAND_STATUSES, document_name};
+use crate::config::Config;
+use crate::create_runner::github_target;
+use crate::job::{JobStateUpdate, ObservedJobStatus};
+use crate::ports::{
+    Compute, GitHubApi, JobChange, JobQueue, JobRecord, JobState, Ledger, PortError,
+    RunnerParameters, RunnerRecord, RunnerState, tags,
+};
+use crate::teardown::{Teardown, requeue_job};
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+
+/// The stop-runner handler and the ports it talks to.
+#[derive(Clone)]
+pub struct StopRunner {
+    pub config: Arc<Config>,
+    /// Our SSM command document: command events for other documents are ignored.
+    pub document: String,
+    pub ledger: Arc<dyn Ledger>,
+    pub github: Arc<dyn GitHubApi>,
+    pub compute: Arc<dyn Compute>,
+    pub parameters: Arc<dyn RunnerParameters>,
+    /// Where a job that never started goes back to.
+    pub jobs_queue: Arc<dyn JobQueue>,
+}
+
+/// What one event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopOutcome {
+    /// Not an event about one of our runners ending.
+    Ignored { reason: String },
+    /// The runner was ended now.
+    Ended {
+        runner_name: String,
+        job_id: u64,
+        job_state: Option<JobState>,
+    },
+    /// The runner had already been ended: nothing changed.
+    AlreadyEnded { runner_name: String },
+}
+
+impl StopRunner {
+    /// Handle one event. An error means a step failed and the event should be
+    /// delivered again (every step is idempotent).
+    pub async fn handle(
+        &self,
+        event: &StopEvent,
+        now: DateTime<Utc>,
+    ) -> Result<StopOutcome, PortError> {
+        let outcome = self.run(event, now).await;
+        let instance_id = event.instance_id();
+        match &outcome {
+            Ok(StopOutcome::Ignored { reason }) => {
+                tracing::debug!(instance_id, reason, "event ignored")
+            }
+            Ok(StopOutcome::Ended {
+                runner_name,
+                job_id,
+                job_state,
+            }) => tracing::info!(
+                job_id,
+                runner_name,
+                instance_id,
+                event = event.describe(),
+                job_state = job_state.map_or("unknown", |s| s.as_str()),
+                "runner stopped"
+            ),
+            Ok(StopOutcome::AlreadyEnded { runner_name }) => tracing::info!(
+                runner_name,
+                instance_id,
+                event = event.describe(),
+                "runner already ended; nothing to do"
+            ),
+            Err(e) => {
+                tracing::error!(instance_id, error = %e, "stop-runner step failed; the event will be retried")
+            }
+        }
+        outcome
+    }
+
+    async fn run(&self, event: &StopEvent, now: DateTime<Utc>) -> Result<StopOutcome, PortError> {
+        if let Some(reason) = self.not_ours(event) {
+            return Ok(StopOutcome::Ignored { reason });
+        }
+        let Some(runner) = self.find_runner(event.instance_id()).await? else {
+            return Ok(StopOutcome::Ignored {
+                reason: "no runner of this deployment runs on that instance".into(),
+            });
+        };
+        if runner.state == RunnerState::Released {
+            return Ok(StopOutcome::AlreadyEnded {
+                runner_name: runner.name,
+            });
+        }
+        let job_state = self.settle_job(event, &runner, now).await?;
+        let gone = matches!(event, StopEvent::InstanceState { state, .. } if state == "terminated");
+        let teardown = Teardown {
+            config: &self.config,
+            ledger: self.ledger.as_ref(),
+            github: self.github.as_ref(),
+            compute: self.compute.as_ref(),
+            parameters: self.parameters.as_ref(),
+        };
+        let released = teardown
+            .end_runner(&runner, !gone, &event.describe(), now)
+            .await?;
+        Ok(if released {
+            StopOutcome::Ended {
+                runner_name: runner.name,
+                job_id: runner.job_id,
+                job_state,
+            }
+        } else {
+            StopOutcome::AlreadyEnded {
+                runner_name: runner.name,
+            }
+        })
+    }
+
+    /// Why the event is none of our business, if it is not.
+    fn not_ours(&self, event: &StopEvent) -> Option<String> {
+        match event {
+            StopEvent::CommandStatus {
+                document, status, ..
+            } => {
+                if document_name(document) != document_name(&self.document) {
+                    Some(format!("command of document {document}, not ours"))
+                } else if !TERMINAL_COMMAND_STATUSES.contains(&status.as_str()) {
+                    Some(format!("command status {status} is not terminal"))
+                } else {
+                    None
+                }
+            }
+            StopEvent::InstanceState { state, .. }
+                if !ENDING_INSTANCE_STATES.contains(&state.as_str()) =>
+            {
+                Some(format!("instance state {state} does not end a runner"))
+            }
+            _ => None,
+        }
+    }
+
+    /// The runner on `instance_id`: by the instance's runner-name tag (only
+    /// instances tagged with this deployment), else by the ledger's record.
+    async fn find_runner(&self, instance_id: &str) -> Result<Option<RunnerRecord>, PortError> {
+        let deployment = &self.config.deployment;
+        let described = self
+            .compute
+            .describe(deployment, &[instance_id.to_string()])
+            .await?;
+        if let Some(instance) = described.first() {
+            if instance.tag(tags::DEPLOYMENT) != Some(deployment.as_str()) {
+                return Ok(None);
+            }
+            if let Some(name) = instance.tag(tags::RUNNER_NAME)
+                && let Some(runner) = self.ledger.get_runner(name).await?
+            {
+                return Ok(Some(runner));
+            }
+        }
+        // EC2 forgets terminated instances after about an hour: ask the ledger.
+        Ok(self
+            .ledger
+            .list_runners()
+            .await?
+            .into_iter()
+            .find(|r| r.instance_id.as_deref() == Some(instance_id)))
+    }
+
+    /// Record how the runner's job ended; returns the job's state afterwards.
+    async fn settle_job(
+        &self,
+        event: &StopEvent,
+        runner: &RunnerRecord,
+        now: DateTime<Utc>,
+    ) -> Result<Option<JobState>, PortError> {
+        let Some(job) = self.ledger.get_job(runner.job_id).await? else {
+            return Ok(None);
+        };
+        if job.state.is_final() {
+            return Ok(Some(job.state));
+        }
+        let ran_here = job.taken_by.as_deref() == Some(runner.name.as_str())
+            || (job.taken_by.is_none() && job.runner_name.as_deref() == Some(&runner.name));
+        match job.state {
+            JobState::Running if ran_here => {
+                let state = match event {
+                    StopEvent::SpotInterruption { .. } => JobState::Interrupted,
+                    _ => JobState::Completed,
+                };
+                self.set_state(&job, state, now).await?;
+                Ok(Some(state))
+            }
+            JobState::Launched if job.runner_name.as_deref() == Some(&runner.name) => {
+                self.job_never_started(event, runner, &job, now).await
+            }
+            // Taken by another runner, requeued, or being claimed: not ours to settle.
+            other => Ok(Some(other)),
+        }
+    }
+
+    /// The runner ended before GitHub told us it took the job: ask GitHub where
+    /// the job is, and put it back on the queue if it is still waiting.
+    async fn job_never_started(
+        &self,
+        event: &StopEvent,
+        runner: &RunnerRecord,
+        job: &JobRecord,
+        now: DateTime<Utc>,
+    ) -> Result<Option<JobState>, PortError> {
+        let asked = match self.config.pool(&job.pool) {
+            Some(pool) => Some(
+                self.github
+                    .get_job(
+                        &github_target(&job.message, pool),
+                        &job.repository,
+                        job.job_id,
+                    )
+                    .await,
+            ),
+            None => None,
+        };
+        let status = match asked {
+            Some(Ok(Some(j))) => Some((j.status, j.runner_name)),
+            Some(Ok(None)) => {
+                self.set_state(job, JobState::Dropped, now).await?;
+                return Ok(Some(JobState::Dropped));
+            }
+            Some(Err(e)) => {
+                tracing::warn!(job_id = job.job_id, error = %e, "could not ask GitHub about the job; requeueing it");
+                None
+            }
+            None => None,
+        };
+        match status {
+            Some((s, _)) if s == "completed" => {
+                self.set_state(job, JobState::Completed, now).await?;
+                Ok(Some(JobState::Completed))
+            }
+            Some((s, taken_by)) if s == "in_progress" => {
+                if taken_by.as_deref() == Some(runner.name.as_str()) {
+                    let state = match event {
+                        StopEvent::SpotInterruption { .. } => JobState::Interrupted,
+                        _ => JobState::Completed,
+                    };
+                    self.set_state(job, state, now).await?;
+                    return Ok(Some(state));
+                }
+                let update = JobStateUpdate {
+                    job_id: job.job_id,
+                    repository: job.repository.clone(),
+                    status: ObservedJobStatus::InProgress,
+                    runner_name: taken_by,
+                    runner_id: None,
+                    conclusion: None,
+                    at: now,
+                };
+                self.ledger.record_job_state(&update).await?;
+                Ok(Some(JobState::Running))
+            }
+            // Still queued (or GitHub could not say): another runner must take it.
+            _ => {
+                requeue_job(
+                    self.ledger.as_ref(),
+                    self.jobs_queue.as_ref(),
+                    job,
+                    &format!(
+                        "its runner ended before the job started ({})",
+                        event.describe()
+                    ),
+                    now,
+                )
+                .await?;
+                Ok(Some(JobState::Requeued))
+            }
+        }
+    }
+
+    async fn set_state(
+        &self,
+        job: &JobRecord,
+        state: JobState,
+        now: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        let change = JobChange {
+            state: Some(state),
+            clear_lease: true,
+            ..JobChange::default()
+        };
+        self.ledger.update_job(job.job_id, &change, now).await
+    }
+}

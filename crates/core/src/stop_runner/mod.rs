@@ -1,0 +1,17 @@
+//! stop-runner: an EventBridge event that says a runner ended (its SSM command
+//! reached a terminal status, a spot interruption warning, the instance shutting
+//! down) → the runner's instance, JIT parameter, GitHub registration and capacity
+//! are all given back, and the ledger says how its job ended. Idempotent: the same
+//! event twice, or two events for one runner in any order, change nothing more.
+
+mod event;
+mod handler;
+
+pub use event::{
+    COMMAND_STATUS, ENDING_INSTANCE_STATES, EventError, INSTANCE_STATE, SPOT_INTERRUPTION,
+    StopEvent, TERMINAL_COMMAND_STATUSES, document_name,
+};
+pub use handler::{StopOutcome, StopRunner};
+
+#[cfg(test)]
+mod tests;

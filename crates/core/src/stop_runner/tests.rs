@@ -1,0 +1,384 @@
+use super::*;
+use crate::config::Config;
+use crate::create_runner::{CreateRunner, JobOutcome, Settings};
+use crate::fakes::{
+    MemoryBootstrapQueue, MemoryCommands, MemoryCompute, MemoryGitHub, MemoryLedger,
+    MemoryParameters, MemoryQueue,
+};
+use crate::job::{JOB_MESSAGE_VERSION, JobMessage, JobStateUpdate, ObservedJobStatus};
+use crate::ports::{CapacityUse, Compute, JobState, JobStateSink, Ledger, RunnerState};
+use chrono::Utc;
+use std::sync::Arc;
+
+struct World {
+    ledger: Arc<MemoryLedger>,
+    github: Arc<MemoryGitHub>,
+    compute: Arc<MemoryCompute>,
+    params: Arc<MemoryParameters>,
+    bootstrap: Arc<MemoryBootstrapQueue>,
+    jobs: Arc<MemoryQueue>,
+    cr: CreateRunner,
+    stop: StopRunner,
+}
+
+fn world() -> World {
+    let config = Arc::new(
+        Config::from_toml(
+            r#"
+deployment = "sr"
+max_total_weight = 100
+[github]
+auth = { type = "pat", token = "env:T" }
+[webhook]
+secrets = ["value:s"]
+[[pools]]
+name = "cpu"
+labels = ["linux"]
+launch_template = "sr-cpu"
+instance_types = ["m7i.large"]
+max_runners = 5
+"#,
+        )
+        .unwrap(),
+    );
+    let ledger = Arc::new(MemoryLedger::default());
+    let github = Arc::new(MemoryGitHub::default());
+    let compute = Arc::new(MemoryCompute::default());
+    let params = Arc::new(MemoryParameters::default());
+    let bootstrap = Arc::new(MemoryBootstrapQueue::default());
+    let jobs = Arc::new(MemoryQueue::default());
+    let cr = CreateRunner {
+        config: config.clone(),
+        settings: Settings::for_deployment("sr"),
+        ledger: ledger.clone(),
+        github: github.clone(),
+        compute: compute.clone(),
+        parameters: params.clone(),
+        commands: Arc::new(MemoryCommands::default()),
+        bootstrap_queue: bootstrap.clone(),
+        jobs_queue: jobs.clone(),
+    };
+    let stop = StopRunner {
+        config,
+        document: "sr-runner".into(),
+        ledger: ledger.clone(),
+        github: github.clone(),
+        compute: compute.clone(),
+        parameters: params.clone(),
+        jobs_queue: jobs.clone(),
+    };
+    World {
+        ledger,
+        github,
+        compute,
+        params,
+        bootstrap,
+        jobs,
+        cr,
+        stop,
+    }
+}
+
+fn job(id: u64) -> JobMessage {
+    JobMessage {
+        version: JOB_MESSAGE_VERSION,
+        job_id: id,
+        run_id: 1,
+        run_attempt: 1,
+        repository: "o/r".into(),
+        owner: "o".into(),
+        owner_type: "Organization".into(),
+        installation_id: Some(1),
+        labels: vec!["self-hosted".into(), "linux".into()],
+        pool: "cpu".into(),
+        delivery_id: None,
+        received_at: Utc::now(),
+        queued_at: Some(Utc::now()),
+        launch_attempt: 0,
+        deferrals: 0,
+    }
+}
+
+impl World {
+    /// Launch and bootstrap a runner for job `id`; returns (runner, instance).
+    async fn running(&self, id: u64) -> (String, String) {
+        let JobOutcome::Launched {
+            runner_name,
+            instance_id,
+        } = self.cr.handle_job(&job(id), Utc::now()).await
+        else {
+            panic!("not launched")
+        };
+        for (msg, _) in self.bootstrap.take_all() {
+            self.cr.handle_bootstrap(&msg, Utc::now()).await;
+        }
+        (runner_name, instance_id)
+    }
+
+    async fn in_progress(&self, id: u64, runner: &str) {
+        self.ledger
+            .record_job_state(&JobStateUpdate {
+                job_id: id,
+                repository: "o/r".into(),
+                status: ObservedJobStatus::InProgress,
+                runner_name: Some(runner.into()),
+                runner_id: None,
+                conclusion: None,
+                at: Utc::now(),
+            })
+            .await
+            .unwrap();
+    }
+
+    async fn job_state(&self, id: u64) -> JobState {
+        self.ledger.get_job(id).await.unwrap().unwrap().state
+    }
+
+    /// Everything the runner held is gone.
+    async fn assert_cleaned(&self, runner: &str, instance: &str) {
+        let r = self.ledger.get_runner(runner).await.unwrap().unwrap();
+        assert_eq!(r.state, RunnerState::Released);
+        assert!(
+            self.compute
+                .live()
+                .iter()
+                .all(|i| i.instance_id != instance)
+        );
+        assert!(self.params.names().is_empty(), "parameter left behind");
+        assert!(
+            self.github.runners().iter().all(|g| g.name != runner),
+            "GitHub runner left behind"
+        );
+        let cap = self.ledger.capacity().await.unwrap();
+        assert_eq!(cap.pools.get("cpu").copied().unwrap_or(0), 0);
+        assert_eq!(cap.weight, 0);
+    }
+}
+
+fn command(instance: &str, status: &str) -> StopEvent {
+    StopEvent::CommandStatus {
+        instance_id: instance.into(),
+        command_id: "c-1".into(),
+        document: "arn:aws:ssm:us-east-1:1:document/sr-runner".into(),
+        status: status.into(),
+    }
+}
+
+#[tokio::test]
+async fn terminal_command_statuses_end_the_runner_and_finish_the_job() {
+    for status in ["Success", "Failed", "TimedOut", "Cancelled"] {
+        let w = world();
+        let (runner, instance) = w.running(1).await;
+        w.in_progress(1, &runner).await;
+        let out = w
+            .stop
+            .handle(&command(&instance, status), Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            StopOutcome::Ended {
+                runner_name: runner.clone(),
+                job_id: 1,
+                job_state: Some(JobState::Completed)
+            },
+            "{status}"
+        );
+        w.assert_cleaned(&runner, &instance).await;
+        assert_eq!(w.job_state(1).await, JobState::Completed);
+        let end = w.ledger.get_runner(&runner).await.unwrap().unwrap();
+        assert_eq!(
+            end.end_reason.as_deref(),
+            Some(format!("runner command {status}").as_str())
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_event_twice_changes_nothing_more() {
+    let events = |i: &str| {
+        vec![
+            command(i, "Success"),
+            StopEvent::SpotInterruption {
+                instance_id: i.into(),
+            },
+            StopEvent::InstanceState {
+                instance_id: i.into(),
+                state: "terminated".into(),
+            },
+        ]
+    };
+    for n in 0..3 {
+        let w = world();
+        let (runner, instance) = w.running(1).await;
+        w.in_progress(1, &runner).await;
+        let event = events(&instance)[n].clone();
+        if n == 2 {
+            // EC2 says the instance is terminated: it really is.
+            w.compute.terminate(&[instance.clone()]).await.unwrap();
+        }
+        assert!(matches!(
+            w.stop.handle(&event, Utc::now()).await.unwrap(),
+            StopOutcome::Ended { .. }
+        ));
+        let state = w.job_state(1).await;
+        let deletes = w.github.state.lock().unwrap().delete_calls;
+        let before = w.ledger.get_runner(&runner).await.unwrap();
+        // The same event again, then every other event for the runner.
+        for again in std::iter::once(event).chain(events(&instance)) {
+            assert_eq!(
+                w.stop.handle(&again, Utc::now()).await.unwrap(),
+                StopOutcome::AlreadyEnded {
+                    runner_name: runner.clone()
+                }
+            );
+        }
+        assert_eq!(w.job_state(1).await, state);
+        assert_eq!(w.ledger.get_runner(&runner).await.unwrap(), before);
+        assert_eq!(w.github.state.lock().unwrap().delete_calls, deletes);
+        assert!(w.jobs.sent().is_empty(), "nothing requeued");
+        w.assert_cleaned(&runner, &instance).await;
+    }
+}
+
+#[tokio::test]
+async fn spot_interruption_of_a_running_job_records_it_interrupted() {
+    let w = world();
+    let (runner, instance) = w.running(7).await;
+    w.in_progress(7, &runner).await;
+    let out = w
+        .stop
+        .handle(
+            &StopEvent::SpotInterruption {
+                instance_id: instance.clone(),
+            },
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        out,
+        StopOutcome::Ended {
+            job_state: Some(JobState::Interrupted),
+            ..
+        }
+    ));
+    let job = w.ledger.get_job(7).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Interrupted);
+    // What a re-run needs: the message, the runner that ran it.
+    assert_eq!(job.message.job_id, 7);
+    assert_eq!(job.taken_by.as_deref(), Some(runner.as_str()));
+    w.assert_cleaned(&runner, &instance).await;
+}
+
+#[tokio::test]
+async fn a_runner_that_ended_before_its_job_started_puts_the_job_back() {
+    let w = world();
+    let (runner, instance) = w.running(3).await;
+    w.github.set_job(3, "queued");
+    let out = w
+        .stop
+        .handle(
+            &StopEvent::SpotInterruption {
+                instance_id: instance.clone(),
+            },
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        out,
+        StopOutcome::Ended {
+            job_state: Some(JobState::Requeued),
+            ..
+        }
+    ));
+    let sent = w.jobs.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!((sent[0].job_id, sent[0].launch_attempt), (3, 1));
+    w.assert_cleaned(&runner, &instance).await;
+    // The requeued job launches a second runner under the next attempt's name.
+    let JobOutcome::Launched { runner_name, .. } = w.cr.handle_job(&sent[0], Utc::now()).await
+    else {
+        panic!("requeued job not launched")
+    };
+    assert_ne!(runner_name, runner);
+}
+
+#[tokio::test]
+async fn a_runner_that_ended_after_github_completed_the_job_marks_it_completed() {
+    let w = world();
+    let (_, instance) = w.running(4).await;
+    w.github.set_job(4, "completed");
+    w.stop
+        .handle(&command(&instance, "Success"), Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(w.job_state(4).await, JobState::Completed);
+    assert!(w.jobs.sent().is_empty());
+}
+
+#[tokio::test]
+async fn events_of_other_documents_states_and_instances_are_ignored() {
+    let w = world();
+    let (runner, instance) = w.running(1).await;
+    let ignored = [
+        StopEvent::CommandStatus {
+            instance_id: instance.clone(),
+            command_id: "c".into(),
+            document: "AWS-RunShellScript".into(),
+            status: "Success".into(),
+        },
+        command(&instance, "InProgress"),
+        StopEvent::InstanceState {
+            instance_id: instance.clone(),
+            state: "running".into(),
+        },
+        command("i-not-ours", "Success"),
+    ];
+    for e in ignored {
+        assert!(
+            matches!(
+                w.stop.handle(&e, Utc::now()).await.unwrap(),
+                StopOutcome::Ignored { .. }
+            ),
+            "{e:?}"
+        );
+    }
+    let r = w.ledger.get_runner(&runner).await.unwrap().unwrap();
+    assert_eq!(r.state, RunnerState::Bootstrapped);
+    assert_eq!(w.compute.live().len(), 1);
+    assert_eq!(
+        w.ledger.capacity().await.unwrap(),
+        CapacityUse {
+            pools: [("cpu".to_string(), 1)].into(),
+            weight: 1
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_failed_step_fails_the_event_and_the_retry_finishes_the_job() {
+    let w = world();
+    let (runner, instance) = w.running(5).await;
+    w.in_progress(5, &runner).await;
+    w.ledger.fail_next("release");
+    assert!(
+        w.stop
+            .handle(&command(&instance, "Success"), Utc::now())
+            .await
+            .is_err()
+    );
+    assert_ne!(
+        w.ledger.get_runner(&runner).await.unwrap().unwrap().state,
+        RunnerState::Released
+    );
+    assert!(matches!(
+        w.stop
+            .handle(&command(&instance, "Success"), Utc::now())
+            .await
+            .unwrap(),
+        StopOutcome::Ended { .. }
+    ));
+    w.assert_cleaned(&runner, &instance).await;
+}
