@@ -5,7 +5,9 @@ use crate::adapters::{Adapters, runner_settings};
 use crate::config_file;
 use spotrunner_core::Config;
 use spotrunner_core::create_runner::{CreateRunner, Settings};
-use spotrunner_core::ports::{JobStateSink, resolve_secret};
+use spotrunner_core::janitor::{Janitor, JanitorSettings};
+use spotrunner_core::ports::{GitHubApi, JobStateSink, resolve_secret};
+use spotrunner_core::stop_runner::StopRunner;
 use spotrunner_core::webhook::{WebhookSecrets, WebhookService};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +17,12 @@ pub struct Handlers {
     pub config: Arc<Config>,
     pub create_runner: CreateRunner,
     pub webhook: Arc<WebhookService>,
+    pub stop_runner: StopRunner,
+    pub janitor: Janitor,
 }
+
+/// The "SSM document" of local runner processes, as named in their exit events.
+pub const LOCAL_DOCUMENT: &str = "spotrunner-local";
 
 /// Resolve secrets and the GitHub client for `config`, then build the handlers.
 /// Fails (naming the field) without touching anything: a reload keeps the old set.
@@ -40,11 +47,35 @@ pub async fn build(config: Config, adapters: &Adapters) -> Result<Handlers, Stri
         write_startup_scripts(&config, st.backend.bucket_dir())?;
     }
     let config = Arc::new(config);
+    let github: Arc<dyn GitHubApi> = Arc::new(github);
+    let document = match &adapters.local {
+        Some(_) => LOCAL_DOCUMENT.to_string(),
+        None => std::env::var("SPOTRUNNER_SSM_DOCUMENT")
+            .unwrap_or_else(|_| format!("{}-bootstrap", config.deployment)),
+    };
+    let stop_runner = StopRunner {
+        config: config.clone(),
+        document,
+        ledger: adapters.ledger.clone(),
+        github: github.clone(),
+        compute: adapters.compute.clone(),
+        parameters: adapters.parameters.clone(),
+        jobs_queue: adapters.jobs_queue.clone(),
+    };
+    let janitor = Janitor {
+        config: config.clone(),
+        settings: JanitorSettings::for_deployment(&config.deployment),
+        ledger: adapters.ledger.clone(),
+        github: github.clone(),
+        compute: adapters.compute.clone(),
+        parameters: adapters.parameters.clone(),
+        jobs_queue: adapters.jobs_queue.clone(),
+    };
     let create_runner = CreateRunner {
         config: config.clone(),
         settings,
         ledger: adapters.ledger.clone(),
-        github: Arc::new(github),
+        github,
         compute: adapters.compute.clone(),
         parameters: adapters.parameters.clone(),
         commands: adapters.commands.clone(),
@@ -62,6 +93,8 @@ pub async fn build(config: Config, adapters: &Adapters) -> Result<Handlers, Stri
         config,
         create_runner,
         webhook,
+        stop_runner,
+        janitor,
     })
 }
 
