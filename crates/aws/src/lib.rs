@@ -10,5 +10,6 @@ pub mod runtime;
 pub mod sdk;
 pub mod sqs;
 pub mod sqs_bootstrap;
+pub mod sqs_dlq;
 pub mod ssm;
 pub mod ssm_runner;

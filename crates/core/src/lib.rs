@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod create_runner;
+pub mod dlq_mover;
 pub mod fakes;
 pub mod janitor;
 pub mod job;

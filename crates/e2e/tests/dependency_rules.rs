@@ -46,3 +46,17 @@ fn core_knows_no_aws_sdk_and_no_http_client() {
         assert!(!t.contains(banned), "core must not depend on {banned}");
     }
 }
+
+#[test]
+fn the_dlq_mover_links_no_ec2_and_no_aws_lc() {
+    let t = tree("spotrunner-dlq-mover");
+    assert!(t.contains("aws-sdk-sqs"), "sanity: the tree was read");
+    for banned in [
+        "aws-sdk-ec2",
+        "spotrunner-aws-ec2",
+        "aws-lc-sys",
+        "aws-sdk-sso ",
+    ] {
+        assert!(!t.contains(banned), "dlq-mover must not depend on {banned}");
+    }
+}

@@ -331,6 +331,16 @@ impl FakeGitHub {
     }
 
     /// Every runner, in creation order.
+    /// Change a registered runner's status and busy flag (as GitHub would when its
+    /// machine goes away or takes a job).
+    pub fn set_runner_status(&self, name: &str, status: &str, busy: bool) {
+        let mut s = self.st();
+        for r in s.runners.iter_mut().filter(|r| r.name == name) {
+            r.status = status.to_string();
+            r.busy = busy;
+        }
+    }
+
     pub fn runners(&self) -> Vec<FakeRunner> {
         self.st().runners.clone()
     }

@@ -7,9 +7,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 mod cloud;
+mod dlq;
 mod github;
 mod ledger;
 pub use cloud::{MemoryBootstrapQueue, MemoryCommands, MemoryCompute, MemoryParameters};
+pub use dlq::{MemoryDeadLetterQueue, RecordingPacer};
 pub use github::MemoryGitHub;
 pub use ledger::MemoryLedger;
 

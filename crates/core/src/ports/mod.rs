@@ -3,6 +3,7 @@
 //! in-memory fakes for unit tests live in [`crate::fakes`].
 
 mod compute;
+mod dlq;
 mod error;
 mod github;
 mod ledger;
@@ -14,6 +15,7 @@ pub use compute::{
     BootstrapCommand, BootstrapMessage, BootstrapQueue, Commands, Compute, Instance, LaunchOutcome,
     LaunchRequest, RunnerParameters, SendOutcome, tags,
 };
+pub use dlq::{DeadLetter, DeadLetterQueue, DeleteFailure};
 pub use error::PortError;
 pub use github::{
     GitHubApi, GitHubJob, GitHubRunner, GitHubTarget, JitConfig, JitRequest, RunnerScope,

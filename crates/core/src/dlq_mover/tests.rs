@@ -1,0 +1,377 @@
+use super::*;
+use crate::fakes::{MemoryDeadLetterQueue, MemoryLedger, MemoryQueue, RecordingPacer};
+use crate::job::{JOB_MESSAGE_VERSION, JobMessage};
+use crate::ports::{JobRecord, JobState};
+use async_trait::async_trait;
+use chrono::{Duration as CDuration, Utc};
+use std::collections::BTreeSet;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+struct World {
+    dlq: Arc<MemoryDeadLetterQueue>,
+    jobs: Arc<MemoryQueue>,
+    ledger: Arc<MemoryLedger>,
+    pacer: Arc<RecordingPacer>,
+    mover: DlqMover,
+}
+
+fn world(settings: Settings) -> World {
+    let dlq = Arc::new(MemoryDeadLetterQueue::new());
+    let jobs = Arc::new(MemoryQueue::default());
+    let ledger = Arc::new(MemoryLedger::new());
+    let pacer = Arc::new(RecordingPacer::new());
+    let mover = DlqMover {
+        dlq: dlq.clone(),
+        jobs: jobs.clone(),
+        ledger: ledger.clone(),
+        pacer: pacer.clone(),
+        settings,
+    };
+    World {
+        dlq,
+        jobs,
+        ledger,
+        pacer,
+        mover,
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    "2026-11-24T12:00:00Z".parse().unwrap()
+}
+
+fn job(id: u64, queued_ago: CDuration) -> JobMessage {
+    JobMessage {
+        version: JOB_MESSAGE_VERSION,
+        job_id: id,
+        run_id: 7,
+        run_attempt: 1,
+        repository: "o/r".into(),
+        owner: "o".into(),
+        owner_type: "Organization".into(),
+        installation_id: Some(1),
+        labels: vec!["linux".into()],
+        pool: "cpu".into(),
+        delivery_id: None,
+        received_at: now() - queued_ago + CDuration::seconds(1),
+        queued_at: Some(now() - queued_ago),
+        launch_attempt: 0,
+        deferrals: 0,
+    }
+}
+
+fn fresh(id: u64) -> JobMessage {
+    job(id, CDuration::minutes(30))
+}
+
+fn record(msg: &JobMessage, state: JobState) -> JobRecord {
+    JobRecord {
+        job_id: msg.job_id,
+        pool: msg.pool.clone(),
+        repository: msg.repository.clone(),
+        state,
+        launch_attempt: 0,
+        runner_name: None,
+        taken_by: None,
+        lease_until: None,
+        message: msg.clone(),
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
+impl World {
+    fn push(&self, msg: &JobMessage) {
+        self.dlq.push(msg.to_json());
+    }
+    fn moved_ids(&self) -> Vec<u64> {
+        self.jobs.sent().iter().map(|j| j.job_id).collect()
+    }
+}
+
+fn rate(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap()
+}
+
+#[tokio::test]
+async fn moves_a_fresh_job_and_empties_the_dlq() {
+    let w = world(Settings::default());
+    let msg = fresh(1);
+    w.push(&msg);
+    let r = w.mover.run(now()).await;
+    assert_eq!(w.jobs.sent(), vec![msg]);
+    assert_eq!(
+        (r.received, r.moved, r.failed, r.dropped_total()),
+        (1, 1, 0, 0)
+    );
+    assert_eq!(r.left, Some(0));
+    assert_eq!(r.stopped, None);
+    assert!(w.dlq.is_empty());
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_dropped_and_do_not_block_the_others() {
+    let w = world(Settings::default());
+    w.push(&fresh(1));
+    w.dlq.push("not json");
+    w.dlq.push(r#"{"version":1,"job_id":5}"#);
+    w.dlq
+        .push(fresh(6).to_json().replace("\"version\":1", "\"version\":2"));
+    w.push(&fresh(2));
+    let r = w.mover.run(now()).await;
+    assert_eq!(r.dropped(DropReason::Malformed), 3);
+    assert_eq!(r.moved, 2);
+    assert_eq!(w.moved_ids(), vec![1, 2]);
+    assert!(w.dlq.is_empty());
+}
+
+#[tokio::test]
+async fn jobs_queued_24_hours_ago_or_more_are_stale() {
+    let w = world(Settings::default());
+    w.push(&job(1, CDuration::hours(25)));
+    w.push(&job(2, CDuration::hours(24)));
+    w.push(&job(3, CDuration::hours(24) - CDuration::seconds(1)));
+    // No queued_at: the time we first heard of the job counts.
+    let mut old = job(4, CDuration::hours(30));
+    old.queued_at = None;
+    w.push(&old);
+    let r = w.mover.run(now()).await;
+    assert_eq!(r.dropped(DropReason::Stale), 3);
+    assert_eq!(w.moved_ids(), vec![3]);
+    assert!(w.dlq.is_empty());
+}
+
+#[tokio::test]
+async fn jobs_the_ledger_shows_final_are_finished_the_others_move() {
+    let w = world(Settings::default());
+    let states = [
+        (1, Some(JobState::Completed)),
+        (2, Some(JobState::Dropped)),
+        (3, Some(JobState::Interrupted)),
+        (4, Some(JobState::Claimed)),
+        (5, Some(JobState::Requeued)),
+        (6, Some(JobState::Launched)),
+        (7, None),
+    ];
+    for (id, state) in states {
+        let msg = fresh(id);
+        if let Some(s) = state {
+            w.ledger.put_job(record(&msg, s));
+        }
+        w.push(&msg);
+    }
+    let r = w.mover.run(now()).await;
+    assert_eq!(r.dropped(DropReason::Finished), 3);
+    assert_eq!(w.moved_ids(), vec![4, 5, 6, 7]);
+    assert!(w.dlq.is_empty());
+}
+
+#[tokio::test]
+async fn stale_jobs_are_dropped_without_asking_the_ledger() {
+    let w = world(Settings::default());
+    w.push(&job(1, CDuration::hours(48)));
+    w.dlq.push("{}");
+    let r = w.mover.run(now()).await;
+    assert_eq!(r.dropped_total(), 2);
+    assert_eq!(w.ledger.calls("get_job"), 0);
+}
+
+#[tokio::test]
+async fn receives_and_deletes_in_batches_of_ten() {
+    let w = world(Settings::default());
+    for id in 0..25 {
+        w.push(&fresh(id));
+    }
+    let r = w.mover.run(now()).await;
+    assert_eq!(r.moved, 25);
+    assert_eq!(w.dlq.receive_sizes(), vec![10, 10, 10, 10]);
+    assert_eq!(w.dlq.delete_sizes(), vec![10, 10, 5]);
+    assert_eq!(w.moved_ids(), (0..25).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn stops_at_max_per_run() {
+    let w = world(Settings {
+        max_per_run: 15,
+        ..Settings::default()
+    });
+    for id in 0..25 {
+        w.push(&fresh(id));
+    }
+    let r = w.mover.run(now()).await;
+    assert_eq!((r.received, r.moved), (15, 15));
+    assert_eq!(w.dlq.receive_sizes(), vec![10, 5]);
+    assert_eq!(r.left, Some(10));
+    assert_eq!(r.stopped, None);
+    // The next run takes the rest.
+    let r = w.mover.run(now()).await;
+    assert_eq!((r.moved, r.left), (10, Some(0)));
+    assert_eq!(w.jobs.sent().len(), 25);
+}
+
+#[tokio::test]
+async fn moves_are_paced_at_the_rate_drops_are_not() {
+    let w = world(Settings {
+        rate_per_second: rate(4),
+        ..Settings::default()
+    });
+    for id in 0..23 {
+        w.push(&fresh(id));
+    }
+    for id in 100..107 {
+        w.push(&job(id, CDuration::days(3)));
+    }
+    let r = w.mover.run(now()).await;
+    assert_eq!((r.moved, r.dropped(DropReason::Stale)), (23, 7));
+    // At 4 per second, 23 moves must have asked for at least 23/4 s, no more than
+    // the same rounded up per batch.
+    let total = w.pacer.total();
+    assert!(total >= Duration::from_millis(5750), "{total:?}");
+    assert!(
+        total <= Duration::from_millis(5750) + Duration::from_nanos(3),
+        "{total:?}"
+    );
+    // Paced before each batch with moves, by that batch's moves.
+    let delays = w.pacer.delays();
+    assert_eq!(delays.len(), 3);
+    assert!(delays.iter().all(|d| *d <= pacer::budget(BATCH, rate(4))));
+}
+
+#[tokio::test]
+async fn a_send_failure_leaves_the_message_in_the_dlq_and_stops_the_run() {
+    let w = world(Settings::default());
+    for id in 0..3 {
+        w.push(&fresh(id));
+    }
+    w.dlq.push("garbage");
+    w.jobs.set_failing(true);
+    let r = w.mover.run(now()).await;
+    assert_eq!(r.moved, 0);
+    assert_eq!(r.failed, 3);
+    assert_eq!(r.dropped(DropReason::Malformed), 1);
+    assert!(
+        r.stopped.as_deref().unwrap().contains("jobs queue"),
+        "{r:?}"
+    );
+    assert_eq!(r.left, Some(3));
+    assert_eq!(w.dlq.len(), 3);
+    // Hidden until the visibility timeout runs out, then moved by the next run.
+    assert_eq!(w.dlq.visible(), 0);
+    w.dlq.advance(Duration::from_secs(61));
+    w.jobs.set_failing(false);
+    let r = w.mover.run(now()).await;
+    assert_eq!(r.moved, 3);
+    assert!(w.dlq.is_empty());
+}
+
+/// Sends one job fine, then refuses the next (not transient): the run goes on.
+#[derive(Default)]
+struct RefusesJob2(MemoryQueue);
+
+#[async_trait]
+impl JobQueue for RefusesJob2 {
+    async fn send_job(&self, job: &JobMessage) -> Result<(), crate::ports::PortError> {
+        if job.job_id == 2 {
+            return Err(crate::ports::PortError::rejected("sqs", "too big"));
+        }
+        self.0.send_job(job).await
+    }
+}
+
+#[tokio::test]
+async fn a_refused_send_leaves_that_message_and_the_run_goes_on() {
+    let mut w = world(Settings::default());
+    let jobs = Arc::new(RefusesJob2::default());
+    w.mover.jobs = jobs.clone();
+    for id in 1..=3 {
+        w.push(&fresh(id));
+    }
+    let r = w.mover.run(now()).await;
+    assert_eq!((r.moved, r.failed, r.stopped.as_deref()), (2, 1, None));
+    let ids: Vec<u64> = jobs.0.sent().iter().map(|j| j.job_id).collect();
+    assert_eq!(ids, vec![1, 3]);
+    assert_eq!(w.dlq.bodies(), vec![fresh(2).to_json()]);
+}
+
+#[tokio::test]
+async fn a_ledger_failure_leaves_the_message_in_the_dlq() {
+    let w = world(Settings::default());
+    w.push(&fresh(1));
+    w.ledger.set_failing(true);
+    let r = w.mover.run(now()).await;
+    assert_eq!((r.moved, r.failed), (0, 1));
+    assert!(w.jobs.sent().is_empty());
+    assert_eq!(w.dlq.len(), 1);
+}
+
+#[tokio::test]
+async fn a_receive_failure_stops_the_run() {
+    let w = world(Settings::default());
+    w.push(&fresh(1));
+    w.dlq.set_failing_receive(true);
+    let r = w.mover.run(now()).await;
+    assert_eq!(r.moved, 0);
+    assert!(r.stopped.as_deref().unwrap().contains("receive"), "{r:?}");
+    assert_eq!(r.left, Some(1));
+}
+
+#[tokio::test]
+async fn a_failed_delete_is_counted_and_the_message_comes_back() {
+    let w = world(Settings::default());
+    w.push(&fresh(1));
+    w.dlq.set_failing_delete(true);
+    let r = w.mover.run(now()).await;
+    assert_eq!((r.moved, r.delete_failed), (1, 1));
+    assert_eq!(w.dlq.len(), 1);
+    // Sent before the delete: a duplicate on the jobs queue, never a loss.
+    w.dlq.set_failing_delete(false);
+    w.dlq.advance(Duration::from_secs(61));
+    let r = w.mover.run(now()).await;
+    assert_eq!((r.moved, r.delete_failed), (1, 0));
+    assert_eq!(w.moved_ids(), vec![1, 1]);
+    assert!(w.dlq.is_empty());
+}
+
+/// Yields to the other mover before every batch, so two runs interleave.
+struct Yielding;
+
+#[async_trait]
+impl Pacer for Yielding {
+    async fn pace(&self, _budget: Duration) {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn two_movers_at_once_move_each_message_once() {
+    let mut w = world(Settings::default());
+    w.mover.pacer = Arc::new(Yielding);
+    for id in 0..100 {
+        w.push(&fresh(id));
+    }
+    let other = w.mover.clone();
+    let (a, b) = tokio::join!(w.mover.run(now()), other.run(now()));
+    assert_eq!(a.moved + b.moved, 100);
+    assert!(
+        a.moved > 0 && b.moved > 0,
+        "both ran: {} + {}",
+        a.moved,
+        b.moved
+    );
+    let ids = w.moved_ids();
+    assert_eq!(ids.len(), 100);
+    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 100);
+    assert!(w.dlq.is_empty());
+}
+
+#[test]
+fn the_report_lists_every_drop_reason() {
+    let v = serde_json::to_value(DlqReport::default()).unwrap();
+    assert_eq!(
+        v["dropped"],
+        serde_json::json!({"malformed": 0, "stale": 0, "finished": 0})
+    );
+    assert_eq!(v["moved"], 0);
+    assert!(v["left"].is_null());
+}
