@@ -6,7 +6,8 @@ use crate::inbox::{Inbox, SqsInbox};
 use crate::{Backend, Target, config_file};
 use spotrunner_core::Config;
 use spotrunner_core::ports::{
-    BootstrapQueue, Commands, Compute, JobQueue, Ledger, RunnerParameters, SecretStore,
+    BootstrapQueue, Commands, Compute, DeadLetterQueue, JobQueue, Ledger, RunnerParameters,
+    SecretStore,
 };
 use spotrunner_local::{LocalState, RunnerSettings};
 use std::collections::BTreeMap;
@@ -23,6 +24,8 @@ pub struct Adapters {
     pub commands: Arc<dyn Commands>,
     pub jobs_inbox: Arc<dyn Inbox>,
     pub bootstrap_inbox: Arc<dyn Inbox>,
+    /// The jobs queue's dead-letter queue (AWS: `SPOTRUNNER_DLQ_URL`).
+    pub dlq: Option<Arc<dyn DeadLetterQueue>>,
     /// Named queues for the status (jobs, bootstrap, dlq, …).
     pub queues: BTreeMap<String, Arc<dyn Inbox>>,
     pub secrets: Option<Arc<dyn SecretStore>>,
@@ -72,6 +75,7 @@ impl Adapters {
             commands: Arc::new(st.backend.clone()),
             jobs_inbox: Arc::new(st.jobs.clone()),
             bootstrap_inbox: Arc::new(st.bootstrap.clone()),
+            dlq: Some(Arc::new(st.dlq.clone())),
             queues,
             secrets: None,
             local: Some(st),
@@ -109,8 +113,12 @@ impl Adapters {
         let mut queues = BTreeMap::new();
         queues.insert("jobs".to_string(), inbox(&jobs_url));
         queues.insert("bootstrap".to_string(), inbox(&bootstrap_url));
-        if let Ok(dlq) = env("SPOTRUNNER_DLQ_URL") {
-            queues.insert("dlq".to_string(), inbox(&dlq));
+        let mut dlq: Option<Arc<dyn DeadLetterQueue>> = None;
+        if let Ok(url) = env("SPOTRUNNER_DLQ_URL") {
+            queues.insert("dlq".to_string(), inbox(&url));
+            dlq = Some(Arc::new(spotrunner_aws::sqs_dlq::SqsDeadLetterQueue::new(
+                &sdk, url,
+            )));
         }
         let commands = SsmCommands::new(
             &sdk,
@@ -129,6 +137,7 @@ impl Adapters {
             commands: Arc::new(commands),
             jobs_inbox: inbox(&jobs_url),
             bootstrap_inbox: inbox(&bootstrap_url),
+            dlq,
             queues,
             secrets: Some(Arc::new(SsmSecretStore::new(&sdk))),
             local: None,

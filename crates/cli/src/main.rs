@@ -9,6 +9,7 @@ mod handlers;
 mod inbox;
 mod logging;
 mod ops;
+mod pacer;
 mod serve;
 mod status;
 

@@ -6,9 +6,12 @@ use crate::handlers::{self, Handlers, LOCAL_DOCUMENT};
 use crate::{Target, config_file};
 use chrono::Utc;
 use spotrunner_core::create_runner::JobOutcome;
+use spotrunner_core::dlq_mover::{self, DlqMover, Verdict};
+use spotrunner_core::ports::DeadLetter;
 use spotrunner_core::stop_runner::StopEvent;
 use spotrunner_local::RunnerExited;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Handlers for an operator command (no serve needed).
 async fn open(target: &Target) -> Result<(Adapters, Handlers), String> {
@@ -41,8 +44,6 @@ pub async fn set_drained(target: &Target, pool: &str, drained: bool) -> Result<E
     Ok(ExitCode::SUCCESS)
 }
 
-const NOT_IN_BUILD: &str = "not available in this build";
-
 pub async fn redrive(target: &Target, dry_run: bool) -> Result<ExitCode, String> {
     let (adapters, h) = open(target).await?;
     let report = run_redrive(&adapters, &h, dry_run).await?;
@@ -57,9 +58,82 @@ pub async fn janitor(target: &Target, dry_run: bool) -> Result<ExitCode, String>
     Ok(ExitCode::SUCCESS)
 }
 
-/// The dlq-mover logic once.
-pub async fn run_redrive(_a: &Adapters, _h: &Handlers, _dry_run: bool) -> Result<String, String> {
-    Err(format!("redrive (dlq-mover) is {NOT_IN_BUILD}"))
+/// The dlq-mover logic once. A dry run changes nothing: it reads the local DLQ
+/// (SQS cannot be peeked without hiding messages, so there it reports the depth).
+pub async fn run_redrive(a: &Adapters, _h: &Handlers, dry_run: bool) -> Result<String, String> {
+    let Some(dlq) = a.dlq.clone() else {
+        return Err("redrive: no dead-letter queue configured (set SPOTRUNNER_DLQ_URL)".into());
+    };
+    let mover = DlqMover {
+        dlq: dlq.clone(),
+        jobs: a.jobs_queue.clone(),
+        ledger: a.ledger.clone(),
+        pacer: Arc::new(crate::pacer::TokioPacer::default()),
+        settings: dlq_mover::Settings::default(),
+    };
+    let now = Utc::now();
+    if dry_run {
+        let Some(st) = &a.local else {
+            let depth = dlq.approximate_depth().await.map_err(|e| e.to_string())?;
+            return Ok(format!(
+                "redrive (dry run: nothing changed): about {depth} message(s) in the DLQ"
+            ));
+        };
+        let letters = st.dlq.list().map_err(|e| e.to_string())?;
+        let mut out = format!(
+            "redrive (dry run: nothing changed): {} message(s) in the DLQ\n",
+            letters.len()
+        );
+        for m in letters {
+            let letter = DeadLetter {
+                message_id: m.message_id.to_string(),
+                receipt: String::new(),
+                body: m.body,
+                receive_count: m.receive_count,
+            };
+            let line = match mover.judge(&letter, now).await {
+                Verdict::Move(job) => {
+                    format!("would move job {} back to the jobs queue", job.job_id)
+                }
+                Verdict::Drop {
+                    reason,
+                    job_id,
+                    detail,
+                } => format!(
+                    "would drop job {} ({}): {detail}",
+                    job_id.map_or("?".into(), |j| j.to_string()),
+                    reason.as_str()
+                ),
+                Verdict::Keep { job_id, error } => format!("would keep job {job_id}: {error}"),
+            };
+            out.push_str(&format!("  message {}: {line}\n", m.message_id));
+        }
+        return Ok(out.trim_end().to_string());
+    }
+    let r = mover.run(now).await;
+    let dropped: Vec<String> = r
+        .dropped
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| format!("{} {n}", k.as_str()))
+        .collect();
+    let mut out = format!(
+        "redrive: received {}, moved {}, dropped {} ({}), failed {}, left {}",
+        r.received,
+        r.moved,
+        r.dropped_total(),
+        if dropped.is_empty() {
+            "none".into()
+        } else {
+            dropped.join(", ")
+        },
+        r.failed + r.delete_failed,
+        r.left.map_or("?".into(), |n| n.to_string())
+    );
+    if let Some(why) = r.stopped {
+        out.push_str(&format!("; stopped early: {why}"));
+    }
+    Ok(out)
 }
 
 /// The janitor logic once: a report of every action with its reason.

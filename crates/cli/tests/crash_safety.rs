@@ -60,7 +60,11 @@ async fn sigkill_at_random_points_loses_no_job_and_launches_none_twice() {
         &config(
             &github,
             serde_json::json!([{ "name": "linux", "labels": ["linux"], "max_runners": 8 }]),
-            serde_json::json!({ "runner_command": runner.display().to_string() }),
+            serde_json::json!({
+                "runner_command": runner.display().to_string(),
+                "redrive_interval_secs": 5,
+                "janitor_interval_secs": 3600,
+            }),
         ),
     );
     let ids: Vec<u64> = (1..=JOBS).map(|i| 70_000 + i).collect();

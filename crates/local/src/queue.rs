@@ -7,7 +7,10 @@ use crate::db::{Db, err};
 use async_trait::async_trait;
 use rusqlite::params;
 use spotrunner_core::job::JobMessage;
-use spotrunner_core::ports::{BootstrapMessage, BootstrapQueue, JobQueue, PortError};
+use spotrunner_core::ports::{
+    BootstrapMessage, BootstrapQueue, DeadLetter, DeadLetterQueue, DeleteFailure, JobQueue,
+    PortError,
+};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Queue names in the `messages` table.
@@ -267,5 +270,42 @@ impl BootstrapQueue for SqliteQueue {
     async fn schedule(&self, msg: &BootstrapMessage, delay: Duration) -> Result<(), PortError> {
         let body = serde_json::to_string(msg).map_err(|e| PortError::rejected("sqlite", e))?;
         self.send(&body, delay)
+    }
+}
+
+#[async_trait]
+impl DeadLetterQueue for SqliteQueue {
+    async fn receive(
+        &self,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<DeadLetter>, PortError> {
+        Ok(SqliteQueue::receive(self, max, visibility)?
+            .into_iter()
+            .map(|m| DeadLetter {
+                message_id: m.message_id.to_string(),
+                receipt: m.receipt,
+                body: m.body,
+                receive_count: m.receive_count,
+            })
+            .collect())
+    }
+
+    async fn delete_batch(&self, receipts: &[String]) -> Result<Vec<DeleteFailure>, PortError> {
+        let mut failed = Vec::new();
+        for r in receipts {
+            if let Err(error) = self.delete(r) {
+                failed.push(DeleteFailure {
+                    receipt: r.clone(),
+                    error,
+                });
+            }
+        }
+        Ok(failed)
+    }
+
+    async fn approximate_depth(&self) -> Result<u64, PortError> {
+        let d = self.depth()?;
+        Ok(d.visible + d.not_visible)
     }
 }

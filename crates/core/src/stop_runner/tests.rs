@@ -215,7 +215,10 @@ async fn every_event_twice_changes_nothing_more() {
         let event = events(&instance)[n].clone();
         if n == 2 {
             // EC2 says the instance is terminated: it really is.
-            w.compute.terminate(std::slice::from_ref(&instance)).await.unwrap();
+            w.compute
+                .terminate(std::slice::from_ref(&instance))
+                .await
+                .unwrap();
         }
         assert!(matches!(
             w.stop.handle(&event, Utc::now()).await.unwrap(),
