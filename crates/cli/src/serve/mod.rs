@@ -80,8 +80,9 @@ pub async fn run(target: Target, listen: Option<String>) -> Result<ExitCode, Str
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    if let Some(st) = &shared.adapters.local {
-        let _ = std::fs::write(st.dir.join("serve.addr"), addr.to_string());
+    // Where tools (and the demo) find this serve: `<state-dir>/serve.addr`.
+    if std::fs::create_dir_all(&shared.target.state_dir).is_ok() {
+        let _ = std::fs::write(shared.target.state_dir.join("serve.addr"), addr.to_string());
     }
     tracing::info!(%addr, backend = ?shared.target.backend, "spotrunner serve listening");
 

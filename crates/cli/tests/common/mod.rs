@@ -110,6 +110,15 @@ impl Serve {
 
     /// Start and wait until it listens; `Err` with its log when it exits first.
     pub fn try_start(config: &Path, state: &Path) -> Result<Serve, String> {
+        Self::start_with(config, state, &[])
+    }
+
+    /// Start with extra arguments and environment (`--backend aws`, `AWS_*`).
+    pub fn start_with(
+        config: &Path,
+        state: &Path,
+        extra: &[(&str, &str)],
+    ) -> Result<Serve, String> {
         std::fs::create_dir_all(state).unwrap();
         let addr_file = state.join("serve.addr");
         let _ = std::fs::remove_file(&addr_file);
@@ -120,6 +129,13 @@ impl Serve {
             .arg(config)
             .arg("--state-dir")
             .arg(state)
+            .args(
+                extra
+                    .iter()
+                    .filter(|(k, _)| k.starts_with("--"))
+                    .flat_map(|(k, v)| [*k, *v]),
+            )
+            .envs(extra.iter().filter(|(k, _)| !k.starts_with("--")).copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
