@@ -59,6 +59,16 @@ pub struct LocalInstance {
     pub tags: Vec<(String, String)>,
 }
 
+impl LocalInstance {
+    /// The job this instance's runner was launched for (its tag), for log lines.
+    pub fn job_id(&self) -> Option<u64> {
+        self.tags
+            .iter()
+            .find(|(k, _)| k == tags::JOB_ID)
+            .and_then(|(_, v)| v.parse().ok())
+    }
+}
+
 /// [`Compute`] and [`Commands`] on local processes.
 #[derive(Clone)]
 pub struct LocalBackend {
@@ -187,6 +197,7 @@ impl LocalBackend {
             })?;
             if changed {
                 tracing::info!(
+                    job_id = inst.job_id(),
                     instance_id = inst.instance_id,
                     runner_name = inst.runner_name,
                     exit_code,
@@ -406,6 +417,7 @@ impl Compute for LocalBackend {
                 Ok(())
             })?;
             tracing::info!(
+                job_id = inst.job_id(),
                 instance_id = id,
                 runner_name = inst.runner_name,
                 "instance terminated"
@@ -496,6 +508,7 @@ impl Commands for LocalBackend {
             Ok(())
         })?;
         tracing::info!(
+            job_id = inst.job_id(),
             instance_id = inst.instance_id,
             runner_name = cmd.runner_name,
             pid,
