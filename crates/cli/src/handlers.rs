@@ -43,8 +43,9 @@ pub async fn build(config: Config, adapters: &Adapters) -> Result<Handlers, Stri
         settings.claim_lease = chrono::Duration::seconds(local.claim_lease_secs as i64);
         settings.defer_base = Duration::from_secs(5);
         settings.busy_retry = Duration::from_secs(local.claim_lease_secs.clamp(1, 30));
-        st.backend.set_settings(runner_settings(&config));
         write_startup_scripts(&config, st.backend.bucket_dir())?;
+        // Last: nothing after this can fail, so a refused reload changes nothing.
+        st.backend.set_settings(runner_settings(&config));
     }
     let config = Arc::new(config);
     let github: Arc<dyn GitHubApi> = Arc::new(github);
