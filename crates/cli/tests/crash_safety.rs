@@ -141,7 +141,10 @@ async fn sigkill_at_random_points_loses_no_job_and_launches_none_twice() {
         .map(|id| (format!("e2e-linux-{id}-0"), 1))
         .collect();
     assert_eq!(per_job, expected, "one runner process per job, each once");
-    assert_eq!(github.calls(endpoint::DELETE_RUNNER), JOBS as usize);
+    // A teardown cut short by a kill is redone from the start, so a deletion may
+    // be sent again (GitHub answers 404, which is success): at least one per job,
+    // and in the end no registration is left.
+    assert!(github.calls(endpoint::DELETE_RUNNER) >= JOBS as usize);
     assert!(github.runners().is_empty(), "every registration deleted");
     let s = status(&path, &state);
     assert_eq!(
