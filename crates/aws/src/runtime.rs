@@ -44,24 +44,57 @@ pub fn init_tracing() {
         .init();
 }
 
+/// Where a Lambda reads its settings: the process environment in production, a
+/// map in tests that replay what Terraform hands the functions.
+pub trait EnvSource: Send + Sync {
+    fn get(&self, name: &str) -> Option<String>;
+
+    /// A required, non-empty variable.
+    fn require(&self, name: &'static str) -> Result<String, StartupError> {
+        self.get(name)
+            .filter(|v| !v.is_empty())
+            .ok_or(StartupError::MissingEnv(name))
+    }
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl EnvSource for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl EnvSource for std::collections::BTreeMap<String, String> {
+    fn get(&self, name: &str) -> Option<String> {
+        std::collections::BTreeMap::get(self, name).cloned()
+    }
+}
+
 /// A required environment variable.
 pub fn env(name: &'static str) -> Result<String, StartupError> {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .ok_or(StartupError::MissingEnv(name))
+    ProcessEnv.require(name)
 }
 
 /// Load and validate the configuration named by the environment.
 pub async fn load_config(sdk: &SdkConfig) -> Result<Config, StartupError> {
-    if let Ok(name) = std::env::var(CONFIG_PARAMETER_ENV) {
+    load_config_from(sdk, &ProcessEnv).await
+}
+
+/// Load and validate the configuration named by `env`.
+pub async fn load_config_from(
+    sdk: &SdkConfig,
+    env: &dyn EnvSource,
+) -> Result<Config, StartupError> {
+    if let Some(name) = env.get(CONFIG_PARAMETER_ENV) {
         let text = SsmSecretStore::new(sdk)
             .get_secret(&name)
             .await
             .map_err(|e| StartupError::Read(format!("SSM parameter {name}: {e}")))?;
         return Ok(Config::from_json(&text)?);
     }
-    if let Ok(path) = std::env::var(CONFIG_FILE_ENV) {
+    if let Some(path) = env.get(CONFIG_FILE_ENV) {
         return Ok(Config::from_path(std::path::Path::new(&path))?);
     }
     Err(StartupError::NoConfig)

@@ -12,6 +12,34 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, MutexGuard};
 
+/// The Python that has moto (installed for python3.11 by scripts/install-test-deps.sh).
+fn python() -> String {
+    if let Ok(p) = std::env::var("MOTO_PYTHON") {
+        return p;
+    }
+    let has = |p: &str| {
+        Command::new(p)
+            .args(["-c", "import moto"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    ["python3.11", "python3"]
+        .into_iter()
+        .find(|p| has(p))
+        .unwrap_or("python3")
+        .to_string()
+}
+
+fn serial_script() -> String {
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/lib/moto_serial.py"
+    )
+    .to_string()
+}
+
 /// A running moto server.
 pub struct Moto {
     child: Option<Child>,
@@ -22,9 +50,21 @@ impl Moto {
     /// Start a private server; it is killed when the value is dropped.
     pub fn start() -> Moto {
         let port = free_port();
-        let program = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+        // By default moto runs under scripts/lib/moto_serial.py: one request at a
+        // time, so that DynamoDB transactions and SQS receives are atomic as they
+        // are on AWS (moto's threaded server races). `MOTO_SERVER` overrides it.
+        let (program, mut args) = match std::env::var("MOTO_SERVER") {
+            Ok(p) => (p, Vec::new()),
+            Err(_) => (python(), vec![serial_script()]),
+        };
+        args.extend([
+            "-H".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+        ]);
         let mut cmd = Command::new(&program);
-        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        cmd.args(&args)
             .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -2,6 +2,10 @@
 //! bootstrap queue to the core handler, `ReportBatchItemFailures` back, and a
 //! visibility timeout per retried message so that it comes back when it should.
 
+mod wiring;
+
+pub use wiring::{StartError, handler_from_env};
+
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::Utc;
 use spotrunner_core::create_runner::{BatchItem, CreateRunner, JobOutcome};

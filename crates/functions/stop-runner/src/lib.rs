@@ -3,6 +3,10 @@
 //! help); a failed step fails the invocation so that EventBridge delivers the
 //! event again (every step is idempotent).
 
+mod wiring;
+
+pub use wiring::{StartError, handler_from_env};
+
 use serde_json::{Value, json};
 use spotrunner_core::ports::PortError;
 use spotrunner_core::stop_runner::{StopEvent, StopOutcome, StopRunner};

@@ -1,6 +1,10 @@
 //! The `webhook` Lambda's HTTP glue: API Gateway HTTP API / Function URL requests
 //! (payload 2.0, base64 bodies decoded by `lambda_http`) to the core handler.
 
+mod wiring;
+
+pub use wiring::service_from_env;
+
 use lambda_http::{Body, Request, Response};
 use spotrunner_core::webhook::{WebhookRequest, WebhookService};
 

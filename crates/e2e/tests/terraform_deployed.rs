@@ -1,0 +1,231 @@
+//! The Terraform module's wiring, exercised: after `scripts/terraform-check.sh`
+//! applies `terraform/examples/local` to moto, this test builds the real
+//! handlers with exactly the environment the module hands each Lambda (the
+//! `lambda_environment` output) and the configuration document it stored in SSM,
+//! then drives one signed queued job through webhook → create-runner →
+//! bootstrap → (injected) SSM Success → stop-runner, ending with the instance
+//! terminated. Only the GitHub API URL in the stored document is pointed at the
+//! test's fake GitHub (the real one is out of reach here).
+//!
+//! Run by `scripts/terraform-check.sh` (it exports `SPOTRUNNER_TF_OUTPUTS`):
+//! `cargo test -p spotrunner-e2e --test terraform_deployed -- --ignored`.
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use serde_json::{Value, json};
+use spotrunner_aws::runtime::EnvSource;
+use spotrunner_core::ports::{Ledger, RunnerState};
+use spotrunner_core::stop_runner::StopEvent;
+use spotrunner_core::webhook::sign;
+use spotrunner_testkit::examples::examples;
+use spotrunner_testkit::fake_github::{FakeGitHub, endpoint};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+fn outputs() -> Value {
+    let path = std::env::var("SPOTRUNNER_TF_OUTPUTS")
+        .expect("SPOTRUNNER_TF_OUTPUTS names `terraform output -json` of examples/local (scripts/terraform-check.sh sets it)");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).expect("outputs JSON")
+}
+
+fn out<'a>(o: &'a Value, name: &str) -> &'a Value {
+    o.get(name)
+        .and_then(|v| v.get("value"))
+        .unwrap_or_else(|| panic!("output {name} missing"))
+}
+
+fn env_of(o: &Value, function: &str) -> BTreeMap<String, String> {
+    let env = out(o, "lambda_environment")
+        .get(function)
+        .unwrap_or_else(|| panic!("no environment for {function}"));
+    serde_json::from_value(env.clone()).expect("env is a string map")
+}
+
+async fn parameter(ssm: &aws_sdk_ssm::Client, name: &str) -> String {
+    ssm.get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("parameter {name}: {e:?}"))
+        .parameter
+        .and_then(|p| p.value)
+        .unwrap()
+}
+
+fn http_api_event(body: &[u8], signature: &str) -> String {
+    json!({
+        "version": "2.0", "routeKey": "POST /webhook", "rawPath": "/webhook", "rawQueryString": "",
+        "headers": {
+            "content-type": "application/json", "x-github-event": "workflow_job",
+            "x-github-delivery": "tf-deployed-1", "x-hub-signature-256": signature
+        },
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "api", "domainName": "api.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "api", "http": { "method": "POST", "path": "/webhook", "protocol": "HTTP/1.1",
+            "sourceIp": "192.30.252.1", "userAgent": "GitHub-Hookshot/1" },
+            "requestId": "r", "routeKey": "POST /webhook", "stage": "$default",
+            "time": "24/Nov/2026:08:00:00 +0000", "timeEpoch": 1795000000000u64
+        },
+        "body": String::from_utf8(body.to_vec()).unwrap(), "isBase64Encoded": false
+    })
+    .to_string()
+}
+
+/// Receive what is on `url` (waiting up to `wait` for delayed messages) as the
+/// SQS event Lambda's poller would deliver, and delete it.
+async fn take(sqs: &aws_sdk_sqs::Client, url: &str, wait: Duration) -> SqsEvent {
+    let name = url.rsplit('/').next().unwrap();
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let r = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive");
+        let msgs = r.messages.unwrap_or_default();
+        if !msgs.is_empty() {
+            let mut event = SqsEvent::default();
+            for m in &msgs {
+                let mut rec = SqsMessage::default();
+                rec.message_id = m.message_id.clone();
+                rec.receipt_handle = m.receipt_handle.clone();
+                rec.body = m.body.clone();
+                rec.event_source_arn = Some(format!("arn:aws:sqs:us-east-1:123456789012:{name}"));
+                event.records.push(rec);
+                sqs.delete_message()
+                    .queue_url(url)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            return event;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing arrived on {name}"
+        );
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the examples/local deployment: run by scripts/terraform-check.sh"]
+async fn a_queued_job_runs_through_the_deployed_wiring() {
+    let o = outputs();
+    let moto = out(&o, "moto_endpoint").as_str().unwrap().to_string();
+    let sdk = spotrunner_aws::sdk::local(&moto).await;
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+
+    // The fake GitHub, with the token the module stored.
+    let github = FakeGitHub::start_with_prefix("/api/v3").await;
+    let token_param = out(&o, "github_credential_parameter").as_str().unwrap();
+    github.set_pat(&parameter(&ssm, token_param).await);
+    let config_param = out(&o, "config_parameter").as_str().unwrap();
+    let mut doc: Value = serde_json::from_str(&parameter(&ssm, config_param).await).unwrap();
+    doc["github"]["api_url"] = json!(format!("{}/api/v3", github.url()));
+    ssm.put_parameter()
+        .name(config_param)
+        .value(doc.to_string())
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+
+    // webhook: a signed queued example whose labels the `cpu` pool serves.
+    let webhook_env = env_of(&o, "webhook");
+    let service = spotrunner_webhook::service_from_env(&sdk, &webhook_env)
+        .await
+        .expect("webhook builds from the module's environment");
+    let ex = examples("workflow_job")
+        .into_iter()
+        .find(|e| e.action() == Some("queued"))
+        .expect("a queued example");
+    let mut payload = ex.payload.clone();
+    payload["workflow_job"]["labels"] = json!(["self-hosted", "linux", "x64"]);
+    let job_id = payload["workflow_job"]["id"].as_u64().unwrap();
+    let body = serde_json::to_vec(&payload).unwrap();
+    let secret_param = out(&o, "webhook_secret_parameters")[0].as_str().unwrap();
+    let secret = parameter(&ssm, secret_param).await;
+    let req =
+        lambda_http::request::from_str(&http_api_event(&body, &sign(secret.as_bytes(), &body)))
+            .expect("HTTP API event");
+    let resp = spotrunner_webhook::handle(&service, req).await;
+    assert_eq!(resp.status(), 202, "{:?}", resp.body());
+
+    // create-runner: the job from the deployed jobs queue, then the bootstrap.
+    let cr_env = env_of(&o, "create-runner");
+    let handler = spotrunner_create_runner::handler_from_env(&sdk, &cr_env)
+        .await
+        .expect("create-runner builds from the module's environment");
+    let jobs_url = cr_env.require("SPOTRUNNER_JOBS_QUEUE_URL").unwrap();
+    let boot_url = cr_env.require("SPOTRUNNER_BOOTSTRAP_QUEUE_URL").unwrap();
+    let r = handler
+        .handle(take(&sqs, &jobs_url, Duration::from_secs(10)).await)
+        .await;
+    assert!(r.batch_item_failures.is_empty(), "job failed: {r:?}");
+    let r = handler
+        .handle(take(&sqs, &boot_url, Duration::from_secs(40)).await)
+        .await;
+    assert!(r.batch_item_failures.is_empty(), "bootstrap failed: {r:?}");
+    assert_eq!(github.calls(endpoint::GENERATE_JITCONFIG), 1);
+
+    let table = cr_env.require("SPOTRUNNER_LEDGER_TABLE").unwrap();
+    let ledger = spotrunner_aws::dynamodb::DynamoLedger::new(&sdk, table);
+    let runner = ledger
+        .list_runners()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.job_id == job_id)
+        .expect("runner recorded");
+    assert_eq!(runner.state, RunnerState::Bootstrapped);
+    let instance = runner.instance_id.clone().unwrap();
+
+    // stop-runner: the SSM Success event for the deployed document.
+    let stop_env = env_of(&o, "stop-runner");
+    let stop = spotrunner_stop_runner::handler_from_env(&sdk, &stop_env)
+        .await
+        .expect("stop-runner builds from the module's environment");
+    let document = stop_env.require("SPOTRUNNER_SSM_DOCUMENT").unwrap();
+    assert_eq!(document, out(&o, "ssm_document").as_str().unwrap());
+    let event = StopEvent::CommandStatus {
+        instance_id: instance.clone(),
+        command_id: runner.command_id.clone().unwrap(),
+        document,
+        status: "Success".into(),
+    };
+    let answer = stop
+        .handle(event.to_eventbridge())
+        .await
+        .expect("stop-runner");
+    assert_eq!(answer["outcome"], "ended", "{answer}");
+    let state = ec2
+        .describe_instances()
+        .instance_ids(&instance)
+        .send()
+        .await
+        .unwrap()
+        .reservations()[0]
+        .instances()[0]
+        .state()
+        .and_then(|s| s.name())
+        .map(|n| n.as_str().to_string())
+        .unwrap();
+    assert!(state == "terminated" || state == "shutting-down", "{state}");
+    assert!(
+        ssm.get_parameter()
+            .name(&runner.jit_parameter)
+            .send()
+            .await
+            .is_err()
+    );
+    assert_eq!(github.calls(endpoint::DELETE_RUNNER), 1);
+    let released = ledger.get_runner(&runner.name).await.unwrap().unwrap();
+    assert_eq!(released.state, RunnerState::Released);
+}

@@ -1,0 +1,33 @@
+//! Build the service from the environment Terraform hands the function.
+
+use aws_config::SdkConfig;
+use spotrunner_aws::runtime::{self, EnvSource, StartupError};
+use spotrunner_aws::{dynamodb::DynamoLedger, sqs::SqsJobQueue, ssm::SsmSecretStore};
+use spotrunner_core::ports::{JobStateSink, NoJobStateSink};
+use spotrunner_core::webhook::WebhookService;
+use std::sync::Arc;
+
+/// `SPOTRUNNER_CONFIG_PARAMETER` (or `SPOTRUNNER_CONFIG_FILE`),
+/// `SPOTRUNNER_JOBS_QUEUE_URL`, `SPOTRUNNER_LEDGER_TABLE` (where `in_progress` /
+/// `completed` are recorded; without it they are only logged).
+pub async fn service_from_env(
+    sdk: &SdkConfig,
+    env: &dyn EnvSource,
+) -> Result<WebhookService, StartupError> {
+    let config = runtime::load_config_from(sdk, env).await?;
+    let secrets = runtime::webhook_secrets(&config, &SsmSecretStore::new(sdk)).await?;
+    let queue = SqsJobQueue::new(sdk, env.require("SPOTRUNNER_JOBS_QUEUE_URL")?);
+    let job_states: Arc<dyn JobStateSink> = match env.get("SPOTRUNNER_LEDGER_TABLE") {
+        Some(table) if !table.is_empty() => Arc::new(DynamoLedger::new(sdk, table)),
+        _ => {
+            tracing::warn!("SPOTRUNNER_LEDGER_TABLE not set: job states are not recorded");
+            Arc::new(NoJobStateSink)
+        }
+    };
+    Ok(WebhookService::new(
+        Arc::new(config),
+        secrets,
+        Arc::new(queue),
+        job_states,
+    ))
+}

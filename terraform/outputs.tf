@@ -1,0 +1,99 @@
+output "webhook_url" {
+  description = "The URL to give GitHub as the webhook's Payload URL (content type application/json)."
+  value = local.use_api_gateway ? "${aws_apigatewayv2_stage.webhook[0].invoke_url}webhook" : (
+    local.use_function_url ? aws_lambda_function_url.webhook[0].function_url : null
+  )
+}
+
+output "config_parameter" {
+  description = "Name of the SSM parameter holding the configuration document (SPOTRUNNER_CONFIG_PARAMETER of every Lambda)."
+  value       = aws_ssm_parameter.config.name
+}
+
+output "config_json" {
+  description = "The rendered configuration document (JSON) the Lambdas load. Holds secret references (ssm:/...), not secret values."
+  value       = local.config_json
+}
+
+output "lambda_environment" {
+  description = "Environment variables of each Lambda, by function (webhook, create-runner, stop-runner, dlq-mover, janitor)."
+  value       = { for k, v in local.lambda_settings : k => merge(local.common_env, v.env) }
+}
+
+output "function_names" {
+  description = "Lambda function names by function."
+  value       = { for k, f in aws_lambda_function.fn : k => f.function_name }
+}
+
+output "role_arns" {
+  description = "IAM role ARNs by Lambda, plus `runner` for the instance role."
+  value       = merge({ for k, r in aws_iam_role.lambda : k => r.arn }, { runner = aws_iam_role.runner.arn })
+}
+
+output "jobs_queue_url" {
+  description = "URL of the jobs queue."
+  value       = aws_sqs_queue.jobs.url
+}
+
+output "bootstrap_queue_url" {
+  description = "URL of the bootstrap queue."
+  value       = aws_sqs_queue.bootstrap.url
+}
+
+output "dlq_url" {
+  description = "URL of the dead-letter queue."
+  value       = aws_sqs_queue.dlq.url
+}
+
+output "ledger_table" {
+  description = "Name of the DynamoDB ledger table."
+  value       = aws_dynamodb_table.ledger.name
+}
+
+output "bucket" {
+  description = "Name of the runner bucket (bootstrap.sh, startup/, runner-cache/)."
+  value       = aws_s3_bucket.runner.id
+}
+
+output "bootstrap_script_key" {
+  description = "Key of bootstrap.sh in the bucket."
+  value       = aws_s3_object.bootstrap.key
+}
+
+output "ssm_document" {
+  description = "Name of the SSM command document create-runner sends."
+  value       = aws_ssm_document.runner.name
+}
+
+output "jit_parameter_prefix" {
+  description = "Prefix of the JIT config parameters (/<prefix>/jit/<runner>)."
+  value       = local.jit_prefix
+}
+
+output "webhook_secret_parameters" {
+  description = "SSM parameter names of the webhook secret(s), current first."
+  value       = compact([local.webhook_secret_name, local.webhook_previous_secret_name])
+}
+
+output "github_credential_parameter" {
+  description = "SSM parameter name of the GitHub App private key or PAT."
+  value       = local.github_credential_name
+}
+
+output "launch_templates" {
+  description = "Launch template name and id by pool."
+  value       = { for k, lt in aws_launch_template.pool : k => { name = lt.name, id = lt.id } }
+}
+
+output "runner_instance_profile" {
+  description = "Name of the runner instance profile."
+  value       = aws_iam_instance_profile.runner.name
+}
+
+output "event_rules" {
+  description = "EventBridge rule names: stop-runner triggers and schedules."
+  value = merge(
+    { for k, r in aws_cloudwatch_event_rule.stop_runner : k => r.name },
+    { for k, r in aws_cloudwatch_event_rule.schedule : "${k}-schedule" => r.name },
+  )
+}

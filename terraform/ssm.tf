@@ -1,0 +1,160 @@
+# SSM: the bootstrap command document, the secrets (SecureString) and the
+# configuration document every Lambda loads at cold start.
+
+resource "aws_ssm_document" "runner" {
+  name            = local.ssm_document_name
+  document_type   = "Command"
+  document_format = "YAML"
+  content         = file("${path.module}/../scripts/runner/ssm-document.yaml")
+  tags            = local.tags
+}
+
+# --- secrets: given as values (created here) or as existing parameter names ---
+
+resource "aws_ssm_parameter" "webhook_secret" {
+  #checkov:skip=CKV_AWS_337:SecureString under the account's aws/ssm key by default; set parameter_kms_key_arn to use a customer-managed key.
+  count = var.webhook_secret_parameter == null ? 1 : 0
+
+  name   = "${local.ssm_prefix}/webhook/secret"
+  type   = "SecureString"
+  value  = var.webhook_secret
+  key_id = var.parameter_kms_key_arn
+  tags   = local.tags
+
+  lifecycle {
+    precondition {
+      condition     = var.webhook_secret != null
+      error_message = "Give webhook_secret (stored by this module) or webhook_secret_parameter (an existing parameter)."
+    }
+  }
+}
+
+resource "aws_ssm_parameter" "github_app_private_key" {
+  #checkov:skip=CKV_AWS_337:SecureString under the account's aws/ssm key by default; set parameter_kms_key_arn to use a customer-managed key.
+  count = var.github_auth_type == "app" && var.github_app_private_key_parameter == null ? 1 : 0
+
+  name   = "${local.ssm_prefix}/github/app-private-key"
+  type   = "SecureString"
+  tier   = "Standard"
+  value  = var.github_app_private_key
+  key_id = var.parameter_kms_key_arn
+  tags   = local.tags
+
+  lifecycle {
+    precondition {
+      condition     = var.github_app_private_key != null
+      error_message = "Give github_app_private_key (stored by this module) or github_app_private_key_parameter (an existing parameter)."
+    }
+  }
+}
+
+resource "aws_ssm_parameter" "github_pat" {
+  #checkov:skip=CKV_AWS_337:SecureString under the account's aws/ssm key by default; set parameter_kms_key_arn to use a customer-managed key.
+  count = var.github_auth_type == "pat" && var.github_pat_parameter == null ? 1 : 0
+
+  name   = "${local.ssm_prefix}/github/pat"
+  type   = "SecureString"
+  value  = var.github_pat
+  key_id = var.parameter_kms_key_arn
+  tags   = local.tags
+
+  lifecycle {
+    precondition {
+      condition     = var.github_pat != null
+      error_message = "Give github_pat (stored by this module) or github_pat_parameter (an existing parameter)."
+    }
+  }
+}
+
+locals {
+  # A parameter name as a secret reference / ARN path part: always with a leading '/'.
+  webhook_secret_name          = var.webhook_secret_parameter == null ? aws_ssm_parameter.webhook_secret[0].name : "/${trimprefix(var.webhook_secret_parameter, "/")}"
+  webhook_previous_secret_name = var.webhook_previous_secret_parameter == null ? null : "/${trimprefix(var.webhook_previous_secret_parameter, "/")}"
+
+  github_credential_name = var.github_auth_type == "app" ? (
+    var.github_app_private_key_parameter == null ? aws_ssm_parameter.github_app_private_key[0].name : "/${trimprefix(var.github_app_private_key_parameter, "/")}"
+    ) : (
+    var.github_pat_parameter == null ? aws_ssm_parameter.github_pat[0].name : "/${trimprefix(var.github_pat_parameter, "/")}"
+  )
+
+  # SSM names in ARNs drop the leading '/': parameter/<name without it>.
+  webhook_secret_arns = [
+    for n in compact([local.webhook_secret_name, local.webhook_previous_secret_name]) :
+    "${local.ssm_parameter_arn_prefix}/${trimprefix(n, "/")}"
+  ]
+  github_credential_arns = [
+    for n in compact([local.github_credential_name]) :
+    "${local.ssm_parameter_arn_prefix}/${trimprefix(n, "/")}"
+  ]
+  config_parameter_arn = "${local.ssm_parameter_arn_prefix}/${trimprefix(local.config_parameter, "/")}"
+  jit_parameters_arn   = "${local.ssm_parameter_arn_prefix}/${trimprefix(local.jit_prefix, "/")}*"
+}
+
+# --- the configuration document (crates/core/src/config; deny_unknown_fields) ---
+
+locals {
+  github_auth_json = var.github_auth_type == "app" ? jsonencode({
+    type        = "app"
+    app_id      = var.github_app_id
+    private_key = "ssm:${coalesce(local.github_credential_name, "/missing")}"
+    }) : jsonencode({
+    type  = "pat"
+    token = "ssm:${coalesce(local.github_credential_name, "/missing")}"
+  })
+
+  config = {
+    deployment = var.prefix
+    github = {
+      api_url = var.github_api_url
+      auth    = jsondecode(local.github_auth_json)
+    }
+    webhook = {
+      secrets = [for n in compact([local.webhook_secret_name, local.webhook_previous_secret_name]) : "ssm:${n}"]
+    }
+    allowed_owners       = var.allowed_owners
+    allowed_repositories = var.allowed_repositories
+    max_total_weight     = var.max_total_weight
+    runner_version       = var.runner_version
+    pools = [for p in var.pools : {
+      name               = p.name
+      labels             = p.labels
+      launch_template    = aws_launch_template.pool[p.name].name
+      instance_types     = p.instance_types
+      subnets            = p.subnets
+      capacity_type      = p.capacity_type
+      on_demand_fallback = p.on_demand_fallback
+      max_runners        = p.max_runners
+      weight             = p.weight
+      runner_group       = p.runner_group
+      scope              = p.scope
+      boot_timeout_secs  = p.boot_timeout_secs
+      idle_timeout_secs  = p.idle_timeout_secs
+      max_run_time_secs  = p.max_run_time_secs
+      startup_script     = p.startup_script
+      check_job_queued   = p.check_job_queued
+    }]
+  }
+  config_json = jsonencode(local.config)
+}
+
+resource "aws_ssm_parameter" "config" {
+  #checkov:skip=CKV_AWS_337:The document holds secret references (ssm:/...), not secret values; SecureString under aws/ssm by default, set parameter_kms_key_arn for a customer-managed key.
+  name        = local.config_parameter
+  description = "spotrunner configuration document (JSON) for deployment ${var.prefix}"
+  type        = "SecureString"
+  tier        = var.config_parameter_tier
+  value       = local.config_json
+  key_id      = var.parameter_kms_key_arn
+  tags        = local.tags
+
+  lifecycle {
+    precondition {
+      condition     = var.github_auth_type != "app" || var.github_app_id != null
+      error_message = "github_app_id is required when github_auth_type = app."
+    }
+    precondition {
+      condition     = var.max_total_weight == null || alltrue([for p in var.pools : p.weight <= var.max_total_weight])
+      error_message = "A pool's weight exceeds max_total_weight: no runner of it could ever start."
+    }
+  }
+}

@@ -1,0 +1,606 @@
+# The module's logic against a mocked AWS provider (no credentials, no network):
+# IAM scoping, queue redrive, per-pool launch templates, schedules, event
+# sources, the Lambda environment contract and the rendered configuration.
+# Run: TF_CLI_CONFIG_FILE=terraform/terraformrc terraform -chdir=terraform test
+
+mock_provider "aws" {
+  mock_data "aws_caller_identity" {
+    defaults = {
+      account_id = "123456789012"
+    }
+  }
+  mock_data "aws_region" {
+    defaults = {
+      name = "eu-west-1"
+    }
+  }
+  mock_data "aws_partition" {
+    defaults = {
+      partition = "aws"
+    }
+  }
+  # The provider validates ARNs even when mocked: give every ARN a valid shape.
+  mock_resource "aws_iam_role" {
+    defaults = {
+      arn = "arn:aws:iam::123456789012:role/srtest-mock"
+    }
+  }
+  mock_resource "aws_iam_instance_profile" {
+    defaults = {
+      arn = "arn:aws:iam::123456789012:instance-profile/srtest-runner"
+    }
+  }
+  mock_resource "aws_cloudwatch_log_group" {
+    defaults = {
+      arn = "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/lambda/srtest-mock"
+    }
+  }
+  mock_resource "aws_cloudwatch_event_rule" {
+    defaults = {
+      arn = "arn:aws:events:eu-west-1:123456789012:rule/srtest-mock"
+    }
+  }
+  mock_resource "aws_s3_bucket" {
+    defaults = {
+      arn = "arn:aws:s3:::srtest-runner-123456789012-eu-west-1"
+    }
+  }
+  mock_resource "aws_dynamodb_table" {
+    defaults = {
+      arn = "arn:aws:dynamodb:eu-west-1:123456789012:table/srtest-ledger"
+    }
+  }
+  mock_resource "aws_launch_template" {
+    defaults = {
+      arn = "arn:aws:ec2:eu-west-1:123456789012:launch-template/lt-0123456789abcdef0"
+    }
+  }
+  mock_resource "aws_ssm_document" {
+    defaults = {
+      arn = "arn:aws:ssm:eu-west-1:123456789012:document/srtest-runner"
+    }
+  }
+  mock_resource "aws_ssm_parameter" {
+    defaults = {
+      arn = "arn:aws:ssm:eu-west-1:123456789012:parameter/srtest/mock"
+    }
+  }
+  mock_resource "aws_apigatewayv2_api" {
+    defaults = {
+      arn           = "arn:aws:apigateway:eu-west-1::/apis/abc123"
+      execution_arn = "arn:aws:execute-api:eu-west-1:123456789012:abc123"
+    }
+  }
+  mock_resource "aws_apigatewayv2_stage" {
+    defaults = {
+      arn           = "arn:aws:apigateway:eu-west-1::/apis/abc123/stages/$default"
+      execution_arn = "arn:aws:execute-api:eu-west-1:123456789012:abc123/$default"
+      invoke_url    = "https://abc123.execute-api.eu-west-1.amazonaws.com/"
+    }
+  }
+  mock_resource "aws_lambda_function" {
+    defaults = {
+      arn           = "arn:aws:lambda:eu-west-1:123456789012:function:srtest-mock"
+      invoke_arn    = "arn:aws:apigateway:eu-west-1:lambda:path/2015-03-31/functions/arn:aws:lambda:eu-west-1:123456789012:function:srtest-mock/invocations"
+      qualified_arn = "arn:aws:lambda:eu-west-1:123456789012:function:srtest-mock:$LATEST"
+    }
+  }
+  mock_resource "aws_sqs_queue" {
+    defaults = {
+      arn = "arn:aws:sqs:eu-west-1:123456789012:srtest-mock"
+      url = "https://sqs.eu-west-1.amazonaws.com/123456789012/srtest-mock"
+    }
+  }
+  mock_data "aws_iam_policy_document" {
+    defaults = {
+      json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}"
+    }
+  }
+}
+
+# Distinct ARNs where the assertions compare them.
+override_resource {
+  target = aws_lambda_function.fn["webhook"]
+  values = {
+    arn = "arn:aws:lambda:eu-west-1:123456789012:function:srtest-webhook"
+  }
+}
+
+override_resource {
+  target = aws_lambda_function.fn["create-runner"]
+  values = {
+    arn = "arn:aws:lambda:eu-west-1:123456789012:function:srtest-create-runner"
+  }
+}
+
+override_resource {
+  target = aws_lambda_function.fn["stop-runner"]
+  values = {
+    arn = "arn:aws:lambda:eu-west-1:123456789012:function:srtest-stop-runner"
+  }
+}
+
+override_resource {
+  target = aws_lambda_function.fn["dlq-mover"]
+  values = {
+    arn = "arn:aws:lambda:eu-west-1:123456789012:function:srtest-dlq-mover"
+  }
+}
+
+override_resource {
+  target = aws_lambda_function.fn["janitor"]
+  values = {
+    arn = "arn:aws:lambda:eu-west-1:123456789012:function:srtest-janitor"
+  }
+}
+
+override_resource {
+  target = aws_sqs_queue.jobs
+  values = {
+    arn = "arn:aws:sqs:eu-west-1:123456789012:srtest-jobs"
+    url = "https://sqs.eu-west-1.amazonaws.com/123456789012/srtest-jobs"
+  }
+}
+
+override_resource {
+  target = aws_sqs_queue.bootstrap
+  values = {
+    arn = "arn:aws:sqs:eu-west-1:123456789012:srtest-bootstrap"
+    url = "https://sqs.eu-west-1.amazonaws.com/123456789012/srtest-bootstrap"
+  }
+}
+
+override_resource {
+  target = aws_sqs_queue.dlq
+  values = {
+    arn = "arn:aws:sqs:eu-west-1:123456789012:srtest-jobs-dlq"
+    url = "https://sqs.eu-west-1.amazonaws.com/123456789012/srtest-jobs-dlq"
+  }
+}
+
+variables {
+  prefix           = "srtest"
+  lambda_zip_dir   = "tests/fixtures/lambda"
+  github_app_id    = 4242
+  webhook_secret   = "test-secret"
+  allowed_owners   = ["my-org"]
+  max_total_weight = 10
+
+  github_app_private_key = "-----BEGIN RSA PRIVATE KEY-----\nfake\n-----END RSA PRIVATE KEY-----\n"
+
+  pools = [
+    {
+      name               = "cpu"
+      labels             = ["linux", "x64"]
+      ami                = "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+      instance_types     = ["m7i.large", "m6i.large"]
+      subnets            = ["subnet-0abc", "subnet-0def"]
+      on_demand_fallback = true
+      max_runners        = 20
+      startup_script     = "dnf install -y jq"
+    },
+    {
+      name           = "od"
+      labels         = ["linux", "x64", "on-demand"]
+      ami            = "ami-0123456789abcdef0"
+      instance_types = ["m7i.large"]
+      subnets        = ["subnet-0abc"]
+      capacity_type  = "on-demand"
+      max_runners    = 4
+      weight         = 2
+    },
+    {
+      name           = "arm"
+      labels         = ["linux", "arm64"]
+      ami            = "ami-0fedcba9876543210"
+      instance_types = ["m7g.large"]
+      subnets        = ["subnet-0abc"]
+      max_runners    = 2
+    },
+  ]
+}
+
+run "terminate_is_conditioned_on_the_deployment_tag" {
+  # Every statement, in every Lambda policy, that grants TerminateInstances or
+  # CreateTags outside a launch is conditioned on spotrunner:deployment = prefix.
+  assert {
+    condition = alltrue(flatten([
+      for fn, doc in data.aws_iam_policy_document.lambda : [
+        for s in doc.statement : (
+          !contains(s.actions, "ec2:TerminateInstances") ||
+          anytrue([for c in s.condition :
+            c.test == "StringEquals" &&
+            c.variable == "aws:ResourceTag/spotrunner:deployment" &&
+          toset(c.values) == toset(["srtest"])])
+        )
+      ]
+    ]))
+    error_message = "ec2:TerminateInstances must be conditioned on aws:ResourceTag/spotrunner:deployment = prefix"
+  }
+
+  assert {
+    condition = alltrue(flatten([
+      for fn, doc in data.aws_iam_policy_document.lambda : [
+        for s in doc.statement : (
+          !contains(s.actions, "ec2:CreateTags") ||
+          anytrue([for c in s.condition :
+            (c.variable == "aws:ResourceTag/spotrunner:deployment" && toset(c.values) == toset(["srtest"])) ||
+          (c.variable == "ec2:CreateAction")])
+        )
+      ]
+    ]))
+    error_message = "ec2:CreateTags must be limited to our instances or to tagging at launch"
+  }
+
+  # Exactly the functions that clean up may terminate.
+  assert {
+    condition = toset([
+      for fn, doc in data.aws_iam_policy_document.lambda : fn
+      if anytrue([for s in doc.statement : contains(s.actions, "ec2:TerminateInstances")])
+    ]) == toset(["create-runner", "stop-runner", "janitor"])
+    error_message = "only create-runner, stop-runner and janitor may terminate instances"
+  }
+
+  # Launches must carry the deployment tag in the request.
+  assert {
+    condition = anytrue([
+      for s in data.aws_iam_policy_document.lambda["create-runner"].statement :
+      contains(s.actions, "ec2:CreateFleet") && toset(s.resources) == toset(["arn:aws:ec2:eu-west-1:123456789012:instance/*"]) &&
+      anytrue([for c in s.condition : c.variable == "aws:RequestTag/spotrunner:deployment" && toset(c.values) == toset(["srtest"])])
+    ])
+    error_message = "CreateFleet/RunInstances on instances must require aws:RequestTag/spotrunner:deployment = prefix"
+  }
+
+  # No statement grants a launch on instances without that condition.
+  assert {
+    condition = alltrue([
+      for s in data.aws_iam_policy_document.lambda["create-runner"].statement :
+      !(contains(s.resources, "arn:aws:ec2:eu-west-1:123456789012:instance/*") && contains(s.actions, "ec2:RunInstances")) ||
+      anytrue([for c in s.condition : c.variable == "aws:RequestTag/spotrunner:deployment"])
+    ])
+    error_message = "an unconditioned RunInstances on instance/* would launch untagged instances"
+  }
+
+  # SendCommand on instances only when they carry our tag.
+  assert {
+    condition = alltrue([
+      for s in data.aws_iam_policy_document.lambda["create-runner"].statement :
+      !(contains(s.actions, "ssm:SendCommand") && contains(s.resources, "arn:aws:ec2:eu-west-1:123456789012:instance/*")) ||
+      anytrue([for c in s.condition : c.variable == "ssm:resourceTag/spotrunner:deployment" && toset(c.values) == toset(["srtest"])])
+    ])
+    error_message = "ssm:SendCommand on instances must be conditioned on the deployment tag"
+  }
+}
+
+run "ec2_and_parameter_reads_only_where_the_code_needs_them" {
+  assert {
+    condition = toset([
+      for fn, doc in data.aws_iam_policy_document.lambda : fn
+      if anytrue([for s in doc.statement : contains(s.actions, "ec2:DescribeInstances")])
+    ]) == toset(["stop-runner", "janitor"])
+    error_message = "only stop-runner and janitor describe instances"
+  }
+  assert {
+    condition = toset([
+      for fn, doc in data.aws_iam_policy_document.lambda : fn
+      if anytrue([for s in doc.statement : contains(s.actions, "ec2:CreateTags") && s.sid != "TagOnLaunchOnly"])
+    ]) == toset(["janitor"])
+    error_message = "only the janitor tags existing instances (tainted)"
+  }
+  assert {
+    condition = toset([
+      for fn, doc in data.aws_iam_policy_document.lambda : fn
+      if anytrue([for s in doc.statement : contains(s.actions, "ssm:DescribeParameters")])
+    ]) == toset(["janitor"])
+    error_message = "only the janitor lists JIT parameters"
+  }
+}
+
+run "secrets_reach_only_the_functions_that_use_them" {
+  assert {
+    condition = toset([
+      for fn, doc in data.aws_iam_policy_document.lambda : fn
+      if anytrue([for s in doc.statement : s.sid == "ReadGitHubCredential"])
+    ]) == toset(["create-runner", "stop-runner", "janitor"])
+    error_message = "only create-runner, stop-runner and janitor read the GitHub credential"
+  }
+  assert {
+    condition = toset([
+      for fn, doc in data.aws_iam_policy_document.lambda : fn
+      if anytrue([for s in doc.statement : s.sid == "ReadWebhookSecrets"])
+    ]) == toset(["webhook"])
+    error_message = "only the webhook reads the webhook secret"
+  }
+  assert {
+    condition     = aws_lambda_function.fn["dlq-mover"].timeout == 120
+    error_message = "dlq-mover's timeout covers 1000 messages at 50/s plus a minute, at least 120 s"
+  }
+}
+
+run "pass_role_only_for_the_runner_role" {
+  assert {
+    condition = alltrue(flatten([
+      for fn, doc in data.aws_iam_policy_document.lambda : [
+        for s in doc.statement : !contains(s.actions, "iam:PassRole") || (
+          fn == "create-runner" && length(s.resources) == 1 &&
+          anytrue([for c in s.condition : c.variable == "iam:PassedToService" && toset(c.values) == toset(["ec2.amazonaws.com"])])
+        )
+      ]
+    ]))
+    error_message = "iam:PassRole must be create-runner's only, for the runner role only, to EC2 only"
+  }
+}
+
+run "runner_role_reads_only_its_own_jit_parameter" {
+  assert {
+    condition = anytrue([
+      for s in data.aws_iam_policy_document.runner.statement :
+      toset(s.actions) == toset(["ssm:GetParameter", "ssm:DeleteParameter"]) &&
+      toset(s.resources) == toset(["arn:aws:ssm:eu-west-1:123456789012:parameter/srtest/jit/*"]) &&
+      anytrue([for c in s.condition :
+        c.variable == "ssm:resourceTag/spotrunner:instance-id" && toset(c.values) == toset(["$${ec2:InstanceID}"])
+      ])
+    ])
+    error_message = "runner role: Get/DeleteParameter on /<prefix>/jit/* conditioned on its own instance id"
+  }
+
+  assert {
+    condition = alltrue([
+      for s in data.aws_iam_policy_document.runner.statement :
+      alltrue([for a in s.actions : contains(["ssm:GetParameter", "ssm:DeleteParameter", "s3:GetObject"], a)])
+    ])
+    error_message = "runner role: nothing beyond its JIT parameter and bucket reads (runner_cache_upload off)"
+  }
+}
+
+run "jobs_queue_redrives_after_three_receives" {
+  assert {
+    condition     = jsondecode(aws_sqs_queue.jobs.redrive_policy).maxReceiveCount == 3
+    error_message = "jobs queue must redrive to the DLQ after 3 receives"
+  }
+  assert {
+    condition     = jsondecode(aws_sqs_queue.jobs.redrive_policy).deadLetterTargetArn == aws_sqs_queue.dlq.arn
+    error_message = "jobs queue must redrive into the DLQ"
+  }
+  assert {
+    condition     = aws_sqs_queue.jobs.sqs_managed_sse_enabled && aws_sqs_queue.bootstrap.sqs_managed_sse_enabled && aws_sqs_queue.dlq.sqs_managed_sse_enabled
+    error_message = "all queues must have SSE"
+  }
+  assert {
+    condition = alltrue([
+      for m in aws_lambda_event_source_mapping.create_runner :
+      toset(m.function_response_types) == toset(["ReportBatchItemFailures"]) && m.function_name == aws_lambda_function.fn["create-runner"].arn
+    ]) && length(aws_lambda_event_source_mapping.create_runner) == 2
+    error_message = "jobs and bootstrap queues feed create-runner with ReportBatchItemFailures"
+  }
+  assert {
+    condition     = aws_sqs_queue.jobs.visibility_timeout_seconds >= aws_lambda_function.fn["create-runner"].timeout
+    error_message = "the jobs queue's visibility timeout must outlast create-runner's timeout"
+  }
+}
+
+run "one_launch_template_per_pool" {
+  assert {
+    condition     = length(aws_launch_template.pool) == 3
+    error_message = "one launch template per pool"
+  }
+  assert {
+    condition     = toset([for lt in aws_launch_template.pool : lt.name]) == toset(["srtest-cpu", "srtest-od", "srtest-arm"])
+    error_message = "launch templates are named <prefix>-<pool>"
+  }
+  assert {
+    condition = alltrue([for lt in aws_launch_template.pool :
+      lt.metadata_options[0].http_tokens == "required" &&
+      lt.instance_initiated_shutdown_behavior == "terminate" &&
+      lt.block_device_mappings[0].ebs[0].encrypted == "true"
+    ])
+    error_message = "launch templates: IMDSv2 required, shutdown terminates, encrypted root volume"
+  }
+  assert {
+    condition     = aws_launch_template.pool["cpu"].image_id == "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+    error_message = "an SSM public parameter path is passed through as the image id"
+  }
+  assert {
+    condition     = [for p in jsondecode(output.config_json).pools : p.launch_template] == ["srtest-cpu", "srtest-od", "srtest-arm"]
+    error_message = "the configuration names each pool's launch template"
+  }
+  assert {
+    condition     = length(aws_s3_object.startup_script) == 1 && aws_s3_object.startup_script["cpu"].key == "startup/cpu.sh"
+    error_message = "startup scripts are uploaded as startup/<pool>.sh"
+  }
+}
+
+run "schedules_and_event_rules" {
+  assert {
+    condition     = aws_cloudwatch_event_rule.schedule["janitor"].schedule_expression == "rate(5 minutes)"
+    error_message = "janitor runs every 5 minutes by default"
+  }
+  assert {
+    condition     = aws_cloudwatch_event_rule.schedule["dlq-mover"].schedule_expression == "rate(1 hour)"
+    error_message = "dlq-mover runs hourly by default"
+  }
+  assert {
+    condition = (
+      aws_cloudwatch_event_target.schedule["janitor"].arn == aws_lambda_function.fn["janitor"].arn &&
+      aws_cloudwatch_event_target.schedule["dlq-mover"].arn == aws_lambda_function.fn["dlq-mover"].arn
+    )
+    error_message = "schedules target their functions"
+  }
+  assert {
+    condition     = alltrue([for t in aws_cloudwatch_event_target.stop_runner : t.arn == aws_lambda_function.fn["stop-runner"].arn]) && length(aws_cloudwatch_event_target.stop_runner) == 3
+    error_message = "SSM command status, spot interruption and EC2 state change go to stop-runner"
+  }
+  assert {
+    condition     = jsondecode(aws_cloudwatch_event_rule.stop_runner["ssm-command"].event_pattern).detail["document-name"] == ["srtest-runner"]
+    error_message = "the SSM rule listens to our document only"
+  }
+  assert {
+    condition     = jsondecode(aws_cloudwatch_event_rule.stop_runner["instance-state"].event_pattern).detail.state == ["shutting-down", "terminated"]
+    error_message = "the EC2 rule listens to shutting-down and terminated"
+  }
+  assert {
+    condition     = length(aws_lambda_permission.schedule) == 2 && length(aws_lambda_permission.stop_runner) == 3
+    error_message = "EventBridge may invoke the functions"
+  }
+}
+
+run "lambda_environment_contract" {
+  assert {
+    condition = alltrue([for f in aws_lambda_function.fn :
+      f.runtime == "provided.al2023" &&
+      f.environment[0].variables["SPOTRUNNER_CONFIG_PARAMETER"] == "/srtest/config" &&
+      f.environment[0].variables["RUST_LOG"] == "info"
+    ])
+    error_message = "every Lambda: provided.al2023, SPOTRUNNER_CONFIG_PARAMETER, RUST_LOG"
+  }
+  assert {
+    condition = (
+      keys(aws_lambda_function.fn["webhook"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_JOBS_QUEUE_URL", "SPOTRUNNER_LEDGER_TABLE"]) &&
+      keys(aws_lambda_function.fn["create-runner"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_JOBS_QUEUE_URL", "SPOTRUNNER_BOOTSTRAP_QUEUE_URL", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_SSM_DOCUMENT", "SPOTRUNNER_BUCKET", "SPOTRUNNER_BOOTSTRAP_SCRIPT_KEY"]) &&
+      keys(aws_lambda_function.fn["stop-runner"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_SSM_DOCUMENT", "SPOTRUNNER_JOBS_QUEUE_URL"]) &&
+      keys(aws_lambda_function.fn["dlq-mover"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_DLQ_URL", "SPOTRUNNER_JOBS_QUEUE_URL", "SPOTRUNNER_LEDGER_TABLE"]) &&
+      keys(aws_lambda_function.fn["janitor"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_JOBS_QUEUE_URL"])
+    )
+    error_message = "each Lambda gets exactly the environment its code reads"
+  }
+  assert {
+    condition     = aws_lambda_function.fn["create-runner"].environment[0].variables["SPOTRUNNER_BOOTSTRAP_SCRIPT_KEY"] == "bootstrap.sh" && aws_s3_object.bootstrap.key == "bootstrap.sh"
+    error_message = "create-runner's script key is the uploaded bootstrap.sh"
+  }
+  assert {
+    condition     = aws_lambda_function.fn["create-runner"].reserved_concurrent_executions == 10 && aws_lambda_function.fn["webhook"].reserved_concurrent_executions == -1
+    error_message = "reserved concurrency defaults: create-runner 10, webhook unreserved"
+  }
+}
+
+run "configuration_document" {
+  # tests/fixtures/config.json is this exact document; crates/e2e/tests/terraform_config.rs
+  # loads it with the Lambdas' own parser and validation (deny_unknown_fields).
+  assert {
+    condition     = jsondecode(output.config_json) == jsondecode(file("tests/fixtures/config.json"))
+    error_message = "the rendered configuration differs from tests/fixtures/config.json (update both, and run cargo test -p spotrunner-e2e --test terraform_config)"
+  }
+  assert {
+    condition = jsondecode(output.config_json).deployment == "srtest" && jsondecode(output.config_json).github.auth == {
+      type        = "app"
+      app_id      = 4242
+      private_key = "ssm:/srtest/github/app-private-key"
+    }
+    error_message = "deployment and GitHub App auth by SSM reference"
+  }
+  assert {
+    condition     = jsondecode(output.config_json).webhook.secrets == ["ssm:/srtest/webhook/secret"]
+    error_message = "the webhook secret is an SSM reference"
+  }
+  assert {
+    condition     = !strcontains(output.config_json, "test-secret") && !strcontains(output.config_json, "PRIVATE KEY")
+    error_message = "the configuration must not contain secret values"
+  }
+  assert {
+    condition     = aws_ssm_parameter.config.name == "/srtest/config" && aws_ssm_parameter.config.value == output.config_json
+    error_message = "the configuration is delivered in the SSM parameter the Lambdas are told about"
+  }
+  assert {
+    condition     = aws_apigatewayv2_route.webhook[0].route_key == "POST /webhook" && length(aws_lambda_function_url.webhook) == 0
+    error_message = "default endpoint: HTTP API POST /webhook, no Function URL"
+  }
+}
+
+run "function_url_and_existing_parameters" {
+  variables {
+    webhook_endpoint                  = "function_url"
+    github_auth_type                  = "pat"
+    github_pat_parameter              = "/shared/github-pat"
+    webhook_secret_parameter          = "shared/webhook"
+    webhook_previous_secret_parameter = "/shared/webhook-old"
+  }
+
+  assert {
+    condition     = length(aws_apigatewayv2_api.webhook) == 0 && length(aws_lambda_function_url.webhook) == 1
+    error_message = "function_url mode: a Function URL, no API Gateway"
+  }
+  assert {
+    condition     = length(aws_ssm_parameter.webhook_secret) == 0 && length(aws_ssm_parameter.github_pat) == 0 && length(aws_ssm_parameter.github_app_private_key) == 0
+    error_message = "existing parameters are referenced, not created"
+  }
+  assert {
+    condition     = jsondecode(output.config_json).webhook.secrets == ["ssm:/shared/webhook", "ssm:/shared/webhook-old"] && jsondecode(output.config_json).github.auth == { type = "pat", token = "ssm:/shared/github-pat" }
+    error_message = "existing parameter names become SSM references (leading / added)"
+  }
+  assert {
+    condition = anytrue([for s in data.aws_iam_policy_document.lambda["webhook"].statement :
+      s.sid == "ReadWebhookSecrets" && toset(s.resources) == toset([
+        "arn:aws:ssm:eu-west-1:123456789012:parameter/shared/webhook",
+        "arn:aws:ssm:eu-west-1:123456789012:parameter/shared/webhook-old",
+    ])])
+    error_message = "the webhook may read exactly its secrets"
+  }
+}
+
+run "bad_prefix_is_refused" {
+  command = plan
+  variables {
+    prefix = "Bad_Prefix"
+  }
+  expect_failures = [var.prefix]
+}
+
+run "on_demand_fallback_only_for_spot_pools" {
+  command = plan
+  variables {
+    pools = [{
+      name               = "x"
+      labels             = ["linux"]
+      ami                = "ami-0123"
+      instance_types     = ["m7i.large"]
+      subnets            = []
+      capacity_type      = "on-demand"
+      on_demand_fallback = true
+      max_runners        = 1
+    }]
+  }
+  expect_failures = [var.pools]
+}
+
+run "missing_webhook_secret_is_refused" {
+  command = plan
+  variables {
+    webhook_secret = null
+  }
+  expect_failures = [aws_ssm_parameter.webhook_secret]
+}
+
+run "ledger_and_bucket" {
+  # The key schema and TTL attribute of crates/aws/src/dynamodb.rs create_table.
+  assert {
+    condition = (
+      aws_dynamodb_table.ledger.hash_key == "pk" &&
+      one(aws_dynamodb_table.ledger.attribute).name == "pk" &&
+      one(aws_dynamodb_table.ledger.attribute).type == "S" &&
+      aws_dynamodb_table.ledger.range_key == null &&
+      aws_dynamodb_table.ledger.billing_mode == "PAY_PER_REQUEST"
+    )
+    error_message = "ledger: on-demand, hash key pk (S), no range key"
+  }
+  assert {
+    condition = (
+      aws_dynamodb_table.ledger.ttl[0].attribute_name == "expires_at" && aws_dynamodb_table.ledger.ttl[0].enabled &&
+      aws_dynamodb_table.ledger.point_in_time_recovery[0].enabled &&
+      aws_dynamodb_table.ledger.server_side_encryption[0].enabled
+    )
+    error_message = "ledger: TTL on expires_at, PITR, SSE"
+  }
+  assert {
+    condition = (
+      aws_s3_bucket_versioning.runner.versioning_configuration[0].status == "Enabled" &&
+      aws_s3_bucket_public_access_block.runner.block_public_acls && aws_s3_bucket_public_access_block.runner.restrict_public_buckets &&
+      length(aws_s3_bucket_policy.runner) == 1 &&
+      one(aws_s3_bucket_lifecycle_configuration.runner.rule).noncurrent_version_expiration[0].noncurrent_days == 30
+    )
+    error_message = "bucket: versioning, public access blocked, TLS-only policy, non-current versions expire"
+  }
+  assert {
+    condition     = aws_ssm_document.runner.name == "srtest-runner" && aws_ssm_document.runner.content == file("../scripts/runner/ssm-document.yaml")
+    error_message = "the SSM document is scripts/runner/ssm-document.yaml, named <prefix>-runner"
+  }
+}

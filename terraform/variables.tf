@@ -1,0 +1,519 @@
+# ---------------------------------------------------------------------------
+# Identity of the deployment
+# ---------------------------------------------------------------------------
+
+variable "prefix" {
+  description = "Deployment name: prefix of every resource name, the `spotrunner:deployment` tag IAM conditions check, and the `deployment` field of the configuration document. a-z, 0-9 and '-', starting with a letter, at most 20 characters (runner names must fit GitHub's 64)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,19}$", var.prefix))
+    error_message = "prefix must start with a-z, hold only a-z, 0-9 and '-', and be at most 20 characters."
+  }
+}
+
+variable "tags" {
+  description = "Tags added to every resource that takes tags (the provider's default_tags work too)."
+  type        = map(string)
+  default     = {}
+}
+
+# ---------------------------------------------------------------------------
+# Lambdas
+# ---------------------------------------------------------------------------
+
+variable "lambda_zip_dir" {
+  description = "Directory holding `<function>/bootstrap.zip` for webhook, create-runner, stop-runner, dlq-mover and janitor, as `scripts/package-lambdas.sh` writes them (default output: target/lambda)."
+  type        = string
+
+  validation {
+    condition     = length(trimspace(var.lambda_zip_dir)) > 0
+    error_message = "lambda_zip_dir must name a directory."
+  }
+}
+
+variable "lambda_architecture" {
+  description = "Instruction set the zips were built for: x86_64 (default) or arm64 (`scripts/package-lambdas.sh --arm64`)."
+  type        = string
+  default     = "x86_64"
+
+  validation {
+    condition     = contains(["x86_64", "arm64"], var.lambda_architecture)
+    error_message = "lambda_architecture must be x86_64 or arm64."
+  }
+}
+
+variable "log_level" {
+  description = "RUST_LOG for every Lambda: one level (error, warn, info, debug, trace)."
+  type        = string
+  default     = "info"
+
+  validation {
+    condition     = contains(["error", "warn", "info", "debug", "trace"], var.log_level)
+    error_message = "log_level must be one of error, warn, info, debug, trace."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Retention of the Lambdas' and the API's CloudWatch log groups, in days."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a value CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, ... 3653)."
+  }
+}
+
+variable "reserved_concurrency" {
+  description = "Reserved concurrent executions per Lambda; -1 leaves a function unreserved. create-runner's bounds the rate of GitHub JIT calls and CreateFleet calls (its two SQS mappings get half each as maximum concurrency, so SQS never throttles it); janitor and dlq-mover run one at a time. Accounts with a low concurrency quota may need -1 everywhere."
+  type = object({
+    webhook       = optional(number, -1)
+    create_runner = optional(number, 10)
+    stop_runner   = optional(number, -1)
+    dlq_mover     = optional(number, 1)
+    janitor       = optional(number, 1)
+  })
+  default = {}
+
+  validation {
+    condition     = alltrue([for v in values(var.reserved_concurrency) : v == -1 || (v >= 0 && floor(v) == v)])
+    error_message = "reserved_concurrency values must be -1 (unreserved) or a whole number >= 0."
+  }
+  validation {
+    condition     = contains([-1, 0], var.reserved_concurrency.create_runner) || var.reserved_concurrency.create_runner >= 4
+    error_message = "reserved_concurrency.create_runner must be -1, 0 (paused) or at least 4 (each of its two SQS mappings needs a maximum concurrency of at least 2)."
+  }
+}
+
+variable "create_runner_batch_size" {
+  description = "SQS messages per create-runner invocation (jobs and bootstrap queues)."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.create_runner_batch_size >= 1 && var.create_runner_batch_size <= 10
+    error_message = "create_runner_batch_size must be between 1 and 10."
+  }
+}
+
+variable "dlq_mover_schedule" {
+  description = "EventBridge schedule expression for dlq-mover (moves dead-lettered jobs back to the jobs queue)."
+  type        = string
+  default     = "rate(1 hour)"
+
+  validation {
+    condition     = can(regex("^(rate|cron)\\(.+\\)$", var.dlq_mover_schedule))
+    error_message = "dlq_mover_schedule must be a rate(...) or cron(...) expression."
+  }
+}
+
+variable "janitor_schedule" {
+  description = "EventBridge schedule expression for the janitor (reconciles EC2, ledger and GitHub)."
+  type        = string
+  default     = "rate(5 minutes)"
+
+  validation {
+    condition     = can(regex("^(rate|cron)\\(.+\\)$", var.janitor_schedule))
+    error_message = "janitor_schedule must be a rate(...) or cron(...) expression."
+  }
+}
+
+variable "janitor_dry_run" {
+  description = "Janitor only logs what it would do (SPOTRUNNER_DRY_RUN=true)."
+  type        = bool
+  default     = false
+}
+
+variable "dlq_max_per_run" {
+  description = "SPOTRUNNER_DLQ_MAX_PER_RUN for dlq-mover; null keeps the function's default."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.dlq_max_per_run == null || try(var.dlq_max_per_run >= 1, false)
+    error_message = "dlq_max_per_run must be at least 1."
+  }
+}
+
+variable "dlq_rate_per_second" {
+  description = "SPOTRUNNER_DLQ_RATE_PER_SECOND for dlq-mover; null keeps the function's default."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.dlq_rate_per_second == null || try(var.dlq_rate_per_second > 0, false)
+    error_message = "dlq_rate_per_second must be greater than 0."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Webhook endpoint
+# ---------------------------------------------------------------------------
+
+variable "webhook_endpoint" {
+  description = "How GitHub reaches the webhook Lambda: `api_gateway` (HTTP API, POST /webhook; default) or `function_url` (a Lambda Function URL, no API Gateway)."
+  type        = string
+  default     = "api_gateway"
+
+  validation {
+    condition     = contains(["api_gateway", "function_url"], var.webhook_endpoint)
+    error_message = "webhook_endpoint must be api_gateway or function_url."
+  }
+}
+
+variable "api_throttling" {
+  description = "HTTP API default-route throttling (requests per second and burst)."
+  type = object({
+    rate_limit  = optional(number, 100)
+    burst_limit = optional(number, 200)
+  })
+  default = {}
+}
+
+# ---------------------------------------------------------------------------
+# GitHub and secrets
+# ---------------------------------------------------------------------------
+
+variable "github_api_url" {
+  description = "GitHub REST API base: https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server."
+  type        = string
+  default     = "https://api.github.com"
+
+  validation {
+    condition     = can(regex("^https?://", var.github_api_url))
+    error_message = "github_api_url must be an http(s) URL."
+  }
+}
+
+variable "github_auth_type" {
+  description = "How spotrunner authenticates to GitHub: `app` (a GitHub App; preferred) or `pat` (a personal access token)."
+  type        = string
+  default     = "app"
+
+  validation {
+    condition     = contains(["app", "pat"], var.github_auth_type)
+    error_message = "github_auth_type must be app or pat."
+  }
+}
+
+variable "github_app_id" {
+  description = "GitHub App id (github_auth_type = app)."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.github_app_id == null || try(var.github_app_id >= 1 && floor(var.github_app_id) == var.github_app_id, false)
+    error_message = "github_app_id must be a positive whole number."
+  }
+}
+
+variable "github_app_private_key" {
+  description = "The GitHub App's private key (PEM). Stored as the SecureString parameter /<prefix>/github/app-private-key. Give this or github_app_private_key_parameter."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "github_app_private_key_parameter" {
+  description = "Name of an existing SSM SecureString parameter holding the GitHub App's private key (instead of github_app_private_key)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.github_app_private_key_parameter == null || can(regex("^/?[A-Za-z0-9_./-]+$", var.github_app_private_key_parameter))
+    error_message = "github_app_private_key_parameter must be an SSM parameter name."
+  }
+}
+
+variable "github_pat" {
+  description = "A GitHub personal access token (github_auth_type = pat). Stored as the SecureString parameter /<prefix>/github/pat. Give this or github_pat_parameter."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "github_pat_parameter" {
+  description = "Name of an existing SSM SecureString parameter holding a GitHub PAT (instead of github_pat)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.github_pat_parameter == null || can(regex("^/?[A-Za-z0-9_./-]+$", var.github_pat_parameter))
+    error_message = "github_pat_parameter must be an SSM parameter name."
+  }
+}
+
+variable "webhook_secret" {
+  description = "The GitHub webhook secret. Stored as the SecureString parameter /<prefix>/webhook/secret. Give this or webhook_secret_parameter."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "webhook_secret_parameter" {
+  description = "Name of an existing SSM SecureString parameter holding the webhook secret (instead of webhook_secret)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.webhook_secret_parameter == null || can(regex("^/?[A-Za-z0-9_./-]+$", var.webhook_secret_parameter))
+    error_message = "webhook_secret_parameter must be an SSM parameter name."
+  }
+}
+
+variable "webhook_previous_secret_parameter" {
+  description = "During a secret rotation: name of an SSM SecureString parameter holding the previous webhook secret, accepted as well. null outside rotations."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.webhook_previous_secret_parameter == null || can(regex("^/?[A-Za-z0-9_./-]+$", var.webhook_previous_secret_parameter))
+    error_message = "webhook_previous_secret_parameter must be an SSM parameter name."
+  }
+}
+
+variable "parameter_kms_key_arn" {
+  description = "KMS key for the SecureString parameters this module creates (and that create-runner's JIT parameters may use); null uses the account's aws/ssm key. When set, the Lambdas and the runner role get kms:Decrypt (and create-runner kms:Encrypt) on it."
+  type        = string
+  default     = null
+}
+
+# ---------------------------------------------------------------------------
+# Configuration document (globals)
+# ---------------------------------------------------------------------------
+
+variable "allowed_owners" {
+  description = "Organisations / users whose jobs this deployment serves; empty means any."
+  type        = list(string)
+  default     = []
+}
+
+variable "allowed_repositories" {
+  description = "`owner/name` repositories served; empty means any repository of an allowed owner."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for r in var.allowed_repositories : can(regex("^[^/]+/[^/]+$", r))])
+    error_message = "allowed_repositories entries must be owner/name."
+  }
+}
+
+variable "max_total_weight" {
+  description = "Global weighted quota: the sum of `weight` over live runners of all pools. null: no global quota."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.max_total_weight == null || try(var.max_total_weight >= 1, false)
+    error_message = "max_total_weight must be at least 1 when set."
+  }
+}
+
+variable "runner_version" {
+  description = "Version of the GitHub Actions runner the VMs run (the tarball is cached in the bucket under runner-cache/)."
+  type        = string
+  default     = "2.329.0"
+
+  validation {
+    condition     = can(regex("^[0-9]+(\\.[0-9]+){1,3}$", var.runner_version))
+    error_message = "runner_version must look like 2.329.0."
+  }
+}
+
+variable "config_parameter_tier" {
+  description = "Tier of the SSM parameter holding the configuration document: Standard (4 KB), Advanced (8 KB, charged) or Intelligent-Tiering (Standard until it needs more)."
+  type        = string
+  default     = "Intelligent-Tiering"
+
+  validation {
+    condition     = contains(["Standard", "Advanced", "Intelligent-Tiering"], var.config_parameter_tier)
+    error_message = "config_parameter_tier must be Standard, Advanced or Intelligent-Tiering."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Pools
+# ---------------------------------------------------------------------------
+
+variable "pools" {
+  description = <<-EOT
+    Runner pools ("runner templates"). Each becomes one launch template
+    (<prefix>-<name>) and one entry of the configuration document.
+    - name: <= 16 characters, A-Z a-z 0-9 . _ -
+    - labels: the labels it serves (self-hosted is implicit)
+    - ami: an AMI id (ami-...) or `resolve:ssm:<public parameter path>`
+    - instance_types, subnets: CreateFleet overrides (instance types x subnets)
+    - security_group_ids: for the instances' network interface
+    - capacity_type: spot (default) or on-demand; on_demand_fallback for spot pools
+    - max_runners, weight, runner_group, scope (org | repo)
+    - boot_timeout_secs, idle_timeout_secs, max_run_time_secs (<= 172800)
+    - startup_script: shell run before the runner (uploaded to s3://bucket/startup/<name>.sh)
+    - check_job_queued: ask GitHub before launching
+    - root_volume_size_gb, root_volume_type, root_device_name
+  EOT
+  type = list(object({
+    name                = string
+    labels              = list(string)
+    ami                 = string
+    instance_types      = list(string)
+    subnets             = list(string)
+    security_group_ids  = optional(list(string), [])
+    capacity_type       = optional(string, "spot")
+    on_demand_fallback  = optional(bool, false)
+    max_runners         = number
+    weight              = optional(number, 1)
+    runner_group        = optional(string, "Default")
+    scope               = optional(string, "org")
+    boot_timeout_secs   = optional(number, 300)
+    idle_timeout_secs   = optional(number, 900)
+    max_run_time_secs   = optional(number, 21600)
+    startup_script      = optional(string)
+    check_job_queued    = optional(bool, false)
+    root_volume_size_gb = optional(number, 30)
+    root_volume_type    = optional(string, "gp3")
+    root_device_name    = optional(string, "/dev/xvda")
+  }))
+
+  validation {
+    condition     = length(var.pools) > 0
+    error_message = "pools must not be empty."
+  }
+  validation {
+    condition     = alltrue([for p in var.pools : can(regex("^[A-Za-z0-9._-]{1,16}$", p.name))])
+    error_message = "pool names must be 1 to 16 characters of A-Z a-z 0-9 . _ -."
+  }
+  validation {
+    condition     = length(distinct([for p in var.pools : p.name])) == length(var.pools)
+    error_message = "pool names must be unique."
+  }
+  validation {
+    condition     = alltrue([for p in var.pools : length(p.labels) > 0])
+    error_message = "every pool needs at least one label."
+  }
+  validation {
+    condition     = alltrue([for p in var.pools : can(regex("^(ami-[0-9a-f]+|resolve:ssm:/.+)$", p.ami))])
+    error_message = "pool ami must be an AMI id (ami-...) or resolve:ssm:/<parameter path>."
+  }
+  validation {
+    condition     = alltrue([for p in var.pools : length(p.instance_types) > 0])
+    error_message = "every pool needs at least one instance type."
+  }
+  validation {
+    condition     = alltrue([for p in var.pools : alltrue([for s in p.subnets : startswith(s, "subnet-")])])
+    error_message = "pool subnets must be subnet ids (subnet-...)."
+  }
+  validation {
+    condition     = alltrue([for p in var.pools : contains(["spot", "on-demand"], p.capacity_type)])
+    error_message = "pool capacity_type must be spot or on-demand."
+  }
+  validation {
+    condition     = alltrue([for p in var.pools : !(p.on_demand_fallback && p.capacity_type == "on-demand")])
+    error_message = "on_demand_fallback only applies to spot pools."
+  }
+  validation {
+    condition     = alltrue([for p in var.pools : p.max_runners >= 1 && p.weight >= 1])
+    error_message = "pool max_runners and weight must be at least 1."
+  }
+  validation {
+    condition     = alltrue([for p in var.pools : contains(["org", "repo"], p.scope)])
+    error_message = "pool scope must be org or repo."
+  }
+  validation {
+    condition = alltrue([for p in var.pools :
+      p.boot_timeout_secs >= 30 && p.boot_timeout_secs <= 3600 &&
+      p.idle_timeout_secs >= 60 &&
+      p.max_run_time_secs >= 60 && p.max_run_time_secs <= 172800 &&
+      p.max_run_time_secs > p.boot_timeout_secs
+    ])
+    error_message = "pool timeouts: boot 30..3600 s, idle >= 60 s, max run time 60..172800 s and above the boot timeout."
+  }
+  validation {
+    condition     = alltrue([for p in var.pools : p.root_volume_size_gb >= 8 && contains(["gp2", "gp3", "io1", "io2"], p.root_volume_type)])
+    error_message = "pool root volumes must be at least 8 GB of gp2, gp3, io1 or io2."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Runner instances and storage
+# ---------------------------------------------------------------------------
+
+variable "bucket_name" {
+  description = "Name of the S3 bucket for bootstrap.sh, startup scripts and the runner tarball cache; null: <prefix>-runner-<account id>-<region>."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.bucket_name == null || can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.bucket_name))
+    error_message = "bucket_name must be a valid S3 bucket name."
+  }
+}
+
+variable "bucket_force_destroy" {
+  description = "Let `terraform destroy` delete the bucket with its objects (cached runner tarballs, old versions)."
+  type        = bool
+  default     = false
+}
+
+variable "noncurrent_version_expiration_days" {
+  description = "Days after which non-current object versions in the bucket are deleted."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.noncurrent_version_expiration_days >= 1
+    error_message = "noncurrent_version_expiration_days must be at least 1."
+  }
+}
+
+variable "runner_cache_upload" {
+  description = "Let runner instances upload the runner tarball to s3://bucket/runner-cache/ on a cache miss. Off by default: job code runs on the instance with its role, and a writable cache would let one job replace the runner other jobs execute. Seed the cache yourself instead (see README)."
+  type        = bool
+  default     = false
+}
+
+variable "runner_extra_policy_arns" {
+  description = "Extra managed policy ARNs attached to the runner instance role (what your jobs need). Keep this empty for least privilege."
+  type        = list(string)
+  default     = []
+}
+
+# ---------------------------------------------------------------------------
+# Alarms and emulator switches
+# ---------------------------------------------------------------------------
+
+variable "alarm_actions" {
+  description = "ARNs (e.g. an SNS topic) notified by the CloudWatch alarms."
+  type        = list(string)
+  default     = []
+}
+
+variable "oldest_job_age_alarm_secs" {
+  description = "Alarm when the oldest message in the jobs queue is older than this many seconds."
+  type        = number
+  default     = 600
+
+  validation {
+    condition     = var.oldest_job_age_alarm_secs >= 60
+    error_message = "oldest_job_age_alarm_secs must be at least 60."
+  }
+}
+
+variable "enable_point_in_time_recovery" {
+  description = "DynamoDB point-in-time recovery on the ledger. Keep true on AWS; examples/local turns it off only if the emulator lacks it."
+  type        = bool
+  default     = true
+}
+
+variable "enable_reserved_concurrency" {
+  description = "Apply reserved_concurrency. Emulators that do not implement PutFunctionConcurrency can turn it off."
+  type        = bool
+  default     = true
+}
+
+variable "enable_tls_only_bucket_policy" {
+  description = "Attach the bucket policy that denies every request not made over TLS. Keep true on AWS; examples/local turns it off because moto enforces bucket policies and is reached over plain HTTP."
+  type        = bool
+  default     = true
+}
