@@ -150,6 +150,11 @@ async fn webhook_to_runner_process_to_cleanup_with_every_stage_in_status() {
     assert_eq!(s["pools"]["k8s"]["used"], 2);
     assert_eq!(instance_dirs(&state).len(), ids.len());
     // The runner got its JIT config through bootstrap.sh, and the parameter is gone.
+    wait_until("each runner to start with its JIT config", LONG, || {
+        instance_dirs(&state)
+            .iter()
+            .all(|d| std::fs::read_to_string(d.join("argv")).is_ok_and(|a| !a.is_empty()))
+    });
     for d in instance_dirs(&state) {
         let argv = std::fs::read_to_string(d.join("argv")).unwrap_or_default();
         assert!(argv.starts_with("--jitconfig "), "{argv}");
