@@ -133,9 +133,15 @@ async fn webhook_to_runner_process_to_cleanup_with_every_stage_in_status() {
         {
             return false;
         }
+        let all: Vec<&Value> = ["ubuntu", "k8s"]
+            .iter()
+            .flat_map(|p| s["pools"][*p]["runners"].as_array().unwrap())
+            .collect();
+        if all.len() != ids.len() || all.iter().any(|r| r["state"] != "bootstrapped") {
+            return false;
+        }
         for pool in ["ubuntu", "k8s"] {
             for r in s["pools"][pool]["runners"].as_array().unwrap() {
-                assert_eq!(r["state"], "bootstrapped", "{r}");
                 runners.insert(
                     r["job_id"].as_u64().unwrap(),
                     r["name"].as_str().unwrap().to_string(),
