@@ -41,7 +41,8 @@ pub async fn build(config: Config, adapters: &Adapters) -> Result<Handlers, Stri
     settings.first_bootstrap_delay = adapters.first_bootstrap_delay;
     if let Some(st) = &adapters.local {
         settings.claim_lease = chrono::Duration::seconds(local.claim_lease_secs as i64);
-        settings.defer_base = Duration::from_secs(5);
+        // Local runners start in milliseconds: retry a full pool soon (1, 2, 4 s …).
+        settings.defer_base = Duration::from_secs(1);
         settings.busy_retry = Duration::from_secs(local.claim_lease_secs.clamp(1, 30));
         write_startup_scripts(&config, st.backend.bucket_dir())?;
         // Last: nothing after this can fail, so a refused reload changes nothing.
