@@ -54,6 +54,8 @@ const JOB_PREFIX: &str = "job#";
 const RUNNER_PREFIX: &str = "runner#";
 const POOL_PREFIX: &str = "capacity#pool#";
 const GLOBAL_PK: &str = "capacity#global";
+/// `drain#<pool>`: the pool is drained (`spotrunner drain`).
+const DRAIN_PREFIX: &str = "drain#";
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -748,6 +750,50 @@ impl Ledger for DynamoLedger {
                     .await
                     .map_err(|e| classify(SERVICE, &format!("delete {pk}"), e, &[]))?;
             }
+        }
+        Ok(())
+    }
+
+    async fn drained_pools(&self) -> Result<std::collections::BTreeSet<String>, PortError> {
+        Ok(self
+            .scan(DRAIN_PREFIX)
+            .await?
+            .iter()
+            .filter_map(|item| string_attr(item, PK))
+            .filter_map(|pk| pk.strip_prefix(DRAIN_PREFIX))
+            .map(str::to_string)
+            .collect())
+    }
+
+    async fn is_drained(&self, pool: &str) -> Result<bool, PortError> {
+        Ok(self
+            .get_item(&format!("{DRAIN_PREFIX}{pool}"))
+            .await?
+            .is_some())
+    }
+
+    async fn set_drained(&self, pool: &str, drained: bool) -> Result<(), PortError> {
+        let pk = format!("{DRAIN_PREFIX}{pool}");
+        if drained {
+            let item = Item::from([
+                (PK.into(), s(&pk)),
+                ("since".into(), s(chrono::Utc::now().to_rfc3339())),
+            ]);
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .send()
+                .await
+                .map_err(|e| classify(SERVICE, &format!("put {pk}"), e, &[]))?;
+        } else {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key(PK, s(&pk))
+                .send()
+                .await
+                .map_err(|e| classify(SERVICE, &format!("delete {pk}"), e, &[]))?;
         }
         Ok(())
     }

@@ -57,6 +57,7 @@ contract_tests!(
     concurrent_reserves_respect_global_cap,
     concurrent_claims_one_winner,
     concurrent_releases_one_winner,
+    drain_flags,
 );
 
 /// Every check is wired above (a new check in the contract fails this test until

@@ -57,5 +57,66 @@ pub fn match_pool<'a>(pools: &'a [Pool], job_labels: &[String]) -> Option<&'a Po
     best.map(|(p, _)| p)
 }
 
+/// Why each pool would or would not serve a job (`spotrunner match`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explanation {
+    /// The pool [`match_pool`] picks.
+    pub chosen: Option<String>,
+    /// Every pool in configuration order, with its verdict.
+    pub pools: Vec<PoolVerdict>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolVerdict {
+    pub pool: String,
+    pub fit: PoolFit,
+    /// One line for people: why it was chosen or rejected.
+    pub reason: String,
+}
+
+/// [`match_pool`] with its reasons: the chosen pool, and for each other pool
+/// which labels it lacks or why a more specific pool won.
+pub fn explain(pools: &[Pool], job_labels: &[String]) -> Explanation {
+    let chosen = match_pool(pools, job_labels).map(|p| p.name.clone());
+    let best_extra = pools
+        .iter()
+        .filter(|p| Some(&p.name) == chosen.as_ref())
+        .find_map(|p| match fit(p, job_labels) {
+            PoolFit::Fits { extra } => Some(extra),
+            PoolFit::Missing(_) => None,
+        });
+    let verdicts = pools
+        .iter()
+        .map(|pool| {
+            let fit = fit(pool, job_labels);
+            let reason = if job_labels.is_empty() {
+                "a job without labels is not ours".to_string()
+            } else {
+                match &fit {
+                    PoolFit::Missing(m) => format!("lacks label(s) {}", m.join(", ")),
+                    PoolFit::Fits { extra } if Some(&pool.name) == chosen.as_ref() => {
+                        format!("chosen: has every label, {extra} label(s) beyond the job's")
+                    }
+                    PoolFit::Fits { extra } if Some(*extra) == best_extra => {
+                        format!("fits equally ({extra} extra), but an earlier pool wins the tie")
+                    }
+                    PoolFit::Fits { extra } => {
+                        format!("fits, but less specific: {extra} label(s) beyond the job's")
+                    }
+                }
+            };
+            PoolVerdict {
+                pool: pool.name.clone(),
+                fit,
+                reason,
+            }
+        })
+        .collect();
+    Explanation {
+        chosen,
+        pools: verdicts,
+    }
+}
+
 #[cfg(test)]
 mod tests;

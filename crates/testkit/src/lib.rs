@@ -2,5 +2,6 @@
 //! process, a fake GitHub HTTP server, and GitHub's own webhook examples.
 
 pub mod examples;
-pub mod fake_github;
+/// The fake GitHub lives in its own crate so that `spotrunner demo` can ship it.
+pub use spotrunner_fake_github as fake_github;
 pub mod moto;

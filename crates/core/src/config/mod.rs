@@ -3,9 +3,11 @@
 //! Loaded from JSON or TOML ([`Config::from_json`], [`Config::from_toml`],
 //! [`Config::from_path`]); every error names the field and the rule it broke.
 
+mod local;
 mod secret_ref;
 mod validate;
 
+pub use local::LocalConfig;
 pub use secret_ref::SecretRef;
 pub use validate::{ConfigError, FieldError};
 
@@ -33,6 +35,9 @@ pub struct Config {
     #[serde(default = "defaults::runner_version")]
     pub runner_version: String,
     pub pools: Vec<Pool>,
+    /// Settings of the embedded local mode (`spotrunner serve`); the Lambdas ignore them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<LocalConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -236,6 +236,7 @@ prop_compose! {
             max_total_weight: Some(100),
             runner_version: "2.329.0".into(),
             pools,
+            local: None,
         }
     }
 }

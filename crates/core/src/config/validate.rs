@@ -113,6 +113,11 @@ impl Config {
                 );
             }
         }
+        if let Some(local) = &self.local {
+            for (field, message) in local.problems() {
+                p.add(format!("local.{field}"), message);
+            }
+        }
         if p.0.is_empty() {
             Ok(())
         } else {

@@ -103,6 +103,15 @@ impl CreateRunner {
                 reason: format!("pool {} no longer exists and no pool matches", msg.pool),
             };
         };
+        match self.ledger.is_drained(&pool.name).await {
+            Err(e) => return retry(&e),
+            Ok(true) => {
+                return self
+                    .hold(msg, &format!("pool {} is drained", pool.name))
+                    .await;
+            }
+            Ok(false) => {}
+        }
         let record = match self
             .ledger
             .claim_job(msg, now, self.settings.claim_lease)
@@ -450,6 +459,22 @@ impl CreateRunner {
         next.deferrals = msg.deferrals.saturating_add(1);
         let after = backoff(self.settings.defer_base, msg.deferrals);
         match self.jobs_queue.send_job_after(&next, after).await {
+            Ok(()) => JobOutcome::Deferred {
+                reason: reason.to_string(),
+                after,
+            },
+            Err(e) => retry(&e),
+        }
+    }
+}
+
+impl CreateRunner {
+    /// Keep the job for later without growing its backoff (a drained pool): a
+    /// delayed copy goes back on the queue and this delivery is acknowledged, so
+    /// waiting never walks the job into the DLQ and nothing is claimed.
+    async fn hold(&self, msg: &JobMessage, reason: &str) -> JobOutcome {
+        let after = self.settings.busy_retry;
+        match self.jobs_queue.send_job_after(msg, after).await {
             Ok(()) => JobOutcome::Deferred {
                 reason: reason.to_string(),
                 after,

@@ -442,3 +442,26 @@ async fn boot_timeout_terminates_and_requeues_with_the_next_attempt() {
     );
     assert_eq!(w.compute.live().len(), 1);
 }
+
+#[tokio::test]
+async fn a_drained_pool_keeps_its_jobs_waiting_and_launches_nothing() {
+    let w = world(config(""));
+    w.ledger.set_drained("cpu", true).await.unwrap();
+    let out = w.cr.handle_job(&job(11, "cpu"), Utc::now()).await;
+    assert!(
+        matches!(&out, JobOutcome::Deferred { reason, .. } if reason.contains("drained")),
+        "{out:?}"
+    );
+    assert!(!out.keeps_message(), "acknowledged: a copy waits instead");
+    assert!(w.compute.live().is_empty());
+    assert_eq!(w.ledger.get_job(11).await.unwrap(), None, "nothing claimed");
+    let held = w.jobs.sent();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].deferrals, 0, "holding does not grow the backoff");
+    // Other pools are not affected; undrained, the held copy launches.
+    let gpu = w.cr.handle_job(&job(12, "gpu"), Utc::now()).await;
+    assert!(matches!(gpu, JobOutcome::Launched { .. }), "{gpu:?}");
+    w.ledger.set_drained("cpu", false).await.unwrap();
+    let out = w.cr.handle_job(&held[0], Utc::now()).await;
+    assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
+}

@@ -19,7 +19,7 @@ pub use settings::Settings;
 use crate::ports::{DeadLetterQueue, JobQueue, Ledger};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
-use verdict::Verdict;
+pub use verdict::Verdict;
 
 /// SQS's largest receive and delete batch.
 pub const BATCH: usize = 10;

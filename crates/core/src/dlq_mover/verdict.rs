@@ -5,7 +5,7 @@ use crate::job::JobMessage;
 use crate::ports::DeadLetter;
 use chrono::{DateTime, Utc};
 
-pub(super) enum Verdict {
+pub enum Verdict {
     /// Put it back on the jobs queue.
     Move(JobMessage),
     /// Delete it without moving it.
@@ -21,7 +21,7 @@ pub(super) enum Verdict {
 impl DlqMover {
     /// Malformed → stale → finished in the ledger → move. The ledger is asked last,
     /// and only about jobs young enough to run.
-    pub(super) async fn judge(&self, letter: &DeadLetter, now: DateTime<Utc>) -> Verdict {
+    pub async fn judge(&self, letter: &DeadLetter, now: DateTime<Utc>) -> Verdict {
         let job = match JobMessage::parse(&letter.body) {
             Ok(job) => job,
             Err(e) => {

@@ -9,7 +9,7 @@ use crate::ports::{
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -19,6 +19,7 @@ struct State {
     runners: BTreeMap<String, RunnerRecord>,
     pools: BTreeMap<String, u32>,
     weight: u32,
+    drained: BTreeSet<String>,
     calls: BTreeMap<&'static str, usize>,
     fail_once: Vec<String>,
 }
@@ -281,6 +282,20 @@ impl Ledger for MemoryLedger {
         st.weight = counts.weight;
         Ok(())
     }
+
+    async fn drained_pools(&self) -> Result<BTreeSet<String>, PortError> {
+        Ok(self.begin("drained_pools")?.drained.clone())
+    }
+
+    async fn set_drained(&self, pool: &str, drained: bool) -> Result<(), PortError> {
+        let mut st = self.begin("set_drained")?;
+        if drained {
+            st.drained.insert(pool.to_string());
+        } else {
+            st.drained.remove(pool);
+        }
+        Ok(())
+    }
 }
 
 /// Apply the `Some` fields of a [`JobChange`] and stamp `updated_at`.
@@ -351,6 +366,7 @@ mod tests {
         concurrent_reserves_respect_global_cap,
         concurrent_claims_one_winner,
         concurrent_releases_one_winner,
+        drain_flags,
     );
 
     #[tokio::test]

@@ -28,6 +28,30 @@ fn labels(l: &[&str]) -> Vec<String> {
 }
 
 #[test]
+fn explain_names_the_winner_and_why_each_other_pool_lost() {
+    let pools = vec![
+        pool("gpu", &["linux", "gpu"]),
+        pool("big", &["linux", "x64", "large"]),
+        pool("small", &["linux", "x64"]),
+        pool("small2", &["linux", "x64"]),
+    ];
+    let e = explain(&pools, &labels(&["self-hosted", "linux", "x64"]));
+    assert_eq!(e.chosen.as_deref(), Some("small"));
+    let why: Vec<(&str, &str)> = e
+        .pools
+        .iter()
+        .map(|v| (v.pool.as_str(), v.reason.as_str()))
+        .collect();
+    assert!(why[0].1.contains("lacks label(s) x64"), "{why:?}");
+    assert!(why[1].1.contains("less specific"), "{why:?}");
+    assert!(why[2].1.starts_with("chosen"), "{why:?}");
+    assert!(why[3].1.contains("earlier pool wins the tie"), "{why:?}");
+    let none = explain(&pools, &labels(&["windows"]));
+    assert_eq!(none.chosen, None);
+    assert!(none.pools.iter().all(|v| v.reason.contains("windows")));
+}
+
+#[test]
 fn most_specific_pool_wins_and_ties_go_to_the_first() {
     let pools = vec![
         pool("big", &["linux", "x64", "large", "gpu"]),

@@ -6,7 +6,7 @@ use crate::job::JobMessage;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Where a job stands. See ARCHITECTURE.md for the transitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -221,4 +221,23 @@ pub trait Ledger: JobStateSink {
     async fn capacity(&self) -> Result<CapacityUse, PortError>;
     /// Overwrite the counters (the janitor's repair, from live runners).
     async fn set_capacity(&self, counts: &CapacityUse) -> Result<(), PortError>;
+
+    /// Pools an operator drained (`spotrunner drain POOL`): create-runner launches
+    /// nothing for them and keeps their jobs waiting on the queue. A ledger without
+    /// the flag drains nothing.
+    async fn drained_pools(&self) -> Result<BTreeSet<String>, PortError> {
+        Ok(BTreeSet::new())
+    }
+    /// Is `pool` drained? (One read per job on the hot path.)
+    async fn is_drained(&self, pool: &str) -> Result<bool, PortError> {
+        Ok(self.drained_pools().await?.contains(pool))
+    }
+    /// Drain (`true`) or undrain (`false`) a pool; idempotent.
+    async fn set_drained(&self, pool: &str, drained: bool) -> Result<(), PortError> {
+        let _ = (pool, drained);
+        Err(PortError::rejected(
+            "ledger",
+            "this ledger cannot drain pools",
+        ))
+    }
 }

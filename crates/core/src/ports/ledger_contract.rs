@@ -35,6 +35,7 @@ pub const CHECKS: &[&str] = &[
     "concurrent_reserves_respect_global_cap",
     "concurrent_claims_one_winner",
     "concurrent_releases_one_winner",
+    "drain_flags",
 ];
 
 /// Run every check, each on a fresh, empty ledger from `make`.
@@ -70,6 +71,7 @@ pub async fn run(name: &str, l: &dyn Ledger) {
         "concurrent_reserves_respect_global_cap" => concurrent_reserves_respect_global_cap(l).await,
         "concurrent_claims_one_winner" => concurrent_claims_one_winner(l).await,
         "concurrent_releases_one_winner" => concurrent_releases_one_winner(l).await,
+        "drain_flags" => drain_flags(l).await,
         other => panic!("no ledger contract check called {other}"),
     }
 }
@@ -959,4 +961,26 @@ pub async fn concurrent_releases_one_winner(l: &dyn Ledger) {
         runner_record(l, "sr-cpu-gone").await.state,
         RunnerState::Released
     );
+}
+
+/// Draining is a per-pool flag: set twice, cleared twice, seen by both reads.
+pub async fn drain_flags(l: &dyn Ledger) {
+    assert!(l.drained_pools().await.expect("drained_pools").is_empty());
+    assert!(!l.is_drained("cpu").await.expect("is_drained"));
+    l.set_drained("cpu", true).await.expect("drain");
+    l.set_drained("cpu", true).await.expect("drain twice");
+    l.set_drained("gpu", true).await.expect("drain");
+    assert!(l.is_drained("cpu").await.expect("is_drained"));
+    assert!(!l.is_drained("arm").await.expect("is_drained"));
+    let pools: Vec<String> = l
+        .drained_pools()
+        .await
+        .expect("drained_pools")
+        .into_iter()
+        .collect();
+    assert_eq!(pools, ["cpu", "gpu"]);
+    l.set_drained("cpu", false).await.expect("undrain");
+    l.set_drained("cpu", false).await.expect("undrain twice");
+    assert!(!l.is_drained("cpu").await.expect("is_drained"));
+    assert!(l.is_drained("gpu").await.expect("is_drained"));
 }

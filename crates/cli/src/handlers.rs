@@ -1,0 +1,115 @@
+//! The core handlers for one configuration, wired to one backend's ports. A
+//! reload builds a new set and swaps it in; the ports (and so the state) stay.
+
+use crate::adapters::{Adapters, runner_settings};
+use crate::config_file;
+use spotrunner_core::Config;
+use spotrunner_core::create_runner::{CreateRunner, Settings};
+use spotrunner_core::janitor::{Janitor, JanitorSettings};
+use spotrunner_core::ports::{GitHubApi, JobStateSink, resolve_secret};
+use spotrunner_core::stop_runner::StopRunner;
+use spotrunner_core::webhook::{WebhookSecrets, WebhookService};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct Handlers {
+    pub config: Arc<Config>,
+    pub create_runner: CreateRunner,
+    pub webhook: Arc<WebhookService>,
+    pub stop_runner: StopRunner,
+    pub janitor: Janitor,
+}
+
+/// The "SSM document" of local runner processes, as named in their exit events.
+pub const LOCAL_DOCUMENT: &str = "spotrunner-local";
+
+/// Resolve secrets and the GitHub client for `config`, then build the handlers.
+/// Fails (naming the field) without touching anything: a reload keeps the old set.
+pub async fn build(config: Config, adapters: &Adapters) -> Result<Handlers, String> {
+    let store = adapters.secrets.as_deref();
+    let mut secrets = Vec::new();
+    for (i, r) in config.webhook.secrets.iter().enumerate() {
+        let v = resolve_secret(store, r)
+            .await
+            .map_err(|e| format!("webhook.secrets[{i}] ({r}): {e}"))?;
+        secrets.push(v);
+    }
+    let github = spotrunner_github::client_from_config(&config.github, store).await?;
+    let local = config_file::local(&config);
+    let mut settings = Settings::for_deployment(&config.deployment);
+    settings.first_bootstrap_delay = adapters.first_bootstrap_delay;
+    if let Some(st) = &adapters.local {
+        settings.claim_lease = chrono::Duration::seconds(local.claim_lease_secs as i64);
+        // Local runners start in milliseconds: retry a full pool soon (1, 2, 4 s …).
+        settings.defer_base = Duration::from_secs(1);
+        settings.busy_retry = Duration::from_secs(local.claim_lease_secs.clamp(1, 30));
+        write_startup_scripts(&config, st.backend.bucket_dir())?;
+        // Last: nothing after this can fail, so a refused reload changes nothing.
+        st.backend.set_settings(runner_settings(&config));
+    }
+    let config = Arc::new(config);
+    let github: Arc<dyn GitHubApi> = Arc::new(github);
+    let document = match &adapters.local {
+        Some(_) => LOCAL_DOCUMENT.to_string(),
+        None => std::env::var("SPOTRUNNER_SSM_DOCUMENT")
+            .unwrap_or_else(|_| format!("{}-bootstrap", config.deployment)),
+    };
+    let stop_runner = StopRunner {
+        config: config.clone(),
+        document,
+        ledger: adapters.ledger.clone(),
+        github: github.clone(),
+        compute: adapters.compute.clone(),
+        parameters: adapters.parameters.clone(),
+        jobs_queue: adapters.jobs_queue.clone(),
+    };
+    let janitor = Janitor {
+        config: config.clone(),
+        settings: JanitorSettings::for_deployment(&config.deployment),
+        ledger: adapters.ledger.clone(),
+        github: github.clone(),
+        compute: adapters.compute.clone(),
+        parameters: adapters.parameters.clone(),
+        jobs_queue: adapters.jobs_queue.clone(),
+    };
+    let create_runner = CreateRunner {
+        config: config.clone(),
+        settings,
+        ledger: adapters.ledger.clone(),
+        github,
+        compute: adapters.compute.clone(),
+        parameters: adapters.parameters.clone(),
+        commands: adapters.commands.clone(),
+        bootstrap_queue: adapters.bootstrap_queue.clone(),
+        jobs_queue: adapters.jobs_queue.clone(),
+    };
+    let sink: Arc<dyn JobStateSink> = adapters.ledger.clone();
+    let webhook = Arc::new(WebhookService::new(
+        config.clone(),
+        WebhookSecrets::new(&secrets),
+        adapters.jobs_queue.clone(),
+        sink,
+    ));
+    Ok(Handlers {
+        config,
+        create_runner,
+        webhook,
+        stop_runner,
+        janitor,
+    })
+}
+
+/// Where bootstrap.sh's `aws s3 cp s3://BUCKET/startup/POOL.sh` finds each
+/// pool's startup script in local mode.
+fn write_startup_scripts(config: &Config, bucket: &std::path::Path) -> Result<(), String> {
+    let dir = bucket.join("startup");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for pool in &config.pools {
+        if let Some(script) = &pool.startup_script {
+            let path = dir.join(format!("{}.sh", pool.name));
+            std::fs::write(&path, script).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    Ok(())
+}

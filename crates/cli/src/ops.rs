@@ -1,0 +1,204 @@
+//! Operator actions: drain/undrain, and the dlq-mover, janitor and stop-runner
+//! logic run on demand or by `serve`.
+
+use crate::adapters::Adapters;
+use crate::handlers::{self, Handlers, LOCAL_DOCUMENT};
+use crate::{Target, config_file};
+use chrono::Utc;
+use spotrunner_core::create_runner::JobOutcome;
+use spotrunner_core::dlq_mover::{self, DlqMover, Verdict};
+use spotrunner_core::ports::DeadLetter;
+use spotrunner_core::stop_runner::StopEvent;
+use spotrunner_local::RunnerExited;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Handlers for an operator command (no serve needed).
+async fn open(target: &Target) -> Result<(Adapters, Handlers), String> {
+    let config = config_file::load(&target.config)?;
+    let adapters = Adapters::open(target, &config).await?;
+    let h = handlers::build(config, &adapters).await?;
+    Ok((adapters, h))
+}
+
+pub async fn set_drained(target: &Target, pool: &str, drained: bool) -> Result<ExitCode, String> {
+    let config = config_file::load(&target.config)?;
+    if config.pool(pool).is_none() {
+        let known: Vec<&str> = config.pools.iter().map(|p| p.name.as_str()).collect();
+        return Err(format!(
+            "no pool named {pool:?} (pools: {})",
+            known.join(", ")
+        ));
+    }
+    let adapters = Adapters::open(target, &config).await?;
+    adapters
+        .ledger
+        .set_drained(pool, drained)
+        .await
+        .map_err(|e| e.to_string())?;
+    if drained {
+        println!("pool {pool} drained: no new runners; its jobs stay queued");
+    } else {
+        println!("pool {pool} undrained: launching again");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn redrive(target: &Target, dry_run: bool) -> Result<ExitCode, String> {
+    let (adapters, h) = open(target).await?;
+    let report = run_redrive(&adapters, &h, dry_run).await?;
+    println!("{report}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn janitor(target: &Target, dry_run: bool) -> Result<ExitCode, String> {
+    let (adapters, h) = open(target).await?;
+    let report = run_janitor(&adapters, &h, dry_run).await?;
+    println!("{report}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The dlq-mover logic once. A dry run changes nothing: it reads the local DLQ
+/// (SQS cannot be peeked without hiding messages, so there it reports the depth).
+pub async fn run_redrive(a: &Adapters, _h: &Handlers, dry_run: bool) -> Result<String, String> {
+    let Some(dlq) = a.dlq.clone() else {
+        return Err("redrive: no dead-letter queue configured (set SPOTRUNNER_DLQ_URL)".into());
+    };
+    let mover = DlqMover {
+        dlq: dlq.clone(),
+        jobs: a.jobs_queue.clone(),
+        ledger: a.ledger.clone(),
+        pacer: Arc::new(crate::pacer::TokioPacer::default()),
+        settings: dlq_mover::Settings::default(),
+    };
+    let now = Utc::now();
+    if dry_run {
+        let Some(st) = &a.local else {
+            let depth = dlq.approximate_depth().await.map_err(|e| e.to_string())?;
+            return Ok(format!(
+                "redrive (dry run: nothing changed): about {depth} message(s) in the DLQ"
+            ));
+        };
+        let letters = st.dlq.list().map_err(|e| e.to_string())?;
+        let mut out = format!(
+            "redrive (dry run: nothing changed): {} message(s) in the DLQ\n",
+            letters.len()
+        );
+        for m in letters {
+            let letter = DeadLetter {
+                message_id: m.message_id.to_string(),
+                receipt: String::new(),
+                body: m.body,
+                receive_count: m.receive_count,
+            };
+            let line = match mover.judge(&letter, now).await {
+                Verdict::Move(job) => {
+                    format!("would move job {} back to the jobs queue", job.job_id)
+                }
+                Verdict::Drop {
+                    reason,
+                    job_id,
+                    detail,
+                } => format!(
+                    "would drop job {} ({}): {detail}",
+                    job_id.map_or("?".into(), |j| j.to_string()),
+                    reason.as_str()
+                ),
+                Verdict::Keep { job_id, error } => format!("would keep job {job_id}: {error}"),
+            };
+            out.push_str(&format!("  message {}: {line}\n", m.message_id));
+        }
+        return Ok(out.trim_end().to_string());
+    }
+    let r = mover.run(now).await;
+    let dropped: Vec<String> = r
+        .dropped
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| format!("{} {n}", k.as_str()))
+        .collect();
+    let mut out = format!(
+        "redrive: received {}, moved {}, dropped {} ({}), failed {}, left {}",
+        r.received,
+        r.moved,
+        r.dropped_total(),
+        if dropped.is_empty() {
+            "none".into()
+        } else {
+            dropped.join(", ")
+        },
+        r.failed + r.delete_failed,
+        r.left.map_or("?".into(), |n| n.to_string())
+    );
+    if let Some(why) = r.stopped {
+        out.push_str(&format!("; stopped early: {why}"));
+    }
+    Ok(out)
+}
+
+/// The janitor logic once: a report of every action with its reason.
+pub async fn run_janitor(_a: &Adapters, h: &Handlers, dry_run: bool) -> Result<String, String> {
+    let report = h
+        .janitor
+        .run(Utc::now(), dry_run)
+        .await
+        .map_err(|e| format!("janitor: {e}"))?;
+    let mut out = format!(
+        "janitor{}: {} action(s), {} failed\n",
+        if dry_run {
+            " (dry run: nothing changed)"
+        } else {
+            ""
+        },
+        report.results.len(),
+        report.failed()
+    );
+    for r in &report.results {
+        let a = &r.action;
+        let state = match (&r.error, r.done) {
+            (Some(e), _) => format!("FAILED: {e}"),
+            (None, true) => "done".into(),
+            (None, false) => "planned".into(),
+        };
+        out.push_str(&format!(
+            "  {:<24} {:<40} {} [{state}]\n",
+            a.kind.as_str(),
+            a.subject,
+            a.reason
+        ));
+    }
+    for w in &report.warnings {
+        out.push_str(&format!("  warning: {w}\n"));
+    }
+    Ok(out.trim_end().to_string())
+}
+
+/// One runner-exit event (local) through the stop-runner logic.
+pub async fn on_runner_exit(_a: &Adapters, h: &Handlers, body: &str) -> JobOutcome {
+    let exited: RunnerExited = match serde_json::from_str(body) {
+        Ok(e) => e,
+        Err(e) => {
+            return JobOutcome::Invalid {
+                reason: format!("runner-exit event: {e}"),
+            };
+        }
+    };
+    let event = StopEvent::CommandStatus {
+        instance_id: exited.instance_id.clone(),
+        command_id: format!("cmd-{}", exited.instance_id),
+        document: LOCAL_DOCUMENT.into(),
+        status: if exited.exit_code == Some(0) {
+            "Success"
+        } else {
+            "Failed"
+        }
+        .into(),
+    };
+    match h.stop_runner.handle(&event, Utc::now()).await {
+        Ok(_) => JobOutcome::Duplicate,
+        Err(e) => JobOutcome::Retry {
+            reason: e.to_string(),
+            after: std::time::Duration::from_secs(5),
+        },
+    }
+}

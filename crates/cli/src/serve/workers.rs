@@ -1,0 +1,168 @@
+//! The loops of `serve`: jobs and bootstrap queues through create-runner, and
+//! locally the runner-exit reaper and the events queue through stop-runner, plus
+//! the built-in schedules. Each loop checks for a stop between batches only, so
+//! a launch in flight always finishes.
+
+use super::Shared;
+use crate::config_file;
+use crate::inbox::{Delivery, Inbox};
+use crate::ops;
+use chrono::Utc;
+use spotrunner_core::create_runner::JobOutcome;
+use spotrunner_core::ports::BootstrapMessage;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+const IDLE: Duration = Duration::from_millis(200);
+const BATCH: usize = 8;
+
+pub fn spawn_all(shared: &Arc<Shared>) -> Vec<JoinHandle<()>> {
+    let mut tasks = vec![
+        tokio::spawn(jobs_loop(shared.clone())),
+        tokio::spawn(bootstrap_loop(shared.clone())),
+        tokio::spawn(schedule(shared.clone(), Schedule::Janitor)),
+        tokio::spawn(schedule(shared.clone(), Schedule::Redrive)),
+    ];
+    if shared.adapters.local.is_some() {
+        tasks.push(tokio::spawn(reaper_loop(shared.clone())));
+        tasks.push(tokio::spawn(events_loop(shared.clone())));
+    }
+    tasks
+}
+
+fn visibility(shared: &Shared) -> Duration {
+    let h = shared.handlers();
+    Duration::from_secs(config_file::local(&h.config).visibility_timeout_secs)
+}
+
+/// Acknowledge or hand back one delivery by its outcome.
+async fn settle(inbox: &dyn Inbox, d: &Delivery, outcome: &JobOutcome) {
+    let result = match outcome {
+        JobOutcome::Retry { after, .. } => inbox.retry_after(&d.receipt, *after).await,
+        // Left to its visibility timeout; the receive count walks it to the DLQ.
+        JobOutcome::Invalid { .. } => Ok(()),
+        _ => inbox.ack(&d.receipt).await,
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "could not settle a queue message; it will be redelivered");
+    }
+}
+
+async fn receive(shared: &Shared, inbox: &dyn Inbox) -> Vec<Delivery> {
+    match inbox.receive(BATCH, visibility(shared)).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "receive failed");
+            Vec::new()
+        }
+    }
+}
+
+async fn jobs_loop(shared: Arc<Shared>) {
+    let inbox = shared.adapters.jobs_inbox.clone();
+    while !shared.stopping() {
+        let deliveries = receive(&shared, inbox.as_ref()).await;
+        if deliveries.is_empty() {
+            shared.pause(IDLE).await;
+            continue;
+        }
+        let h = shared.handlers();
+        let batch = deliveries
+            .iter()
+            .map(|d| (d.receipt.clone(), d.body.clone()))
+            .collect();
+        let result = h.create_runner.handle_batch(batch).await;
+        for item in &result.items {
+            if let Some(d) = deliveries.iter().find(|d| d.receipt == item.message_id) {
+                settle(inbox.as_ref(), d, &item.outcome).await;
+            }
+        }
+    }
+}
+
+async fn bootstrap_loop(shared: Arc<Shared>) {
+    let inbox = shared.adapters.bootstrap_inbox.clone();
+    while !shared.stopping() {
+        let deliveries = receive(&shared, inbox.as_ref()).await;
+        if deliveries.is_empty() {
+            shared.pause(IDLE).await;
+            continue;
+        }
+        let h = shared.handlers();
+        for d in &deliveries {
+            let outcome = match serde_json::from_str::<BootstrapMessage>(&d.body) {
+                Ok(msg) => h.create_runner.handle_bootstrap(&msg, Utc::now()).await,
+                Err(e) => {
+                    tracing::error!(error = %e, "malformed bootstrap message");
+                    JobOutcome::Invalid {
+                        reason: e.to_string(),
+                    }
+                }
+            };
+            settle(inbox.as_ref(), d, &outcome).await;
+        }
+    }
+}
+
+/// Local: turn ended runner processes into events (a durable queue).
+async fn reaper_loop(shared: Arc<Shared>) {
+    let Some(st) = shared.adapters.local.clone() else {
+        return;
+    };
+    while !shared.stopping() {
+        if let Err(e) = st.backend.reap() {
+            tracing::warn!(error = %e, "could not check runner processes");
+        }
+        shared.pause(Duration::from_millis(250)).await;
+    }
+}
+
+/// Local: runner-exit events through the stop-runner logic.
+async fn events_loop(shared: Arc<Shared>) {
+    let Some(st) = shared.adapters.local.clone() else {
+        return;
+    };
+    let inbox: &dyn Inbox = &st.events;
+    while !shared.stopping() {
+        let deliveries = receive(&shared, inbox).await;
+        if deliveries.is_empty() {
+            shared.pause(IDLE).await;
+            continue;
+        }
+        let h = shared.handlers();
+        for d in &deliveries {
+            let outcome = ops::on_runner_exit(&shared.adapters, &h, &d.body).await;
+            settle(inbox, d, &outcome).await;
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Schedule {
+    Janitor,
+    Redrive,
+}
+
+async fn schedule(shared: Arc<Shared>, which: Schedule) {
+    loop {
+        let local = config_file::local(&shared.handlers().config);
+        let every = match which {
+            Schedule::Janitor => local.janitor_interval_secs,
+            Schedule::Redrive => local.redrive_interval_secs,
+        };
+        shared.pause(Duration::from_secs(every)).await;
+        if shared.stopping() {
+            return;
+        }
+        let h = shared.handlers();
+        let result = match which {
+            Schedule::Janitor => ops::run_janitor(&shared.adapters, &h, false).await,
+            Schedule::Redrive => ops::run_redrive(&shared.adapters, &h, false).await,
+        };
+        match result {
+            Ok(report) => tracing::info!(schedule = ?which, %report, "scheduled run done"),
+            Err(e) => tracing::warn!(schedule = ?which, error = %e, "scheduled run failed"),
+        }
+    }
+}

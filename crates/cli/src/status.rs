@@ -1,0 +1,308 @@
+//! `spotrunner status [--json]` and `GET /status`: jobs by state, runners by
+//! state per pool (instance, age, job), capacity used/max, queue and DLQ depths.
+
+use crate::adapters::Adapters;
+use crate::inbox::QueueDepth;
+use crate::{Target, config_file};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use spotrunner_core::Config;
+use spotrunner_core::job::JobMessage;
+use spotrunner_core::ports::RunnerState;
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub deployment: String,
+    pub backend: &'static str,
+    pub at: DateTime<Utc>,
+    pub jobs: Jobs,
+    pub pools: BTreeMap<String, PoolStatus>,
+    pub capacity: Capacity,
+    pub queues: BTreeMap<String, QueueDepth>,
+    /// Local backend: every runner process, live or ended.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<InstanceLine>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Jobs {
+    /// Ledger states, plus `queued`: on the jobs queue, not yet claimed.
+    pub by_state: BTreeMap<String, u64>,
+    pub items: Vec<JobLine>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JobLine {
+    pub job_id: u64,
+    pub pool: String,
+    pub repository: String,
+    pub state: String,
+    pub runner_name: Option<String>,
+    pub age_secs: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PoolStatus {
+    pub used: u32,
+    pub max_runners: u32,
+    pub weight: u32,
+    pub drained: bool,
+    pub runners_by_state: BTreeMap<String, u64>,
+    pub runners: Vec<RunnerLine>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunnerLine {
+    pub name: String,
+    pub state: String,
+    pub job_id: u64,
+    pub instance_id: Option<String>,
+    pub age_secs: i64,
+    pub end_reason: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Capacity {
+    pub weight_used: u32,
+    pub weight_max: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InstanceLine {
+    pub instance_id: String,
+    pub runner_name: String,
+    pub state: String,
+    pub pid: Option<i32>,
+    pub exit_code: Option<i32>,
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+pub async fn collect(a: &Adapters, config: &Config) -> Result<Status, String> {
+    let now = Utc::now();
+    let jobs = a.ledger.list_jobs().await.map_err(err)?;
+    let runners = a.ledger.list_runners().await.map_err(err)?;
+    let cap = a.ledger.capacity().await.map_err(err)?;
+    let drained = a.ledger.drained_pools().await.map_err(err)?;
+
+    let mut by_state: BTreeMap<String, u64> = BTreeMap::new();
+    let mut items = Vec::new();
+    for j in &jobs {
+        *by_state.entry(j.state.as_str().to_string()).or_default() += 1;
+        items.push(JobLine {
+            job_id: j.job_id,
+            pool: j.pool.clone(),
+            repository: j.repository.clone(),
+            state: j.state.as_str().to_string(),
+            runner_name: j.runner_name.clone(),
+            age_secs: (now - j.created_at).num_seconds(),
+        });
+    }
+    // Locally the jobs queue can be read: jobs waiting there, not yet claimed.
+    if let Some(st) = &a.local {
+        let known: std::collections::BTreeSet<u64> = jobs.iter().map(|j| j.job_id).collect();
+        let mut waiting = std::collections::BTreeSet::new();
+        for m in st.jobs.list().map_err(err)? {
+            if let Ok(msg) = JobMessage::parse(&m.body)
+                && !known.contains(&msg.job_id)
+                && waiting.insert(msg.job_id)
+            {
+                items.push(JobLine {
+                    job_id: msg.job_id,
+                    pool: msg.pool.clone(),
+                    repository: msg.repository.clone(),
+                    state: "queued".into(),
+                    runner_name: None,
+                    age_secs: (now - msg.received_at).num_seconds(),
+                });
+            }
+        }
+        if !waiting.is_empty() {
+            by_state.insert("queued".into(), waiting.len() as u64);
+        }
+    }
+
+    let mut pools: BTreeMap<String, PoolStatus> = config
+        .pools
+        .iter()
+        .map(|p| {
+            (
+                p.name.clone(),
+                PoolStatus {
+                    used: cap.pools.get(&p.name).copied().unwrap_or(0),
+                    max_runners: p.max_runners,
+                    weight: p.weight,
+                    drained: drained.contains(&p.name),
+                    runners_by_state: BTreeMap::new(),
+                    runners: Vec::new(),
+                },
+            )
+        })
+        .collect();
+    for r in &runners {
+        let Some(pool) = pools.get_mut(&r.pool) else {
+            continue;
+        };
+        *pool
+            .runners_by_state
+            .entry(r.state.as_str().to_string())
+            .or_default() += 1;
+        // Released runners are history: counted, not listed.
+        if r.state != RunnerState::Released {
+            pool.runners.push(RunnerLine {
+                name: r.name.clone(),
+                state: r.state.as_str().to_string(),
+                job_id: r.job_id,
+                instance_id: r.instance_id.clone(),
+                age_secs: (now - r.created_at).num_seconds(),
+                end_reason: r.end_reason.clone(),
+            });
+        }
+    }
+
+    let mut queues = BTreeMap::new();
+    for (name, q) in &a.queues {
+        queues.insert(name.clone(), q.depth().await.map_err(err)?);
+    }
+    let instances = match &a.local {
+        Some(st) => st
+            .backend
+            .instances()
+            .map_err(err)?
+            .into_iter()
+            .map(|i| InstanceLine {
+                instance_id: i.instance_id,
+                runner_name: i.runner_name,
+                state: i.state,
+                pid: i.pid,
+                exit_code: i.exit_code,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok(Status {
+        deployment: config.deployment.clone(),
+        backend: if a.local.is_some() { "local" } else { "aws" },
+        at: now,
+        jobs: Jobs { by_state, items },
+        pools,
+        capacity: Capacity {
+            weight_used: cap.weight,
+            weight_max: config.max_total_weight,
+        },
+        queues,
+        instances,
+    })
+}
+
+pub async fn run(target: &Target, json: bool) -> Result<ExitCode, String> {
+    let config = config_file::load(&target.config)?;
+    let adapters = Adapters::open(target, &config).await?;
+    let s = collect(&adapters, &config).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s).map_err(err)?);
+    } else {
+        print!("{}", render(&s));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn counts(m: &BTreeMap<String, u64>) -> String {
+    if m.is_empty() {
+        return "none".into();
+    }
+    m.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The status as a few tables for people.
+pub fn render(s: &Status) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "deployment {} ({} backend) at {}\n\n",
+        s.deployment,
+        s.backend,
+        s.at.format("%H:%M:%S")
+    ));
+    out.push_str(&format!("jobs: {}\n", counts(&s.jobs.by_state)));
+    let open: Vec<&JobLine> = s
+        .jobs
+        .items
+        .iter()
+        .filter(|j| !matches!(j.state.as_str(), "completed" | "dropped" | "interrupted"))
+        .collect();
+    for j in open {
+        out.push_str(&format!(
+            "  job {:<12} {:<10} pool {:<12} {:<24} {}s\n",
+            j.job_id,
+            j.state,
+            j.pool,
+            j.runner_name.as_deref().unwrap_or("-"),
+            j.age_secs
+        ));
+    }
+    out.push('\n');
+    out.push_str(&format!(
+        "{:<14} {:>9} {:>7} {:<8} runners\n",
+        "pool", "used/max", "weight", "drained"
+    ));
+    for (name, p) in &s.pools {
+        out.push_str(&format!(
+            "{:<14} {:>9} {:>7} {:<8} {}\n",
+            name,
+            format!("{}/{}", p.used, p.max_runners),
+            p.weight,
+            if p.drained { "yes" } else { "no" },
+            counts(&p.runners_by_state)
+        ));
+        for r in &p.runners {
+            out.push_str(&format!(
+                "  {:<32} {:<12} job {:<12} {:<20} {}s\n",
+                r.name,
+                r.state,
+                r.job_id,
+                r.instance_id.as_deref().unwrap_or("-"),
+                r.age_secs
+            ));
+        }
+    }
+    out.push_str(&format!(
+        "\ncapacity: weight {} of {}\n",
+        s.capacity.weight_used,
+        s.capacity
+            .weight_max
+            .map_or("unlimited".to_string(), |m| m.to_string())
+    ));
+    out.push_str("queues: ");
+    let q: Vec<String> = s
+        .queues
+        .iter()
+        .map(|(k, d)| format!("{k} {} (+{} in flight/delayed)", d.visible, d.not_visible))
+        .collect();
+    out.push_str(&q.join(", "));
+    out.push('\n');
+    let live: Vec<&InstanceLine> = s
+        .instances
+        .iter()
+        .filter(|i| i.state != "terminated")
+        .collect();
+    if !live.is_empty() {
+        out.push_str("runner processes:\n");
+        for i in live {
+            out.push_str(&format!(
+                "  {:<20} {:<10} pid {:<8} {}\n",
+                i.instance_id,
+                i.state,
+                i.pid.map_or("-".into(), |p| p.to_string()),
+                i.runner_name
+            ));
+        }
+    }
+    out
+}

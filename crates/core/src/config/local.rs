@@ -1,0 +1,109 @@
+//! The `local` section: settings of the embedded local mode (`spotrunner serve`),
+//! ignored by the Lambdas.
+
+use serde::{Deserialize, Serialize};
+
+/// How `spotrunner serve` runs on one machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalConfig {
+    /// HTTP listen address (`--listen` wins).
+    #[serde(default = "defaults::listen")]
+    pub listen: String,
+    /// What a local "instance" runs as its runner, instead of `run.sh` of an
+    /// installed actions runner: split on whitespace; gets `--jitconfig VALUE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_command: Option<String>,
+    /// An installed actions runner (`run.sh` inside), when `runner_command` is unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_dir: Option<String>,
+    /// How long a received queue message stays hidden (SQS visibility timeout).
+    #[serde(default = "defaults::visibility_timeout")]
+    pub visibility_timeout_secs: u64,
+    /// How long create-runner owns a claimed job (shorter than the visibility
+    /// timeout, so a delivery after a crash resumes the claim).
+    #[serde(default = "defaults::claim_lease")]
+    pub claim_lease_secs: u64,
+    /// How often the built-in janitor runs.
+    #[serde(default = "defaults::janitor_interval")]
+    pub janitor_interval_secs: u64,
+    /// How often the built-in dlq-mover runs.
+    #[serde(default = "defaults::redrive_interval")]
+    pub redrive_interval_secs: u64,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        Self {
+            listen: defaults::listen(),
+            runner_command: None,
+            runner_dir: None,
+            visibility_timeout_secs: defaults::visibility_timeout(),
+            claim_lease_secs: defaults::claim_lease(),
+            janitor_interval_secs: defaults::janitor_interval(),
+            redrive_interval_secs: defaults::redrive_interval(),
+        }
+    }
+}
+
+mod defaults {
+    pub fn listen() -> String {
+        "127.0.0.1:8080".into()
+    }
+    pub fn visibility_timeout() -> u64 {
+        30
+    }
+    pub fn claim_lease() -> u64 {
+        20
+    }
+    pub fn janitor_interval() -> u64 {
+        300
+    }
+    pub fn redrive_interval() -> u64 {
+        3600
+    }
+}
+
+impl LocalConfig {
+    /// Field-named problems, as `(field under "local.", message)`.
+    pub(crate) fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            out.push((
+                "listen".into(),
+                format!("{:?} must be an address like 127.0.0.1:8080", self.listen),
+            ));
+        }
+        if self
+            .runner_command
+            .as_deref()
+            .is_some_and(|c| c.trim().is_empty())
+        {
+            out.push(("runner_command".into(), "must not be empty when set".into()));
+        }
+        if self.visibility_timeout_secs == 0 {
+            out.push((
+                "visibility_timeout_secs".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        if self.claim_lease_secs == 0 || self.claim_lease_secs >= self.visibility_timeout_secs {
+            out.push((
+                "claim_lease_secs".into(),
+                format!(
+                    "must be at least 1 and below visibility_timeout_secs ({})",
+                    self.visibility_timeout_secs
+                ),
+            ));
+        }
+        for (name, v) in [
+            ("janitor_interval_secs", self.janitor_interval_secs),
+            ("redrive_interval_secs", self.redrive_interval_secs),
+        ] {
+            if v == 0 {
+                out.push((name.into(), "must be at least 1".into()));
+            }
+        }
+        out
+    }
+}

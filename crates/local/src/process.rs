@@ -1,0 +1,521 @@
+//! The local process backend: an "instance" is a working directory under
+//! `<state>/instances/` plus a child process (its own session and process group)
+//! running `bootstrap.sh`. Rows in the `instances` table record the client token
+//! (a retried launch finds its instance again), the pid and the directory, so a
+//! restarted `serve` adopts, watches and ends processes it did not start.
+
+use crate::db::{Db, bad_doc, err};
+use crate::queue::{names, now_ms};
+use crate::shim::Scripts;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use spotrunner_core::config::CapacityType;
+use spotrunner_core::ports::{
+    BootstrapCommand, Commands, Compute, Instance, LaunchOutcome, LaunchRequest, PortError,
+    SendOutcome, tags,
+};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+const SERVICE: &str = "local-compute";
+
+/// What the runner of an instance is, and where the shims live.
+#[derive(Debug, Clone, Default)]
+pub struct RunnerSettings {
+    /// `SPOTRUNNER_RUNNER_CMD` for bootstrap.sh.
+    pub runner_command: Option<String>,
+    /// `SPOTRUNNER_RUNNER_DIR` (an installed actions runner).
+    pub runner_dir: Option<String>,
+    pub runner_version: String,
+}
+
+/// A runner process that ended, as sent to the `events` queue for stop-runner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunnerExited {
+    pub instance_id: String,
+    pub runner_name: String,
+    pub pool: String,
+    pub exit_code: Option<i32>,
+    pub at: DateTime<Utc>,
+}
+
+/// One row of the `instances` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LocalInstance {
+    pub instance_id: String,
+    pub runner_name: String,
+    pub pool: String,
+    pub dir: PathBuf,
+    /// `pending` (no process yet), `running`, `stopped` (process ended), `terminated`.
+    pub state: String,
+    pub pid: Option<i32>,
+    pub exit_code: Option<i32>,
+    pub launched_at: DateTime<Utc>,
+    pub tags: Vec<(String, String)>,
+}
+
+impl LocalInstance {
+    /// The job this instance's runner was launched for (its tag), for log lines.
+    pub fn job_id(&self) -> Option<u64> {
+        self.tags
+            .iter()
+            .find(|(k, _)| k == tags::JOB_ID)
+            .and_then(|(_, v)| v.parse().ok())
+    }
+}
+
+/// [`Compute`] and [`Commands`] on local processes.
+#[derive(Clone)]
+pub struct LocalBackend {
+    db: Db,
+    instances_dir: PathBuf,
+    params_dir: PathBuf,
+    bucket_dir: PathBuf,
+    scripts: Scripts,
+    settings: Arc<RwLock<RunnerSettings>>,
+}
+
+fn io(e: std::io::Error) -> PortError {
+    PortError::unavailable(SERVICE, e)
+}
+
+impl LocalBackend {
+    /// `state_dir` holds `instances/`, `params/` (see [`crate::FileParameters`]),
+    /// `bucket/` (startup scripts) and `bin/` ([`crate::shim::install`]).
+    pub fn new(
+        db: Db,
+        state_dir: &Path,
+        scripts: Scripts,
+        settings: RunnerSettings,
+    ) -> Result<Self, PortError> {
+        let instances_dir = state_dir.join("instances");
+        let bucket_dir = state_dir.join("bucket");
+        std::fs::create_dir_all(&instances_dir).map_err(io)?;
+        std::fs::create_dir_all(&bucket_dir).map_err(io)?;
+        Ok(Self {
+            db,
+            instances_dir,
+            params_dir: state_dir.join("params"),
+            bucket_dir,
+            scripts,
+            settings: Arc::new(RwLock::new(settings)),
+        })
+    }
+
+    /// Replace the runner settings (a configuration reload).
+    pub fn set_settings(&self, settings: RunnerSettings) {
+        *self.settings.write().unwrap_or_else(|e| e.into_inner()) = settings;
+    }
+
+    /// Where `s3://BUCKET/KEY` lives for the shim.
+    pub fn bucket_dir(&self) -> &Path {
+        &self.bucket_dir
+    }
+
+    pub fn instances_dir(&self) -> &Path {
+        &self.instances_dir
+    }
+
+    /// Every instance row, terminated ones included, oldest first.
+    pub fn instances(&self) -> Result<Vec<LocalInstance>, PortError> {
+        self.db.read(|c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT instance_id, runner_name, pool, dir, state, pid, exit_code,
+                     launched_at, tags FROM instances ORDER BY launched_at, instance_id",
+                )
+                .map_err(err)?;
+            let rows = stmt
+                .query_map([], row_to_instance)
+                .map_err(err)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(err)?;
+            rows.into_iter().map(|r| r.map_err(bad_doc)).collect()
+        })
+    }
+
+    fn instance(&self, id: &str) -> Result<Option<LocalInstance>, PortError> {
+        self.db.read(|c| {
+            c.query_row(
+                "SELECT instance_id, runner_name, pool, dir, state, pid, exit_code,
+                 launched_at, tags FROM instances WHERE instance_id = ?1",
+                params![id],
+                row_to_instance,
+            )
+            .optional()
+            .map_err(err)?
+            .transpose()
+            .map_err(bad_doc)
+        })
+    }
+
+    /// Find runner processes that ended: mark their instance `stopped` and send a
+    /// [`RunnerExited`] event, in one transaction. Returns the events sent.
+    pub fn reap(&self) -> Result<Vec<RunnerExited>, PortError> {
+        let mut out = Vec::new();
+        for inst in self.instances()? {
+            if inst.state != "running" {
+                continue;
+            }
+            if inst.pid.is_some_and(|pid| alive(pid, &inst.dir)) {
+                continue;
+            }
+            let exit_code = std::fs::read_to_string(inst.dir.join("exit"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+            let event = RunnerExited {
+                instance_id: inst.instance_id.clone(),
+                runner_name: inst.runner_name.clone(),
+                pool: inst.pool.clone(),
+                exit_code,
+                at: Utc::now(),
+            };
+            let body = serde_json::to_string(&event).map_err(bad_doc)?;
+            let changed = self.db.tx(|tx| {
+                let n = tx
+                    .execute(
+                        "UPDATE instances SET state = 'stopped', exit_code = ?1, ended_at = ?2
+                         WHERE instance_id = ?3 AND state = 'running'",
+                        params![exit_code, event.at.to_rfc3339(), inst.instance_id],
+                    )
+                    .map_err(err)?;
+                if n > 0 {
+                    let now = now_ms();
+                    tx.execute(
+                        "INSERT INTO messages (queue, body, sent_at, visible_at)
+                         VALUES (?1, ?2, ?3, ?3)",
+                        params![names::EVENTS, body, now],
+                    )
+                    .map_err(err)?;
+                }
+                Ok(n > 0)
+            })?;
+            if changed {
+                tracing::info!(
+                    job_id = inst.job_id(),
+                    instance_id = inst.instance_id,
+                    runner_name = inst.runner_name,
+                    exit_code,
+                    "runner process exited"
+                );
+                out.push(event);
+            }
+        }
+        Ok(out)
+    }
+
+    fn spawn(&self, inst: &LocalInstance, cmd: &BootstrapCommand) -> Result<i32, PortError> {
+        let settings = self
+            .settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let tmp = inst.dir.join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(io)?;
+        let path = format!(
+            "{}:{}",
+            self.scripts.bin_dir.display(),
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into())
+        );
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(
+                "echo $$ > pid.tmp && mv pid.tmp pid; \
+                 bash \"$0\" \"$@\" > runner.log 2>&1; \
+                 echo $? > exit.tmp; mv exit.tmp exit",
+            )
+            .arg(&self.scripts.bootstrap)
+            .args(["--runner-name", &cmd.runner_name])
+            .args(["--jit-parameter", &cmd.jit_parameter])
+            .args(["--bucket", "local"])
+            .args(["--runner-version", &settings.runner_version])
+            .args(["--max-run-time-secs", &cmd.max_run_time_secs.to_string()]);
+        if let Some(key) = &cmd.startup_script_key {
+            c.args(["--startup-script-key", key]);
+        }
+        c.current_dir(&inst.dir)
+            .env("PATH", path)
+            .env("SPOTRUNNER_NO_SHUTDOWN", "1")
+            .env("SPOTRUNNER_HOME", &inst.dir)
+            .env("SPOTRUNNER_WORK_DIR", inst.dir.join("work"))
+            .env("SPOTRUNNER_LOCAL_PARAMS", &self.params_dir)
+            .env("SPOTRUNNER_LOCAL_BUCKET", &self.bucket_dir)
+            .env("SPOTRUNNER_INSTANCE_ID", &inst.instance_id)
+            .env("TMPDIR", &tmp)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        match (&settings.runner_command, &settings.runner_dir) {
+            (Some(command), _) => {
+                c.env("SPOTRUNNER_RUNNER_CMD", command);
+            }
+            (None, Some(dir)) => {
+                c.env("SPOTRUNNER_RUNNER_DIR", dir);
+            }
+            (None, None) => {
+                c.env("SPOTRUNNER_RUNNER_DIR", inst.dir.join("runner"));
+            }
+        }
+        // Own session and process group: signals to `serve` do not reach the
+        // runner, and terminate() ends the whole group.
+        unsafe {
+            c.pre_exec(|| {
+                if libc::setsid() == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = c.spawn().map_err(io)?;
+        let pid = child.id() as i32;
+        // Reap it when it ends (a restarted serve polls instead).
+        std::thread::spawn(move || {
+            let _ = child.wait();
+        });
+        Ok(pid)
+    }
+}
+
+type RowResult = Result<LocalInstance, serde_json::Error>;
+
+fn row_to_instance(r: &rusqlite::Row<'_>) -> rusqlite::Result<RowResult> {
+    let dir: String = r.get(3)?;
+    let launched_at: String = r.get(7)?;
+    let tags: String = r.get(8)?;
+    let inst = (|| -> RowResult {
+        Ok(LocalInstance {
+            instance_id: r.get(0).unwrap_or_default(),
+            runner_name: r.get(1).unwrap_or_default(),
+            pool: r.get(2).unwrap_or_default(),
+            dir: PathBuf::from(&dir),
+            state: r.get(4).unwrap_or_default(),
+            pid: r.get(5).unwrap_or(None),
+            exit_code: r.get(6).unwrap_or(None),
+            launched_at: serde_json::from_value(serde_json::Value::String(launched_at.clone()))?,
+            tags: serde_json::from_str(&tags)?,
+        })
+    })();
+    Ok(inst)
+}
+
+/// Is `pid` a live (not zombie) process whose working directory is `dir`?
+/// The directory check guards against a recycled pid after a restart.
+pub fn alive(pid: i32, dir: &Path) -> bool {
+    if pid <= 0 || unsafe { libc::kill(pid, 0) } != 0 {
+        return false;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    if matches!(state, Some('Z') | Some('X') | None) {
+        return false;
+    }
+    match std::fs::read_link(format!("/proc/{pid}/cwd")) {
+        Ok(cwd) => cwd == dir,
+        // Gone between the two reads, or not ours to look at.
+        Err(_) => false,
+    }
+}
+
+/// SIGTERM the process group, wait up to `grace`, then SIGKILL what is left.
+fn kill_group(pid: i32, dir: &Path, grace: Duration) {
+    if pid <= 0 {
+        return;
+    }
+    if alive(pid, dir) {
+        unsafe { libc::kill(-pid, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + grace;
+        while alive(pid, dir) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // The leader may be gone with members left (the runner's own children).
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
+}
+
+fn read_pid(dir: &Path) -> Option<i32> {
+    std::fs::read_to_string(dir.join("pid"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+}
+
+#[async_trait]
+impl Compute for LocalBackend {
+    async fn launch(&self, req: &LaunchRequest) -> Result<LaunchOutcome, PortError> {
+        let now = Utc::now();
+        let candidate = format!(
+            "i-local{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        let dir = self.instances_dir.join(&candidate);
+        let tags = serde_json::to_string(&req.tags).map_err(bad_doc)?;
+        let instance_id = self.db.tx(|tx| {
+            let existing: Option<String> = tx
+                .query_row(
+                    "SELECT instance_id FROM instances WHERE client_token = ?1",
+                    params![req.client_token],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(err)?;
+            if let Some(id) = existing {
+                return Ok(id);
+            }
+            tx.execute(
+                "INSERT INTO instances (instance_id, client_token, runner_name, pool, dir, state,
+                 tags, launched_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7)",
+                params![
+                    candidate,
+                    req.client_token,
+                    req.runner_name,
+                    req.pool,
+                    dir.to_string_lossy(),
+                    tags,
+                    now.to_rfc3339()
+                ],
+            )
+            .map_err(err)?;
+            Ok(candidate.clone())
+        })?;
+        if let Some(inst) = self.instance(&instance_id)?
+            && inst.state != "terminated"
+        {
+            std::fs::create_dir_all(&inst.dir).map_err(io)?;
+        }
+        Ok(LaunchOutcome::Launched {
+            instance_id,
+            capacity_type: CapacityType::OnDemand,
+        })
+    }
+
+    async fn terminate(&self, instance_ids: &[String]) -> Result<(), PortError> {
+        for id in instance_ids {
+            let Some(inst) = self.instance(id)? else {
+                continue;
+            };
+            if let Some(pid) = inst.pid.or_else(|| read_pid(&inst.dir)) {
+                kill_group(pid, &inst.dir, Duration::from_secs(3));
+            }
+            match std::fs::remove_dir_all(&inst.dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(e)),
+            }
+            self.db.tx(|tx| {
+                tx.execute(
+                    "UPDATE instances SET state = 'terminated',
+                     ended_at = COALESCE(ended_at, ?1) WHERE instance_id = ?2",
+                    params![Utc::now().to_rfc3339(), id],
+                )
+                .map_err(err)?;
+                Ok(())
+            })?;
+            tracing::info!(
+                job_id = inst.job_id(),
+                instance_id = id,
+                runner_name = inst.runner_name,
+                "instance terminated"
+            );
+        }
+        Ok(())
+    }
+
+    async fn list_instances(&self, deployment: &str) -> Result<Vec<Instance>, PortError> {
+        Ok(self
+            .instances()?
+            .into_iter()
+            .filter(|i| i.state != "terminated")
+            .filter(|i| {
+                i.tags
+                    .iter()
+                    .any(|(k, v)| k == tags::DEPLOYMENT && v == deployment)
+            })
+            .map(|i| Instance {
+                instance_id: i.instance_id,
+                state: i.state,
+                launched_at: Some(i.launched_at),
+                tags: i.tags,
+            })
+            .collect())
+    }
+
+    async fn tag_instance(
+        &self,
+        instance_id: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), PortError> {
+        let Some(mut inst) = self.instance(instance_id)? else {
+            return Err(PortError::NotFound {
+                service: SERVICE,
+                what: format!("instance {instance_id}"),
+            });
+        };
+        inst.tags.retain(|(k, _)| k != key);
+        inst.tags.push((key.to_string(), value.to_string()));
+        let doc = serde_json::to_string(&inst.tags).map_err(bad_doc)?;
+        self.db.tx(|tx| {
+            tx.execute(
+                "UPDATE instances SET tags = ?1 WHERE instance_id = ?2",
+                params![doc, instance_id],
+            )
+            .map_err(err)?;
+            Ok(())
+        })
+    }
+}
+
+#[async_trait]
+impl Commands for LocalBackend {
+    async fn send_bootstrap(&self, cmd: &BootstrapCommand) -> Result<SendOutcome, PortError> {
+        let Some(inst) = self.instance(&cmd.instance_id)? else {
+            return Ok(SendOutcome::NotReady);
+        };
+        match inst.state.as_str() {
+            "terminated" => {
+                return Err(PortError::rejected(
+                    SERVICE,
+                    format!("instance {} is terminated", inst.instance_id),
+                ));
+            }
+            "running" | "stopped" => {
+                return Ok(SendOutcome::Sent {
+                    command_id: format!("cmd-{}", inst.instance_id),
+                });
+            }
+            _ => {}
+        }
+        std::fs::create_dir_all(&inst.dir).map_err(io)?;
+        // A process started before a crash wrote its pid first thing: adopt it.
+        let pid = match read_pid(&inst.dir) {
+            Some(pid) => pid,
+            None if inst.dir.join("exit").exists() => 0,
+            None => self.spawn(&inst, cmd)?,
+        };
+        self.db.tx(|tx| {
+            tx.execute(
+                "UPDATE instances SET state = 'running', pid = ?1, command_id = ?2
+                 WHERE instance_id = ?3 AND state = 'pending'",
+                params![pid, format!("cmd-{}", inst.instance_id), inst.instance_id],
+            )
+            .map_err(err)?;
+            Ok(())
+        })?;
+        tracing::info!(
+            job_id = inst.job_id(),
+            instance_id = inst.instance_id,
+            runner_name = cmd.runner_name,
+            pid,
+            "runner process started"
+        );
+        Ok(SendOutcome::Sent {
+            command_id: format!("cmd-{}", inst.instance_id),
+        })
+    }
+}

@@ -1,0 +1,171 @@
+//! The local process backend: launch is idempotent per client token, the runner
+//! runs bootstrap.sh with its JIT config from a 0600 file, exits are detected and
+//! turned into events, terminate ends the process group and removes the directory.
+
+use spotrunner_core::config::CapacityType;
+use spotrunner_core::ports::{
+    BootstrapCommand, Commands, Compute, LaunchOutcome, LaunchRequest, RunnerParameters,
+    SendOutcome, tags,
+};
+use spotrunner_local::{LocalState, RunnerSettings};
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+fn request(token: &str) -> LaunchRequest {
+    LaunchRequest {
+        runner_name: "sr-cpu-1-0".into(),
+        pool: "cpu".into(),
+        launch_template: String::new(),
+        instance_types: vec![],
+        subnets: vec![],
+        capacity_type: CapacityType::Spot,
+        client_token: token.into(),
+        tags: vec![(tags::DEPLOYMENT.into(), "sr".into())],
+    }
+}
+
+fn state(dir: &std::path::Path, runner: &str) -> LocalState {
+    LocalState::open(
+        dir,
+        RunnerSettings {
+            runner_command: Some(runner.into()),
+            runner_dir: None,
+            runner_version: "2.329.0".into(),
+        },
+    )
+    .expect("open state")
+}
+
+fn write_runner(dir: &std::path::Path, body: &str) -> String {
+    let path = dir.join("fake-runner.sh");
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.display().to_string()
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn instance_id(o: LaunchOutcome) -> String {
+    match o {
+        LaunchOutcome::Launched { instance_id, .. } => instance_id,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn runs_bootstrap_reports_exit_and_terminates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("seen");
+    let runner = write_runner(
+        tmp.path(),
+        &format!("echo \"$@\" > {}; exit 3", out.display()),
+    );
+    let st = state(&tmp.path().join("state"), &runner);
+    let id = instance_id(st.backend.launch(&request("tok-1")).await.unwrap());
+    let again = instance_id(st.backend.launch(&request("tok-1")).await.unwrap());
+    assert_eq!(id, again, "same client token, same instance");
+    let other = instance_id(st.backend.launch(&request("tok-2")).await.unwrap());
+    assert_ne!(id, other);
+
+    st.parameters
+        .put("/sr/jit/sr-cpu-1-0", "SECRET-JIT", &[])
+        .await
+        .unwrap();
+    let file = st.parameters.dir().join("%2Fsr%2Fjit%2Fsr-cpu-1-0");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    let cmd = BootstrapCommand {
+        instance_id: id.clone(),
+        runner_name: "sr-cpu-1-0".into(),
+        jit_parameter: "/sr/jit/sr-cpu-1-0".into(),
+        max_run_time_secs: 60,
+        startup_script_key: None,
+    };
+    let sent = st.backend.send_bootstrap(&cmd).await.unwrap();
+    assert!(matches!(sent, SendOutcome::Sent { .. }));
+    // Sending again starts nothing new.
+    assert_eq!(st.backend.send_bootstrap(&cmd).await.unwrap(), sent);
+
+    let mut events = Vec::new();
+    wait_until("the runner to exit", || {
+        events.extend(st.backend.reap().unwrap());
+        !events.is_empty()
+    });
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].instance_id, id);
+    assert_eq!(events[0].exit_code, Some(3));
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap().trim(),
+        "--jitconfig SECRET-JIT"
+    );
+    assert!(!file.exists(), "bootstrap.sh deleted the parameter");
+    assert_eq!(st.events.list().unwrap().len(), 1, "one durable event");
+    assert!(st.backend.reap().unwrap().is_empty(), "reported once");
+
+    let dir = st.backend.instances_dir().join(&id);
+    assert!(dir.exists());
+    st.backend
+        .terminate(std::slice::from_ref(&id))
+        .await
+        .unwrap();
+    assert!(!dir.exists());
+    st.backend
+        .terminate(std::slice::from_ref(&id))
+        .await
+        .unwrap();
+    let live = st.backend.list_instances("sr").await.unwrap();
+    assert_eq!(live.len(), 1, "only the other, pending instance");
+    assert_eq!(live[0].instance_id, other);
+}
+
+#[tokio::test]
+async fn a_restarted_backend_adopts_and_kills_the_process_group() {
+    let tmp = tempfile::tempdir().unwrap();
+    let child_pid = tmp.path().join("child.pid");
+    // The runner starts a grandchild and waits: both must die on terminate.
+    let runner = write_runner(
+        tmp.path(),
+        &format!("sleep 300 & echo $! > {}; wait", child_pid.display()),
+    );
+    let state_dir = tmp.path().join("state");
+    let id = {
+        let st = state(&state_dir, &runner);
+        let id = instance_id(st.backend.launch(&request("tok-1")).await.unwrap());
+        st.parameters.put("/p", "JIT", &[]).await.unwrap();
+        let cmd = BootstrapCommand {
+            instance_id: id.clone(),
+            runner_name: "sr-cpu-1-0".into(),
+            jit_parameter: "/p".into(),
+            max_run_time_secs: 60,
+            startup_script_key: None,
+        };
+        st.backend.send_bootstrap(&cmd).await.unwrap();
+        id
+    };
+    wait_until("the grandchild", || child_pid.exists());
+    let grandchild: i32 = std::fs::read_to_string(&child_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // A new backend on the same state: still running, nothing reaped.
+    let st = state(&state_dir, &runner);
+    assert!(st.backend.reap().unwrap().is_empty());
+    let listed = st.backend.list_instances("sr").await.unwrap();
+    assert_eq!(listed[0].state, "running");
+    st.backend
+        .terminate(std::slice::from_ref(&id))
+        .await
+        .unwrap();
+    wait_until("the grandchild to die", || unsafe {
+        libc::kill(grandchild, 0) != 0
+    });
+    assert!(st.backend.list_instances("sr").await.unwrap().is_empty());
+}
