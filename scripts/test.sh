@@ -19,7 +19,7 @@ scripts/package-lambdas.sh
 echo "== release webhook smoke"
 scripts/webhook-smoke.sh
 echo "== terraform"
-SPOTRUNNER_LAMBDA_ZIP_DIR=target/lambda \
+SPOTRUNNER_LAMBDA_ZIP_DIR="$PWD/target/lambda" \
   SPOTRUNNER_TF_DEPLOYED_TEST="cargo test -p spotrunner-e2e --test terraform_deployed -- --ignored" \
   scripts/terraform-check.sh
 echo "== all tests passed"

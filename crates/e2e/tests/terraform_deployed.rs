@@ -13,7 +13,7 @@
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use serde_json::{Value, json};
 use spotrunner_aws::runtime::EnvSource;
-use spotrunner_core::ports::{Ledger, RunnerState};
+use spotrunner_core::ports::{JobState, Ledger, RunnerState};
 use spotrunner_core::stop_runner::StopEvent;
 use spotrunner_core::webhook::sign;
 use spotrunner_testkit::examples::examples;
@@ -148,6 +148,9 @@ async fn a_queued_job_runs_through_the_deployed_wiring() {
         .expect("a queued example");
     let mut payload = ex.payload.clone();
     payload["workflow_job"]["labels"] = json!(["self-hosted", "linux", "x64"]);
+    // The example was queued years ago; create-runner drops jobs past GitHub's
+    // 24 h queue limit, so it is queued now.
+    payload["workflow_job"]["created_at"] = json!(chrono::Utc::now().to_rfc3339());
     let job_id = payload["workflow_job"]["id"].as_u64().unwrap();
     let body = serde_json::to_vec(&payload).unwrap();
     let secret_param = out(&o, "webhook_secret_parameters")[0].as_str().unwrap();
@@ -169,14 +172,16 @@ async fn a_queued_job_runs_through_the_deployed_wiring() {
         .handle(take(&sqs, &jobs_url, Duration::from_secs(10)).await)
         .await;
     assert!(r.batch_item_failures.is_empty(), "job failed: {r:?}");
+    let table = cr_env.require("SPOTRUNNER_LEDGER_TABLE").unwrap();
+    let ledger = spotrunner_aws::dynamodb::DynamoLedger::new(&sdk, table);
+    let job = ledger.get_job(job_id).await.unwrap().expect("job claimed");
+    assert_eq!(job.state, JobState::Launched, "{job:?}");
     let r = handler
         .handle(take(&sqs, &boot_url, Duration::from_secs(40)).await)
         .await;
     assert!(r.batch_item_failures.is_empty(), "bootstrap failed: {r:?}");
     assert_eq!(github.calls(endpoint::GENERATE_JITCONFIG), 1);
 
-    let table = cr_env.require("SPOTRUNNER_LEDGER_TABLE").unwrap();
-    let ledger = spotrunner_aws::dynamodb::DynamoLedger::new(&sdk, table);
     let runner = ledger
         .list_runners()
         .await
