@@ -115,6 +115,8 @@ async fn take(sqs: &aws_sdk_sqs::Client, url: &str, wait: Duration) -> SqsEvent 
 #[tokio::test]
 #[ignore = "needs the examples/local deployment: run by scripts/terraform-check.sh"]
 async fn a_queued_job_runs_through_the_deployed_wiring() {
+    // The handlers' own log lines say why a step failed.
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let o = outputs();
     let moto = out(&o, "moto_endpoint").as_str().unwrap().to_string();
     let sdk = spotrunner_aws::sdk::local(&moto).await;
@@ -128,7 +130,7 @@ async fn a_queued_job_runs_through_the_deployed_wiring() {
     github.set_pat(&parameter(&ssm, token_param).await);
     let config_param = out(&o, "config_parameter").as_str().unwrap();
     let mut doc: Value = serde_json::from_str(&parameter(&ssm, config_param).await).unwrap();
-    doc["github"]["api_url"] = json!(format!("{}/api/v3", github.url()));
+    doc["github"]["api_url"] = json!(github.url()); // includes /api/v3, as GHES
     ssm.put_parameter()
         .name(config_param)
         .value(doc.to_string())
