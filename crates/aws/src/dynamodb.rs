@@ -26,7 +26,7 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType, TableStatus, TimeToLiveSpecification, TransactWriteItem, Update,
 };
 use chrono::{DateTime, Utc};
-use spotrunner_core::job::{JobMessage, JobStateUpdate, ObservedJobStatus};
+use spotrunner_core::job::{JobMessage, JobStateUpdate};
 use spotrunner_core::ports::{
     CapacityUse, ClaimOutcome, JobChange, JobRecord, JobState, JobStateSink, Ledger, Limits,
     PortError, ReserveOutcome, RunnerChange, RunnerRecord, RunnerState,
@@ -396,16 +396,9 @@ impl JobStateSink for DynamoLedger {
             let Some((mut rec, v)) = self.load_job(update.job_id).await? else {
                 return Ok(());
             };
-            rec.state = match update.status {
-                // A late `in_progress` never undoes a final state.
-                ObservedJobStatus::InProgress if rec.state.is_final() => return Ok(()),
-                ObservedJobStatus::InProgress => JobState::Running,
-                ObservedJobStatus::Completed => JobState::Completed,
-            };
-            if let Some(name) = &update.runner_name {
-                rec.taken_by = Some(name.clone());
+            if !rec.observe(update) {
+                return Ok(());
             }
-            rec.updated_at = update.at;
             if self.put_if_version(job_item(&rec, v + 1), Some(v)).await? {
                 return Ok(());
             }
@@ -476,19 +469,7 @@ impl Ledger for DynamoLedger {
                 .load_job(job_id)
                 .await?
                 .ok_or_else(|| not_found(format!("job {job_id}")))?;
-            if let Some(state) = change.state {
-                rec.state = state;
-            }
-            if let Some(name) = &change.runner_name {
-                rec.runner_name = Some(name.clone());
-            }
-            if let Some(a) = change.launch_attempt {
-                rec.launch_attempt = a;
-            }
-            if change.clear_lease {
-                rec.lease_until = None;
-            }
-            rec.updated_at = now;
+            rec.apply(change, now);
             if self.put_if_version(job_item(&rec, v + 1), Some(v)).await? {
                 return Ok(());
             }
@@ -664,22 +645,7 @@ impl Ledger for DynamoLedger {
                 .load_runner(name)
                 .await?
                 .ok_or_else(|| not_found(format!("runner {name}")))?;
-            if let Some(state) = change.state {
-                rec.state = state;
-            }
-            if let Some(id) = &change.instance_id {
-                rec.instance_id = Some(id.clone());
-            }
-            if let Some(id) = &change.command_id {
-                rec.command_id = Some(id.clone());
-            }
-            if let Some(id) = change.github_runner_id {
-                rec.github_runner_id = Some(id);
-            }
-            if let Some(at) = change.launched_at {
-                rec.launched_at = Some(at);
-            }
-            rec.updated_at = now;
+            rec.apply(change, now);
             if self
                 .put_if_version(runner_item(&rec, v + 1), Some(v))
                 .await?

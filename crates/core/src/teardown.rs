@@ -85,6 +85,25 @@ pub async fn requeue_job(
     if job.state == JobState::Claimed && job.lease_until.is_some_and(|t| t > now) {
         return Ok(false); // a create-runner invocation is working on it
     }
+    send_requeue(ledger, jobs_queue, job, now).await?;
+    tracing::warn!(
+        job_id = job.job_id,
+        launch_attempt = job.launch_attempt + 1,
+        reason,
+        metric = "jobs_requeued",
+        "job requeued"
+    );
+    Ok(true)
+}
+
+/// Mark the job `Requeued` and send a fresh message with the next launch
+/// attempt (the claim of that attempt dedups a resent copy).
+pub async fn send_requeue(
+    ledger: &dyn Ledger,
+    jobs_queue: &dyn JobQueue,
+    job: &JobRecord,
+    now: DateTime<Utc>,
+) -> Result<(), PortError> {
     let change = JobChange {
         state: Some(JobState::Requeued),
         clear_lease: true,
@@ -96,13 +115,5 @@ pub async fn requeue_job(
         deferrals: 0,
         ..job.message.clone()
     };
-    jobs_queue.send_job(&next).await?;
-    tracing::warn!(
-        job_id = job.job_id,
-        launch_attempt = next.launch_attempt,
-        reason,
-        metric = "jobs_requeued",
-        "job requeued"
-    );
-    Ok(true)
+    jobs_queue.send_job(&next).await
 }

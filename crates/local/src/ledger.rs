@@ -6,7 +6,7 @@ use crate::db::{Db, bad_doc, err};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Transaction, params};
-use spotrunner_core::job::{JobMessage, JobStateUpdate, ObservedJobStatus};
+use spotrunner_core::job::{JobMessage, JobStateUpdate};
 use spotrunner_core::ports::{
     CapacityUse, ClaimOutcome, JobChange, JobRecord, JobState, JobStateSink, Ledger, Limits,
     PortError, ReserveOutcome, RunnerChange, RunnerRecord, RunnerState,
@@ -133,16 +133,9 @@ impl JobStateSink for SqliteLedger {
             let Some(mut job) = get_job(tx, update.job_id)? else {
                 return Ok(());
             };
-            let state = match update.status {
-                ObservedJobStatus::InProgress if job.state.is_final() => return Ok(()),
-                ObservedJobStatus::InProgress => JobState::Running,
-                ObservedJobStatus::Completed => JobState::Completed,
-            };
-            job.state = state;
-            if let Some(name) = &update.runner_name {
-                job.taken_by = Some(name.clone());
+            if !job.observe(update) {
+                return Ok(());
             }
-            job.updated_at = update.at;
             put_job(tx, &job)
         })
     }
@@ -214,19 +207,7 @@ impl Ledger for SqliteLedger {
                 service: crate::db::SERVICE,
                 what: format!("job {job_id}"),
             })?;
-            if let Some(state) = change.state {
-                job.state = state;
-            }
-            if let Some(name) = &change.runner_name {
-                job.runner_name = Some(name.clone());
-            }
-            if let Some(attempt) = change.launch_attempt {
-                job.launch_attempt = attempt;
-            }
-            if change.clear_lease {
-                job.lease_until = None;
-            }
-            job.updated_at = now;
+            job.apply(change, now);
             put_job(tx, &job)
         })
     }
@@ -305,22 +286,7 @@ impl Ledger for SqliteLedger {
                 service: crate::db::SERVICE,
                 what: format!("runner {name}"),
             })?;
-            if let Some(state) = change.state {
-                runner.state = state;
-            }
-            if let Some(id) = &change.instance_id {
-                runner.instance_id = Some(id.clone());
-            }
-            if let Some(id) = &change.command_id {
-                runner.command_id = Some(id.clone());
-            }
-            if let Some(id) = change.github_runner_id {
-                runner.github_runner_id = Some(id);
-            }
-            if let Some(at) = change.launched_at {
-                runner.launched_at = Some(at);
-            }
-            runner.updated_at = now;
+            runner.apply(change, now);
             put_runner(tx, &runner)
         })
     }

@@ -2,7 +2,7 @@
 //! atomic. Follows the same contract as the DynamoDB ledger
 //! ([`crate::ports::ledger_contract`]).
 
-use crate::job::{JobMessage, JobStateUpdate, ObservedJobStatus};
+use crate::job::{JobMessage, JobStateUpdate};
 use crate::ports::{
     CapacityUse, ClaimOutcome, JobChange, JobRecord, JobState, JobStateSink, Ledger, Limits,
     PortError, ReserveOutcome, RunnerChange, RunnerRecord, RunnerState,
@@ -96,17 +96,7 @@ impl JobStateSink for MemoryLedger {
         let Some(job) = st.jobs.get_mut(&update.job_id) else {
             return Ok(());
         };
-        let state = match update.status {
-            // A late `in_progress` never undoes a final state.
-            ObservedJobStatus::InProgress if job.state.is_final() => return Ok(()),
-            ObservedJobStatus::InProgress => JobState::Running,
-            ObservedJobStatus::Completed => JobState::Completed,
-        };
-        job.state = state;
-        if let Some(name) = &update.runner_name {
-            job.taken_by = Some(name.clone());
-        }
-        job.updated_at = update.at;
+        job.observe(update);
         Ok(())
     }
 }
@@ -175,7 +165,7 @@ impl Ledger for MemoryLedger {
             .jobs
             .get_mut(&job_id)
             .ok_or_else(|| not_found(format!("job {job_id}")))?;
-        apply_job_change(job, change, now);
+        job.apply(change, now);
         Ok(())
     }
 
@@ -254,7 +244,7 @@ impl Ledger for MemoryLedger {
             .runners
             .get_mut(name)
             .ok_or_else(|| not_found(format!("runner {name}")))?;
-        apply_runner_change(runner, change, now);
+        runner.apply(change, now);
         Ok(())
     }
 
@@ -296,42 +286,6 @@ impl Ledger for MemoryLedger {
         }
         Ok(())
     }
-}
-
-/// Apply the `Some` fields of a [`JobChange`] and stamp `updated_at`.
-fn apply_job_change(job: &mut JobRecord, change: &JobChange, now: DateTime<Utc>) {
-    if let Some(state) = change.state {
-        job.state = state;
-    }
-    if let Some(name) = &change.runner_name {
-        job.runner_name = Some(name.clone());
-    }
-    if let Some(attempt) = change.launch_attempt {
-        job.launch_attempt = attempt;
-    }
-    if change.clear_lease {
-        job.lease_until = None;
-    }
-    job.updated_at = now;
-}
-
-fn apply_runner_change(runner: &mut RunnerRecord, change: &RunnerChange, now: DateTime<Utc>) {
-    if let Some(state) = change.state {
-        runner.state = state;
-    }
-    if let Some(id) = &change.instance_id {
-        runner.instance_id = Some(id.clone());
-    }
-    if let Some(id) = &change.command_id {
-        runner.command_id = Some(id.clone());
-    }
-    if let Some(id) = change.github_runner_id {
-        runner.github_runner_id = Some(id);
-    }
-    if let Some(at) = change.launched_at {
-        runner.launched_at = Some(at);
-    }
-    runner.updated_at = now;
 }
 
 #[cfg(test)]

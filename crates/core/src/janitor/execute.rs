@@ -5,9 +5,8 @@ use super::Janitor;
 use super::plan::{count, normalized};
 use super::report::{Action, ActionKind, ActionResult};
 use super::snapshot::{GitHubRunnerSeen, Snapshot};
-use crate::job::JobMessage;
 use crate::ports::{JobChange, JobState, PortError, RunnerChange, RunnerState, tags};
-use crate::teardown::{Teardown, requeue_job};
+use crate::teardown::{Teardown, requeue_job, send_requeue};
 use chrono::{DateTime, Utc};
 
 impl Janitor {
@@ -176,18 +175,7 @@ impl Janitor {
         if job.state.is_final() || job.state == JobState::Running {
             return Ok(());
         }
-        let change = JobChange {
-            state: Some(JobState::Requeued),
-            clear_lease: true,
-            ..JobChange::default()
-        };
-        self.ledger.update_job(job.job_id, &change, now).await?;
-        let next = JobMessage {
-            launch_attempt: job.launch_attempt + 1,
-            deferrals: 0,
-            ..job.message.clone()
-        };
-        self.jobs_queue.send_job(&next).await
+        send_requeue(self.ledger.as_ref(), self.jobs_queue.as_ref(), &job, now).await
     }
 
     /// Recount from the live runners. The counters are read before and after the

@@ -34,7 +34,6 @@ fn timers(pool: Option<&Pool>) -> Timers {
 
 /// Jobs that wait with no live runner for longer than `stale_job_after`.
 pub(crate) fn stale_jobs<'a>(
-    _config: &Config,
     settings: &JanitorSettings,
     snap: &'a Snapshot,
     now: DateTime<Utc>,
@@ -257,7 +256,7 @@ pub fn plan(
     }
 
     // 5. Jobs that wait with no live runner.
-    for job in stale_jobs(config, settings, snap, now) {
+    for job in stale_jobs(settings, snap, now) {
         if job
             .runner_name
             .as_deref()

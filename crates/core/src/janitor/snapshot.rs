@@ -74,18 +74,17 @@ impl Janitor {
         if complete {
             snap.github_runners = Some(seen.into_values().collect());
         }
-        let stale: Vec<(u64, GitHubTarget, String)> =
-            stale_jobs(&self.config, &self.settings, &snap, now)
-                .into_iter()
-                .filter_map(|j| {
-                    let pool = self.config.pool(&j.pool)?;
-                    Some((
-                        j.job_id,
-                        github_target(&j.message, pool),
-                        j.repository.clone(),
-                    ))
-                })
-                .collect();
+        let stale: Vec<(u64, GitHubTarget, String)> = stale_jobs(&self.settings, &snap, now)
+            .into_iter()
+            .filter_map(|j| {
+                let pool = self.config.pool(&j.pool)?;
+                Some((
+                    j.job_id,
+                    github_target(&j.message, pool),
+                    j.repository.clone(),
+                ))
+            })
+            .collect();
         for (job_id, target, repository) in stale {
             match self.github.get_job(&target, &repository, job_id).await {
                 Ok(found) => {

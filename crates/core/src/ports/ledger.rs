@@ -2,7 +2,7 @@
 //! Conditional writes make claims idempotent and the caps hold under any concurrency.
 
 use super::{JobStateSink, PortError};
-use crate::job::JobMessage;
+use crate::job::{JobMessage, JobStateUpdate, ObservedJobStatus};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -173,6 +173,63 @@ pub struct RunnerChange {
     pub command_id: Option<String>,
     pub github_runner_id: Option<u64>,
     pub launched_at: Option<DateTime<Utc>>,
+}
+
+impl JobRecord {
+    /// Apply the `Some` fields of `change` and stamp `updated_at` (every ledger
+    /// adapter writes through this, so they cannot drift apart).
+    pub fn apply(&mut self, change: &JobChange, now: DateTime<Utc>) {
+        if let Some(state) = change.state {
+            self.state = state;
+        }
+        if let Some(name) = &change.runner_name {
+            self.runner_name = Some(name.clone());
+        }
+        if let Some(attempt) = change.launch_attempt {
+            self.launch_attempt = attempt;
+        }
+        if change.clear_lease {
+            self.lease_until = None;
+        }
+        self.updated_at = now;
+    }
+
+    /// Record what GitHub says of the job; `false` when nothing changes (a late
+    /// `in_progress` never undoes a final state).
+    pub fn observe(&mut self, update: &JobStateUpdate) -> bool {
+        self.state = match update.status {
+            ObservedJobStatus::InProgress if self.state.is_final() => return false,
+            ObservedJobStatus::InProgress => JobState::Running,
+            ObservedJobStatus::Completed => JobState::Completed,
+        };
+        if let Some(name) = &update.runner_name {
+            self.taken_by = Some(name.clone());
+        }
+        self.updated_at = update.at;
+        true
+    }
+}
+
+impl RunnerRecord {
+    /// Apply the `Some` fields of `change` and stamp `updated_at`.
+    pub fn apply(&mut self, change: &RunnerChange, now: DateTime<Utc>) {
+        if let Some(state) = change.state {
+            self.state = state;
+        }
+        if let Some(id) = &change.instance_id {
+            self.instance_id = Some(id.clone());
+        }
+        if let Some(id) = &change.command_id {
+            self.command_id = Some(id.clone());
+        }
+        if let Some(id) = change.github_runner_id {
+            self.github_runner_id = Some(id);
+        }
+        if let Some(at) = change.launched_at {
+            self.launched_at = Some(at);
+        }
+        self.updated_at = now;
+    }
 }
 
 #[async_trait]

@@ -184,10 +184,7 @@ impl StopRunner {
             || (job.taken_by.is_none() && job.runner_name.as_deref() == Some(&runner.name));
         match job.state {
             JobState::Running if ran_here => {
-                let state = match event {
-                    StopEvent::SpotInterruption { .. } => JobState::Interrupted,
-                    _ => JobState::Completed,
-                };
+                let state = ended_state(event);
                 self.set_state(&job, state, now).await?;
                 Ok(Some(state))
             }
@@ -239,10 +236,7 @@ impl StopRunner {
             }
             Some((s, taken_by)) if s == "in_progress" => {
                 if taken_by.as_deref() == Some(runner.name.as_str()) {
-                    let state = match event {
-                        StopEvent::SpotInterruption { .. } => JobState::Interrupted,
-                        _ => JobState::Completed,
-                    };
+                    let state = ended_state(event);
                     self.set_state(job, state, now).await?;
                     return Ok(Some(state));
                 }
@@ -288,5 +282,13 @@ impl StopRunner {
             ..JobChange::default()
         };
         self.ledger.update_job(job.job_id, &change, now).await
+    }
+}
+
+/// How a job that ran on the ending runner ended.
+fn ended_state(event: &StopEvent) -> JobState {
+    match event {
+        StopEvent::SpotInterruption { .. } => JobState::Interrupted,
+        _ => JobState::Completed,
     }
 }
