@@ -206,7 +206,7 @@ mod tests {
 
     fn req(capacity_type: CapacityType) -> LaunchRequest {
         LaunchRequest {
-            runner_name: "sr-ubuntu-1".into(),
+            runner_name: "sr_ubuntu-1".into(),
             pool: "ubuntu".into(),
             launch_template: "sr-ubuntu".into(),
             instance_types: vec!["m7i.large".into(), "m6i.large".into()],

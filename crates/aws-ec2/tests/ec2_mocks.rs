@@ -29,7 +29,7 @@ fn compute(mode: RuleMode, rules: &[&Rule]) -> Ec2Compute {
 
 fn request(capacity_type: CapacityType, token: &str) -> LaunchRequest {
     LaunchRequest {
-        runner_name: "sr-ubuntu-42".into(),
+        runner_name: "sr_ubuntu-42".into(),
         pool: "ubuntu".into(),
         launch_template: "sr-ubuntu".into(),
         instance_types: vec!["m7i.large".into(), "m6a.large".into()],

@@ -131,7 +131,7 @@ impl Env {
 #[tokio::test]
 async fn launch_tags_and_places_one_instance() {
     let env = env().await;
-    let req = env.request("sr", "sr-ubuntu-1", CapacityType::Spot);
+    let req = env.request("sr", "sr_ubuntu-1", CapacityType::Spot);
     let id = env.launch(&req).await;
 
     let all = env.ec2.describe_instances().send().await.unwrap();
@@ -147,7 +147,7 @@ async fn launch_tags_and_places_one_instance() {
             .map(str::to_string)
     };
     assert_eq!(tag(tags::DEPLOYMENT).as_deref(), Some("sr"));
-    assert_eq!(tag(tags::RUNNER_NAME).as_deref(), Some("sr-ubuntu-1"));
+    assert_eq!(tag(tags::RUNNER_NAME).as_deref(), Some("sr_ubuntu-1"));
     assert_eq!(tag(tags::JOB_ID).as_deref(), Some("42"));
     let itype = i.instance_type().unwrap().as_str().to_string();
     assert!(
@@ -170,7 +170,7 @@ async fn launch_tags_and_places_one_instance() {
 async fn on_demand_launch() {
     let env = env().await;
     let id = env
-        .launch(&env.request("sr", "sr-ubuntu-2", CapacityType::OnDemand))
+        .launch(&env.request("sr", "sr_ubuntu-2", CapacityType::OnDemand))
         .await;
     let i = env.instance(&id).await;
     assert_ne!(i.instance_lifecycle().map(|l| l.as_str()), Some("spot"));
@@ -180,7 +180,7 @@ async fn on_demand_launch() {
 async fn list_by_deployment_tag_and_terminate_twice() {
     let env = env().await;
     let ours = env
-        .launch(&env.request("sr", "sr-ubuntu-1", CapacityType::Spot))
+        .launch(&env.request("sr", "sr_ubuntu-1", CapacityType::Spot))
         .await;
     let theirs = env
         .launch(&env.request("other", "other-ubuntu-1", CapacityType::Spot))
@@ -202,7 +202,7 @@ async fn list_by_deployment_tag_and_terminate_twice() {
         i.state
     );
     assert!(i.launched_at.is_some());
-    assert_eq!(i.tag(tags::RUNNER_NAME), Some("sr-ubuntu-1"));
+    assert_eq!(i.tag(tags::RUNNER_NAME), Some("sr_ubuntu-1"));
     assert_eq!(i.tag(tags::POOL), Some("ubuntu"));
 
     env.compute
@@ -235,7 +235,7 @@ async fn list_by_deployment_tag_and_terminate_twice() {
 async fn terminate_unknown_instances_is_ok_and_live_ones_still_end() {
     let env = env().await;
     let live = env
-        .launch(&env.request("sr", "sr-ubuntu-1", CapacityType::Spot))
+        .launch(&env.request("sr", "sr_ubuntu-1", CapacityType::Spot))
         .await;
     env.compute
         .terminate(&["i-0123456789abcdef0".into()])
@@ -259,7 +259,7 @@ async fn list_reads_every_page() {
     let mut ids = Vec::new();
     for n in 0..7 {
         ids.push(
-            env.launch(&env.request("sr", &format!("sr-ubuntu-{n}"), CapacityType::OnDemand))
+            env.launch(&env.request("sr", &format!("sr_ubuntu-{n}"), CapacityType::OnDemand))
                 .await,
         );
     }

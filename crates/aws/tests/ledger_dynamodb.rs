@@ -109,7 +109,7 @@ async fn items_carry_state_lease_and_ttl() {
     assert_eq!(num(&job, "expires_at"), (t0 + TTL).timestamp());
     assert_eq!(TTL, chrono::Duration::days(7));
 
-    let r = contract::runner("sr-cpu-9-0", "cpu", 9, 2, t0);
+    let r = contract::runner("sr_cpu-9-0", "cpu", 9, 2, t0);
     let limits = spotrunner_core::ports::Limits {
         pool_max: 3,
         weight: 2,
@@ -119,7 +119,7 @@ async fn items_carry_state_lease_and_ttl() {
         env.ledger.reserve(&r, limits).await.unwrap(),
         ReserveOutcome::Reserved
     );
-    let item = raw(&env, "runner#sr-cpu-9-0").await;
+    let item = raw(&env, "runner#sr_cpu-9-0").await;
     assert_eq!(item["state"].as_s().unwrap(), "reserved");
     assert_eq!(num(&item, "expires_at"), (t0 + TTL).timestamp());
     assert_eq!(num(&raw(&env, "capacity#pool#cpu").await, "count"), 1);
@@ -128,11 +128,11 @@ async fn items_carry_state_lease_and_ttl() {
     let later = t0 + chrono::Duration::hours(3);
     assert!(
         env.ledger
-            .release("sr-cpu-9-0", "done", later)
+            .release("sr_cpu-9-0", "done", later)
             .await
             .unwrap()
     );
-    let item = raw(&env, "runner#sr-cpu-9-0").await;
+    let item = raw(&env, "runner#sr_cpu-9-0").await;
     assert_eq!(item["state"].as_s().unwrap(), "released");
     assert_eq!(
         num(&item, "expires_at"),

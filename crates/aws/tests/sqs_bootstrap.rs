@@ -13,7 +13,7 @@ fn message(tries: u32) -> BootstrapMessage {
     BootstrapMessage {
         version: 1,
         job_id: 4242,
-        runner_name: "sr-ubuntu-4242".into(),
+        runner_name: "sr_ubuntu-4242".into(),
         instance_id: "i-0abc1234def567890".into(),
         pool: "ubuntu".into(),
         launched_at: Utc.with_ymd_and_hms(2025, 1, 2, 3, 4, 5).unwrap(),

@@ -138,7 +138,7 @@ async fn sigkill_at_random_points_loses_no_job_and_launches_none_twice() {
     }
     let expected: BTreeMap<String, usize> = ids
         .iter()
-        .map(|id| (format!("e2e-linux-{id}-0"), 1))
+        .map(|id| (format!("e2e_linux-{id}-0"), 1))
         .collect();
     assert_eq!(per_job, expected, "one runner process per job, each once");
     // A teardown cut short by a kill is redone from the start, so a deletion may

@@ -99,7 +99,7 @@ async fn janitor_dry_run_reports_then_ends_orphans_and_leaked_parameters() {
     let launched = st
         .backend
         .launch(&LaunchRequest {
-            runner_name: "e2e-linux-5-0".into(),
+            runner_name: "e2e_linux-5-0".into(),
             pool: "linux".into(),
             launch_template: String::new(),
             instance_types: vec![],
@@ -108,7 +108,7 @@ async fn janitor_dry_run_reports_then_ends_orphans_and_leaked_parameters() {
             client_token: "orphan".into(),
             tags: vec![
                 (tags::DEPLOYMENT.into(), "e2e".into()),
-                (tags::RUNNER_NAME.into(), "e2e-linux-5-0".into()),
+                (tags::RUNNER_NAME.into(), "e2e_linux-5-0".into()),
             ],
         })
         .await
@@ -117,7 +117,7 @@ async fn janitor_dry_run_reports_then_ends_orphans_and_leaked_parameters() {
         panic!("{launched:?}");
     };
     st.parameters
-        .put("/e2e/jit/e2e-linux-6-0", "JIT", &[])
+        .put("/e2e/jit/e2e_linux-6-0", "JIT", &[])
         .await
         .unwrap();
     let (cfg, sd) = (path.to_str().unwrap(), state.to_str().unwrap());
@@ -125,11 +125,11 @@ async fn janitor_dry_run_reports_then_ends_orphans_and_leaked_parameters() {
     let dry = run(&["janitor", "--dry-run", "--config", cfg, "--state-dir", sd]);
     assert!(dry.contains("dry run"), "{dry}");
     assert!(dry.contains(&instance_id), "{dry}");
-    assert!(dry.contains("/e2e/jit/e2e-linux-6-0"), "{dry}");
+    assert!(dry.contains("/e2e/jit/e2e_linux-6-0"), "{dry}");
     assert_eq!(instance_dirs(&state).len(), 1, "a dry run ends nothing");
     assert!(
         st.parameters
-            .exists("/e2e/jit/e2e-linux-6-0")
+            .exists("/e2e/jit/e2e_linux-6-0")
             .await
             .unwrap()
     );
@@ -141,7 +141,7 @@ async fn janitor_dry_run_reports_then_ends_orphans_and_leaked_parameters() {
     assert!(st.backend.list_instances("e2e").await.unwrap().is_empty());
     assert!(
         !st.parameters
-            .exists("/e2e/jit/e2e-linux-6-0")
+            .exists("/e2e/jit/e2e_linux-6-0")
             .await
             .unwrap()
     );

@@ -53,16 +53,55 @@ pub fn label_problem(s: &str) -> Option<String> {
     None
 }
 
-/// The name of the runner launched for `job_id` (attempt counts relaunches).
+/// Separates the deployment from the rest of a runner name. Deployment names
+/// hold only `a-z 0-9 -` (config validation), so the first `_` ends the
+/// deployment exactly: `sr_cpu-1-0` and `sr-prod_cpu-1-0` never overlap.
+pub const DEPLOYMENT_SEPARATOR: char = '_';
+
+/// The name of the runner launched for `job_id` (attempt counts relaunches):
+/// `{deployment}_{pool}-{job_id}-{attempt}`.
 pub fn runner_name(deployment: &str, pool: &str, job_id: u64, attempt: u32) -> String {
-    format!("{deployment}-{pool}-{job_id}-{attempt}")
+    format!("{deployment}{DEPLOYMENT_SEPARATOR}{pool}-{job_id}-{attempt}")
 }
 
-/// Is this GitHub runner one of this deployment's?
+/// A runner name of ours, taken apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerName<'a> {
+    pub deployment: &'a str,
+    pub pool: &'a str,
+    pub job_id: u64,
+    pub attempt: u32,
+}
+
+/// Parse `{deployment}_{pool}-{job_id}-{attempt}`; `None` for any other name.
+pub fn parse_runner_name(name: &str) -> Option<RunnerName<'_>> {
+    let (deployment, rest) = name.split_once(DEPLOYMENT_SEPARATOR)?;
+    let deployment_ok = deployment.starts_with(|c: char| c.is_ascii_lowercase())
+        && deployment
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && deployment.len() <= MAX_DEPLOYMENT;
+    if !deployment_ok {
+        return None;
+    }
+    let (rest, attempt) = rest.rsplit_once('-')?;
+    let (pool, job_id) = rest.rsplit_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    if pool.is_empty() || !digits(job_id) || !digits(attempt) {
+        return None;
+    }
+    Some(RunnerName {
+        deployment,
+        pool,
+        job_id: job_id.parse().ok()?,
+        attempt: attempt.parse().ok()?,
+    })
+}
+
+/// Is this GitHub runner one of this deployment's? By exact identity: the
+/// name parses and its deployment is exactly `deployment`, never a prefix.
 pub fn is_ours(deployment: &str, runner_name: &str) -> bool {
-    runner_name
-        .strip_prefix(deployment)
-        .is_some_and(|rest| rest.starts_with('-'))
+    parse_runner_name(runner_name).is_some_and(|n| n.deployment == deployment)
 }
 
 #[cfg(test)]
@@ -102,9 +141,51 @@ mod tests {
     }
 
     #[test]
-    fn ownership_by_prefix() {
-        assert!(is_ours("sr", "sr-cpu-1-1"));
-        assert!(!is_ours("sr", "srx-cpu-1-1"));
+    fn ownership_is_exact_never_a_prefix() {
+        assert!(is_ours("sr", "sr_cpu-1-1"));
+        assert!(is_ours("sr-prod", "sr-prod_cpu-1-1"));
+        // Two deployments whose names share a prefix never see each other's runners.
+        assert!(!is_ours("sr", "sr-prod_cpu-1-1"));
+        assert!(!is_ours("sr-prod", "sr_prod-cpu-1-1"));
+        assert!(!is_ours("sr", "srx_cpu-1-1"));
+        // The old grammar, other people's runners and malformed names are not ours.
+        assert!(!is_ours("sr", "sr-cpu-1-1"));
         assert!(!is_ours("sr", "other"));
+        assert!(!is_ours("sr", "sr_cpu-x-1"));
+        assert!(!is_ours("sr", "sr_cpu-1"));
+        assert!(!is_ours("sr", "sr_-1-1"));
+    }
+
+    #[test]
+    fn names_parse_back() {
+        let name = runner_name("sr-prod", "gpu_big-1", 42, 3);
+        assert_eq!(name, "sr-prod_gpu_big-1-42-3");
+        assert_eq!(
+            parse_runner_name(&name),
+            Some(RunnerName {
+                deployment: "sr-prod",
+                pool: "gpu_big-1",
+                job_id: 42,
+                attempt: 3
+            })
+        );
+    }
+
+    proptest::proptest! {
+        /// Any two distinct valid deployments: each owns exactly its own names.
+        #[test]
+        fn each_deployment_owns_only_its_names(
+            a in "[a-z][a-z0-9-]{0,19}",
+            b in "[a-z][a-z0-9-]{0,19}",
+            pool in "[A-Za-z0-9._-]{1,16}",
+            job in proptest::num::u64::ANY,
+            attempt in 0u32..1000,
+        ) {
+            let name = runner_name(&a, &pool, job, attempt);
+            proptest::prop_assert!(is_ours(&a, &name));
+            proptest::prop_assert_eq!(is_ours(&b, &name), a == b);
+            let parsed = parse_runner_name(&name).unwrap();
+            proptest::prop_assert_eq!((parsed.pool, parsed.job_id, parsed.attempt), (pool.as_str(), job, attempt));
+        }
     }
 }

@@ -159,7 +159,7 @@ async fn spot_capacity_error_falls_back_to_on_demand_when_the_pool_allows() {
     assert_eq!(
         out,
         JobOutcome::Launched {
-            runner_name: "sr-cpu-42-0".into(),
+            runner_name: "sr_cpu-42-0".into(),
             instance_id: "i-0ondemand0000001".into()
         }
     );
@@ -218,7 +218,7 @@ async fn ec2_throttling_is_retried_and_the_retry_launches_once() {
     );
     let out = w.cr.handle_job(&job(), chrono::Utc::now()).await;
     assert!(matches!(out, JobOutcome::Retry { .. }), "{out:?}");
-    let runner = w.ledger.get_runner("sr-cpu-42-0").await.unwrap().unwrap();
+    let runner = w.ledger.get_runner("sr_cpu-42-0").await.unwrap().unwrap();
     assert_eq!(
         runner.state,
         RunnerState::Reserved,

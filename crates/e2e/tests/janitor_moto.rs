@@ -84,7 +84,7 @@ async fn run_instance(w: &World, runner: &str, job: u64) -> String {
 
 /// A job with its runner, as create-runner and the webhook would have left them.
 async fn hand_built(w: &World, spec: R, now: DateTime<Utc>) -> (String, Option<String>) {
-    let name = format!("sr-cpu-{}-0", spec.job);
+    let name = format!("sr_cpu-{}-0", spec.job);
     let msg = w.job(spec.job, "cpu");
     w.ledger
         .claim_job(&msg, now, Duration::minutes(5))
@@ -298,7 +298,7 @@ async fn idle_runner_tainted_then_deleted_busy_runner_kept() {
 #[tokio::test]
 async fn orphan_instance_terminated() {
     let w = world(10, None).await;
-    let orphan = run_instance(&w, "sr-cpu-9-0", 9).await;
+    let orphan = run_instance(&w, "sr_cpu-9-0", 9).await;
     let report = pass(&w, Utc::now(), false).await;
     assert_eq!(
         kinds(&report),
@@ -318,27 +318,27 @@ async fn offline_github_runner_without_instance_deleted() {
     w.github.add_runner(org(), &name, "offline", false);
     w.github
         .add_runner(org(), "someone-else-1", "offline", false);
-    w.github.add_runner(org(), "sr-cpu-77-0", "online", false);
+    w.github.add_runner(org(), "sr_cpu-77-0", "online", false);
     let report = pass(&w, now, false).await;
     assert!(
         kinds(&report).contains(&(ActionKind::DeleteGitHubRunner, name.clone())),
         "{report:?}"
     );
     let left: Vec<String> = w.github.runners().into_iter().map(|r| r.name).collect();
-    assert_eq!(left, vec!["someone-else-1", "sr-cpu-77-0"]);
+    assert_eq!(left, vec!["someone-else-1", "sr_cpu-77-0"]);
 }
 
 #[tokio::test]
 async fn leaked_parameter_deleted() {
     let w = world(10, None).await;
     w.params
-        .put("/sr/jit/sr-cpu-5-0", "JIT-SECRET", &[])
+        .put("/sr/jit/sr_cpu-5-0", "JIT-SECRET", &[])
         .await
         .unwrap();
     let report = pass(&w, Utc::now(), false).await;
     assert_eq!(
         kinds(&report),
-        vec![(ActionKind::DeleteParameter, "/sr/jit/sr-cpu-5-0".into())]
+        vec![(ActionKind::DeleteParameter, "/sr/jit/sr_cpu-5-0".into())]
     );
     assert!(w.params.list("/sr/jit/").await.unwrap().is_empty());
 }
@@ -437,10 +437,10 @@ async fn messy_account_every_leak_gone_healthy_and_busy_untouched_dry_run_exact(
         .send()
         .await
         .unwrap();
-    let orphan = run_instance(&w, "sr-cpu-23-0", 23).await;
-    w.github.add_runner(org(), "sr-cpu-24-0", "offline", false);
+    let orphan = run_instance(&w, "sr_cpu-23-0", 23).await;
+    w.github.add_runner(org(), "sr_cpu-24-0", "offline", false);
     w.params
-        .put("/sr/jit/sr-cpu-25-0", "JIT-SECRET", &[])
+        .put("/sr/jit/sr_cpu-25-0", "JIT-SECRET", &[])
         .await
         .unwrap();
     let mut cap = w.ledger.capacity().await.unwrap();
@@ -465,8 +465,8 @@ async fn messy_account_every_leak_gone_healthy_and_busy_untouched_dry_run_exact(
             (ActionKind::Taint, idle.clone()),
             (ActionKind::ReleaseLost, lost.clone()),
             (ActionKind::TerminateOrphan, orphan.clone()),
-            (ActionKind::DeleteGitHubRunner, "sr-cpu-24-0".into()),
-            (ActionKind::DeleteParameter, "/sr/jit/sr-cpu-25-0".into()),
+            (ActionKind::DeleteGitHubRunner, "sr_cpu-24-0".into()),
+            (ActionKind::DeleteParameter, "/sr/jit/sr_cpu-25-0".into()),
             (ActionKind::RepairCapacity, "capacity".into()),
         ]
     );
@@ -499,6 +499,6 @@ async fn messy_account_every_leak_gone_healthy_and_busy_untouched_dry_run_exact(
     }
     let cap = w.ledger.capacity().await.unwrap();
     assert_eq!(cap.weight, 4);
-    assert!(w.github.runners().iter().all(|r| r.name != "sr-cpu-24-0"));
+    assert!(w.github.runners().iter().all(|r| r.name != "sr_cpu-24-0"));
     assert_eq!(w.params.list("/sr/jit/").await.unwrap().len(), 4);
 }

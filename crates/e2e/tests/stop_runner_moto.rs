@@ -209,7 +209,7 @@ async fn a_runner_lost_before_its_job_started_puts_the_job_back_once() {
     assert_eq!(live.len(), 1);
     assert_eq!(
         tag(&live[0], "spotrunner:runner-name").unwrap(),
-        "sr-cpu-43-1"
+        "sr_cpu-43-1"
     );
 }
 

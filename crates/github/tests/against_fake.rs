@@ -78,7 +78,7 @@ async fn twenty_jit_configs_for_one_installation_mint_one_token() {
     let mut ids = Vec::new();
     for i in 0..20 {
         let cfg = gh
-            .create_jit_config(&jit(&t, &format!("sr-linux-{i}-1"), "Default"))
+            .create_jit_config(&jit(&t, &format!("sr_linux-{i}-1"), "Default"))
             .await
             .unwrap();
         assert!(!cfg.encoded_jit_config.is_empty());
@@ -405,7 +405,7 @@ async fn unknown_runner_group_is_a_clear_error_and_no_runner() {
     let e = gh
         .create_jit_config(&jit(
             &target(org(), Some(inst)),
-            "sr-x-1-1",
+            "sr_x-1-1",
             "no-such-group",
         ))
         .await
@@ -810,7 +810,7 @@ async fn get_job_reads_status_and_404_is_none() {
             id: 43,
             status: "completed".into(),
             conclusion: Some("success".into()),
-            runner_name: Some("sr-x-43-1".into()),
+            runner_name: Some("sr_x-43-1".into()),
         },
     );
     let gh = app_client(&fake);
@@ -822,7 +822,7 @@ async fn get_job_reads_status_and_404_is_none() {
     );
     let j = gh.get_job(&t, "acme/app", 43).await.unwrap().unwrap();
     assert_eq!(j.conclusion.as_deref(), Some("success"));
-    assert_eq!(j.runner_name.as_deref(), Some("sr-x-43-1"));
+    assert_eq!(j.runner_name.as_deref(), Some("sr_x-43-1"));
     // A bare repository name is taken relative to the target's owner.
     assert_eq!(gh.get_job(&t, "app", 42).await.unwrap().unwrap().id, 42);
     assert_eq!(gh.get_job(&t, "acme/app", 44).await.unwrap(), None);

@@ -59,7 +59,7 @@ async fn two_connections_share_the_caps() {
     let mut handles = Vec::new();
     for i in 0..10u64 {
         let l = if i % 2 == 0 { a.clone() } else { b.clone() };
-        let r = contract::runner(&format!("sr-cpu-{i}"), "cpu", i, 1, t0);
+        let r = contract::runner(&format!("sr_cpu-{i}"), "cpu", i, 1, t0);
         handles.push(std::thread::spawn(move || {
             futures::executor::block_on(l.reserve(&r, lim)).expect("reserve")
         }));

@@ -117,21 +117,21 @@ async fn one_job_one_vm_with_its_parameter_tags_and_bootstrap() {
     else {
         panic!("expected a launch, got {out:?}");
     };
-    assert_eq!(runner_name, "sr-gpu-7-0");
+    assert_eq!(runner_name, "sr_gpu-7-0");
     let live = w.compute.live();
     assert_eq!(live.len(), 1);
     assert_eq!(live[0].tag(tags::JOB_ID), Some("7"));
     assert_eq!(live[0].tag(tags::POOL), Some("gpu"));
-    assert_eq!(live[0].tag(tags::RUNNER_NAME), Some("sr-gpu-7-0"));
+    assert_eq!(live[0].tag(tags::RUNNER_NAME), Some("sr_gpu-7-0"));
     assert_eq!(live[0].tag(tags::DEPLOYMENT), Some("sr"));
-    let param = "/sr/jit/sr-gpu-7-0";
+    let param = "/sr/jit/sr_gpu-7-0";
     assert_eq!(w.params.value(param).as_deref(), Some("JIT-SECRET-1"));
     assert!(
         w.params
             .tags(param)
             .contains(&("spotrunner:instance-id".into(), instance_id.clone()))
     );
-    let runner = w.ledger.get_runner("sr-gpu-7-0").await.unwrap().unwrap();
+    let runner = w.ledger.get_runner("sr_gpu-7-0").await.unwrap().unwrap();
     assert_eq!(runner.state, RunnerState::Launched);
     assert_eq!(runner.instance_id.as_deref(), Some(instance_id.as_str()));
     assert_eq!(runner.github_runner_id, Some(1));
@@ -151,7 +151,7 @@ async fn one_job_one_vm_with_its_parameter_tags_and_bootstrap() {
         Some("startup/gpu.sh")
     );
     assert!(!format!("{:?}", sent[0]).contains("JIT-SECRET"));
-    let runner = w.ledger.get_runner("sr-gpu-7-0").await.unwrap().unwrap();
+    let runner = w.ledger.get_runner("sr_gpu-7-0").await.unwrap().unwrap();
     assert_eq!(runner.state, RunnerState::Bootstrapped);
     assert_eq!(runner.command_id.as_deref(), Some("cmd-1"));
     // The same bootstrap message again changes nothing.
@@ -428,7 +428,7 @@ async fn boot_timeout_terminates_and_requeues_with_the_next_attempt() {
     assert!(w.compute.live().is_empty(), "instance terminated");
     assert!(w.params.names().is_empty(), "parameter deleted");
     assert!(w.github.runners().is_empty(), "registration deleted");
-    let runner = w.ledger.get_runner("sr-cpu-3-0").await.unwrap().unwrap();
+    let runner = w.ledger.get_runner("sr_cpu-3-0").await.unwrap().unwrap();
     assert_eq!(runner.state, RunnerState::Released);
     let requeued = w.jobs.sent();
     assert_eq!(requeued.len(), 1);
@@ -437,7 +437,7 @@ async fn boot_timeout_terminates_and_requeues_with_the_next_attempt() {
     w.commands.set_not_ready(false);
     let out = w.cr.handle_job(&requeued[0], Utc::now()).await;
     assert!(
-        matches!(&out, JobOutcome::Launched { runner_name, .. } if runner_name == "sr-cpu-3-1"),
+        matches!(&out, JobOutcome::Launched { runner_name, .. } if runner_name == "sr_cpu-3-1"),
         "{out:?}"
     );
     assert_eq!(w.compute.live().len(), 1);

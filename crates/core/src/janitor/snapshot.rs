@@ -6,6 +6,7 @@
 use super::{Janitor, plan::stale_jobs};
 use crate::config::Scope;
 use crate::create_runner::github_target;
+use crate::names;
 use crate::ports::{
     CapacityUse, GitHubJob, GitHubRunner, GitHubTarget, Instance, JobRecord, PortError,
     RunnerRecord, RunnerScope,
@@ -29,7 +30,8 @@ pub struct Snapshot {
     pub capacity: CapacityUse,
     /// JIT parameter names under the deployment's prefix.
     pub parameters: Vec<String>,
-    /// GitHub runners whose names carry this deployment's prefix; `None` when
+    /// GitHub runners whose names are this deployment's (`names::is_ours`: the
+    /// exact deployment, never a prefix); `None` when
     /// GitHub could not be listed (the GitHub rules wait for the next pass).
     pub github_runners: Option<Vec<GitHubRunnerSeen>>,
     /// What GitHub says about the jobs that look stale (absent: unknown).
@@ -51,13 +53,15 @@ impl Janitor {
                 .await?,
             ..Snapshot::default()
         };
-        let prefix = format!("{deployment}-");
         let mut seen: BTreeMap<u64, GitHubRunnerSeen> = BTreeMap::new();
         let mut complete = true;
         for target in self.targets(&snap.jobs) {
             match self.github.list_runners(&target).await {
                 Ok(runners) => {
-                    for runner in runners.into_iter().filter(|r| r.name.starts_with(&prefix)) {
+                    for runner in runners
+                        .into_iter()
+                        .filter(|r| names::is_ours(deployment, &r.name))
+                    {
                         seen.entry(runner.id).or_insert(GitHubRunnerSeen {
                             target: target.clone(),
                             runner,

@@ -85,7 +85,7 @@ fn message(job_id: u64, queued_ago: Duration, now: DateTime<Utc>) -> JobMessage 
 }
 
 fn name(job_id: u64) -> String {
-    format!("sr-cpu-{job_id}-0")
+    format!("sr_cpu-{job_id}-0")
 }
 
 /// How a runner stands in the world a test builds.
@@ -359,7 +359,7 @@ async fn a_tainted_runner_that_took_a_job_is_kept() {
 #[tokio::test]
 async fn orphan_instance_is_terminated() {
     let w = world();
-    w.instance("i-orphan", "sr-cpu-99-0", 99, 30);
+    w.instance("i-orphan", "sr_cpu-99-0", 99, 30);
     let report = w.pass(false).await;
     assert_eq!(
         kinds(&report),
@@ -373,16 +373,28 @@ async fn orphan_instance_is_terminated() {
 async fn offline_github_runner_of_ours_without_instance_is_deleted() {
     let w = world();
     w.job(5, JobState::Completed, None, Duration::minutes(1));
-    w.github_runner("sr-cpu-5-0", "offline", false);
-    w.github_runner("sr-cpu-6-0", "online", false); // online: someone runs it
-    w.github_runner("other-cpu-5-0", "offline", false); // not our prefix
+    w.github_runner("sr_cpu-5-0", "offline", false);
+    w.github_runner("sr_cpu-6-0", "online", false); // online: someone runs it
+    w.github_runner("other-cpu-5-0", "offline", false); // not ours
+    // Deployment `sr-prod` shares our name as a prefix: its runners are never ours,
+    // nor are names in the old `{deployment}-{pool}-…` grammar.
+    w.github_runner("sr-prod_cpu-5-0", "offline", false);
+    w.github_runner("sr-cpu-7-0", "offline", false);
     let report = w.pass(false).await;
     assert_eq!(
         kinds(&report),
-        vec![(ActionKind::DeleteGitHubRunner, "sr-cpu-5-0".into())]
+        vec![(ActionKind::DeleteGitHubRunner, "sr_cpu-5-0".into())]
     );
     let left: Vec<String> = w.github.runners().into_iter().map(|r| r.name).collect();
-    assert_eq!(left, vec!["sr-cpu-6-0", "other-cpu-5-0"]);
+    assert_eq!(
+        left,
+        vec![
+            "sr_cpu-6-0",
+            "other-cpu-5-0",
+            "sr-prod_cpu-5-0",
+            "sr-cpu-7-0"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -392,11 +404,11 @@ async fn leaked_parameters_are_deleted_and_live_ones_kept() {
         .runner(R::new(1, RunnerState::Bootstrapped, Some(10)).github("offline", false))
         .await;
     w.sync_capacity().await;
-    w.param("sr-cpu-77-0").await;
+    w.param("sr_cpu-77-0").await;
     let report = w.pass(false).await;
     assert_eq!(
         kinds(&report),
-        vec![(ActionKind::DeleteParameter, "/sr/jit/sr-cpu-77-0".into())]
+        vec![(ActionKind::DeleteParameter, "/sr/jit/sr_cpu-77-0".into())]
     );
     assert_eq!(w.params.names(), vec![format!("/sr/jit/{live}")]);
 }
@@ -523,10 +535,10 @@ async fn messy_account_dry_run_lists_exactly_what_the_real_run_does() {
     let lost = w
         .runner(R::new(23, RunnerState::Bootstrapped, Some(100)))
         .await;
-    w.instance("i-orphan", "sr-cpu-24-0", 24, 60);
+    w.instance("i-orphan", "sr_cpu-24-0", 24, 60);
     w.job(25, JobState::Completed, None, Duration::minutes(3));
-    w.github_runner("sr-cpu-25-0", "offline", false);
-    w.param("sr-cpu-26-0").await;
+    w.github_runner("sr_cpu-25-0", "offline", false);
+    w.param("sr_cpu-26-0").await;
     w.job(27, JobState::Launched, None, Duration::minutes(45));
     w.github.set_job(27, "queued");
     w.sync_capacity().await;
@@ -550,8 +562,8 @@ async fn messy_account_dry_run_lists_exactly_what_the_real_run_does() {
             (ActionKind::Taint, idle.clone()),
             (ActionKind::ReleaseLost, lost.clone()),
             (ActionKind::TerminateOrphan, "i-orphan".into()),
-            (ActionKind::DeleteGitHubRunner, "sr-cpu-25-0".into()),
-            (ActionKind::DeleteParameter, "/sr/jit/sr-cpu-26-0".into()),
+            (ActionKind::DeleteGitHubRunner, "sr_cpu-25-0".into()),
+            (ActionKind::DeleteParameter, "/sr/jit/sr_cpu-26-0".into()),
             (ActionKind::RequeueJob, "27".into()),
             (ActionKind::RepairCapacity, "capacity".into()),
         ]
@@ -579,7 +591,7 @@ async fn messy_account_dry_run_lists_exactly_what_the_real_run_does() {
     assert_eq!(live, vec!["i-0010", "i-0011", "i-0012", "i-0013"]);
     let cap = w.ledger.capacity().await.unwrap();
     assert_eq!(cap.weight, 4);
-    assert!(w.github.runners().iter().all(|r| r.name != "sr-cpu-25-0"));
+    assert!(w.github.runners().iter().all(|r| r.name != "sr_cpu-25-0"));
     assert_eq!(w.params.names().len(), 4);
     w.now += Duration::minutes(1);
     assert!(w.pass(false).await.results.is_empty(), "nothing left to do");

@@ -350,14 +350,14 @@ pub async fn update_and_get(l: &dyn Ledger) {
     let t1 = t0 + Duration::seconds(10);
     let change = JobChange {
         state: Some(JobState::Launched),
-        runner_name: Some("sr-cpu-501-0".into()),
+        runner_name: Some("sr_cpu-501-0".into()),
         launch_attempt: Some(2),
         clear_lease: true,
     };
     l.update_job(501, &change, t1).await.expect("update_job");
     let mut want = rec.clone();
     want.state = JobState::Launched;
-    want.runner_name = Some("sr-cpu-501-0".into());
+    want.runner_name = Some("sr_cpu-501-0".into());
     want.launch_attempt = 2;
     want.lease_until = None;
     want.updated_at = t1;
@@ -374,7 +374,7 @@ pub async fn update_and_get(l: &dyn Ledger) {
         "an empty change only stamps the time"
     );
 
-    let r = runner("sr-cpu-501-0", "cpu", 501, 2, t0);
+    let r = runner("sr_cpu-501-0", "cpu", 501, 2, t0);
     assert_eq!(
         l.reserve(&r, limits(5, 2, None)).await.expect("reserve"),
         ReserveOutcome::Reserved
@@ -731,14 +731,14 @@ pub async fn list_all(l: &dyn Ledger) {
     }
     let mut want_runners = Vec::new();
     for i in 0..12u64 {
-        let r = runner(&format!("sr-cpu-{i:02}"), "cpu", i, 1, t0);
+        let r = runner(&format!("sr_cpu-{i:02}"), "cpu", i, 1, t0);
         assert_eq!(
             reserve(l, &r, limits(100, 1, None)).await,
             ReserveOutcome::Reserved
         );
         want_runners.push(r);
     }
-    assert!(l.release("sr-cpu-00", "done", t0).await.expect("release"));
+    assert!(l.release("sr_cpu-00", "done", t0).await.expect("release"));
     want_runners[0].state = RunnerState::Released;
     want_runners[0].end_reason = Some("done".into());
 
@@ -766,21 +766,21 @@ pub async fn record_job_state_ordering(l: &dyn Ledger) {
     claimed(claim(l, &job_message(602, "cpu", 0), t0).await);
     set_job_state(l, 602, JobState::Launched, t0).await;
     let t1 = t0 + Duration::seconds(1);
-    l.record_job_state(&state_update(602, "in_progress", "sr-cpu-602-0", t1))
+    l.record_job_state(&state_update(602, "in_progress", "sr_cpu-602-0", t1))
         .await
         .expect("record");
     let rec = job(l, 602).await;
     assert_eq!(rec.state, JobState::Running);
-    assert_eq!(rec.taken_by.as_deref(), Some("sr-cpu-602-0"));
+    assert_eq!(rec.taken_by.as_deref(), Some("sr_cpu-602-0"));
     assert_eq!(rec.updated_at, t1);
 
     let t2 = t1 + Duration::seconds(1);
-    l.record_job_state(&state_update(602, "completed", "sr-cpu-602-0", t2))
+    l.record_job_state(&state_update(602, "completed", "sr_cpu-602-0", t2))
         .await
         .expect("record");
     let done = job(l, 602).await;
     assert_eq!(done.state, JobState::Completed);
-    assert_eq!(done.taken_by.as_deref(), Some("sr-cpu-602-0"));
+    assert_eq!(done.taken_by.as_deref(), Some("sr_cpu-602-0"));
 
     l.record_job_state(&state_update(
         602,
@@ -829,7 +829,7 @@ pub async fn record_job_state_ordering(l: &dyn Ledger) {
 pub async fn concurrent_reserves_respect_pool_cap(l: &dyn Ledger) {
     let t0 = base_time();
     let runners: Vec<RunnerRecord> = (0..40u64)
-        .map(|i| runner(&format!("sr-cpu-{i:02}"), "cpu", i, 1, t0))
+        .map(|i| runner(&format!("sr_cpu-{i:02}"), "cpu", i, 1, t0))
         .collect();
     let lim = limits(5, 1, None);
     let outcomes = join_all(runners.iter().map(|r| l.reserve(r, lim))).await;

@@ -128,14 +128,14 @@ async fn in_progress_and_completed_are_recorded_not_enqueued() {
     let r = post(
         &h,
         "workflow_job",
-        &job_body("in_progress", &["k8s"], Some("sr-k8s-1-0")),
+        &job_body("in_progress", &["k8s"], Some("sr_k8s-1-0")),
     )
     .await;
     assert_eq!(r.status, 202);
     let r = post(
         &h,
         "workflow_job",
-        &job_body("completed", &["other"], Some("sr-k8s-1-0")),
+        &job_body("completed", &["other"], Some("sr_k8s-1-0")),
     )
     .await;
     assert_eq!(
@@ -152,7 +152,7 @@ async fn in_progress_and_completed_are_recorded_not_enqueued() {
     let updates = h.states.updates.lock().unwrap().clone();
     assert_eq!(updates.len(), 2);
     assert_eq!(updates[0].status, ObservedJobStatus::InProgress);
-    assert_eq!(updates[0].runner_name.as_deref(), Some("sr-k8s-1-0"));
+    assert_eq!(updates[0].runner_name.as_deref(), Some("sr_k8s-1-0"));
     assert_eq!(updates[1].status, ObservedJobStatus::Completed);
     assert!(h.queue.sent().is_empty());
 }
