@@ -6,8 +6,12 @@
 # backend (as a normal user, with SPOTRUNNER_NO_SHUTDOWN=1). See README.md.
 #
 # The JIT config is a credential: it lives only in a shell variable (never
-# exported, never echoed, never written to disk by this script) and is handed
-# to the runner as `--jitconfig VALUE`.
+# exported, never echoed, never written to disk by this script) and reaches
+# the runner in its environment as ACTIONS_RUNNER_INPUT_JITCONFIG, never on a
+# command line (/proc/PID/cmdline is readable by every user on the VM; the
+# environment only by the process's owner). The actions runner reads
+# ACTIONS_RUNNER_INPUT_<ARG> like `--<arg>` and removes it from its own
+# environment before it starts a job (Runner.Listener/CommandSettings.cs).
 
 # Never trace: `bash -x bootstrap.sh` would print the JIT config.
 { set +x; } 2>/dev/null
@@ -327,10 +331,12 @@ if [[ -n "${SPOTRUNNER_RUNNER_CMD:-}" ]]; then
 else
     runner_cmd=("$RUNNER_DIR/run.sh")
 fi
-info "starting runner: ${runner_cmd[*]} --jitconfig ***"
+info "starting runner: ${runner_cmd[*]} (JIT config in ACTIONS_RUNNER_INPUT_JITCONFIG)"
 
-# In the background, so TERM/INT reach our trap while the runner runs.
-"${runner_cmd[@]}" --jitconfig "$JIT" </dev/null &
+# In the background, so TERM/INT reach our trap while the runner runs. The
+# assignment prefix puts the value in the runner's environment only: this
+# shell's own environment never holds it.
+ACTIONS_RUNNER_INPUT_JITCONFIG="$JIT" "${runner_cmd[@]}" </dev/null &
 RUNNER_PID=$!
 JIT=""
 runner_rc=0

@@ -121,10 +121,18 @@ EOF
 if [[ "${FAKE_RUNNER_MODE:-}" == sleep ]]; then
     trap 'kill "$sleeper" 2>/dev/null; echo runner-got-term >>"$FAKE_LOG"; exit 143' TERM
 fi
-{ printf 'runner'; printf ' %s' "$@"; printf '\n'; } >>"$FAKE_LOG"
+{ printf 'runner argv=['; printf '%s' "$*"; printf ']\n'; } >>"$FAKE_LOG"
 echo "runner-ppid $PPID" >>"$FAKE_LOG"
 echo "runner-env SPOTRUNNER_WORK_DIR=${SPOTRUNNER_WORK_DIR:-} SPOTRUNNER_RUNNER_DIR=${SPOTRUNNER_RUNNER_DIR:-}" >>"$FAKE_LOG"
-if env | grep -v "^FAKE_JIT=" | grep -qF "$FAKE_JIT"; then echo "runner-env-leak" >>"$FAKE_LOG"; fi
+# The JIT config arrives in ACTIONS_RUNNER_INPUT_JITCONFIG and nowhere else:
+# not in another variable, not on bootstrap.sh's command line or environment.
+if [[ "${ACTIONS_RUNNER_INPUT_JITCONFIG:-}" == "$FAKE_JIT" ]]; then echo "runner-jit ok" >>"$FAKE_LOG"; fi
+if env | grep -v -e "^FAKE_JIT=" -e "^ACTIONS_RUNNER_INPUT_JITCONFIG=" | grep -qF "$FAKE_JIT"; then echo "runner-env-leak" >>"$FAKE_LOG"; fi
+for f in "/proc/$PPID/cmdline" "/proc/$PPID/environ" /proc/$$/cmdline; do
+    if [[ -r "$f" ]] && tr '\0' '\n' <"$f" | grep -v "^FAKE_JIT=" | grep -qF "$FAKE_JIT"; then
+        echo "runner-proc-leak $f" >>"$FAKE_LOG"
+    fi
+done
 case "${FAKE_RUNNER_MODE:-}" in
     kill) kill -KILL $$ ;;
     sleep)
@@ -230,13 +238,16 @@ test_happy_path() {
     assert_has "$T/calls.log" "aws ssm get-parameter --name $PARAM --with-decryption --query Parameter.Value --output text"
     assert_before "aws ssm get-parameter" "aws ssm delete-parameter --name $PARAM"
     assert_before "aws ssm delete-parameter" "runner "
-    assert_eq "$(grep '^runner ' "$T/calls.log")" "runner --jitconfig $JIT_VALUE" "runner argv"
+    assert_eq "$(grep '^runner ' "$T/calls.log")" "runner argv=[]" "runner argv"
     assert_before "runner " "shutdown -h now"
     assert_shut_down_last
     assert_eq "$(grep -c '^shutdown' "$T/calls.log")" 2 "number of shutdown calls"
     [[ ! -e "$T/params/${PARAM//\//_}" ]] || fail "parameter not deleted"
     assert_no_secret_output
     assert_lacks "$T/calls.log" "runner-env-leak"
+    assert_lacks "$T/calls.log" "runner-proc-leak"
+    assert_has "$T/calls.log" "runner-jit ok"
+    assert_lacks "$T/calls.log" "$JIT_VALUE"
     assert_has "$T/calls.log" "runner-env SPOTRUNNER_WORK_DIR=$T/home/work SPOTRUNNER_RUNNER_DIR=$T/home/runner"
     assert_has "$T/home/runner/.env" "SPOTRUNNER_WORK_DIR=$T/home/work"
     assert_has "$T/home/runner/.env" "SPOTRUNNER_RUNNER_DIR=$T/home/runner"
@@ -278,7 +289,7 @@ test_runner_exit_code_propagates() {
     export FAKE_RUNNER_EXIT=3
     run_bootstrap
     assert_eq "$RC" 3 "exit code"
-    assert_has "$T/calls.log" "runner --jitconfig"
+    assert_has "$T/calls.log" "runner-jit ok"
     assert_shut_down_last
     assert_has "$T/stderr" "runner exited with code 3"
     assert_no_secret_output
@@ -307,7 +318,7 @@ test_runner_killed_still_shuts_down() {
     export FAKE_RUNNER_MODE=kill
     run_bootstrap
     assert_eq "$RC" 137 "exit code"
-    assert_has "$T/calls.log" "runner --jitconfig"
+    assert_has "$T/calls.log" "runner-jit ok"
     assert_shut_down_last
 }
 
@@ -360,7 +371,7 @@ test_cache_upload_failure_is_only_a_warning() {
     assert_eq "$RC" 0 "exit code"
     assert_has "$T/stderr" "level=warn"
     assert_has "$T/stderr" "could not upload runner to the S3 cache"
-    assert_has "$T/calls.log" "runner --jitconfig"
+    assert_has "$T/calls.log" "runner-jit ok"
 }
 
 test_download_failure_fails_safe() {
@@ -390,7 +401,7 @@ test_preinstalled_runner_is_reused() {
     assert_eq "$RC" 0 "exit code"
     assert_never "aws s3 cp"
     assert_never "curl"
-    assert_has "$T/calls.log" "runner --jitconfig"
+    assert_has "$T/calls.log" "runner-jit ok"
     assert_has "$T/home/runner/.env" "FOO=bar"
     assert_lacks "$T/home/runner/.env" "SPOTRUNNER_WORK_DIR=/old"
     assert_eq "$(grep -c '^SPOTRUNNER_WORK_DIR=' "$T/home/runner/.env")" 1 "SPOTRUNNER_WORK_DIR lines in .env"
@@ -438,7 +449,7 @@ test_empty_startup_script_key_is_ignored() {
     run_bootstrap "${ARGS[@]}" --startup-script-key "" --region ""
     assert_eq "$RC" 0 "exit code"
     assert_lacks "$T/calls.log" "--region"
-    assert_has "$T/calls.log" "runner --jitconfig"
+    assert_has "$T/calls.log" "runner-jit ok"
 }
 
 test_missing_required_flags() {
@@ -477,7 +488,7 @@ test_no_shutdown_mode() {
     export SPOTRUNNER_NO_SHUTDOWN=1
     run_bootstrap
     assert_eq "$RC" 0 "exit code"
-    assert_has "$T/calls.log" "runner --jitconfig"
+    assert_has "$T/calls.log" "runner-jit ok"
     assert_never "shutdown"
     # failure paths do not shut down either
     rm -f "$T/params/${PARAM//\//_}"
@@ -495,6 +506,7 @@ test_runner_cmd_override() {
     cat >"$T/custom-runner" <<'EOF'
 #!/usr/bin/env bash
 { printf 'custom-runner'; printf ' %s' "$@"; printf '\n'; } >>"$FAKE_LOG"
+if [[ "${ACTIONS_RUNNER_INPUT_JITCONFIG:-}" == "$FAKE_JIT" ]]; then echo "custom-runner-jit ok" >>"$FAKE_LOG"; fi
 exit 4
 EOF
     chmod +x "$T/custom-runner"
@@ -502,7 +514,8 @@ EOF
     export SPOTRUNNER_RUNNER_DIR="$T/elsewhere/runner" SPOTRUNNER_WORK_DIR="$T/elsewhere/work"
     run_bootstrap
     assert_eq "$RC" 4 "exit code"
-    assert_eq "$(grep '^custom-runner' "$T/calls.log")" "custom-runner --once --jitconfig $JIT_VALUE" "custom runner argv"
+    assert_eq "$(grep '^custom-runner ' "$T/calls.log")" "custom-runner --once" "custom runner argv"
+    assert_has "$T/calls.log" "custom-runner-jit ok"
     assert_never "runner "
     assert_never "aws s3 cp"
     assert_never "curl"
@@ -560,7 +573,7 @@ test_ssm_document() {
     assert_eq "$RC" 0 "exit code"
     assert_has "$T/calls.log" "aws s3 cp --only-show-errors s3://$BUCKET/spotrunner/bootstrap.sh"
     assert_eq "$(grep '^shutdown' "$T/calls.log" | head -n1)" "shutdown -h +2" "safety timer"
-    assert_eq "$(grep '^runner ' "$T/calls.log")" "runner --jitconfig $JIT_VALUE" "runner argv"
+    assert_eq "$(grep '^runner ' "$T/calls.log")" "runner argv=[]" "runner argv"
     assert_lacks "$T/calls.log" "--region"
     assert_shut_down_last
     assert_no_secret_output

@@ -3,6 +3,8 @@
 //! while their pools are drained → undrained, runners start as processes → the
 //! jobs run → the runners exit → everything is cleaned up. `status --json` shows
 //! each stage, and the fake GitHub saw one JIT call and one deletion per job.
+//! While the runners run, no process's command line holds a JIT config; after
+//! the run, no log line, tag, ledger item or queued message holds a secret.
 
 mod common;
 
@@ -48,11 +50,13 @@ async fn webhook_to_runner_process_to_cleanup_with_every_stage_in_status() {
     github.set_pat(TOKEN);
     let release = tmp.path().join("release");
     std::fs::create_dir_all(&release).unwrap();
-    // A runner that holds its job until the test releases it.
+    // A runner that records its argv and a hash of the JIT config it got in its
+    // environment, then holds its job until the test releases it.
     let runner = runner_script(
         tmp.path(),
         &format!(
-            "echo \"$@\" > \"$SPOTRUNNER_WORK_DIR/../argv\"\n\
+            "printf '%s' \"$ACTIONS_RUNNER_INPUT_JITCONFIG\" | sha256sum | cut -d' ' -f1 > \"$SPOTRUNNER_WORK_DIR/../jit.sha256\"\n\
+             echo \"argv=[$*]\" > \"$SPOTRUNNER_WORK_DIR/../argv\"\n\
              while [ ! -e '{}'/\"$SPOTRUNNER_RUNNER_NAME\" ]; do sleep 0.1; done",
             release.display()
         ),
@@ -161,9 +165,51 @@ async fn webhook_to_runner_process_to_cleanup_with_every_stage_in_status() {
             .iter()
             .all(|d| std::fs::read_to_string(d.join("argv")).is_ok_and(|a| !a.is_empty()))
     });
+    // Each runner got the JIT config GitHub issued for it, in
+    // ACTIONS_RUNNER_INPUT_JITCONFIG, and nothing on its command line.
+    let issued: Vec<String> = github.issued_secrets();
+    let issued_hashes: std::collections::BTreeSet<String> =
+        issued.iter().map(|s| sha256_hex(s.as_bytes())).collect();
     for d in instance_dirs(&state) {
         let argv = std::fs::read_to_string(d.join("argv")).unwrap_or_default();
-        assert!(argv.starts_with("--jitconfig "), "{argv}");
+        assert_eq!(argv.trim(), "argv=[]");
+        let got = std::fs::read_to_string(d.join("jit.sha256")).unwrap_or_default();
+        assert!(
+            issued_hashes.contains(got.trim()),
+            "{d:?}: the runner's ACTIONS_RUNNER_INPUT_JITCONFIG is not a JIT config GitHub issued"
+        );
+    }
+    // `ps` on the machine shows no JIT config while the runners run, and
+    // neither serve's nor bootstrap.sh's own environment holds one.
+    let ps = std::process::Command::new("ps")
+        .args(["-eww", "-o", "pid=,args="])
+        .output()
+        .expect("ps runs");
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    assert!(ps.contains("bootstrap.sh"), "ps sees the runners: {ps}");
+    for secret in &issued {
+        assert!(!ps.contains(secret.as_str()), "ps shows a JIT config");
+    }
+    for pid in processes_under(&state) {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        let is_bootstrap = String::from_utf8_lossy(&cmdline).contains("bootstrap.sh");
+        for secret in &issued {
+            assert!(
+                !contains(&cmdline, secret),
+                "pid {pid}: a JIT config in its argv"
+            );
+            if is_bootstrap {
+                assert!(
+                    !contains(&environ, secret),
+                    "bootstrap.sh pid {pid}: a JIT config in its environment"
+                );
+            }
+        }
+    }
+    let serve_env = std::fs::read(format!("/proc/{}/environ", serve.pid())).unwrap();
+    for secret in &issued {
+        assert!(!contains(&serve_env, secret));
     }
     assert_eq!(std::fs::read_dir(state.join("params")).unwrap().count(), 0);
 
@@ -221,4 +267,52 @@ async fn webhook_to_runner_process_to_cleanup_with_every_stage_in_status() {
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("completed 4"), "{table}");
     drop(serve);
+
+    // No secret in any log line, tag, ledger item or queued message: every file
+    // the run left (serve's log, the SQLite ledger and queues with their WAL),
+    // and every status the CLI prints.
+    let mut secrets = github.issued_secrets();
+    assert_eq!(
+        secrets.len(),
+        ids.len(),
+        "one JIT config per job (PAT auth: no tokens)"
+    );
+    secrets.extend([TOKEN.to_string(), SECRET.to_string()]);
+    let mut scanned = 0;
+    for file in files_under(&state) {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        scanned += 1;
+        for secret in &secrets {
+            assert!(!contains(&bytes, secret), "{file:?} holds a secret");
+        }
+    }
+    assert!(scanned >= 2, "the log and the database were scanned");
+    let json = status(&cfg_path, &state).to_string();
+    for secret in &secrets {
+        assert!(!json.contains(secret.as_str()), "status shows a secret");
+    }
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }

@@ -150,6 +150,9 @@ struct State {
     tokens: HashMap<String, TokenInfo>,
     tokens_minted: usize,
     token_ttl: Duration,
+    /// Every credential handed out (installation tokens, JIT configs), so that
+    /// tests can look for them where they must never be.
+    issued_secrets: Vec<String>,
     jtis: HashSet<String>,
     pat: Option<String>,
     groups: HashMap<String, Vec<(u64, String)>>,
@@ -177,6 +180,24 @@ impl Drop for FakeGitHub {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// 16 hex digits that differ on every call (secrets must be unique to be found).
+fn nonce() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(epoch_nanos());
+    format!("{:016x}", h.finish())
+}
+
+fn epoch_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
 }
 
 fn epoch(t: SystemTime) -> u64 {
@@ -221,6 +242,7 @@ impl FakeGitHub {
             installations: Vec::new(),
             tokens: HashMap::new(),
             tokens_minted: 0,
+            issued_secrets: Vec::new(),
             token_ttl: Duration::from_secs(3600),
             jtis: HashSet::new(),
             pat: None,
@@ -343,6 +365,12 @@ impl FakeGitHub {
 
     pub fn runners(&self) -> Vec<FakeRunner> {
         self.st().runners.clone()
+    }
+
+    /// Every credential this server handed out, oldest first: installation
+    /// access tokens and encoded JIT configs (each unique).
+    pub fn issued_secrets(&self) -> Vec<String> {
+        self.st().issued_secrets.clone()
     }
 
     /// Add (or replace) job `id` of repository `repo` (`owner/name`).
@@ -716,7 +744,8 @@ fn handle(
                 return err(StatusCode::NOT_FOUND, "Not Found");
             }
             s.tokens_minted += 1;
-            let token = format!("ghs_fake{:06}", s.tokens_minted);
+            let token = format!("ghs_fake{:06}{}", s.tokens_minted, nonce());
+            s.issued_secrets.push(token.clone());
             let expires_at = SystemTime::now() + s.token_ttl;
             s.tokens.insert(
                 token.clone(),
@@ -965,8 +994,12 @@ fn generate_jitconfig(s: &mut State, scope: &RunnerScope, body: &[u8]) -> Respon
         runner_group_id: group,
         work_folder,
     };
-    let secret = json!({ ".runner": { "AgentId": id, "AgentName": name }, ".credentials": "fake" });
+    let secret = json!({
+        ".runner": { "AgentId": id, "AgentName": name },
+        ".credentials": format!("fake-runner-credential-{}", nonce()),
+    });
     let encoded = base64::engine::general_purpose::STANDARD.encode(secret.to_string());
+    s.issued_secrets.push(encoded.clone());
     let resp = json!({ "runner": runner_json(&runner), "encoded_jit_config": encoded });
     s.runners.push(runner);
     ok_json(StatusCode::CREATED, resp)

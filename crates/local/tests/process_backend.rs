@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 fn request(token: &str) -> LaunchRequest {
     LaunchRequest {
-        runner_name: "sr-cpu-1-0".into(),
+        runner_name: "sr_cpu-1-0".into(),
         pool: "cpu".into(),
         launch_template: String::new(),
         instance_types: vec![],
@@ -64,7 +64,10 @@ async fn runs_bootstrap_reports_exit_and_terminates() {
     let out = tmp.path().join("seen");
     let runner = write_runner(
         tmp.path(),
-        &format!("echo \"$@\" > {}; exit 3", out.display()),
+        &format!(
+            "echo \"argv=[$*] jit=$ACTIONS_RUNNER_INPUT_JITCONFIG\" > {}; exit 3",
+            out.display()
+        ),
     );
     let st = state(&tmp.path().join("state"), &runner);
     let id = instance_id(st.backend.launch(&request("tok-1")).await.unwrap());
@@ -74,17 +77,17 @@ async fn runs_bootstrap_reports_exit_and_terminates() {
     assert_ne!(id, other);
 
     st.parameters
-        .put("/sr/jit/sr-cpu-1-0", "SECRET-JIT", &[])
+        .put("/sr/jit/sr_cpu-1-0", "SECRET-JIT", &[])
         .await
         .unwrap();
-    let file = st.parameters.dir().join("%2Fsr%2Fjit%2Fsr-cpu-1-0");
+    let file = st.parameters.dir().join("%2Fsr%2Fjit%2Fsr_cpu-1-0");
     let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 
     let cmd = BootstrapCommand {
         instance_id: id.clone(),
-        runner_name: "sr-cpu-1-0".into(),
-        jit_parameter: "/sr/jit/sr-cpu-1-0".into(),
+        runner_name: "sr_cpu-1-0".into(),
+        jit_parameter: "/sr/jit/sr_cpu-1-0".into(),
         max_run_time_secs: 60,
         startup_script_key: None,
     };
@@ -103,7 +106,8 @@ async fn runs_bootstrap_reports_exit_and_terminates() {
     assert_eq!(events[0].exit_code, Some(3));
     assert_eq!(
         std::fs::read_to_string(&out).unwrap().trim(),
-        "--jitconfig SECRET-JIT"
+        "argv=[] jit=SECRET-JIT",
+        "the JIT config comes in the environment, never on the command line"
     );
     assert!(!file.exists(), "bootstrap.sh deleted the parameter");
     assert_eq!(st.events.list().unwrap().len(), 1, "one durable event");
@@ -141,7 +145,7 @@ async fn a_restarted_backend_adopts_and_kills_the_process_group() {
         st.parameters.put("/p", "JIT", &[]).await.unwrap();
         let cmd = BootstrapCommand {
             instance_id: id.clone(),
-            runner_name: "sr-cpu-1-0".into(),
+            runner_name: "sr_cpu-1-0".into(),
             jit_parameter: "/p".into(),
             max_run_time_secs: 60,
             startup_script_key: None,

@@ -11,7 +11,9 @@ pub struct LocalConfig {
     #[serde(default = "defaults::listen")]
     pub listen: String,
     /// What a local "instance" runs as its runner, instead of `run.sh` of an
-    /// installed actions runner: split on whitespace; gets `--jitconfig VALUE`.
+    /// installed actions runner: split on whitespace; gets its JIT config in
+    /// `ACTIONS_RUNNER_INPUT_JITCONFIG` (as the actions runner reads it), never
+    /// on its command line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner_command: Option<String>,
     /// An installed actions runner (`run.sh` inside), when `runner_command` is unset.
