@@ -2,6 +2,7 @@
 //! ([`SsmRunnerParameters`]) and the bootstrap command ([`SsmCommands`]).
 
 use crate::error::{classify, code};
+use crate::runtime::{EnvSource, StartupError};
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_ssm::Client;
@@ -9,7 +10,7 @@ use aws_sdk_ssm::types::{
     ParameterStringFilter, ParameterTier, ParameterType, ResourceTypeForTagging, Tag,
 };
 use spotrunner_core::ports::{
-    BootstrapCommand, Commands, PortError, RunnerParameters, SendOutcome,
+    BootstrapCommand, Commands, PortError, RunnerParameters, SendOutcome, tags,
 };
 
 const SERVICE: &str = "ssm";
@@ -17,11 +18,34 @@ const PARAMETER_NOT_FOUND: &str = "ParameterNotFound";
 /// The range the document's `maxRunTimeSecs` accepts (SSM's `timeoutSeconds`).
 const MAX_RUN_TIME_SECS: std::ops::RangeInclusive<u64> = 1..=172_800;
 
-/// JIT config parameters: SecureString, overwritten on retry, tagged, deleted.
+/// `arn:<partition>:ec2:<region>:<account>:instance/`, for the instance-bound tag.
+pub const INSTANCE_ARN_PREFIX_ENV: &str = "SPOTRUNNER_INSTANCE_ARN_PREFIX";
+/// The KMS key (id, ARN or alias) for JIT parameters; unset: `aws/ssm`.
+pub const PARAMETER_KMS_KEY_ENV: &str = "SPOTRUNNER_PARAMETER_KMS_KEY";
+
+/// Why `prefix` is not `arn:<partition>:ec2:<region>:<account>:instance/`.
+fn instance_arn_prefix_problem(prefix: &str) -> Option<String> {
+    let parts: Vec<&str> = prefix.split(':').collect();
+    let ok = parts.len() == 6
+        && parts[0] == "arn"
+        && !parts[1].is_empty()
+        && parts[2] == "ec2"
+        && !parts[3].is_empty()
+        && parts[4].len() == 12
+        && parts[4].chars().all(|c| c.is_ascii_digit())
+        && parts[5] == "instance/";
+    (!ok).then(|| {
+        format!("{prefix:?} is not arn:<partition>:ec2:<region>:<12-digit account>:instance/")
+    })
+}
+
+/// JIT config parameters: SecureString (under the configured KMS key, or
+/// `aws/ssm`), overwritten on retry, tagged, bound to their instance, deleted.
 #[derive(Clone, Debug)]
 pub struct SsmRunnerParameters {
     client: Client,
     kms_key_id: Option<String>,
+    instance_arn_prefix: Option<String>,
 }
 
 impl SsmRunnerParameters {
@@ -33,6 +57,7 @@ impl SsmRunnerParameters {
         Self {
             client,
             kms_key_id: None,
+            instance_arn_prefix: None,
         }
     }
 
@@ -40,6 +65,50 @@ impl SsmRunnerParameters {
     pub fn with_kms_key(mut self, key_id: impl Into<String>) -> Self {
         self.kms_key_id = Some(key_id.into());
         self
+    }
+
+    /// `arn:<partition>:ec2:<region>:<account>:instance/`: what
+    /// [`RunnerParameters::bind_to_instance`] puts before the instance id in the
+    /// `spotrunner:instance-arn` tag. Without it, binding is refused.
+    pub fn with_instance_arn_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.instance_arn_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Parameters as the environment configures them:
+    /// `SPOTRUNNER_INSTANCE_ARN_PREFIX` (see [`Self::with_instance_arn_prefix`];
+    /// validated when set, required when `launches`: whoever launches runners
+    /// binds their parameters) and `SPOTRUNNER_PARAMETER_KMS_KEY` (optional;
+    /// empty or unset: `aws/ssm`).
+    pub fn from_env(
+        sdk: &SdkConfig,
+        env: &dyn EnvSource,
+        launches: bool,
+    ) -> Result<Self, StartupError> {
+        let mut params = Self::new(sdk);
+        let prefix = if launches {
+            Some(env.require(INSTANCE_ARN_PREFIX_ENV)?)
+        } else {
+            env.get(INSTANCE_ARN_PREFIX_ENV).filter(|p| !p.is_empty())
+        };
+        if let Some(prefix) = prefix {
+            if let Some(problem) = instance_arn_prefix_problem(&prefix) {
+                return Err(StartupError::BadEnv {
+                    name: INSTANCE_ARN_PREFIX_ENV,
+                    problem,
+                });
+            }
+            params = params.with_instance_arn_prefix(prefix);
+        }
+        if let Some(key) = env.get(PARAMETER_KMS_KEY_ENV).filter(|k| !k.is_empty()) {
+            params = params.with_kms_key(key);
+        }
+        Ok(params)
+    }
+
+    /// The KMS key parameters are encrypted with, if not `aws/ssm`.
+    pub fn kms_key_id(&self) -> Option<&str> {
+        self.kms_key_id.as_deref()
     }
 
     fn ssm_tags(tags: &[(String, String)]) -> Result<Vec<Tag>, PortError> {
@@ -124,8 +193,18 @@ impl RunnerParameters for SsmRunnerParameters {
         }
     }
 
-    async fn tag(&self, name: &str, key: &str, value: &str) -> Result<(), PortError> {
-        self.add_tags(name, &[(key.to_string(), value.to_string())])
+    async fn bind_to_instance(&self, name: &str, instance_id: &str) -> Result<(), PortError> {
+        let prefix = self.instance_arn_prefix.as_deref().ok_or_else(|| {
+            PortError::rejected(
+                SERVICE,
+                format!(
+                    "cannot bind parameter {name} to {instance_id}: no instance ARN prefix \
+                     (SPOTRUNNER_INSTANCE_ARN_PREFIX) configured"
+                ),
+            )
+        })?;
+        let arn = format!("{prefix}{instance_id}");
+        self.add_tags(name, &[(tags::INSTANCE_ARN.to_string(), arn)])
             .await
     }
 
@@ -291,6 +370,52 @@ impl Commands for SsmCommands {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instance_arn_prefixes() {
+        assert_eq!(
+            instance_arn_prefix_problem("arn:aws:ec2:us-east-1:123456789012:instance/"),
+            None
+        );
+        assert_eq!(
+            instance_arn_prefix_problem("arn:aws-cn:ec2:cn-north-1:123456789012:instance/"),
+            None
+        );
+        for bad in [
+            "",
+            "arn:aws:ec2:us-east-1:123456789012:instance/i-1",
+            "arn:aws:ec2:us-east-1:123456789012:instance",
+            "arn:aws:ssm:us-east-1:123456789012:instance/",
+            "arn:aws:ec2:us-east-1:1234:instance/",
+            "arn:aws:ec2::123456789012:instance/",
+        ] {
+            assert!(instance_arn_prefix_problem(bad).is_some(), "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn from_env_requires_the_prefix_and_names_the_variable() {
+        let sdk = crate::sdk::local("http://127.0.0.1:1").await;
+        let mut env = std::collections::BTreeMap::new();
+        let err = SsmRunnerParameters::from_env(&sdk, &env, true).unwrap_err();
+        assert!(err.to_string().contains(INSTANCE_ARN_PREFIX_ENV), "{err}");
+        // Operator commands never bind: the variable may be absent.
+        assert!(SsmRunnerParameters::from_env(&sdk, &env, false).is_ok());
+        env.insert(INSTANCE_ARN_PREFIX_ENV.to_string(), "i-".to_string());
+        for launches in [true, false] {
+            let err = SsmRunnerParameters::from_env(&sdk, &env, launches).unwrap_err();
+            assert!(err.to_string().contains(INSTANCE_ARN_PREFIX_ENV), "{err}");
+        }
+        env.insert(
+            INSTANCE_ARN_PREFIX_ENV.to_string(),
+            "arn:aws:ec2:us-east-1:123456789012:instance/".to_string(),
+        );
+        let p = SsmRunnerParameters::from_env(&sdk, &env, true).unwrap();
+        assert_eq!(p.kms_key_id(), None);
+        env.insert(PARAMETER_KMS_KEY_ENV.to_string(), "alias/sr".to_string());
+        let p = SsmRunnerParameters::from_env(&sdk, &env, true).unwrap();
+        assert_eq!(p.kms_key_id(), Some("alias/sr"));
+    }
 
     #[tokio::test]
     async fn parameters_match_the_document() {

@@ -47,17 +47,66 @@ async fn value_of(ssm: &Client, name: &str) -> (String, String) {
 }
 
 #[tokio::test]
+async fn parameters_use_the_configured_kms_key() {
+    let moto = moto::shared().await;
+    let sdk = spotrunner_aws::sdk::local(moto.url()).await;
+    let ssm = Client::new(&sdk);
+    let key = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555";
+    let name = "/sr/jit/sr_cpu-1-0";
+    SsmRunnerParameters::new(&sdk)
+        .with_kms_key(key)
+        .put(name, JIT, &[])
+        .await
+        .unwrap();
+    let described = ssm
+        .describe_parameters()
+        .parameter_filters(
+            aws_sdk_ssm::types::ParameterStringFilter::builder()
+                .key("Name")
+                .values(name)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let p = &described.parameters()[0];
+    assert_eq!(p.r#type().map(|t| t.as_str()), Some("SecureString"));
+    assert_eq!(p.key_id(), Some(key), "the JIT parameter is under our key");
+    // Without a key: SSM's default (aws/ssm).
+    let other = "/sr/jit/sr_cpu-2-0";
+    SsmRunnerParameters::new(&sdk)
+        .put(other, JIT, &[])
+        .await
+        .unwrap();
+    let described = ssm
+        .describe_parameters()
+        .parameter_filters(
+            aws_sdk_ssm::types::ParameterStringFilter::builder()
+                .key("Name")
+                .values(other)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(described.parameters()[0].key_id(), Some(key));
+}
+
+#[tokio::test]
 async fn parameters_put_exists_tag_delete_list() {
     let moto = moto::shared().await;
     let sdk = spotrunner_aws::sdk::local(moto.url()).await;
     let ssm = Client::new(&sdk);
-    let params = SsmRunnerParameters::new(&sdk);
-    let name = "/sr/runners/sr-ubuntu-1";
+    let params = SsmRunnerParameters::new(&sdk)
+        .with_instance_arn_prefix("arn:aws:ec2:us-east-1:123456789012:instance/");
+    let name = "/sr/runners/sr_ubuntu-1";
     let tags = vec![
         ("spotrunner:deployment".to_string(), "sr".to_string()),
         (
             "spotrunner:runner-name".to_string(),
-            "sr-ubuntu-1".to_string(),
+            "sr_ubuntu-1".to_string(),
         ),
     ];
 
@@ -78,25 +127,37 @@ async fn parameters_put_exists_tag_delete_list() {
     );
     assert_eq!(
         t.get("spotrunner:runner-name").map(String::as_str),
-        Some("sr-ubuntu-1")
+        Some("sr_ubuntu-1")
     );
 
+    // Bound to its instance: the tag the runner role's IAM condition compares
+    // with the caller's ec2:SourceInstanceARN.
     params
-        .tag(name, "spotrunner:instance-id", "i-0123456789abcdef0")
+        .bind_to_instance(name, "i-0123456789abcdef0")
         .await
         .unwrap();
     let t = tags_of(&ssm, name).await;
     assert_eq!(
-        t.get("spotrunner:instance-id").map(String::as_str),
-        Some("i-0123456789abcdef0")
+        t.get("spotrunner:instance-arn").map(String::as_str),
+        Some("arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0")
     );
     assert_eq!(t.len(), 3);
 
     let err = params
-        .tag("/sr/runners/missing", "k", "v")
+        .bind_to_instance("/sr/runners/missing", "i-1")
         .await
         .unwrap_err();
     assert!(matches!(err, PortError::NotFound { .. }), "{err:?}");
+    // Without an ARN prefix the adapter refuses to bind rather than write a tag
+    // no IAM condition can match.
+    let err = SsmRunnerParameters::new(&sdk)
+        .bind_to_instance(name, "i-1")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("SPOTRUNNER_INSTANCE_ARN_PREFIX"),
+        "{err}"
+    );
 
     // list: everything under the prefix, every page, nothing outside it.
     let mut expected = vec![name.to_string()];
@@ -140,7 +201,7 @@ async fn bootstrap_command_sends_names_not_the_jit_value() {
         .expect("create document");
     let params = SsmRunnerParameters::new(&sdk);
     params
-        .put("/sr/runners/sr-ubuntu-1", JIT, &[])
+        .put("/sr/runners/sr_ubuntu-1", JIT, &[])
         .await
         .unwrap();
 
@@ -156,8 +217,8 @@ async fn bootstrap_command_sends_names_not_the_jit_value() {
     let instance_id = "i-0abc1234def567890";
     let cmd = BootstrapCommand {
         instance_id: instance_id.into(),
-        runner_name: "sr-ubuntu-1".into(),
-        jit_parameter: "/sr/runners/sr-ubuntu-1".into(),
+        runner_name: "sr_ubuntu-1".into(),
+        jit_parameter: "/sr/runners/sr_ubuntu-1".into(),
         max_run_time_secs: 7200,
         startup_script_key: None,
     };
@@ -177,8 +238,8 @@ async fn bootstrap_command_sends_names_not_the_jit_value() {
     assert_eq!(c.instance_ids(), [instance_id]);
     let got: HashMap<String, Vec<String>> = c.parameters().cloned().unwrap_or_default();
     let expected: HashMap<String, Vec<String>> = [
-        ("runnerName", "sr-ubuntu-1"),
-        ("jitParameter", "/sr/runners/sr-ubuntu-1"),
+        ("runnerName", "sr_ubuntu-1"),
+        ("jitParameter", "/sr/runners/sr_ubuntu-1"),
         ("bucket", "sr-artifacts"),
         ("scriptKey", "bootstrap/bootstrap.sh"),
         ("runnerVersion", "2.317.0"),
@@ -211,8 +272,8 @@ fn mocked_commands(rule: &aws_smithy_mocks::Rule) -> SsmCommands {
 fn cmd() -> BootstrapCommand {
     BootstrapCommand {
         instance_id: "i-0abc1234def567890".into(),
-        runner_name: "sr-ubuntu-1".into(),
-        jit_parameter: "/sr/runners/sr-ubuntu-1".into(),
+        runner_name: "sr_ubuntu-1".into(),
+        jit_parameter: "/sr/runners/sr_ubuntu-1".into(),
         max_run_time_secs: 3600,
         startup_script_key: Some("startup/ubuntu.sh".into()),
     }

@@ -46,10 +46,13 @@ pub fn runner_settings(config: &Config) -> RunnerSettings {
 }
 
 impl Adapters {
-    pub async fn open(target: &Target, config: &Config) -> Result<Self, String> {
+    /// The ports of `target`'s backend. `launches`: this process launches
+    /// runners (`serve`), so on AWS it must be able to bind JIT parameters to
+    /// their instances (`SPOTRUNNER_INSTANCE_ARN_PREFIX`).
+    pub async fn open(target: &Target, config: &Config, launches: bool) -> Result<Self, String> {
         match target.backend {
             Backend::Local => Self::local(target, config),
-            Backend::Aws => Self::aws(config).await,
+            Backend::Aws => Self::aws(config, launches).await,
         }
     }
 
@@ -83,7 +86,7 @@ impl Adapters {
         })
     }
 
-    async fn aws(config: &Config) -> Result<Self, String> {
+    async fn aws(config: &Config, launches: bool) -> Result<Self, String> {
         use spotrunner_aws::runtime::env;
         use spotrunner_aws::{
             dynamodb::DynamoLedger, sqs::SqsJobQueue, sqs_bootstrap::SqsBootstrapQueue,
@@ -133,7 +136,10 @@ impl Adapters {
             jobs_queue: Arc::new(SqsJobQueue::new(&sdk, jobs_url.clone())),
             bootstrap_queue: Arc::new(SqsBootstrapQueue::new(&sdk, bootstrap_url.clone())),
             compute: Arc::new(spotrunner_aws_ec2::Ec2Compute::new(&sdk)),
-            parameters: Arc::new(SsmRunnerParameters::new(&sdk)),
+            parameters: Arc::new(
+                SsmRunnerParameters::from_env(&sdk, &spotrunner_aws::runtime::ProcessEnv, launches)
+                    .map_err(|e| format!("--backend aws: {e}"))?,
+            ),
             commands: Arc::new(commands),
             jobs_inbox: inbox(&jobs_url),
             bootstrap_inbox: inbox(&bootstrap_url),

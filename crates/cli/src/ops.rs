@@ -16,7 +16,7 @@ use std::sync::Arc;
 /// Handlers for an operator command (no serve needed).
 async fn open(target: &Target) -> Result<(Adapters, Handlers), String> {
     let config = config_file::load(&target.config)?;
-    let adapters = Adapters::open(target, &config).await?;
+    let adapters = Adapters::open(target, &config, false).await?;
     let h = handlers::build(config, &adapters).await?;
     Ok((adapters, h))
 }
@@ -30,7 +30,7 @@ pub async fn set_drained(target: &Target, pool: &str, drained: bool) -> Result<E
             known.join(", ")
         ));
     }
-    let adapters = Adapters::open(target, &config).await?;
+    let adapters = Adapters::open(target, &config, false).await?;
     adapters
         .ledger
         .set_drained(pool, drained)

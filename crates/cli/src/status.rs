@@ -201,7 +201,7 @@ pub async fn collect(a: &Adapters, config: &Config) -> Result<Status, String> {
 
 pub async fn run(target: &Target, json: bool) -> Result<ExitCode, String> {
     let config = config_file::load(&target.config)?;
-    let adapters = Adapters::open(target, &config).await?;
+    let adapters = Adapters::open(target, &config, false).await?;
     let s = collect(&adapters, &config).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&s).map_err(err)?);

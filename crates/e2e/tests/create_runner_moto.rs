@@ -31,7 +31,7 @@ async fn fifty_jobs_over_two_pools_give_fifty_tagged_vms_parameters_and_commands
         );
         assert_eq!(
             tag(i, tags::RUNNER_NAME).unwrap(),
-            format!("sr-{pool}-{job}-0")
+            format!("sr_{pool}-{job}-0")
         );
         assert!(tag(i, tags::LAUNCHED_AT).is_some());
         by_job.insert(job, i.instance_id().unwrap().to_string());
@@ -42,7 +42,7 @@ async fn fifty_jobs_over_two_pools_give_fifty_tagged_vms_parameters_and_commands
     let mut values = Vec::new();
     for (job, instance) in &by_job {
         let pool = if job.is_multiple_of(2) { "cpu" } else { "gpu" };
-        let name = format!("/sr/jit/sr-{pool}-{job}-0");
+        let name = format!("/sr/jit/sr_{pool}-{job}-0");
         let p = w
             .ssm
             .get_parameter()
@@ -63,7 +63,8 @@ async fn fifty_jobs_over_two_pools_give_fifty_tagged_vms_parameters_and_commands
         assert!(
             t.tag_list()
                 .iter()
-                .any(|t| t.key() == "spotrunner:instance-id" && t.value() == instance),
+                .any(|t| t.key() == "spotrunner:instance-arn"
+                    && t.value() == format!("{INSTANCE_ARN_PREFIX}{instance}")),
             "{name} not tagged with {instance}"
         );
     }

@@ -6,7 +6,7 @@
 use crate::db::{Db, err};
 use async_trait::async_trait;
 use rusqlite::params;
-use spotrunner_core::ports::{PortError, RunnerParameters};
+use spotrunner_core::ports::{PortError, RunnerParameters, tags};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -89,7 +89,8 @@ impl RunnerParameters for FileParameters {
         Ok(self.path(name).is_file())
     }
 
-    async fn tag(&self, name: &str, key: &str, value: &str) -> Result<(), PortError> {
+    async fn bind_to_instance(&self, name: &str, instance_id: &str) -> Result<(), PortError> {
+        let (key, value) = (tags::INSTANCE_ID, instance_id);
         if !self.path(name).is_file() {
             return Err(PortError::NotFound {
                 service: SERVICE,

@@ -66,7 +66,7 @@ pub async fn run(target: Target, listen: Option<String>) -> Result<ExitCode, Str
         tracing::error!(error = %e, "configuration refused at start");
     })?;
     let listen = listen.unwrap_or_else(|| config_file::local(&config).listen);
-    let adapters = Adapters::open(&target, &config).await?;
+    let adapters = Adapters::open(&target, &config, true).await?;
     let handlers = handlers::build(config, &adapters).await?;
     let (stop, _) = watch::channel(false);
     let shared = Arc::new(Shared {

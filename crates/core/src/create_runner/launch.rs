@@ -391,7 +391,7 @@ impl CreateRunner {
         let parameter = format!("{}{runner_name}", self.settings.jit_parameter_prefix);
         let steps = async {
             self.parameters
-                .tag(&parameter, "spotrunner:instance-id", instance_id)
+                .bind_to_instance(&parameter, instance_id)
                 .await?;
             let change = RunnerChange {
                 state: Some(RunnerState::Launched),

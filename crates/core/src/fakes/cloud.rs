@@ -169,7 +169,8 @@ impl RunnerParameters for MemoryParameters {
     async fn exists(&self, name: &str) -> Result<bool, PortError> {
         Ok(self.params.lock().unwrap().contains_key(name))
     }
-    async fn tag(&self, name: &str, key: &str, value: &str) -> Result<(), PortError> {
+    async fn bind_to_instance(&self, name: &str, instance_id: &str) -> Result<(), PortError> {
+        let (key, value) = (crate::ports::tags::INSTANCE_ID, instance_id);
         let mut p = self.params.lock().unwrap();
         let (_, tags) = p.get_mut(name).ok_or_else(|| PortError::NotFound {
             service: "parameters",

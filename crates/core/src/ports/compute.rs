@@ -17,6 +17,13 @@ pub mod tags {
     pub const RUNNER_NAME: &str = "spotrunner:runner-name";
     pub const LAUNCHED_AT: &str = "spotrunner:launched-at";
     pub const TAINTED: &str = "spotrunner:tainted";
+    /// On a JIT parameter: the only instance that may read it (the in-memory
+    /// and local stores; SSM uses [`INSTANCE_ARN`]).
+    pub const INSTANCE_ID: &str = "spotrunner:instance-id";
+    /// On a JIT SSM parameter: the ARN of the only instance that may read it.
+    /// The runner role's IAM grant compares it with the caller's
+    /// `ec2:SourceInstanceARN` (terraform/ec2.tf).
+    pub const INSTANCE_ARN: &str = "spotrunner:instance-arn";
 }
 
 /// One VM for one runner.
@@ -106,8 +113,10 @@ pub trait RunnerParameters: Send + Sync {
         tags: &[(String, String)],
     ) -> Result<(), PortError>;
     async fn exists(&self, name: &str) -> Result<bool, PortError>;
-    /// Tag with the instance id so that only that instance may read it.
-    async fn tag(&self, name: &str, key: &str, value: &str) -> Result<(), PortError>;
+    /// From now on only this instance may read (and delete) the parameter: on
+    /// SSM a `spotrunner:instance-arn` tag that the runner role's IAM
+    /// condition matches against the caller's instance.
+    async fn bind_to_instance(&self, name: &str, instance_id: &str) -> Result<(), PortError>;
     /// Deleting a parameter that is already gone is success.
     async fn delete(&self, name: &str) -> Result<(), PortError>;
     /// Names under a prefix (the janitor's leak hunt).

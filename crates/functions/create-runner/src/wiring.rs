@@ -18,10 +18,10 @@ pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 /// `SPOTRUNNER_CONFIG_PARAMETER` (or `SPOTRUNNER_CONFIG_FILE`),
 /// `SPOTRUNNER_JOBS_QUEUE_URL`, `SPOTRUNNER_BOOTSTRAP_QUEUE_URL`,
 /// `SPOTRUNNER_LEDGER_TABLE`, `SPOTRUNNER_SSM_DOCUMENT`, `SPOTRUNNER_BUCKET`,
-/// `SPOTRUNNER_BOOTSTRAP_SCRIPT_KEY` (default `bootstrap.sh`).
+/// `SPOTRUNNER_BOOTSTRAP_SCRIPT_KEY` (default `bootstrap.sh`),
+/// `SPOTRUNNER_INSTANCE_ARN_PREFIX`, `SPOTRUNNER_PARAMETER_KMS_KEY` (optional).
 pub async fn handler_from_env(sdk: &SdkConfig, env: &dyn EnvSource) -> Result<Handler, StartError> {
     let config = runtime::load_config_from(sdk, env).await?;
-    config.validate_for_aws()?;
     let secrets = SsmSecretStore::new(sdk);
     let github = spotrunner_github::client_from_config(&config.github, Some(&secrets)).await?;
     let jobs_queue_url = env.require("SPOTRUNNER_JOBS_QUEUE_URL")?;
@@ -46,7 +46,7 @@ pub async fn handler_from_env(sdk: &SdkConfig, env: &dyn EnvSource) -> Result<Ha
         )),
         github: Arc::new(github),
         compute: Arc::new(spotrunner_aws_ec2::Ec2Compute::new(sdk)),
-        parameters: Arc::new(SsmRunnerParameters::new(sdk)),
+        parameters: Arc::new(SsmRunnerParameters::from_env(sdk, env, true)?),
         commands: Arc::new(commands),
         bootstrap_queue: Arc::new(SqsBootstrapQueue::new(sdk, bootstrap_queue_url.clone())),
         jobs_queue: Arc::new(SqsJobQueue::new(sdk, jobs_queue_url.clone())),
