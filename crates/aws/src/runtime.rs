@@ -17,6 +17,8 @@ pub const CONFIG_FILE_ENV: &str = "SPOTRUNNER_CONFIG_FILE";
 pub enum StartupError {
     #[error("environment variable {0} is not set")]
     MissingEnv(&'static str),
+    #[error("environment variable {name}: {problem}")]
+    BadEnv { name: &'static str, problem: String },
     #[error("neither {CONFIG_PARAMETER_ENV} nor {CONFIG_FILE_ENV} is set")]
     NoConfig,
     #[error("cannot read configuration: {0}")]
@@ -82,22 +84,26 @@ pub async fn load_config(sdk: &SdkConfig) -> Result<Config, StartupError> {
     load_config_from(sdk, &ProcessEnv).await
 }
 
-/// Load and validate the configuration named by `env`.
+/// Load the configuration named by `env` and validate it for AWS (pools need
+/// launch templates and instance types; secrets are references, never
+/// `value:` literals).
 pub async fn load_config_from(
     sdk: &SdkConfig,
     env: &dyn EnvSource,
 ) -> Result<Config, StartupError> {
-    if let Some(name) = env.get(CONFIG_PARAMETER_ENV) {
+    let config = if let Some(name) = env.get(CONFIG_PARAMETER_ENV) {
         let text = SsmSecretStore::new(sdk)
             .get_secret(&name)
             .await
             .map_err(|e| StartupError::Read(format!("SSM parameter {name}: {e}")))?;
-        return Ok(Config::from_json(&text)?);
-    }
-    if let Some(path) = env.get(CONFIG_FILE_ENV) {
-        return Ok(Config::from_path(std::path::Path::new(&path))?);
-    }
-    Err(StartupError::NoConfig)
+        Config::from_json(&text)?
+    } else if let Some(path) = env.get(CONFIG_FILE_ENV) {
+        Config::from_path(std::path::Path::new(&path))?
+    } else {
+        return Err(StartupError::NoConfig);
+    };
+    config.validate_for_aws()?;
+    Ok(config)
 }
 
 /// Resolve the webhook secrets once (per container); values never logged.

@@ -73,18 +73,36 @@ async fn thirty_jobs_twice_give_exactly_thirty_instances() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("config.json");
     let state = tmp.path().join("state");
-    write_json(
-        &path,
-        &config(
-            &github,
-            serde_json::json!([{
-                "name": "linux", "labels": ["linux"], "max_runners": 40,
-                "launch_template": "cli-linux", "instance_types": ["t3.micro"],
-                "subnets": [subnet],
-            }]),
-            serde_json::json!({}),
-        ),
+    let mut doc = config(
+        &github,
+        serde_json::json!([{
+            "name": "linux", "labels": ["linux"], "max_runners": 40,
+            "launch_template": "cli-linux", "instance_types": ["t3.micro"],
+            "subnets": [subnet],
+        }]),
+        serde_json::json!({}),
     );
+    // A configuration for AWS takes references, never literal secrets: the
+    // `value:` ones of the local tests are refused, each field named.
+    write_json(&path, &doc);
+    let refused = Serve::start_with(&path, &state, &[("--backend", "aws")])
+        .err()
+        .expect("value: secrets are refused on AWS");
+    assert!(
+        refused.contains("github.auth.token: value: secrets"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("webhook.secrets[0]: value: secrets"),
+        "{refused}"
+    );
+    assert!(
+        !refused.contains(TOKEN) && !refused.contains(SECRET),
+        "{refused}"
+    );
+    doc["github"]["auth"]["token"] = "env:CLI_TEST_GITHUB_TOKEN".into();
+    doc["webhook"]["secrets"] = serde_json::json!(["env:CLI_TEST_WEBHOOK_SECRET"]);
+    write_json(&path, &doc);
     let env = [
         ("--backend", "aws"),
         ("AWS_ENDPOINT_URL", moto.url()),
@@ -97,6 +115,12 @@ async fn thirty_jobs_twice_give_exactly_thirty_instances() {
         ("SPOTRUNNER_LEDGER_TABLE", "cli-ledger"),
         ("SPOTRUNNER_SSM_DOCUMENT", "cli-runner"),
         ("SPOTRUNNER_BUCKET", "cli-bucket"),
+        (
+            "SPOTRUNNER_INSTANCE_ARN_PREFIX",
+            "arn:aws:ec2:us-east-1:123456789012:instance/",
+        ),
+        ("CLI_TEST_GITHUB_TOKEN", TOKEN),
+        ("CLI_TEST_WEBHOOK_SECRET", SECRET),
     ];
     let serve = Serve::start_with(&path, &state, &env).unwrap_or_else(|e| panic!("{e}"));
     let client = reqwest::Client::new();

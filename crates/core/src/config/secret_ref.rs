@@ -32,6 +32,13 @@ impl SecretRef {
     }
 }
 
+impl SecretRef {
+    /// `value:literal`: the secret itself, not a reference (local testing only).
+    pub fn is_literal(&self) -> bool {
+        matches!(self, Self::Value(_))
+    }
+}
+
 impl fmt::Display for SecretRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -152,6 +152,29 @@ fn aws_rules_require_templates_and_types() {
 }
 
 #[test]
+fn aws_refuses_literal_secrets_naming_each_field() {
+    let text = sample_toml().replace(r#""ssm:/sr/webhook/previous""#, r#""value:old-secret""#);
+    let mut c = Config::from_toml(&text).unwrap();
+    c.pools.truncate(1);
+    c.github.auth = GitHubAuth::Pat {
+        token: SecretRef::parse("value:ghp_literal").unwrap(),
+    };
+    let err = c.validate_for_aws().unwrap_err();
+    let errs: Vec<String> = err.errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        errs,
+        vec![
+            "github.auth.token: value: secrets are for local testing only; on AWS use ssm:/name",
+            "webhook.secrets[1]: value: secrets are for local testing only; on AWS use ssm:/name",
+        ]
+    );
+    // The message names fields, never the secret.
+    assert!(!err.to_string().contains("ghp_literal") && !err.to_string().contains("old-secret"));
+    // Locally the same document is fine.
+    assert!(c.validate().is_ok());
+}
+
+#[test]
 fn allow_lists() {
     let mut c = Config::from_toml(sample_toml()).unwrap();
     assert!(c.allows("codertocat", "Codertocat/Hello-World"));

@@ -1,6 +1,6 @@
 //! Validation of a parsed [`Config`]: every problem names its field and its rule.
 
-use super::{CapacityType, Config, Pool};
+use super::{CapacityType, Config, GitHubAuth, Pool};
 use crate::names::{self, MAX_DEPLOYMENT, MAX_POOL_NAME};
 use std::collections::HashSet;
 use std::fmt;
@@ -215,6 +215,21 @@ impl Config {
     /// Rules that only hold for the AWS backend (launch templates, instance types, subnets).
     pub fn validate_for_aws(&self) -> Result<(), ConfigError> {
         let mut p = Problems::default();
+        // The deployed document sits in SSM where every Lambda reads it, and in
+        // Terraform state and plans: literal secrets have no place there.
+        let literal = "value: secrets are for local testing only; on AWS use ssm:/name";
+        match &self.github.auth {
+            GitHubAuth::App { private_key, .. } if private_key.is_literal() => {
+                p.add("github.auth.private_key", literal);
+            }
+            GitHubAuth::Pat { token } if token.is_literal() => p.add("github.auth.token", literal),
+            _ => {}
+        }
+        for (i, secret) in self.webhook.secrets.iter().enumerate() {
+            if secret.is_literal() {
+                p.add(format!("webhook.secrets[{i}]"), literal);
+            }
+        }
         for (i, pool) in self.pools.iter().enumerate() {
             if pool.launch_template.as_deref().unwrap_or("").is_empty() {
                 p.add(format!("pools[{i}].launch_template"), "is required on AWS");

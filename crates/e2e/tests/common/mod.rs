@@ -26,6 +26,8 @@ use std::time::Duration;
 
 pub const JOBS: &str = "sr-jobs";
 pub const BOOT: &str = "sr-bootstrap";
+/// moto's account and region.
+pub const INSTANCE_ARN_PREFIX: &str = "arn:aws:ec2:us-east-1:123456789012:instance/";
 
 pub struct World {
     pub _moto: moto::SharedMoto,
@@ -120,7 +122,7 @@ deployment = "sr"
 [github]
 auth = {{ type = "app", app_id = {app}, private_key = "env:UNUSED" }}
 [webhook]
-secrets = ["value:s"]
+secrets = ["ssm:/sr/webhook/secret"]
 [[pools]]
 name = "cpu"
 labels = ["linux", "x64"]
@@ -153,7 +155,8 @@ weight = 3
     let config = Arc::new(config);
     let github_client: Arc<GitHubClient> = Arc::new(client);
     let compute = Arc::new(spotrunner_aws_ec2::Ec2Compute::new(&sdk));
-    let params = Arc::new(SsmRunnerParameters::new(&sdk));
+    let params =
+        Arc::new(SsmRunnerParameters::new(&sdk).with_instance_arn_prefix(INSTANCE_ARN_PREFIX));
     let jobs_queue = Arc::new(SqsJobQueue::new(&sdk, urls[0].clone()));
     let stop = Arc::new(spotrunner_stop_runner::Handler {
         stop_runner: StopRunner {
