@@ -1,19 +1,411 @@
-# One role per Lambda, least privilege, scoped to this deployment:
-# - names under the prefix (queues, table, parameters /<prefix>/..., document);
-# - EC2 instances only when tagged spotrunner:deployment = <prefix>: launch
-#   (aws:RequestTag), terminate and tag (aws:ResourceTag), SendCommand
-#   (ssm:resourceTag);
-# - iam:PassRole only for the runner instance role, only to EC2.
-# The actions are the ones the code calls (crates/aws/src, crates/aws-ec2/src).
+# One role per Lambda, scoped to what its code calls (the table in README.md
+# lists the calls per role) and to this deployment by exact identity:
+# - names: this deployment's queues, table, log groups, document, launch
+#   templates, runner role, parameters /<prefix>/... (every pattern ends at a
+#   '/' or ':' after the prefix, so deployment `sr` never matches `sr-prod`);
+# - EC2 instances only with spotrunner:deployment = <prefix> (StringEquals):
+#   launch (aws:RequestTag), terminate and tag (aws:ResourceTag), SendCommand
+#   (ssm:resourceTag); launches only from this deployment's launch templates;
+# - DynamoDB writes by key kind (dynamodb:LeadingKeys) where a role writes one kind;
+# - with parameter_kms_key_arn, kms:* only for the parameters a role reads or
+#   writes (kms:EncryptionContext:PARAMETER_ARN), only through SSM.
+# The effective permissions are checked by scripts/iam/matrix.mjs (an IAM
+# policy evaluator) over the roles as deployed; see README.md "IAM".
 
 locals {
-  ec2_arn      = "arn:${local.partition}:ec2:${local.region}:${local.account_id}"
-  instance_arn = "${local.ec2_arn}:instance/*"
+  ec2_arn             = "arn:${local.partition}:ec2:${local.region}:${local.account_id}"
+  instance_arn_prefix = "${local.ec2_arn}:instance/"
+  instance_arn        = "${local.instance_arn_prefix}*"
 
-  # The functions that read GitHub credentials (dlq-mover does not call GitHub).
-  github_readers = ["create-runner", "stop-runner", "janitor"]
+  launch_template_arns = [for lt in aws_launch_template.pool : lt.arn]
 
-  kms_statements = var.parameter_kms_key_arn == null ? {} : { for k in keys(local.lambda_settings) : k => true }
+  # Ledger keys (crates/aws/src/dynamodb.rs): job#<id>, runner#<name>,
+  # capacity#pool#<pool>, capacity#global, drain#<pool>.
+  ledger_keys = {
+    jobs_and_runners = ["job#*", "runner#*"]
+    capacity         = ["capacity#*"]
+  }
+
+  # The parameters each function reads with decryption (for the KMS context).
+  parameter_reads = {
+    webhook       = concat([local.config_parameter_arn], local.webhook_secret_arns)
+    create-runner = concat([local.config_parameter_arn], local.github_credential_arns)
+    stop-runner   = concat([local.config_parameter_arn], local.github_credential_arns)
+    dlq-mover     = [local.config_parameter_arn]
+    janitor       = concat([local.config_parameter_arn], local.github_credential_arns)
+  }
+
+  kms_via_ssm = { test = "StringEquals", variable = "kms:ViaService", values = ["ssm.${local.region}.amazonaws.com"] }
+  our_instance = {
+    test     = "StringEquals"
+    variable = "aws:ResourceTag/${local.deployment_tag}"
+    values   = [var.prefix]
+  }
+  from_our_templates = {
+    test     = "ArnEquals"
+    variable = "ec2:LaunchTemplate"
+    values   = local.launch_template_arns
+  }
+
+  statement_logs_and_config = {
+    for fn in keys(local.lambda_settings) : fn => [
+      {
+        sid        = "OwnLogs"
+        actions    = ["logs:CreateLogStream", "logs:PutLogEvents"]
+        resources  = ["${aws_cloudwatch_log_group.lambda[fn].arn}:*"]
+        conditions = []
+      },
+      {
+        sid        = "ReadConfig"
+        actions    = ["ssm:GetParameter"]
+        resources  = [local.config_parameter_arn]
+        conditions = []
+      },
+    ]
+  }
+
+  statement_kms = {
+    for fn in keys(local.lambda_settings) : fn => var.parameter_kms_key_arn == null ? [] : concat(
+      [{
+        # Decrypt exactly the parameters this function reads.
+        sid       = "DecryptOwnParameters"
+        actions   = ["kms:Decrypt"]
+        resources = [var.parameter_kms_key_arn]
+        conditions = [
+          { test = "StringEquals", variable = "kms:EncryptionContext:PARAMETER_ARN", values = local.parameter_reads[fn] },
+          local.kms_via_ssm,
+        ]
+      }],
+      fn != "create-runner" ? [] : [{
+        # Encrypt JIT parameters (PutParameter: Encrypt, or GenerateDataKey for
+        # an Advanced-tier value); never decrypt them.
+        sid       = "EncryptJitParameters"
+        actions   = ["kms:Encrypt", "kms:GenerateDataKey"]
+        resources = [var.parameter_kms_key_arn]
+        conditions = [
+          { test = "StringLike", variable = "kms:EncryptionContext:PARAMETER_ARN", values = [local.jit_parameters_arn] },
+          local.kms_via_ssm,
+        ]
+      }],
+    )
+  }
+
+  statement_github_credential = [{
+    sid        = "ReadGitHubCredential"
+    actions    = ["ssm:GetParameter"]
+    resources  = local.github_credential_arns
+    conditions = []
+  }]
+
+  statement_send_jobs = [{
+    sid        = "SendJobs"
+    actions    = ["sqs:SendMessage"]
+    resources  = [aws_sqs_queue.jobs.arn]
+    conditions = []
+  }]
+
+  statement_terminate = [{
+    sid        = "TerminateOurInstances"
+    actions    = ["ec2:TerminateInstances"]
+    resources  = [local.instance_arn]
+    conditions = [local.our_instance]
+  }]
+
+  statement_describe_instances = [{
+    # DescribeInstances has no resource-level permissions; the code filters by the deployment tag.
+    sid        = "DescribeInstances"
+    actions    = ["ec2:DescribeInstances"]
+    resources  = ["*"]
+    conditions = []
+  }]
+
+  statement_delete_jit = [{
+    sid        = "DeleteJitParameters"
+    actions    = ["ssm:DeleteParameter"]
+    resources  = [local.jit_parameters_arn]
+    conditions = []
+  }]
+
+  # Ledger reads (GetItem; Scan where the code lists items) and writes by key
+  # kind. TransactWriteItems (reserve, release) is authorised per item action:
+  # Put runner#, Update capacity#pool#, Update capacity#global.
+  statement_ledger = {
+    read_scan = {
+      sid        = "ReadLedger"
+      actions    = ["dynamodb:GetItem", "dynamodb:Scan"]
+      resources  = [aws_dynamodb_table.ledger.arn]
+      conditions = []
+    }
+    put_jobs_runners = {
+      sid       = "WriteJobsAndRunners"
+      actions   = ["dynamodb:PutItem"]
+      resources = [aws_dynamodb_table.ledger.arn]
+      conditions = [
+        { test = "ForAllValues:StringLike", variable = "dynamodb:LeadingKeys", values = local.ledger_keys.jobs_and_runners },
+        { test = "Null", variable = "dynamodb:LeadingKeys", values = ["false"] },
+      ]
+    }
+    update_capacity = {
+      sid       = "CountCapacity"
+      actions   = ["dynamodb:UpdateItem"]
+      resources = [aws_dynamodb_table.ledger.arn]
+      conditions = [
+        { test = "ForAllValues:StringLike", variable = "dynamodb:LeadingKeys", values = local.ledger_keys.capacity },
+        { test = "Null", variable = "dynamodb:LeadingKeys", values = ["false"] },
+      ]
+    }
+  }
+
+  lambda_statements = {
+    webhook = concat(
+      [
+        {
+          sid        = "ReadWebhookSecrets"
+          actions    = ["ssm:GetParameter"]
+          resources  = local.webhook_secret_arns
+          conditions = []
+        },
+        {
+          # in_progress / completed: read and write job#<id> items only.
+          sid       = "RecordJobStates"
+          actions   = ["dynamodb:GetItem", "dynamodb:PutItem"]
+          resources = [aws_dynamodb_table.ledger.arn]
+          conditions = [
+            { test = "ForAllValues:StringLike", variable = "dynamodb:LeadingKeys", values = ["job#*"] },
+            { test = "Null", variable = "dynamodb:LeadingKeys", values = ["false"] },
+          ]
+        },
+      ],
+      local.statement_send_jobs,
+    )
+
+    create-runner = concat(
+      local.statement_github_credential,
+      [
+        {
+          # The event source mappings receive, delete and read attributes with
+          # this role; the code sends (jobs: retries, bootstrap: delayed steps)
+          # and sets the visibility of retried messages.
+          sid = "JobsAndBootstrapQueues"
+          actions = [
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes",
+            "sqs:ChangeMessageVisibility",
+            "sqs:SendMessage",
+          ]
+          resources  = [aws_sqs_queue.jobs.arn, aws_sqs_queue.bootstrap.arn]
+          conditions = []
+        },
+        merge(local.statement_ledger.read_scan, { actions = ["dynamodb:GetItem"] }),
+        local.statement_ledger.put_jobs_runners,
+        local.statement_ledger.update_capacity,
+        {
+          # put (SecureString), exists (GetParameter without decryption), delete.
+          sid        = "WriteJitParameters"
+          actions    = ["ssm:PutParameter", "ssm:GetParameter", "ssm:DeleteParameter"]
+          resources  = [local.jit_parameters_arn]
+          conditions = []
+        },
+        {
+          # Tags at PutParameter and spotrunner:instance-arn after the launch.
+          sid        = "TagJitParameters"
+          actions    = ["ssm:AddTagsToResource"]
+          resources  = [local.jit_parameters_arn]
+          conditions = [{ test = "ForAllValues:StringLike", variable = "aws:TagKeys", values = ["spotrunner:*"] }]
+        },
+        {
+          sid        = "SendBootstrapDocument"
+          actions    = ["ssm:SendCommand"]
+          resources  = [aws_ssm_document.runner.arn]
+          conditions = []
+        },
+        {
+          sid        = "SendBootstrapToOurInstances"
+          actions    = ["ssm:SendCommand"]
+          resources  = [local.instance_arn]
+          conditions = [{ test = "StringEquals", variable = "ssm:resourceTag/${local.deployment_tag}", values = [var.prefix] }]
+        },
+        # --- launch: CreateFleet (instant) from our launch templates only ---
+        # CreateFleet is authorised on the fleet, the instance (tags of the
+        # request), the launch template and the overrides (subnets); what the
+        # launch template supplies is authorised as RunInstances, where
+        # ec2:LaunchTemplate names the template of the request.
+        {
+          sid        = "CreateFleetFromOurTemplates"
+          actions    = ["ec2:CreateFleet"]
+          resources  = concat(["${local.ec2_arn}:fleet/*", "${local.ec2_arn}:subnet/*", "${local.ec2_arn}:volume/*"], local.launch_template_arns)
+          conditions = []
+        },
+        {
+          sid       = "CreateFleetTaggedInstances"
+          actions   = ["ec2:CreateFleet"]
+          resources = [local.instance_arn]
+          conditions = [
+            { test = "StringEquals", variable = "aws:RequestTag/${local.deployment_tag}", values = [var.prefix] },
+          ]
+        },
+        {
+          sid       = "RunTaggedInstancesFromOurTemplates"
+          actions   = ["ec2:RunInstances"]
+          resources = [local.instance_arn]
+          conditions = [
+            { test = "StringEquals", variable = "aws:RequestTag/${local.deployment_tag}", values = [var.prefix] },
+            local.from_our_templates,
+          ]
+        },
+        {
+          # The AMI only as the launch template names it (an id or resolve:ssm:).
+          sid       = "RunTemplateImages"
+          actions   = ["ec2:RunInstances"]
+          resources = ["arn:${local.partition}:ec2:${local.region}::image/*", "${local.ec2_arn}:image/*"]
+          conditions = [
+            local.from_our_templates,
+            { test = "Bool", variable = "ec2:IsLaunchTemplateResource", values = ["true"] },
+          ]
+        },
+        {
+          sid     = "RunTemplateResources"
+          actions = ["ec2:RunInstances"]
+          resources = concat([
+            "${local.ec2_arn}:subnet/*",
+            "${local.ec2_arn}:security-group/*",
+            "${local.ec2_arn}:network-interface/*",
+            "${local.ec2_arn}:volume/*",
+            "${local.ec2_arn}:key-pair/*",
+          ], local.launch_template_arns)
+          conditions = [local.from_our_templates]
+        },
+        {
+          # A spot request carries no ec2:LaunchTemplate key; it launches
+          # nothing without the instance statement above.
+          sid        = "RunSpotRequests"
+          actions    = ["ec2:RunInstances"]
+          resources  = ["${local.ec2_arn}:spot-instances-request/*"]
+          conditions = []
+        },
+        {
+          # Tags in the launch request (instance) and the template (volume, ENI).
+          sid       = "TagOnLaunchOnly"
+          actions   = ["ec2:CreateTags"]
+          resources = [local.instance_arn, "${local.ec2_arn}:volume/*", "${local.ec2_arn}:network-interface/*"]
+          conditions = [
+            { test = "StringEquals", variable = "ec2:CreateAction", values = ["CreateFleet", "RunInstances"] },
+            { test = "StringEquals", variable = "aws:RequestTag/${local.deployment_tag}", values = [var.prefix] },
+          ]
+        },
+        {
+          sid        = "PassRunnerRole"
+          actions    = ["iam:PassRole"]
+          resources  = [aws_iam_role.runner.arn]
+          conditions = [{ test = "StringEquals", variable = "iam:PassedToService", values = ["ec2.amazonaws.com"] }]
+        },
+        {
+          # EC2 resolves resolve:ssm:/aws/service/... AMIs with the caller's permissions.
+          sid        = "ResolvePublicAmiParameters"
+          actions    = ["ssm:GetParameters"]
+          resources  = ["arn:${local.partition}:ssm:${local.region}::parameter/aws/service/*"]
+          conditions = []
+        },
+        {
+          # The first spot launch in an account creates EC2's spot service-linked role.
+          sid        = "SpotServiceLinkedRole"
+          actions    = ["iam:CreateServiceLinkedRole"]
+          resources  = ["arn:${local.partition}:iam::${local.account_id}:role/aws-service-role/spot.amazonaws.com/AWSServiceRoleForEC2Spot"]
+          conditions = [{ test = "StringEquals", variable = "iam:AWSServiceName", values = ["spot.amazonaws.com"] }]
+        },
+      ],
+      local.statement_terminate, # boot timeout
+    )
+
+    stop-runner = concat(
+      local.statement_github_credential,
+      local.statement_send_jobs, # puts back the job of an interrupted runner
+      [
+        local.statement_ledger.read_scan, # Scan: the runner of a forgotten instance
+        local.statement_ledger.put_jobs_runners,
+        local.statement_ledger.update_capacity, # release
+      ],
+      local.statement_delete_jit,
+      local.statement_terminate,
+      local.statement_describe_instances,
+    )
+
+    dlq-mover = concat(
+      [
+        {
+          sid = "DrainDlq"
+          actions = [
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage", # DeleteMessageBatch
+            "sqs:GetQueueAttributes",
+          ]
+          resources  = [aws_sqs_queue.dlq.arn]
+          conditions = []
+        },
+        {
+          # Is the job finished? Reads job#<id> only.
+          sid       = "ReadJobs"
+          actions   = ["dynamodb:GetItem"]
+          resources = [aws_dynamodb_table.ledger.arn]
+          conditions = [
+            { test = "ForAllValues:StringLike", variable = "dynamodb:LeadingKeys", values = ["job#*"] },
+            { test = "Null", variable = "dynamodb:LeadingKeys", values = ["false"] },
+          ]
+        },
+      ],
+      local.statement_send_jobs,
+    )
+
+    janitor = concat(
+      local.statement_github_credential,
+      local.statement_send_jobs, # requeue
+      [
+        local.statement_ledger.read_scan,
+        merge(local.statement_ledger.put_jobs_runners, {
+          # set_capacity writes the counters outright.
+          conditions = [
+            { test = "ForAllValues:StringLike", variable = "dynamodb:LeadingKeys", values = concat(local.ledger_keys.jobs_and_runners, local.ledger_keys.capacity) },
+            { test = "Null", variable = "dynamodb:LeadingKeys", values = ["false"] },
+          ]
+        }),
+        local.statement_ledger.update_capacity,
+        {
+          # Capacity repair drops the counters of pools without live runners.
+          sid       = "DropPoolCounters"
+          actions   = ["dynamodb:DeleteItem"]
+          resources = [aws_dynamodb_table.ledger.arn]
+          conditions = [
+            { test = "ForAllValues:StringLike", variable = "dynamodb:LeadingKeys", values = ["capacity#pool#*"] },
+            { test = "Null", variable = "dynamodb:LeadingKeys", values = ["false"] },
+          ]
+        },
+      ],
+      local.statement_delete_jit,
+      [
+        {
+          # Leaked JIT parameters. DescribeParameters has no resource-level
+          # permissions (the call filters by name prefix; it returns no values).
+          sid        = "ListJitParameters"
+          actions    = ["ssm:DescribeParameters"]
+          resources  = ["*"]
+          conditions = []
+        },
+        {
+          # Mark instances tainted: only the spotrunner:tainted key, only ours.
+          sid       = "TaintOurInstances"
+          actions   = ["ec2:CreateTags"]
+          resources = [local.instance_arn]
+          conditions = [
+            local.our_instance,
+            { test = "ForAllValues:StringEquals", variable = "aws:TagKeys", values = ["spotrunner:tainted"] },
+          ]
+        },
+      ],
+      local.statement_terminate,
+      local.statement_describe_instances,
+    )
+  }
 }
 
 data "aws_iam_policy_document" "lambda_assume" {
@@ -35,327 +427,23 @@ resource "aws_iam_role" "lambda" {
   tags               = local.tags
 }
 
-# ---------------------------------------------------------------------------
-# Statements shared by several roles, built once.
-# ---------------------------------------------------------------------------
-
 data "aws_iam_policy_document" "lambda" {
   for_each = local.lambda_settings
 
-  # Every function: its own log group, the configuration document.
-  statement {
-    sid       = "OwnLogs"
-    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["${aws_cloudwatch_log_group.lambda[each.key].arn}:*"]
-  }
-
-  statement {
-    sid       = "ReadConfig"
-    actions   = ["ssm:GetParameter"]
-    resources = [local.config_parameter_arn]
-  }
-
-  # webhook: the webhook secret(s).
   dynamic "statement" {
-    for_each = each.key == "webhook" ? [1] : []
+    for_each = concat(local.statement_logs_and_config[each.key], local.lambda_statements[each.key], local.statement_kms[each.key])
     content {
-      sid       = "ReadWebhookSecrets"
-      actions   = ["ssm:GetParameter"]
-      resources = local.webhook_secret_arns
-    }
-  }
-
-  # GitHub credential (App key or PAT).
-  dynamic "statement" {
-    for_each = contains(local.github_readers, each.key) ? [1] : []
-    content {
-      sid       = "ReadGitHubCredential"
-      actions   = ["ssm:GetParameter"]
-      resources = local.github_credential_arns
-    }
-  }
-
-  # --- SQS ---
-  dynamic "statement" {
-    for_each = contains(["webhook", "stop-runner", "dlq-mover", "janitor"], each.key) ? [1] : []
-    content {
-      sid       = "SendJobs"
-      actions   = ["sqs:SendMessage"]
-      resources = [aws_sqs_queue.jobs.arn]
-    }
-  }
-
-  dynamic "statement" {
-    for_each = each.key == "create-runner" ? [1] : []
-    content {
-      sid = "ConsumeAndRequeue"
-      actions = [
-        "sqs:ReceiveMessage",
-        "sqs:DeleteMessage",
-        "sqs:ChangeMessageVisibility",
-        "sqs:GetQueueAttributes",
-        "sqs:SendMessage",
-      ]
-      resources = [aws_sqs_queue.jobs.arn, aws_sqs_queue.bootstrap.arn]
-    }
-  }
-
-  dynamic "statement" {
-    for_each = each.key == "dlq-mover" ? [1] : []
-    content {
-      sid = "DrainDlq"
-      actions = [
-        "sqs:ReceiveMessage",
-        "sqs:DeleteMessage", # DeleteMessageBatch
-        "sqs:GetQueueAttributes",
-      ]
-      resources = [aws_sqs_queue.dlq.arn]
-    }
-  }
-
-  # --- DynamoDB ledger (TransactWriteItems is authorised per item action: Put, Update) ---
-  dynamic "statement" {
-    for_each = each.key == "webhook" ? [1] : []
-    content {
-      sid       = "RecordJobStates"
-      actions   = ["dynamodb:GetItem", "dynamodb:PutItem"]
-      resources = [aws_dynamodb_table.ledger.arn]
-    }
-  }
-
-  dynamic "statement" {
-    for_each = each.key != "webhook" ? [1] : []
-    content {
-      sid = "Ledger"
-      actions = concat(
-        [
-          "dynamodb:GetItem",
-          "dynamodb:PutItem",
-          "dynamodb:UpdateItem",
-          "dynamodb:Scan",
-        ],
-        # Only the janitor repairs capacity counters (deletes stale ones).
-        each.key == "janitor" ? ["dynamodb:DeleteItem"] : [],
-      )
-      resources = [aws_dynamodb_table.ledger.arn]
-    }
-  }
-
-  # --- SSM: JIT parameters /<prefix>/jit/* ---
-  dynamic "statement" {
-    for_each = each.key == "create-runner" ? [1] : []
-    content {
-      sid = "WriteJitParameters"
-      actions = [
-        "ssm:PutParameter",
-        "ssm:AddTagsToResource",
-        "ssm:GetParameter",
-        "ssm:DeleteParameter",
-      ]
-      resources = [local.jit_parameters_arn]
-    }
-  }
-
-  dynamic "statement" {
-    for_each = contains(["stop-runner", "janitor"], each.key) ? [1] : []
-    content {
-      sid       = "CleanJitParameters"
-      actions   = ["ssm:GetParameter", "ssm:DeleteParameter"]
-      resources = [local.jit_parameters_arn]
-    }
-  }
-
-  dynamic "statement" {
-    for_each = each.key == "janitor" ? [1] : []
-    content {
-      # Leaked JIT parameters. DescribeParameters has no resource-level
-      # permissions (the call filters by name prefix).
-      sid       = "ListJitParameters"
-      actions   = ["ssm:DescribeParameters"]
-      resources = ["*"]
-    }
-  }
-
-  # --- SSM RunCommand: our document, only on our instances ---
-  dynamic "statement" {
-    for_each = each.key == "create-runner" ? [1] : []
-    content {
-      sid       = "SendBootstrapDocument"
-      actions   = ["ssm:SendCommand"]
-      resources = [aws_ssm_document.runner.arn]
-    }
-  }
-
-  dynamic "statement" {
-    for_each = each.key == "create-runner" ? [1] : []
-    content {
-      sid       = "SendBootstrapToOurInstances"
-      actions   = ["ssm:SendCommand"]
-      resources = [local.instance_arn]
-      condition {
-        test     = "StringEquals"
-        variable = "ssm:resourceTag/${local.deployment_tag}"
-        values   = [var.prefix]
+      sid       = statement.value.sid
+      actions   = statement.value.actions
+      resources = statement.value.resources
+      dynamic "condition" {
+        for_each = statement.value.conditions
+        content {
+          test     = condition.value.test
+          variable = condition.value.variable
+          values   = condition.value.values
+        }
       }
-    }
-  }
-
-  # --- EC2: launch (create-runner) ---
-  dynamic "statement" {
-    for_each = each.key == "create-runner" ? [1] : []
-    content {
-      sid       = "LaunchTaggedInstances"
-      actions   = ["ec2:CreateFleet", "ec2:RunInstances"]
-      resources = [local.instance_arn]
-      condition {
-        test     = "StringEquals"
-        variable = "aws:RequestTag/${local.deployment_tag}"
-        values   = [var.prefix]
-      }
-    }
-  }
-
-  dynamic "statement" {
-    for_each = each.key == "create-runner" ? [1] : []
-    content {
-      sid       = "LaunchFromOurTemplates"
-      actions   = ["ec2:CreateFleet", "ec2:RunInstances"]
-      resources = [for lt in aws_launch_template.pool : lt.arn]
-    }
-  }
-
-  dynamic "statement" {
-    for_each = each.key == "create-runner" ? [1] : []
-    content {
-      # The other resources a fleet launch touches; they cannot carry request
-      # tags (volumes and ENIs are tagged by the launch template).
-      sid     = "LaunchSupportingResources"
-      actions = ["ec2:CreateFleet", "ec2:RunInstances"]
-      resources = [
-        "${local.ec2_arn}:fleet/*",
-        "${local.ec2_arn}:volume/*",
-        "${local.ec2_arn}:network-interface/*",
-        "${local.ec2_arn}:subnet/*",
-        "${local.ec2_arn}:security-group/*",
-        "${local.ec2_arn}:spot-instances-request/*",
-        "${local.ec2_arn}:key-pair/*",
-        "arn:${local.partition}:ec2:${local.region}::image/*",
-        "${local.ec2_arn}:image/*",
-      ]
-    }
-  }
-
-  dynamic "statement" {
-    for_each = each.key == "create-runner" ? [1] : []
-    content {
-      sid     = "TagOnLaunchOnly"
-      actions = ["ec2:CreateTags"]
-      resources = [
-        local.instance_arn,
-        "${local.ec2_arn}:fleet/*",
-        "${local.ec2_arn}:volume/*",
-        "${local.ec2_arn}:network-interface/*",
-        "${local.ec2_arn}:spot-instances-request/*",
-      ]
-      condition {
-        test     = "StringEquals"
-        variable = "ec2:CreateAction"
-        values   = ["CreateFleet", "RunInstances"]
-      }
-    }
-  }
-
-  dynamic "statement" {
-    for_each = each.key == "create-runner" ? [1] : []
-    content {
-      sid       = "PassRunnerRole"
-      actions   = ["iam:PassRole"]
-      resources = [aws_iam_role.runner.arn]
-      condition {
-        test     = "StringEquals"
-        variable = "iam:PassedToService"
-        values   = ["ec2.amazonaws.com"]
-      }
-    }
-  }
-
-  dynamic "statement" {
-    for_each = each.key == "create-runner" ? [1] : []
-    content {
-      # Launch templates may name their AMI as resolve:ssm:/aws/service/...
-      sid       = "ResolvePublicAmiParameters"
-      actions   = ["ssm:GetParameters"]
-      resources = ["arn:${local.partition}:ssm:${local.region}::parameter/aws/service/*"]
-    }
-  }
-
-  dynamic "statement" {
-    for_each = each.key == "create-runner" ? [1] : []
-    content {
-      # The first spot launch in an account creates EC2's spot service-linked role.
-      sid       = "SpotServiceLinkedRole"
-      actions   = ["iam:CreateServiceLinkedRole"]
-      resources = ["arn:${local.partition}:iam::${local.account_id}:role/aws-service-role/spot.amazonaws.com/AWSServiceRoleForEC2Spot"]
-      condition {
-        test     = "StringEquals"
-        variable = "iam:AWSServiceName"
-        values   = ["spot.amazonaws.com"]
-      }
-    }
-  }
-
-  # --- EC2: terminate and mark (only this deployment's instances) ---
-  dynamic "statement" {
-    for_each = contains(["create-runner", "stop-runner", "janitor"], each.key) ? [1] : []
-    content {
-      sid       = "TerminateOurInstances"
-      actions   = ["ec2:TerminateInstances"]
-      resources = [local.instance_arn]
-      condition {
-        test     = "StringEquals"
-        variable = "aws:ResourceTag/${local.deployment_tag}"
-        values   = [var.prefix]
-      }
-    }
-  }
-
-  dynamic "statement" {
-    for_each = each.key == "janitor" ? [1] : []
-    content {
-      # Mark instances tainted; only the spotrunner:tainted key, only ours.
-      sid       = "TaintOurInstances"
-      actions   = ["ec2:CreateTags"]
-      resources = [local.instance_arn]
-      condition {
-        test     = "StringEquals"
-        variable = "aws:ResourceTag/${local.deployment_tag}"
-        values   = [var.prefix]
-      }
-      condition {
-        test     = "ForAllValues:StringEquals"
-        variable = "aws:TagKeys"
-        values   = ["spotrunner:tainted"]
-      }
-    }
-  }
-
-  dynamic "statement" {
-    for_each = contains(["stop-runner", "janitor"], each.key) ? [1] : []
-    content {
-      # DescribeInstances has no resource-level permissions; the code filters by the deployment tag.
-      sid       = "DescribeInstances"
-      actions   = ["ec2:DescribeInstances"]
-      resources = ["*"]
-    }
-  }
-
-  # --- KMS (only with parameter_kms_key_arn) ---
-  dynamic "statement" {
-    for_each = lookup(local.kms_statements, each.key, false) ? [1] : []
-    content {
-      sid       = "ParameterKey"
-      actions   = each.key == "create-runner" ? ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"] : ["kms:Decrypt"]
-      resources = [var.parameter_kms_key_arn]
     }
   }
 }
@@ -366,4 +454,12 @@ resource "aws_iam_role_policy" "lambda" {
   name   = "${var.prefix}-${each.key}"
   role   = aws_iam_role.lambda[each.key].id
   policy = data.aws_iam_policy_document.lambda[each.key].json
+
+  lifecycle {
+    precondition {
+      # IAM's limit for a role's inline policies, whitespace not counted.
+      condition     = length(jsonencode(jsondecode(data.aws_iam_policy_document.lambda[each.key].json))) <= 10240
+      error_message = "The ${each.key} role's policy exceeds IAM's 10,240 characters (too many pools)."
+    }
+  }
 }

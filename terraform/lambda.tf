@@ -23,14 +23,21 @@ locals {
       memory      = 512
       timeout     = local.create_runner_timeout
       reserved    = var.reserved_concurrency.create_runner
-      env = {
-        SPOTRUNNER_JOBS_QUEUE_URL       = aws_sqs_queue.jobs.url
-        SPOTRUNNER_BOOTSTRAP_QUEUE_URL  = aws_sqs_queue.bootstrap.url
-        SPOTRUNNER_LEDGER_TABLE         = aws_dynamodb_table.ledger.name
-        SPOTRUNNER_SSM_DOCUMENT         = aws_ssm_document.runner.name
-        SPOTRUNNER_BUCKET               = aws_s3_bucket.runner.id
-        SPOTRUNNER_BOOTSTRAP_SCRIPT_KEY = local.bootstrap_script_key
-      }
+      env = merge(
+        {
+          SPOTRUNNER_JOBS_QUEUE_URL       = aws_sqs_queue.jobs.url
+          SPOTRUNNER_BOOTSTRAP_QUEUE_URL  = aws_sqs_queue.bootstrap.url
+          SPOTRUNNER_LEDGER_TABLE         = aws_dynamodb_table.ledger.name
+          SPOTRUNNER_SSM_DOCUMENT         = aws_ssm_document.runner.name
+          SPOTRUNNER_BUCKET               = aws_s3_bucket.runner.id
+          SPOTRUNNER_BOOTSTRAP_SCRIPT_KEY = local.bootstrap_script_key
+          # JIT parameters are tagged spotrunner:instance-arn = this + the
+          # instance id: what the runner role's ec2:SourceInstanceARN matches.
+          SPOTRUNNER_INSTANCE_ARN_PREFIX = local.instance_arn_prefix
+        },
+        # JIT parameters under the same key as the module's SecureStrings.
+        var.parameter_kms_key_arn == null ? {} : { SPOTRUNNER_PARAMETER_KMS_KEY = var.parameter_kms_key_arn },
+      )
     }
     stop-runner = {
       description = "clean up after a runner: terminate, delete its JIT parameter, deregister, release capacity"

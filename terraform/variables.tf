@@ -274,9 +274,14 @@ variable "webhook_previous_secret_parameter" {
 }
 
 variable "parameter_kms_key_arn" {
-  description = "KMS key for the SecureString parameters this module creates (and that create-runner's JIT parameters may use); null uses the account's aws/ssm key. When set, the Lambdas and the runner role get kms:Decrypt (and create-runner kms:Encrypt) on it."
+  description = "ARN of a customer-managed KMS key (key/..., not an alias) for the SecureString parameters this module creates and for create-runner's JIT parameters (SPOTRUNNER_PARAMETER_KMS_KEY); null uses the account's aws/ssm key. Each Lambda may then kms:Decrypt only the parameters it reads, create-runner kms:Encrypt/GenerateDataKey only JIT parameters, the runner role kms:Decrypt only JIT parameters (all by kms:EncryptionContext:PARAMETER_ARN, through SSM only). The key policy must let the account's IAM policies grant its use (the default key policy does)."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.parameter_kms_key_arn == null || can(regex("^arn:[a-z-]+:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$", var.parameter_kms_key_arn))
+    error_message = "parameter_kms_key_arn must be a key ARN (arn:<partition>:kms:<region>:<account>:key/<id>); IAM authorises KMS calls on the key ARN, not on an alias."
+  }
 }
 
 # ---------------------------------------------------------------------------
@@ -468,13 +473,13 @@ variable "noncurrent_version_expiration_days" {
 }
 
 variable "runner_cache_upload" {
-  description = "Let runner instances upload the runner tarball to s3://bucket/runner-cache/ on a cache miss. Off by default: job code runs on the instance with its role, and a writable cache would let one job replace the runner other jobs execute. Seed the cache yourself instead (see README)."
+  description = "Let runner instances upload the runner tarball to s3://bucket/runner-cache/ on a cache miss, as new objects only (s3:PutObject with If-None-Match: *; an existing tarball cannot be replaced). Off by default and best left off: job code runs as root on the instance with its role, so with this on a job can plant a poisoned tarball for any runner version not cached yet, and every later runner of that version runs it. Seed the cache yourself instead (see README)."
   type        = bool
   default     = false
 }
 
 variable "runner_extra_policy_arns" {
-  description = "Extra managed policy ARNs attached to the runner instance role (what your jobs need). Keep this empty for least privilege."
+  description = "Extra managed policy ARNs attached to the runner instance role (what your jobs need). Keep this empty for least privilege. They cannot re-open this deployment's secrets or control plane: the role's guardrail policy denies those explicitly (see README, IAM). Never grant IAM write access here: a job could create a principal without the guardrails."
   type        = list(string)
   default     = []
 }

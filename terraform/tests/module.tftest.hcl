@@ -261,6 +261,35 @@ run "terminate_is_conditioned_on_the_deployment_tag" {
     error_message = "an unconditioned RunInstances on instance/* would launch untagged instances"
   }
 
+  # RunInstances (direct, or what CreateFleet launches from the template) only
+  # from this deployment's launch templates; the AMI only as the template names it.
+  assert {
+    condition = alltrue([
+      for s in data.aws_iam_policy_document.lambda["create-runner"].statement :
+      !contains(s.actions, "ec2:RunInstances") || s.sid == "RunSpotRequests" ||
+      anytrue([for c in s.condition :
+        c.test == "ArnEquals" && c.variable == "ec2:LaunchTemplate" &&
+        toset(c.values) == toset([for lt in aws_launch_template.pool : lt.arn])
+      ])
+    ])
+    error_message = "every RunInstances statement (but the spot request) must require ec2:LaunchTemplate = one of our launch templates"
+  }
+  assert {
+    condition = alltrue([
+      for s in data.aws_iam_policy_document.lambda["create-runner"].statement :
+      !(contains(s.actions, "ec2:RunInstances") && anytrue([for r in s.resources : strcontains(r, ":image/")])) ||
+      anytrue([for c in s.condition : c.variable == "ec2:IsLaunchTemplateResource" && toset(c.values) == toset(["true"])])
+    ])
+    error_message = "images only from the launch template (ec2:IsLaunchTemplateResource)"
+  }
+  assert {
+    condition = alltrue([
+      for s in data.aws_iam_policy_document.lambda["create-runner"].statement :
+      !(contains(s.actions, "ec2:CreateFleet") && anytrue([for r in s.resources : strcontains(r, ":image/")]))
+    ])
+    error_message = "CreateFleet must not override the template's image"
+  }
+
   # SendCommand on instances only when they carry our tag.
   assert {
     condition = alltrue([
@@ -332,24 +361,207 @@ run "pass_role_only_for_the_runner_role" {
 }
 
 run "runner_role_reads_only_its_own_jit_parameter" {
+  # The grant: Get/DeleteParameter on /<prefix>/jit/* only where the parameter's
+  # spotrunner:instance-arn tag is the calling instance (ec2:SourceInstanceARN),
+  # under both tag-key spellings. The effective permissions (with the
+  # guardrails) are checked by scripts/iam/matrix.mjs after the apply on moto.
   assert {
-    condition = anytrue([
-      for s in data.aws_iam_policy_document.runner.statement :
-      toset(s.actions) == toset(["ssm:GetParameter", "ssm:DeleteParameter"]) &&
+    condition = length([
+      for s in data.aws_iam_policy_document.runner.statement : s
+      if toset(s.actions) == toset(["ssm:GetParameter", "ssm:DeleteParameter"]) &&
       toset(s.resources) == toset(["arn:aws:ssm:eu-west-1:123456789012:parameter/srtest/jit/*"]) &&
+      length(s.condition) == 1 &&
       anytrue([for c in s.condition :
-        c.variable == "ssm:resourceTag/spotrunner:instance-id" && toset(c.values) == toset(["$${ec2:InstanceID}"])
+        c.test == "StringEquals" &&
+        contains(["ssm:resourceTag/spotrunner:instance-arn", "aws:ResourceTag/spotrunner:instance-arn"], c.variable) &&
+        toset(c.values) == toset(["$${ec2:SourceInstanceARN}"])
       ])
-    ])
-    error_message = "runner role: Get/DeleteParameter on /<prefix>/jit/* conditioned on its own instance id"
+    ]) == 2
+    error_message = "runner role: Get/DeleteParameter on /<prefix>/jit/* conditioned on spotrunner:instance-arn = $${ec2:SourceInstanceARN}"
   }
 
   assert {
     condition = alltrue([
       for s in data.aws_iam_policy_document.runner.statement :
-      alltrue([for a in s.actions : contains(["ssm:GetParameter", "ssm:DeleteParameter", "s3:GetObject"], a)])
+      alltrue([for a in s.actions : contains([
+        "ssm:GetParameter", "ssm:DeleteParameter", "s3:GetObject",
+        "ssm:UpdateInstanceInformation", "ssm:ListInstanceAssociations",
+        "ec2messages:AcknowledgeMessage", "ec2messages:DeleteMessage", "ec2messages:FailMessage",
+        "ec2messages:GetEndpoint", "ec2messages:GetMessages", "ec2messages:SendReply",
+        "ssmmessages:CreateControlChannel", "ssmmessages:OpenControlChannel",
+      ], a)])
     ])
-    error_message = "runner role: nothing beyond its JIT parameter and bucket reads (runner_cache_upload off)"
+    error_message = "runner role: its JIT parameter, bucket reads and the SSM agent's own calls, nothing else (runner_cache_upload off, no KMS key)"
+  }
+
+  assert {
+    condition     = alltrue([for s in data.aws_iam_policy_document.runner.statement : !contains(s.actions, "ssm:GetParameter") || alltrue([for r in s.resources : startswith(r, "arn:aws:ssm:eu-west-1:123456789012:parameter/srtest/jit/")])])
+    error_message = "runner role: no parameter read outside /<prefix>/jit/"
+  }
+
+  # No AWS managed policy (AmazonSSMManagedInstanceCore reads every parameter).
+  assert {
+    condition     = length(aws_iam_role_policy_attachment.runner_extra) == 0
+    error_message = "runner role: no attached policy by default"
+  }
+
+  # The guardrails: explicit Denies on the secrets, whatever else is attached.
+  assert {
+    condition = anytrue([
+      for s in data.aws_iam_policy_document.runner_guardrails.statement :
+      s.effect == "Deny" && s.sid == "DenySecretParameters" &&
+      toset(s.resources) == toset([
+        "arn:aws:ssm:eu-west-1:123456789012:parameter/srtest/github/app-private-key",
+        "arn:aws:ssm:eu-west-1:123456789012:parameter/srtest/webhook/secret",
+        "arn:aws:ssm:eu-west-1:123456789012:parameter/srtest/config",
+      ])
+    ])
+    error_message = "runner guardrails: deny the GitHub credential, webhook secret and configuration"
+  }
+  assert {
+    condition = anytrue([
+      for s in data.aws_iam_policy_document.runner_guardrails.statement :
+      s.effect == "Deny" && s.sid == "DenyParametersOfOthers" && length(s.condition) == 2 &&
+      alltrue([for c in s.condition : c.test == "StringNotEquals" && toset(c.values) == toset(["$${ec2:SourceInstanceARN}"])])
+    ])
+    error_message = "runner guardrails: deny every parameter of the deployment not bound to this instance"
+  }
+  assert {
+    condition = anytrue([
+      for s in data.aws_iam_policy_document.runner_guardrails.statement :
+      s.effect == "Deny" && s.sid == "DenyBootstrapWrites" &&
+      toset(s.resources) == toset(["arn:aws:s3:::srtest-runner-123456789012-eu-west-1/bootstrap.sh", "arn:aws:s3:::srtest-runner-123456789012-eu-west-1/startup/*"])
+    ])
+    error_message = "runner guardrails: bootstrap.sh and startup scripts are read-only"
+  }
+  assert {
+    condition     = aws_iam_role_policy.runner_guardrails.role == aws_iam_role.runner.id
+    error_message = "runner guardrails are an inline policy of the runner role"
+  }
+}
+
+run "runner_extra_policies_keep_the_guardrails" {
+  variables {
+    runner_extra_policy_arns = ["arn:aws:iam::aws:policy/AdministratorAccess"]
+    runner_cache_upload      = true
+  }
+  assert {
+    condition     = length(aws_iam_role_policy_attachment.runner_extra) == 1 && length(aws_iam_role_policy.runner_guardrails.policy) > 0
+    error_message = "extra policies are attached next to the guardrails"
+  }
+  assert {
+    condition = anytrue([
+      for s in data.aws_iam_policy_document.runner.statement :
+      s.sid == "FillRunnerCache" && anytrue([for c in s.condition : c.variable == "s3:if-none-match" && toset(c.values) == toset(["*"])])
+    ])
+    error_message = "runner_cache_upload: new objects only (If-None-Match: *)"
+  }
+  assert {
+    condition = anytrue([
+      for s in data.aws_iam_policy_document.runner_guardrails.statement :
+      s.sid == "DenyRunnerCacheOverwrite" && anytrue([for c in s.condition : c.test == "StringNotEquals" && c.variable == "s3:if-none-match"])
+    ])
+    error_message = "runner_cache_upload: overwrites stay denied"
+  }
+}
+
+run "parameter_kms_key" {
+  variables {
+    parameter_kms_key_arn = "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+  }
+  assert {
+    condition     = aws_lambda_function.fn["create-runner"].environment[0].variables["SPOTRUNNER_PARAMETER_KMS_KEY"] == "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+    error_message = "create-runner encrypts JIT parameters with the key (SPOTRUNNER_PARAMETER_KMS_KEY)"
+  }
+  assert {
+    condition     = alltrue([for k, f in aws_lambda_function.fn : k == "create-runner" || !contains(keys(f.environment[0].variables), "SPOTRUNNER_PARAMETER_KMS_KEY")])
+    error_message = "only create-runner gets the key"
+  }
+  # Every KMS grant names the parameters by encryption context, through SSM only.
+  assert {
+    condition = alltrue(flatten([
+      for fn, doc in data.aws_iam_policy_document.lambda : [
+        for s in doc.statement : !anytrue([for a in s.actions : startswith(a, "kms:")]) || (
+          anytrue([for c in s.condition : c.variable == "kms:EncryptionContext:PARAMETER_ARN"]) &&
+          anytrue([for c in s.condition : c.variable == "kms:ViaService" && toset(c.values) == toset(["ssm.eu-west-1.amazonaws.com"])])
+        )
+      ]
+    ]))
+    error_message = "Lambda KMS grants: encryption context PARAMETER_ARN and kms:ViaService ssm"
+  }
+  assert {
+    condition = anytrue([
+      for s in data.aws_iam_policy_document.lambda["webhook"].statement :
+      toset(s.actions) == toset(["kms:Decrypt"]) && anytrue([for c in s.condition :
+        c.variable == "kms:EncryptionContext:PARAMETER_ARN" && toset(c.values) == toset([
+          "arn:aws:ssm:eu-west-1:123456789012:parameter/srtest/config",
+          "arn:aws:ssm:eu-west-1:123456789012:parameter/srtest/webhook/secret",
+        ])
+      ])
+    ])
+    error_message = "the webhook decrypts its configuration and webhook secret only"
+  }
+  assert {
+    condition = anytrue([
+      for s in data.aws_iam_policy_document.lambda["create-runner"].statement :
+      toset(s.actions) == toset(["kms:Encrypt", "kms:GenerateDataKey"]) && anytrue([for c in s.condition :
+        c.test == "StringLike" && c.variable == "kms:EncryptionContext:PARAMETER_ARN" &&
+        toset(c.values) == toset(["arn:aws:ssm:eu-west-1:123456789012:parameter/srtest/jit/*"])
+      ])
+    ])
+    error_message = "create-runner encrypts JIT parameters only"
+  }
+  assert {
+    condition = anytrue([
+      for s in data.aws_iam_policy_document.runner.statement :
+      toset(s.actions) == toset(["kms:Decrypt"]) && anytrue([for c in s.condition :
+        c.test == "StringLike" && c.variable == "kms:EncryptionContext:PARAMETER_ARN" &&
+        toset(c.values) == toset(["arn:aws:ssm:eu-west-1:123456789012:parameter/srtest/jit/*"])
+      ])
+    ])
+    error_message = "the runner decrypts JIT parameters only"
+  }
+  assert {
+    condition = anytrue([
+      for s in data.aws_iam_policy_document.runner_guardrails.statement :
+      s.effect == "Deny" && s.sid == "DenyParameterKeyOutsideJit"
+    ])
+    error_message = "runner guardrails: the key decrypts nothing but JIT parameters"
+  }
+}
+
+run "kms_alias_is_refused" {
+  command = plan
+  variables {
+    parameter_kms_key_arn = "arn:aws:kms:eu-west-1:123456789012:alias/spotrunner"
+  }
+  expect_failures = [var.parameter_kms_key_arn]
+}
+
+run "ledger_writes_by_key_kind" {
+  assert {
+    condition = anytrue([
+      for s in data.aws_iam_policy_document.lambda["webhook"].statement :
+      contains(s.actions, "dynamodb:PutItem") &&
+      anytrue([for c in s.condition : c.test == "ForAllValues:StringLike" && c.variable == "dynamodb:LeadingKeys" && toset(c.values) == toset(["job#*"])])
+    ])
+    error_message = "the webhook writes job#<id> items only"
+  }
+  assert {
+    condition = alltrue(flatten([
+      for fn, doc in data.aws_iam_policy_document.lambda : [
+        for s in doc.statement : !anytrue([for a in s.actions : contains(["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"], a)]) ||
+        anytrue([for c in s.condition : c.variable == "dynamodb:LeadingKeys"])
+      ]
+    ]))
+    error_message = "every ledger write is limited by key kind (dynamodb:LeadingKeys)"
+  }
+  assert {
+    condition = toset([
+      for fn, doc in data.aws_iam_policy_document.lambda : fn
+      if anytrue([for s in doc.statement : contains(s.actions, "dynamodb:Scan")])
+    ]) == toset(["stop-runner", "janitor"])
+    error_message = "only stop-runner and janitor scan the ledger"
   }
 }
 
@@ -456,12 +668,16 @@ run "lambda_environment_contract" {
   assert {
     condition = (
       keys(aws_lambda_function.fn["webhook"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_JOBS_QUEUE_URL", "SPOTRUNNER_LEDGER_TABLE"]) &&
-      keys(aws_lambda_function.fn["create-runner"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_JOBS_QUEUE_URL", "SPOTRUNNER_BOOTSTRAP_QUEUE_URL", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_SSM_DOCUMENT", "SPOTRUNNER_BUCKET", "SPOTRUNNER_BOOTSTRAP_SCRIPT_KEY"]) &&
+      keys(aws_lambda_function.fn["create-runner"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_JOBS_QUEUE_URL", "SPOTRUNNER_BOOTSTRAP_QUEUE_URL", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_SSM_DOCUMENT", "SPOTRUNNER_BUCKET", "SPOTRUNNER_BOOTSTRAP_SCRIPT_KEY", "SPOTRUNNER_INSTANCE_ARN_PREFIX"]) &&
       keys(aws_lambda_function.fn["stop-runner"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_SSM_DOCUMENT", "SPOTRUNNER_JOBS_QUEUE_URL"]) &&
       keys(aws_lambda_function.fn["dlq-mover"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_DLQ_URL", "SPOTRUNNER_JOBS_QUEUE_URL", "SPOTRUNNER_LEDGER_TABLE"]) &&
       keys(aws_lambda_function.fn["janitor"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_JOBS_QUEUE_URL"])
     )
     error_message = "each Lambda gets exactly the environment its code reads"
+  }
+  assert {
+    condition     = aws_lambda_function.fn["create-runner"].environment[0].variables["SPOTRUNNER_INSTANCE_ARN_PREFIX"] == "arn:aws:ec2:eu-west-1:123456789012:instance/"
+    error_message = "create-runner binds JIT parameters to arn:<partition>:ec2:<region>:<account>:instance/<id>"
   }
   assert {
     condition     = aws_lambda_function.fn["create-runner"].environment[0].variables["SPOTRUNNER_BOOTSTRAP_SCRIPT_KEY"] == "bootstrap.sh" && aws_s3_object.bootstrap.key == "bootstrap.sh"

@@ -111,6 +111,28 @@ data "aws_subnets" "default" {
   }
 }
 
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+
+# A customer-managed key for the SecureStrings, so that the IAM matrix
+# (scripts/iam/matrix.mjs) exercises the KMS encryption-context conditions.
+resource "aws_kms_key" "parameters" {
+  description             = "spotrunner ${var.prefix}: SSM SecureString parameters (local emulator)"
+  enable_key_rotation     = true
+  deletion_window_in_days = 7
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      # The default key policy: IAM policies of the account decide.
+      Sid       = "AccountIamPolicies"
+      Effect    = "Allow"
+      Principal = { AWS = "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root" }
+      Action    = "kms:*"
+      Resource  = "*"
+    }]
+  })
+}
+
 module "spotrunner" {
   source = "../.."
 
@@ -122,6 +144,8 @@ module "spotrunner" {
   github_auth_type = "pat"
   github_pat       = var.github_pat
   webhook_secret   = var.webhook_secret
+
+  parameter_kms_key_arn = aws_kms_key.parameters.arn
 
   allowed_owners   = []
   max_total_weight = 10
@@ -263,4 +287,14 @@ output "bootstrap_script_key" {
 output "runner_instance_profile" {
   description = "Runner instance profile."
   value       = module.spotrunner.runner_instance_profile
+}
+
+output "parameter_kms_key_arn" {
+  description = "The customer-managed key of the SecureString parameters."
+  value       = aws_kms_key.parameters.arn
+}
+
+output "prefix" {
+  description = "Deployment name."
+  value       = var.prefix
 }
