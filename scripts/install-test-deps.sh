@@ -40,6 +40,13 @@ if [ ! -d testdata/npm/node_modules/@octokit/webhooks-examples ] || [ ! -d testd
   (cd testdata/npm && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 
+if [ ! -d scripts/iam/node_modules/@cloud-copilot/iam-simulate ]; then
+  say "installing the IAM policy evaluator @cloud-copilot/iam-simulate (npm ci in scripts/iam)"
+  (cd scripts/iam && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+python3 -c 'import boto3' 2>/dev/null || "$PY" -c 'import boto3' 2>/dev/null ||
+  say "WARNING: python boto3 missing (it comes with moto[server]); the IAM matrix cannot read the deployment"
+
 if ! have shellcheck; then
   say "installing shellcheck from Debian"
   apt_install shellcheck || say "WARNING: shellcheck unavailable; shell lint is skipped"

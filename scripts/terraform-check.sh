@@ -13,6 +13,9 @@
 #   --skip-config-test  after the apply, do not run the Rust check of the deployed
 #                       configuration (cargo test -p spotrunner-e2e --test terraform_config).
 #
+# After the apply, always: the IAM effective-permission matrix (scripts/iam-matrix.sh)
+# over every role as deployed; its failure fails this script (after the destroy).
+#
 # Environment:
 #   SPOTRUNNER_TF_DEPLOYED_TEST  a command run after the apply, before the destroy,
 #                                with MOTO_ENDPOINT, AWS_* (fake), SPOTRUNNER_TF_OUTPUTS
@@ -39,7 +42,7 @@ for arg in "$@"; do
     --skip-apply) skip_apply=1 ;;
     --skip-checkov) skip_checkov=1 ;;
     --skip-config-test) skip_config_test=1 ;;
-    -h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument: $arg (see --help)" ;;
   esac
 done
@@ -191,6 +194,11 @@ run_hook() { # NAME COMMAND
     hook_status=$rc
   fi
 }
+# The effective permissions of every role as deployed (inline and attached
+# policies read back from moto's IAM), through an IAM policy evaluator.
+run_hook "IAM effective-permission matrix" \
+  "scripts/iam-matrix.sh --endpoint '$MOTO_ENDPOINT' --outputs '$outputs' --policies '$ROOT/target/iam-policies.json' --log '$ROOT/target/iam-matrix.log'"
+
 # The Lambdas' own parser and validation over the deployed document (SSM on moto).
 if [ "$skip_config_test" = 0 ]; then
   run_hook "deployed configuration" "cargo test -q -p spotrunner-e2e --test terraform_config"
@@ -212,4 +220,4 @@ say "destroy: $(grep -o 'Destroy complete!.*' "$ROOT/target/tf-destroy.log" || t
 [ "$hook_status" = 0 ] || die "a test against the deployed example failed (exit $hook_status; see above)"
 checkov_note="checkov"
 [ "$skip_checkov" = 1 ] && checkov_note="checkov SKIPPED"
-say "OK: fmt, validate, terraform test, $checkov_note, apply (${apply_secs} s) and destroy (${destroy_secs} s) of examples/local against moto"
+say "OK: fmt, validate, terraform test, $checkov_note, apply (${apply_secs} s), IAM matrix and destroy (${destroy_secs} s) of examples/local against moto"

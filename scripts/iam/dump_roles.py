@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Dump every IAM role of one spotrunner deployment, as deployed, for the
+effective-permission matrix (scripts/iam/matrix.mjs).
+
+    dump_roles.py --endpoint URL --outputs tf-outputs.json --out policies.json
+
+Reads from the IAM API at URL (moto_server in scripts/terraform-check.sh; any
+IAM endpoint works): every role tagged spotrunner:deployment = <prefix> (they
+must be exactly the roles of the `role_arns` output), each with its inline
+policies and every attached managed policy's default version, AWS managed
+documents included (moto loads them with MOTO_IAM_LOAD_MANAGED_POLICIES=true).
+Also stores the key policy of the parameter KMS key (KMS needs it to let IAM
+policies decide), the documents of AmazonSSMManagedInstanceCore and
+AdministratorAccess as the matrix's regression inputs, and the Terraform
+outputs the matrix names resources with.
+"""
+import argparse
+import json
+import sys
+
+import boto3
+
+DEPLOYMENT_TAG = "spotrunner:deployment"
+REFERENCE_POLICIES = ["AmazonSSMManagedInstanceCore", "AdministratorAccess"]
+
+
+def tf_value(outputs, name):
+    if name not in outputs:
+        sys.exit(f"dump_roles: output {name!r} missing from the Terraform outputs")
+    return outputs[name]["value"]
+
+
+def policy_document(iam, arn):
+    policy = iam.get_policy(PolicyArn=arn)["Policy"]
+    version = iam.get_policy_version(PolicyArn=arn, VersionId=policy["DefaultVersionId"])
+    return policy["PolicyName"], version["PolicyVersion"]["Document"]
+
+
+def as_dict(doc):
+    return json.loads(doc) if isinstance(doc, str) else doc
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--endpoint", required=True)
+    ap.add_argument("--outputs", required=True, help="terraform output -json of examples/local")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--region", default=None)
+    args = ap.parse_args()
+
+    outputs = json.load(open(args.outputs))
+    prefix = tf_value(outputs, "prefix")
+    region = args.region or tf_value(outputs, "region")
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region
+    )
+    iam = session.client("iam", endpoint_url=args.endpoint)
+    sts = session.client("sts", endpoint_url=args.endpoint)
+    account = sts.get_caller_identity()["Account"]
+
+    expected = tf_value(outputs, "role_arns")  # logical name -> ARN
+    by_arn = {arn: name for name, arn in expected.items()}
+
+    roles = {}
+    tagged = set()
+    for page in iam.get_paginator("list_roles").paginate():
+        for role in page["Roles"]:
+            tags = iam.list_role_tags(RoleName=role["RoleName"])["Tags"]
+            if {"Key": DEPLOYMENT_TAG, "Value": prefix} not in tags:
+                continue
+            tagged.add(role["Arn"])
+            inline = []
+            for name in iam.list_role_policies(RoleName=role["RoleName"])["PolicyNames"]:
+                doc = iam.get_role_policy(RoleName=role["RoleName"], PolicyName=name)["PolicyDocument"]
+                inline.append({"name": name, "document": as_dict(doc)})
+            attached = []
+            for page2 in iam.get_paginator("list_attached_role_policies").paginate(RoleName=role["RoleName"]):
+                for a in page2["AttachedPolicies"]:
+                    pname, doc = policy_document(iam, a["PolicyArn"])
+                    attached.append({"arn": a["PolicyArn"], "name": pname, "document": as_dict(doc)})
+            roles[by_arn.get(role["Arn"], role["RoleName"])] = {
+                "name": role["RoleName"],
+                "arn": role["Arn"],
+                "inline": inline,
+                "attached": attached,
+            }
+
+    if tagged != set(expected.values()):
+        sys.exit(
+            "dump_roles: the roles tagged spotrunner:deployment=%s %s differ from the role_arns output %s"
+            % (prefix, sorted(tagged), sorted(expected.values()))
+        )
+
+    partition = expected["runner"].split(":")[1]
+    reference = {}
+    for name in REFERENCE_POLICIES:
+        _, doc = policy_document(iam, f"arn:{partition}:iam::aws:policy/{name}")
+        reference[name] = as_dict(doc)
+
+    # KMS authorises a key's use only when its key policy lets IAM policies
+    # decide (or allows the caller itself): the matrix needs the key policy.
+    key_policies = {}
+    key_arn = outputs.get("parameter_kms_key_arn", {}).get("value")
+    if key_arn:
+        kms = session.client("kms", endpoint_url=args.endpoint)
+        key_policies[key_arn] = json.loads(kms.get_key_policy(KeyId=key_arn, PolicyName="default")["Policy"])
+
+    keep = [
+        "prefix", "region", "role_arns", "config_parameter", "github_credential_parameter",
+        "webhook_secret_parameters", "jit_parameter_prefix", "jobs_queue_url", "bootstrap_queue_url",
+        "dlq_url", "ledger_table", "bucket", "bootstrap_script_key", "ssm_document", "launch_templates",
+        "function_names", "runner_instance_profile", "parameter_kms_key_arn",
+    ]
+    dump = {
+        "account": account,
+        "partition": partition,
+        "region": region,
+        "prefix": prefix,
+        "outputs": {k: outputs[k]["value"] for k in keep if k in outputs},
+        "roles": roles,
+        "reference_policies": reference,
+        "key_policies": key_policies,
+    }
+    with open(args.out, "w") as f:
+        json.dump(dump, f, indent=1, sort_keys=True)
+    print(
+        f"dump_roles: {len(roles)} roles of {prefix} "
+        + ", ".join(f"{k} ({len(v['inline'])} inline, {len(v['attached'])} attached)" for k, v in sorted(roles.items()))
+        + f" -> {args.out}",
+        file=sys.stderr,
+    )
+
+
+if __name__ == "__main__":
+    main()

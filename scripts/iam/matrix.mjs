@@ -1,0 +1,648 @@
+#!/usr/bin/env node
+// Effective-permission matrix of a deployed spotrunner module.
+//
+//   node scripts/iam/matrix.mjs POLICIES.json [--verbose]
+//
+// POLICIES.json is what scripts/iam/dump_roles.py read from the IAM API after
+// an apply (scripts/terraform-check.sh: examples/local on moto): every role of
+// the deployment with its inline policies and attached policies' documents.
+// Each row asks an IAM policy evaluator (@cloud-copilot/iam-simulate: Action,
+// Resource, Condition, policy variables, explicit Deny) whether one request
+// of one role is allowed, and compares with what the module promises.
+//
+// Then the regression checks, which prove that the matrix catches mistakes:
+//  - the runner role with AmazonSSMManagedInstanceCore re-attached must FAIL
+//    the runner rows (it reads any parameter outside the deployment);
+//  - the old runner grant keyed on ${ec2:InstanceID} must FAIL (a runner could
+//    not read its own JIT config);
+//  - the runner role with AdministratorAccess as an extra policy must still
+//    be denied the deployment's secrets and control plane (explicit Deny),
+//    and without its guardrail policy it must not be.
+// And a static check: no resource pattern of deployment <prefix> matches a
+// resource of deployment <prefix>-prod.
+//
+// One line per row: PASS/FAIL, the decision (ALLOW/DENY), the expectation,
+// role, action, resource, and on a mismatch the decisive statement(s).
+// Exit 0 only when every row and every regression check passes.
+
+import { runSimulation } from '@cloud-copilot/iam-simulate'
+import { readFileSync } from 'node:fs'
+
+const args = process.argv.slice(2)
+const verbose = args.includes('--verbose')
+const file = args.find((a) => !a.startsWith('--'))
+if (!file) {
+  console.error('usage: node scripts/iam/matrix.mjs POLICIES.json [--verbose]')
+  process.exit(2)
+}
+const dump = JSON.parse(readFileSync(file, 'utf8'))
+const { account: A, region: R, partition: PART, prefix: P, outputs: out } = dump
+const O = `${P}-prod` // another deployment whose name starts with ours
+
+// --- names and ARNs -----------------------------------------------------------
+const param = (name) => `arn:${PART}:ssm:${R}:${A}:parameter/${name.replace(/^\//, '')}`
+const paramPath = (path) => `arn:${PART}:ssm:${R}:${A}:parameter${path === '/' ? '/' : path}`
+const queueArn = (url) => `arn:${PART}:sqs:${R}:${A}:${url.split('/').pop()}`
+const table = (name) => `arn:${PART}:dynamodb:${R}:${A}:table/${name}`
+const ec2 = (what) => `arn:${PART}:ec2:${R}:${A}:${what}`
+const instance = (id) => ec2(`instance/${id}`)
+const role = (name) => `arn:${PART}:iam::${A}:role/${name}`
+const fn = (name) => `arn:${PART}:lambda:${R}:${A}:function:${name}`
+const logStream = (fnName) =>
+  `arn:${PART}:logs:${R}:${A}:log-group:/aws/lambda/${fnName}:log-stream:2025/01/01/[$LATEST]abc`
+const s3obj = (bucket, key) => `arn:${PART}:s3:::${bucket}/${key}`
+
+const kmsKey = out.parameter_kms_key_arn || null
+const otherKey = `arn:${PART}:kms:${R}:${A}:key/00000000-0000-0000-0000-000000000000` // e.g. aws/ssm
+const credential = param(out.github_credential_parameter)
+const webhookSecrets = out.webhook_secret_parameters.map(param)
+const config = param(out.config_parameter)
+const jitName = (name) => `${out.jit_parameter_prefix}${name}`
+const ownJit = param(jitName(`${P}_cpu-4242-1`))
+const otherJit = param(jitName(`${P}_cpu-4343-1`))
+const freshJit = param(jitName(`${P}_cpu-4444-1`))
+const unrelated = param('/team-x/database/password')
+const ownInstance = instance('i-0aaaaaaaaaaaaaaa1')
+const otherRunner = instance('i-0bbbbbbbbbbbbbbb2')
+const jobs = queueArn(out.jobs_queue_url)
+const bootstrapQ = queueArn(out.bootstrap_queue_url)
+const dlq = queueArn(out.dlq_url)
+const ledger = table(out.ledger_table)
+const bucket = out.bucket
+const document = `arn:${PART}:ssm:${R}:${A}:document/${out.ssm_document}`
+const templates = Object.values(out.launch_templates).map((t) => ec2(`launch-template/${t.id}`))
+const ourTemplate = templates[0]
+const foreignTemplate = ec2('launch-template/lt-0ffffffffffffffff')
+const runnerRole = out.role_arns.runner
+const functions = out.function_names
+
+const other = {
+  config: param(`/${O}/config`),
+  credential: param(`/${O}/github/pat`),
+  webhook: param(`/${O}/webhook/secret`),
+  jit: param(`/${O}/jit/${O}_cpu-4242-1`),
+  jobs: `arn:${PART}:sqs:${R}:${A}:${O}-jobs`,
+  bootstrap: `arn:${PART}:sqs:${R}:${A}:${O}-bootstrap`,
+  dlq: `arn:${PART}:sqs:${R}:${A}:${O}-jobs-dlq`,
+  ledger: table(`${O}-ledger`),
+  instance: instance('i-0ccccccccccccccc3'),
+  document: `arn:${PART}:ssm:${R}:${A}:document/${O}-runner`,
+  runnerRole: role(`${O}-runner`),
+}
+
+// --- request contexts -----------------------------------------------------------
+const TAG = 'spotrunner:deployment'
+const paramTags = (tags) => {
+  const ctx = {}
+  for (const [k, v] of Object.entries(tags)) {
+    ctx[`ssm:resourceTag/${k}`] = v
+    ctx[`aws:ResourceTag/${k}`] = v
+  }
+  return ctx
+}
+const jitTags = (instanceArn) =>
+  paramTags({
+    [TAG]: P,
+    'spotrunner:runner-name': `${P}_cpu-4242-1`,
+    'spotrunner:job-id': '4242',
+    ...(instanceArn ? { 'spotrunner:instance-arn': instanceArn } : {}),
+  })
+const instanceTags = (deployment) =>
+  deployment ? { [`aws:ResourceTag/${TAG}`]: deployment, [`ssm:resourceTag/${TAG}`]: deployment } : {}
+const viaSsm = { 'kms:ViaService': `ssm.${R}.amazonaws.com` }
+const kmsCtx = (parameterArn) => ({ 'kms:EncryptionContext:PARAMETER_ARN': parameterArn, ...viaSsm })
+const keys = (...k) => ({ 'dynamodb:LeadingKeys': k })
+const launch = (template, deployment = P) => ({
+  'ec2:LaunchTemplate': template,
+  [`aws:RequestTag/${TAG}`]: deployment,
+  'aws:TagKeys': [TAG, 'spotrunner:pool', 'spotrunner:runner-name', 'spotrunner:job-id'],
+})
+
+// --- rows -------------------------------------------------------------------------
+// [expect, action, resource, context, note]
+const ALLOW = 'ALLOW'
+const DENY = 'DENY'
+const onInstance = { 'ec2:SourceInstanceARN': ownInstance }
+
+function runnerRows() {
+  const rows = [
+    // its own JIT config, bound to it by tag; nothing else
+    [ALLOW, 'ssm:GetParameter', ownJit, { ...onInstance, ...jitTags(ownInstance) }, 'own JIT parameter'],
+    [ALLOW, 'ssm:DeleteParameter', ownJit, { ...onInstance, ...jitTags(ownInstance) }, 'own JIT parameter'],
+    [ALLOW, 'ssm:GetParameter', ownJit, { ...onInstance, 'aws:ResourceTag/spotrunner:instance-arn': ownInstance }, 'own JIT parameter, tag seen as aws:ResourceTag only'],
+    [ALLOW, 'ssm:GetParameter', ownJit, { ...onInstance, 'ssm:resourceTag/spotrunner:instance-arn': ownInstance }, 'own JIT parameter, tag seen as ssm:resourceTag only'],
+    [DENY, 'ssm:GetParameter', otherJit, { ...onInstance, ...jitTags(otherRunner) }, "another instance's JIT parameter"],
+    [DENY, 'ssm:DeleteParameter', otherJit, { ...onInstance, ...jitTags(otherRunner) }, "another instance's JIT parameter"],
+    [DENY, 'ssm:GetParameter', freshJit, { ...onInstance, ...jitTags(null) }, 'JIT parameter not bound to an instance yet (untagged)'],
+    [DENY, 'ssm:GetParameter', ownJit, { ...jitTags(ownInstance) }, 'own JIT parameter, request without ec2:SourceInstanceARN'],
+    [DENY, 'ssm:PutParameter', ownJit, { ...onInstance, ...jitTags(ownInstance) }, 'overwrite own JIT parameter'],
+    [DENY, 'ssm:AddTagsToResource', otherJit, { ...onInstance, ...jitTags(otherRunner), 'aws:TagKeys': ['spotrunner:instance-arn'] }, "re-bind another instance's JIT parameter to itself"],
+    [DENY, 'ssm:GetParameter', credential, { ...onInstance, ...paramTags({ [TAG]: P }) }, 'GitHub credential'],
+    [DENY, 'ssm:GetParameter', credential, { ...onInstance, ...paramTags({ [TAG]: P, 'spotrunner:instance-arn': ownInstance }) }, 'GitHub credential, even if tagged with this instance'],
+    ...webhookSecrets.map((s) => [DENY, 'ssm:GetParameter', s, { ...onInstance, ...paramTags({ [TAG]: P }) }, 'webhook secret']),
+    [DENY, 'ssm:GetParameter', config, { ...onInstance, ...paramTags({ [TAG]: P }) }, 'configuration document'],
+    [DENY, 'ssm:GetParameterHistory', credential, { ...onInstance }, 'GitHub credential history'],
+    [DENY, 'ssm:GetParametersByPath', paramPath(`/${P}`), { ...onInstance }, 'the deployment by path'],
+    [DENY, 'ssm:GetParameter', unrelated, { ...onInstance }, 'unrelated untagged parameter elsewhere'],
+    [DENY, 'ssm:GetParameters', unrelated, { ...onInstance }, 'unrelated untagged parameter elsewhere'],
+    // the SSM agent (Run Command)
+    [ALLOW, 'ssm:UpdateInstanceInformation', ownInstance, { ...onInstance, ...instanceTags(P) }, 'SSM agent heartbeat'],
+    [ALLOW, 'ssm:ListInstanceAssociations', ownInstance, { ...onInstance, ...instanceTags(P) }, 'SSM agent association poll'],
+    ...['GetEndpoint', 'GetMessages', 'AcknowledgeMessage', 'SendReply', 'FailMessage', 'DeleteMessage'].map((a) => [ALLOW, `ec2messages:${a}`, '*', { ...onInstance }, 'SSM agent (MDS)']),
+    [ALLOW, 'ssmmessages:CreateControlChannel', '*', { ...onInstance }, 'SSM agent (MGS control channel)'],
+    [ALLOW, 'ssmmessages:OpenControlChannel', '*', { ...onInstance }, 'SSM agent (MGS control channel)'],
+    [DENY, 'ssmmessages:CreateDataChannel', '*', { ...onInstance }, 'no Session Manager data channel'],
+    // the bucket
+    [ALLOW, 's3:GetObject', s3obj(bucket, out.bootstrap_script_key), { ...onInstance }, 'bootstrap.sh'],
+    [ALLOW, 's3:GetObject', s3obj(bucket, 'startup/cpu.sh'), { ...onInstance }, 'startup script'],
+    [ALLOW, 's3:GetObject', s3obj(bucket, 'runner-cache/actions-runner-linux-x64-2.329.0.tar.gz'), { ...onInstance }, 'runner tarball'],
+    [DENY, 's3:PutObject', s3obj(bucket, out.bootstrap_script_key), { ...onInstance }, 'overwrite bootstrap.sh'],
+    [DENY, 's3:PutObject', s3obj(bucket, 'startup/cpu.sh'), { ...onInstance }, 'overwrite a startup script'],
+    [DENY, 's3:DeleteObject', s3obj(bucket, out.bootstrap_script_key), { ...onInstance }, 'delete bootstrap.sh'],
+    [DENY, 's3:PutObject', s3obj(bucket, 'runner-cache/actions-runner-linux-x64-2.329.0.tar.gz'), { ...onInstance, 's3:if-none-match': '*' }, 'fill the runner cache (runner_cache_upload off)'],
+    // the control plane
+    [DENY, 'ec2:RunInstances', instance('*'), { ...onInstance }, 'launch an instance'],
+    [DENY, 'ec2:CreateFleet', ec2('fleet/*'), { ...onInstance }, 'launch a fleet'],
+    [DENY, 'ssm:SendCommand', otherRunner, { ...onInstance, ...instanceTags(P) }, 'command another runner'],
+    [DENY, 'ssm:SendCommand', document, { ...onInstance }, 'send the bootstrap document'],
+    [DENY, 'ssm:StartSession', otherRunner, { ...onInstance, ...instanceTags(P) }, 'session on another runner'],
+    [DENY, 'ec2:TerminateInstances', otherRunner, { ...onInstance, ...instanceTags(P) }, 'terminate another runner'],
+    [DENY, 'iam:PassRole', runnerRole, { ...onInstance, 'iam:PassedToService': 'ec2.amazonaws.com' }, 'pass the runner role'],
+    [DENY, 'dynamodb:GetItem', ledger, { ...onInstance, ...keys('job#4242') }, 'ledger'],
+    [DENY, 'sqs:SendMessage', jobs, { ...onInstance }, 'jobs queue'],
+    [DENY, 'sqs:ReceiveMessage', jobs, { ...onInstance }, 'jobs queue'],
+  ]
+  if (kmsKey) {
+    rows.push(
+      [ALLOW, 'kms:Decrypt', kmsKey, { ...onInstance, ...kmsCtx(ownJit) }, 'decrypt a JIT parameter (SSM)'],
+      [DENY, 'kms:Decrypt', kmsKey, { ...onInstance, ...kmsCtx(credential) }, 'decrypt the GitHub credential'],
+      [DENY, 'kms:Decrypt', kmsKey, { ...onInstance, ...kmsCtx(config) }, 'decrypt the configuration'],
+      [DENY, 'kms:Decrypt', kmsKey, { ...onInstance }, 'decrypt without context (direct call)'],
+      [DENY, 'kms:Decrypt', kmsKey, { ...onInstance, 'kms:EncryptionContext:PARAMETER_ARN': ownJit }, 'decrypt a JIT context outside SSM'],
+    )
+  }
+  return rows
+}
+
+// What the guardrails must hold against AdministratorAccess as an extra policy.
+function adminRows() {
+  const rows = [
+    [ALLOW, 'ssm:GetParameter', ownJit, { ...onInstance, ...jitTags(ownInstance) }, 'own JIT parameter'],
+    [DENY, 'ssm:GetParameter', otherJit, { ...onInstance, ...jitTags(otherRunner) }, "another instance's JIT parameter"],
+    [DENY, 'ssm:GetParameter', freshJit, { ...onInstance, ...jitTags(null) }, 'unbound JIT parameter'],
+    [DENY, 'ssm:AddTagsToResource', otherJit, { ...onInstance, 'aws:TagKeys': ['spotrunner:instance-arn'] }, "re-bind another instance's JIT parameter"],
+    [DENY, 'ssm:GetParameter', credential, { ...onInstance }, 'GitHub credential'],
+    [DENY, 'ssm:GetParameters', credential, { ...onInstance }, 'GitHub credential (GetParameters)'],
+    [DENY, 'ssm:GetParameterHistory', credential, { ...onInstance }, 'GitHub credential history'],
+    ...webhookSecrets.map((s) => [DENY, 'ssm:GetParameter', s, { ...onInstance }, 'webhook secret']),
+    [DENY, 'ssm:GetParameter', config, { ...onInstance }, 'configuration document'],
+    [DENY, 'ssm:PutParameter', config, { ...onInstance }, 'rewrite the configuration'],
+    [DENY, 'ssm:GetParametersByPath', paramPath(`/${P}/`), { ...onInstance, 'ssm:Recursive': 'true' }, 'the deployment by path (trailing /)'],
+    [DENY, 'ssm:GetParametersByPath', paramPath(`/${P}/jit`), { ...onInstance, 'ssm:Recursive': 'true' }, 'every JIT parameter by path'],
+    [DENY, 'ssm:GetParametersByPath', paramPath(`/${P}`), { ...onInstance, 'ssm:Recursive': 'true' }, 'the deployment by path'],
+    [DENY, 'kms:Decrypt', otherKey, { ...onInstance, ...kmsCtx(credential) }, 'decrypt the credential under any key (aws/ssm)'],
+    [DENY, 's3:PutObject', s3obj(bucket, out.bootstrap_script_key), { ...onInstance }, 'overwrite bootstrap.sh'],
+    [DENY, 's3:PutObject', s3obj(bucket, 'startup/cpu.sh'), { ...onInstance }, 'overwrite a startup script'],
+    [DENY, 's3:PutObject', s3obj(bucket, 'runner-cache/actions-runner-linux-x64-2.329.0.tar.gz'), { ...onInstance }, 'overwrite the runner tarball'],
+    [DENY, 's3:PutBucketPolicy', `arn:${PART}:s3:::${bucket}`, { ...onInstance }, 'bucket policy'],
+    [DENY, 'dynamodb:PutItem', ledger, { ...onInstance, ...keys('capacity#global') }, 'ledger'],
+    [DENY, 'sqs:SendMessage', jobs, { ...onInstance }, 'jobs queue'],
+    [DENY, 'sqs:PurgeQueue', dlq, { ...onInstance }, 'DLQ'],
+    [DENY, 'lambda:UpdateFunctionCode', fn(functions['create-runner']), { ...onInstance }, 'replace create-runner'],
+    [DENY, 'ssm:UpdateDocument', document, { ...onInstance }, 'rewrite the bootstrap document'],
+    [DENY, 'ssm:SendCommand', otherRunner, { ...onInstance, ...instanceTags(P) }, 'command another runner'],
+    [DENY, 'ssm:StartSession', otherRunner, { ...onInstance, ...instanceTags(P) }, 'session on another runner'],
+    [DENY, 'ec2:TerminateInstances', otherRunner, { ...onInstance, ...instanceTags(P) }, 'terminate another runner'],
+    [DENY, 'ec2:CreateTags', otherRunner, { ...onInstance, ...instanceTags(P) }, 'retag another runner'],
+    [DENY, 'ec2:RunInstances', ourTemplate, { ...onInstance, 'ec2:LaunchTemplate': ourTemplate }, 'launch from our launch template'],
+    [DENY, 'ec2:RunInstances', instance('*'), { ...onInstance, [`aws:RequestTag/${TAG}`]: P }, 'launch an instance tagged as ours'],
+    [DENY, 'iam:PassRole', runnerRole, { ...onInstance, 'iam:PassedToService': 'ec2.amazonaws.com' }, 'pass the runner role'],
+    [DENY, 'iam:DeleteRolePolicy', runnerRole, { ...onInstance }, 'remove the guardrails'],
+    [DENY, 'iam:PassRole', out.role_arns['create-runner'], { ...onInstance, 'iam:PassedToService': 'lambda.amazonaws.com' }, 'pass a Lambda role'],
+    // By design the guardrails cover this deployment only: an extra policy's
+    // own grants elsewhere stay (a job may build AMIs, read its own secrets).
+    [ALLOW, 'ssm:GetParameter', unrelated, { ...onInstance }, 'unrelated parameter (by design: extra policy)'],
+    [ALLOW, 'ec2:RunInstances', instance('*'), { ...onInstance }, 'untagged instance (by design: extra policy)'],
+  ]
+  if (kmsKey) {
+    rows.push(
+      [DENY, 'kms:Decrypt', kmsKey, { ...onInstance, ...kmsCtx(credential) }, 'decrypt the GitHub credential'],
+      [DENY, 'kms:Decrypt', kmsKey, { ...onInstance }, 'decrypt without context'],
+      [DENY, 'kms:PutKeyPolicy', kmsKey, { ...onInstance }, 'key policy of the parameter key'],
+      [DENY, 'kms:CreateGrant', kmsKey, { ...onInstance }, 'grant on the parameter key'],
+      [ALLOW, 'kms:Decrypt', kmsKey, { ...onInstance, ...kmsCtx(ownJit) }, 'decrypt a JIT parameter'],
+    )
+  }
+  return rows
+}
+
+// Rows every Lambda must fail: another deployment's parameters, instances, queues.
+function otherDeploymentRows(fnName) {
+  return [
+    [DENY, 'ssm:GetParameter', other.config, {}, `${O}: configuration`],
+    [DENY, 'ssm:GetParameter', other.credential, {}, `${O}: GitHub credential`],
+    [DENY, 'ssm:GetParameter', other.webhook, {}, `${O}: webhook secret`],
+    [DENY, 'ssm:PutParameter', other.jit, {}, `${O}: JIT parameter`],
+    [DENY, 'ssm:DeleteParameter', other.jit, {}, `${O}: JIT parameter`],
+    [DENY, 'ssm:AddTagsToResource', other.jit, { 'aws:TagKeys': ['spotrunner:instance-arn'] }, `${O}: JIT parameter`],
+    [DENY, 'ec2:TerminateInstances', other.instance, instanceTags(O), `${O}: instance`],
+    [DENY, 'ec2:CreateTags', other.instance, { ...instanceTags(O), 'aws:TagKeys': ['spotrunner:tainted'] }, `${O}: instance`],
+    [DENY, 'ssm:SendCommand', other.instance, instanceTags(O), `${O}: instance`],
+    [DENY, 'ec2:CreateFleet', instance('*'), { [`aws:RequestTag/${TAG}`]: O }, `${O}: launch as`],
+    [DENY, 'sqs:SendMessage', other.jobs, {}, `${O}: jobs queue`],
+    [DENY, 'sqs:SendMessage', other.bootstrap, {}, `${O}: bootstrap queue`],
+    [DENY, 'sqs:ReceiveMessage', other.dlq, {}, `${O}: DLQ`],
+    [DENY, 'dynamodb:GetItem', other.ledger, keys('job#4242'), `${O}: ledger`],
+    [DENY, 'dynamodb:PutItem', other.ledger, keys('job#4242'), `${O}: ledger`],
+    [DENY, 'logs:PutLogEvents', logStream(`${O}-${fnName}`), {}, `${O}: log group`],
+    [DENY, 'iam:PassRole', other.runnerRole, { 'iam:PassedToService': 'ec2.amazonaws.com' }, `${O}: runner role`],
+    ...(kmsKey ? [[DENY, 'kms:Decrypt', kmsKey, kmsCtx(other.credential), `${O}: decrypt credential`]] : []),
+  ]
+}
+
+function lambdaRows(name) {
+  const f = functions[name]
+  const own = [
+    [ALLOW, 'logs:PutLogEvents', logStream(f), {}, 'own log group'],
+    [ALLOW, 'logs:CreateLogStream', logStream(f), {}, 'own log group'],
+    [DENY, 'logs:PutLogEvents', logStream(functions[name === 'webhook' ? 'janitor' : 'webhook']), {}, "another function's log group"],
+    [ALLOW, 'ssm:GetParameter', config, {}, 'configuration (cold start)'],
+  ]
+  const reads = {
+    webhook: webhookSecrets,
+    'create-runner': [credential],
+    'stop-runner': [credential],
+    'dlq-mover': [],
+    janitor: [credential],
+  }[name]
+  for (const s of [credential, ...webhookSecrets]) {
+    own.push([reads.includes(s) ? ALLOW : DENY, 'ssm:GetParameter', s, {}, reads.includes(s) ? 'secret it reads' : 'secret it does not read'])
+  }
+  if (kmsKey) {
+    own.push([ALLOW, 'kms:Decrypt', kmsKey, kmsCtx(config), 'decrypt the configuration'])
+    for (const s of [credential, ...webhookSecrets]) {
+      own.push([reads.includes(s) ? ALLOW : DENY, 'kms:Decrypt', kmsKey, kmsCtx(s), reads.includes(s) ? 'decrypt a secret it reads' : 'decrypt a secret it does not read'])
+    }
+    own.push([DENY, 'kms:Decrypt', kmsKey, kmsCtx(ownJit), 'decrypt a JIT parameter'])
+    own.push([DENY, 'kms:Decrypt', kmsKey, { 'kms:EncryptionContext:PARAMETER_ARN': config }, 'decrypt outside SSM'])
+  }
+  const specific = {
+    webhook: [
+      [ALLOW, 'sqs:SendMessage', jobs, {}, 'enqueue a job'],
+      [DENY, 'sqs:SendMessage', bootstrapQ, {}, 'bootstrap queue'],
+      [ALLOW, 'dynamodb:GetItem', ledger, keys('job#4242'), 'job state'],
+      [ALLOW, 'dynamodb:PutItem', ledger, keys('job#4242'), 'job state'],
+      [DENY, 'dynamodb:PutItem', ledger, keys('runner#x'), 'a runner item'],
+      [DENY, 'dynamodb:PutItem', ledger, keys('capacity#global'), 'a capacity counter'],
+      [DENY, 'dynamodb:GetItem', ledger, keys('runner#x'), 'a runner item'],
+      [DENY, 'dynamodb:UpdateItem', ledger, keys('job#4242'), 'UpdateItem'],
+      [DENY, 'dynamodb:Scan', ledger, {}, 'Scan'],
+      [DENY, 'ec2:DescribeInstances', '*', {}, 'EC2'],
+    ],
+    'create-runner': [
+      ...['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:ChangeMessageVisibility', 'sqs:GetQueueAttributes', 'sqs:SendMessage'].flatMap((a) => [
+        [ALLOW, a, jobs, {}, 'jobs queue'],
+        [ALLOW, a, bootstrapQ, {}, 'bootstrap queue'],
+      ]),
+      [DENY, 'sqs:SendMessage', dlq, {}, 'DLQ'],
+      [ALLOW, 'dynamodb:GetItem', ledger, keys('job#4242'), 'claim: read the job'],
+      [ALLOW, 'dynamodb:GetItem', ledger, keys('drain#cpu'), 'is the pool drained'],
+      [ALLOW, 'dynamodb:PutItem', ledger, keys('job#4242'), 'claim / update the job'],
+      [ALLOW, 'dynamodb:PutItem', ledger, keys(`runner#${P}_cpu-4242-1`), 'reserve / release (runner item)'],
+      [ALLOW, 'dynamodb:UpdateItem', ledger, keys('capacity#pool#cpu'), 'reserve / release (pool counter)'],
+      [ALLOW, 'dynamodb:UpdateItem', ledger, keys('capacity#global'), 'reserve / release (global weight)'],
+      [DENY, 'dynamodb:PutItem', ledger, keys('capacity#global'), 'overwrite a counter'],
+      [DENY, 'dynamodb:PutItem', ledger, keys('drain#cpu'), 'drain a pool'],
+      [DENY, 'dynamodb:UpdateItem', ledger, keys('job#4242'), 'UpdateItem on a job'],
+      [DENY, 'dynamodb:DeleteItem', ledger, keys('job#4242'), 'DeleteItem'],
+      [DENY, 'dynamodb:Scan', ledger, {}, 'Scan'],
+      [ALLOW, 'ssm:PutParameter', freshJit, { 'aws:RequestTag/spotrunner:deployment': P, 'aws:TagKeys': ['spotrunner:deployment', 'spotrunner:runner-name', 'spotrunner:job-id'] }, 'write a JIT parameter'],
+      [ALLOW, 'ssm:AddTagsToResource', freshJit, { 'aws:TagKeys': ['spotrunner:deployment', 'spotrunner:runner-name', 'spotrunner:job-id'] }, 'tag it at PutParameter'],
+      [ALLOW, 'ssm:AddTagsToResource', ownJit, { 'aws:TagKeys': ['spotrunner:instance-arn'] }, 'bind it to the instance'],
+      [DENY, 'ssm:AddTagsToResource', ownJit, { 'aws:TagKeys': ['owner'] }, 'a foreign tag key'],
+      [ALLOW, 'ssm:GetParameter', ownJit, {}, 'does it exist (no decryption)'],
+      [ALLOW, 'ssm:DeleteParameter', ownJit, {}, 'undo'],
+      [DENY, 'ssm:PutParameter', config, {}, 'rewrite the configuration'],
+      [DENY, 'ssm:PutParameter', credential, {}, 'rewrite the credential'],
+      [ALLOW, 'ssm:SendCommand', document, {}, 'bootstrap document'],
+      [ALLOW, 'ssm:SendCommand', otherRunner, instanceTags(P), 'to our instance'],
+      [DENY, 'ssm:SendCommand', instance('i-0ddddddddddddddd4'), {}, 'to an untagged instance'],
+      [DENY, 'ssm:SendCommand', other.document, {}, `${O}'s document`],
+      [ALLOW, 'ec2:CreateFleet', ec2('fleet/*'), {}, 'instant fleet'],
+      [ALLOW, 'ec2:CreateFleet', instance('*'), launch(ourTemplate), 'fleet instance tagged as ours'],
+      [DENY, 'ec2:CreateFleet', instance('*'), {}, 'fleet instance without the deployment tag'],
+      [ALLOW, 'ec2:CreateFleet', ourTemplate, {}, 'our launch template'],
+      [DENY, 'ec2:CreateFleet', foreignTemplate, {}, 'a foreign launch template'],
+      [ALLOW, 'ec2:CreateFleet', ec2('subnet/subnet-0abc'), {}, 'subnet override'],
+      [ALLOW, 'ec2:RunInstances', instance('*'), launch(ourTemplate), 'instance from our template, tagged'],
+      [DENY, 'ec2:RunInstances', instance('*'), { [`aws:RequestTag/${TAG}`]: P }, 'instance without a launch template'],
+      [DENY, 'ec2:RunInstances', instance('*'), launch(foreignTemplate), 'instance from a foreign launch template'],
+      [DENY, 'ec2:RunInstances', instance('*'), launch(ourTemplate, O), `instance tagged as ${O}`],
+      [ALLOW, 'ec2:RunInstances', `arn:${PART}:ec2:${R}::image/ami-12c6146b`, { 'ec2:LaunchTemplate': ourTemplate, 'ec2:IsLaunchTemplateResource': 'true' }, "the template's image"],
+      [DENY, 'ec2:RunInstances', `arn:${PART}:ec2:${R}::image/ami-0evil`, { 'ec2:LaunchTemplate': ourTemplate, 'ec2:IsLaunchTemplateResource': 'false' }, 'an image overriding the template'],
+      [DENY, 'ec2:RunInstances', `arn:${PART}:ec2:${R}::image/ami-12c6146b`, {}, 'an image without a launch template'],
+      ...['subnet/subnet-0abc', 'security-group/sg-0abc', 'network-interface/*', 'volume/*'].map((r) => [ALLOW, 'ec2:RunInstances', ec2(r), { 'ec2:LaunchTemplate': ourTemplate }, 'launch from our template']),
+      [DENY, 'ec2:RunInstances', ec2('subnet/subnet-0abc'), { 'ec2:LaunchTemplate': foreignTemplate }, 'launch from a foreign template'],
+      [ALLOW, 'ec2:RunInstances', ourTemplate, { 'ec2:LaunchTemplate': ourTemplate }, 'our launch template'],
+      [ALLOW, 'ec2:RunInstances', ec2('spot-instances-request/*'), {}, 'spot request'],
+      [ALLOW, 'ec2:CreateTags', instance('*'), { 'ec2:CreateAction': 'CreateFleet', [`aws:RequestTag/${TAG}`]: P }, 'tags at launch'],
+      [DENY, 'ec2:CreateTags', otherRunner, { [`aws:RequestTag/${TAG}`]: P, ...instanceTags(P) }, 'tags after launch'],
+      [ALLOW, 'ec2:TerminateInstances', otherRunner, instanceTags(P), 'terminate ours (boot timeout)'],
+      [DENY, 'ec2:TerminateInstances', instance('i-0ddddddddddddddd4'), {}, 'terminate untagged'],
+      [DENY, 'ec2:DescribeInstances', '*', {}, 'DescribeInstances (not called)'],
+      [ALLOW, 'iam:PassRole', runnerRole, { 'iam:PassedToService': 'ec2.amazonaws.com' }, 'runner role to EC2'],
+      [DENY, 'iam:PassRole', runnerRole, { 'iam:PassedToService': 'lambda.amazonaws.com' }, 'runner role elsewhere'],
+      [DENY, 'iam:PassRole', out.role_arns.janitor, { 'iam:PassedToService': 'ec2.amazonaws.com' }, 'another role'],
+      [ALLOW, 'iam:CreateServiceLinkedRole', `arn:${PART}:iam::${A}:role/aws-service-role/spot.amazonaws.com/AWSServiceRoleForEC2Spot`, { 'iam:AWSServiceName': 'spot.amazonaws.com' }, 'spot service-linked role'],
+      ...(kmsKey
+        ? [
+            [ALLOW, 'kms:Encrypt', kmsKey, kmsCtx(freshJit), 'encrypt a JIT parameter'],
+            [ALLOW, 'kms:GenerateDataKey', kmsKey, kmsCtx(freshJit), 'encrypt a JIT parameter (Advanced tier)'],
+            [DENY, 'kms:Encrypt', kmsKey, kmsCtx(credential), 'encrypt the credential'],
+          ]
+        : []),
+    ],
+    'stop-runner': [
+      [ALLOW, 'sqs:SendMessage', jobs, {}, 'requeue an interrupted job'],
+      [DENY, 'sqs:SendMessage', bootstrapQ, {}, 'bootstrap queue'],
+      [ALLOW, 'dynamodb:GetItem', ledger, keys(`runner#${P}_cpu-4242-1`), 'read the runner'],
+      [ALLOW, 'dynamodb:Scan', ledger, {}, 'find the runner of a forgotten instance'],
+      [ALLOW, 'dynamodb:PutItem', ledger, keys('job#4242'), 'job state'],
+      [ALLOW, 'dynamodb:PutItem', ledger, keys(`runner#${P}_cpu-4242-1`), 'release (runner item)'],
+      [ALLOW, 'dynamodb:UpdateItem', ledger, keys('capacity#pool#cpu'), 'release (counter)'],
+      [DENY, 'dynamodb:PutItem', ledger, keys('capacity#global'), 'overwrite a counter'],
+      [DENY, 'dynamodb:DeleteItem', ledger, keys('job#4242'), 'DeleteItem'],
+      [ALLOW, 'ssm:DeleteParameter', ownJit, {}, 'delete the JIT parameter'],
+      [DENY, 'ssm:GetParameter', ownJit, {}, 'read a JIT parameter (not called)'],
+      [ALLOW, 'ec2:TerminateInstances', otherRunner, instanceTags(P), 'terminate ours'],
+      [DENY, 'ec2:TerminateInstances', instance('i-0ddddddddddddddd4'), {}, 'terminate untagged'],
+      [ALLOW, 'ec2:DescribeInstances', '*', {}, 'describe'],
+      [DENY, 'ssm:SendCommand', document, {}, 'SendCommand'],
+      [DENY, 'ec2:CreateFleet', ec2('fleet/*'), {}, 'launch'],
+    ],
+    'dlq-mover': [
+      [ALLOW, 'sqs:ReceiveMessage', dlq, {}, 'DLQ'],
+      [ALLOW, 'sqs:DeleteMessage', dlq, {}, 'DLQ (DeleteMessageBatch)'],
+      [ALLOW, 'sqs:GetQueueAttributes', dlq, {}, 'DLQ depth'],
+      [ALLOW, 'sqs:SendMessage', jobs, {}, 'move to the jobs queue'],
+      [DENY, 'sqs:ReceiveMessage', jobs, {}, 'jobs queue'],
+      [DENY, 'sqs:SendMessage', dlq, {}, 'DLQ'],
+      [ALLOW, 'dynamodb:GetItem', ledger, keys('job#4242'), 'is the job finished'],
+      [DENY, 'dynamodb:GetItem', ledger, keys('runner#x'), 'a runner item'],
+      [DENY, 'dynamodb:PutItem', ledger, keys('job#4242'), 'write (not called)'],
+      [DENY, 'dynamodb:Scan', ledger, {}, 'Scan'],
+    ],
+    janitor: [
+      [ALLOW, 'sqs:SendMessage', jobs, {}, 'requeue'],
+      [ALLOW, 'dynamodb:Scan', ledger, {}, 'snapshot'],
+      [ALLOW, 'dynamodb:GetItem', ledger, keys(`runner#${P}_cpu-4242-1`), 're-read before acting'],
+      [ALLOW, 'dynamodb:PutItem', ledger, keys('job#4242'), 'job state'],
+      [ALLOW, 'dynamodb:PutItem', ledger, keys(`runner#${P}_cpu-4242-1`), 'runner state'],
+      [ALLOW, 'dynamodb:PutItem', ledger, keys('capacity#global'), 'capacity repair'],
+      [ALLOW, 'dynamodb:PutItem', ledger, keys('capacity#pool#cpu'), 'capacity repair'],
+      [ALLOW, 'dynamodb:UpdateItem', ledger, keys('capacity#pool#cpu'), 'release (counter)'],
+      [ALLOW, 'dynamodb:DeleteItem', ledger, keys('capacity#pool#gone'), 'drop a stale pool counter'],
+      [DENY, 'dynamodb:DeleteItem', ledger, keys('job#4242'), 'delete a job'],
+      [DENY, 'dynamodb:DeleteItem', ledger, keys('capacity#global'), 'delete the global counter'],
+      [DENY, 'dynamodb:PutItem', ledger, keys('drain#cpu'), 'drain a pool'],
+      [ALLOW, 'ssm:DeleteParameter', ownJit, {}, 'delete a leaked JIT parameter'],
+      [ALLOW, 'ssm:DescribeParameters', '*', {}, 'list JIT parameters'],
+      [DENY, 'ssm:GetParameter', ownJit, {}, 'read a JIT parameter (not called)'],
+      [ALLOW, 'ec2:TerminateInstances', otherRunner, instanceTags(P), 'terminate ours'],
+      [ALLOW, 'ec2:CreateTags', otherRunner, { ...instanceTags(P), 'aws:TagKeys': ['spotrunner:tainted'] }, 'taint ours'],
+      [DENY, 'ec2:CreateTags', otherRunner, { ...instanceTags(P), 'aws:TagKeys': [TAG] }, 'retag ours'],
+      [DENY, 'ec2:CreateTags', instance('i-0ddddddddddddddd4'), { 'aws:TagKeys': ['spotrunner:tainted'] }, 'taint untagged'],
+      [ALLOW, 'ec2:DescribeInstances', '*', {}, 'describe'],
+      [DENY, 'ssm:SendCommand', document, {}, 'SendCommand'],
+      [DENY, 'ec2:CreateFleet', ec2('fleet/*'), {}, 'launch'],
+    ],
+  }[name]
+  return [...own, ...specific, ...otherDeploymentRows(name)]
+}
+
+// --- evaluation -----------------------------------------------------------------------
+function policiesOf(roleDump) {
+  return [
+    ...roleDump.inline.map((p) => ({ name: `inline:${p.name}`, policy: p.document })),
+    ...roleDump.attached.map((p) => ({ name: `attached:${p.name}`, policy: p.document })),
+  ]
+}
+
+function statementId(s) {
+  return `${s.policyId}${s.statement?.Sid ? `#${s.statement.Sid}` : ''}`
+}
+
+// The key policy of a KMS key: the deployed one for the parameter key; for any
+// other key (aws/ssm) the default key policy (IAM policies of the account decide).
+const defaultKeyPolicy = {
+  Version: '2012-10-17',
+  Statement: [{ Effect: 'Allow', Principal: { AWS: `arn:${PART}:iam::${A}:root` }, Action: 'kms:*', Resource: '*' }],
+}
+const keyPolicy = (keyArn) => (dump.key_policies || {})[keyArn] || defaultKeyPolicy
+
+// The evaluator validates context keys against the service reference and
+// matches a templated key only when its template follows a '/'
+// (aws:ResourceTag/<key>); it drops kms:EncryptionContext:<key> from the
+// request. So, in the evaluator's copy of the policies and in the request
+// alike, kms:EncryptionContext:<key> is renamed to a '/'-templated key no
+// policy uses otherwise: the same string comparison, a key it keeps.
+const KMS_CONTEXT = /kms:EncryptionContext:([A-Za-z0-9_.-]+)/g
+const KMS_CONTEXT_ALIAS = 'aws:RequestTag/spotrunner-matrix-kms-encryption-context.'
+const aliasKmsContext = (value) => JSON.parse(JSON.stringify(value).replace(KMS_CONTEXT, `${KMS_CONTEXT_ALIAS}$1`))
+
+async function evaluate(principal, policies, [expect, action, resource, context]) {
+  if (Object.keys(context).some((k) => k.startsWith(KMS_CONTEXT_ALIAS)) || JSON.stringify(policies).includes(KMS_CONTEXT_ALIAS)) {
+    throw new Error(`${KMS_CONTEXT_ALIAS} is reserved for the matrix`)
+  }
+  const sim = {
+    identityPolicies: aliasKmsContext(policies),
+    serviceControlPolicies: [],
+    resourceControlPolicies: [],
+    resourcePolicy: action.startsWith('kms:') ? keyPolicy(resource) : undefined,
+    request: {
+      action,
+      principal,
+      resource: { accountId: A, resource },
+      contextVariables: aliasKmsContext(context),
+    },
+  }
+  const res = await runSimulation(sim, {})
+  if (res.resultType === 'error') {
+    return { decision: 'ERROR', why: JSON.stringify(res.errors) }
+  }
+  const single = res.resultType === 'single' ? res.result : res.results?.[0]
+  const ignored = single?.ignoredContextKeys || []
+  const overall = res.overallResult
+  const decision = overall === 'Allowed' ? ALLOW : DENY
+  const ia = single?.analysis?.identityAnalysis
+  let why = ''
+  if (decision !== expect) {
+    if (decision === ALLOW) {
+      why = `allowed by ${(ia?.allowStatements || []).map(statementId).join(', ')}`
+    } else if (overall === 'ExplicitlyDenied') {
+      why = `denied by ${(ia?.denyStatements || []).map(statementId).join(', ')}`
+    } else {
+      const near = (ia?.unmatchedStatements || []).filter((s) => s.statement.Effect === 'Allow' && s.actionMatch && s.resourceMatch)
+      why = 'no statement allows it' + (near.length ? ` (conditions not met: ${near.map(statementId).join(', ')})` : '')
+    }
+  }
+  return { decision, overall, why, ignored }
+}
+
+// explicitDeny: a DENY row passes only when an explicit Deny decides it.
+async function runMatrix(title, principal, policies, rows, { quiet = false, explicitDeny = false } = {}) {
+  const failures = []
+  if (!quiet) console.log(`\n== ${title}`)
+  for (const row of rows) {
+    const [expect, action, resource, , note] = row
+    const r = await evaluate(principal, policies, row)
+    let ok = r.decision === expect
+    if (ok && explicitDeny && expect === DENY && r.overall !== 'ExplicitlyDenied') {
+      ok = false
+      r.decision = 'DENY'
+      r.why = `${r.overall}, not by an explicit Deny`
+    }
+    if (!ok) failures.push({ row, r })
+    if (!quiet || !ok) {
+      // Quiet (a regression check): these rows are expected to fail.
+      const verdict = quiet ? '   caught' : ok ? 'PASS' : 'FAIL'
+      console.log(`${verdict}  ${r.decision.padEnd(5)} (expect ${expect.padEnd(5)})  ${action}  ${resource}  [${note}]`)
+      if (!ok) console.log(`${quiet ? '   ' : ''}        ${r.why}`)
+      if (verbose && r.ignored?.length) console.log(`        ignored context keys: ${r.ignored.join(', ')}`)
+    }
+  }
+  if (!quiet) console.log(`-- ${title}: ${rows.length - failures.length}/${rows.length} as expected`)
+  return failures
+}
+
+// --- static: exact identity --------------------------------------------------------------
+function wildcardToRegExp(pattern) {
+  const esc = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')
+  return new RegExp(`^${esc}$`)
+}
+
+function exactIdentityCheck() {
+  const samples = [
+    param(`/${O}/jit/${O}_cpu-1-1`),
+    param(`/${O}/config`),
+    param(`/${O}/github/pat`),
+    param(`/${O}/github/app-private-key`),
+    param(`/${O}/webhook/secret`),
+    paramPath(`/${O}`),
+    other.jobs,
+    other.bootstrap,
+    other.dlq,
+    other.ledger,
+    `${other.ledger}/index/x`,
+    other.document,
+    other.runnerRole,
+    `arn:${PART}:iam::${A}:instance-profile/${O}-runner`,
+    ...Object.keys(functions).flatMap((f) => [role(`${O}-${f}`), fn(`${O}-${f}`), `${fn(`${O}-${f}`)}:1`, logStream(`${O}-${f}`)]),
+    `arn:${PART}:s3:::${O}-runner-${A}-${R}`,
+    s3obj(`${O}-runner-${A}-${R}`, 'bootstrap.sh'),
+    s3obj(`${O}-runner-${A}-${R}`, 'startup/cpu.sh'),
+    `arn:${PART}:events:${R}:${A}:rule/${O}-janitor-schedule`,
+  ]
+  const problems = []
+  let patterns = 0
+  for (const [roleName, r] of Object.entries(dump.roles)) {
+    for (const { name, policy } of policiesOf(r)) {
+      const stmts = Array.isArray(policy.Statement) ? policy.Statement : [policy.Statement]
+      for (const s of stmts) {
+        const res = [].concat(s.Resource || [], s.NotResource || [])
+        for (const pattern of res) {
+          if (!pattern.includes(P) || pattern.includes('${')) continue
+          patterns++
+          const re = wildcardToRegExp(pattern)
+          for (const sample of samples) {
+            if (re.test(sample)) problems.push(`${roleName} ${name}#${s.Sid || '?'}: ${pattern} matches ${sample}`)
+          }
+        }
+      }
+    }
+  }
+  console.log(`\n== exact identity: ${patterns} resource patterns naming ${P} against ${samples.length} resources of ${O}`)
+  for (const p of problems) console.log(`FAIL  ${p}`)
+  if (!problems.length) console.log(`PASS  no pattern of ${P} matches a resource of ${O}`)
+  return problems
+}
+
+// --- main ---------------------------------------------------------------------------------
+const expectedRoles = ['runner', 'webhook', 'create-runner', 'stop-runner', 'dlq-mover', 'janitor']
+for (const r of expectedRoles) {
+  if (!dump.roles[r]) {
+    console.error(`matrix: role ${r} missing from ${file}`)
+    process.exit(2)
+  }
+}
+const principalOf = (r) => `arn:${PART}:sts::${A}:assumed-role/${dump.roles[r].name}/${r === 'runner' ? 'i-0aaaaaaaaaaaaaaa1' : dump.roles[r].name}`
+
+let failed = 0
+let total = 0
+const runnerPolicies = policiesOf(dump.roles.runner)
+const rRows = runnerRows()
+failed += (await runMatrix('runner role (as deployed)', principalOf('runner'), runnerPolicies, rRows)).length
+total += rRows.length
+for (const name of ['webhook', 'create-runner', 'stop-runner', 'dlq-mover', 'janitor']) {
+  const rows = lambdaRows(name)
+  failed += (await runMatrix(`${name} role (as deployed)`, principalOf(name), policiesOf(dump.roles[name]), rows)).length
+  total += rows.length
+}
+
+const aRows = adminRows()
+failed += (
+  await runMatrix(
+    'runner role + AdministratorAccess as an extra policy: the guardrails hold',
+    principalOf('runner'),
+    [...runnerPolicies, { name: 'attached:AdministratorAccess', policy: dump.reference_policies.AdministratorAccess }],
+    aRows,
+    { explicitDeny: true },
+  )
+).length
+total += aRows.length
+
+// Regressions the matrix must catch (each must produce at least one FAIL).
+const regressions = [
+  {
+    title: 'REGRESSION: runner role with AmazonSSMManagedInstanceCore re-attached',
+    policies: [...runnerPolicies, { name: 'attached:AmazonSSMManagedInstanceCore', policy: dump.reference_policies.AmazonSSMManagedInstanceCore }],
+    mustFail: ['unrelated untagged parameter elsewhere'],
+  },
+  {
+    title: 'REGRESSION: runner grant keyed on ${ec2:InstanceID} (the old policy)',
+    policies: runnerPolicies.map((p) => ({
+      name: p.name,
+      policy: p.name.endsWith('-guardrails') ? p.policy : JSON.parse(JSON.stringify(p.policy).replaceAll('${ec2:SourceInstanceARN}', '${ec2:InstanceID}')),
+    })),
+    mustFail: ['own JIT parameter'],
+  },
+  {
+    title: 'REGRESSION: runner role without its guardrail policy, AdministratorAccess attached',
+    policies: [
+      ...runnerPolicies.filter((p) => !p.name.endsWith('-guardrails')),
+      { name: 'attached:AdministratorAccess', policy: dump.reference_policies.AdministratorAccess },
+    ],
+    rows: aRows,
+    mustFail: ['GitHub credential', 'configuration document', 'overwrite bootstrap.sh'],
+  },
+]
+for (const reg of regressions) {
+  console.log(`\n== ${reg.title}: must fail the ${reg.rows ? 'guardrail' : 'runner'} matrix`)
+  const failures = await runMatrix(reg.title, principalOf('runner'), reg.policies, reg.rows || rRows, { quiet: true })
+  const notes = new Set(failures.map((f) => f.row[4]))
+  const missing = reg.mustFail.filter((n) => !notes.has(n))
+  total++
+  if (failures.length && !missing.length) {
+    console.log(`PASS  caught: ${failures.length} row(s) fail, including [${reg.mustFail.join('], [')}]`)
+  } else {
+    failed++
+    console.log(`FAIL  not caught: ${failures.length} row(s) fail; expected failures missing: ${missing.join(', ') || '(none failed)'}`)
+  }
+}
+
+const identity = exactIdentityCheck()
+total++
+if (identity.length) failed++
+
+console.log(`\n== IAM matrix: ${total - failed}/${total} checks as expected${failed ? `, ${failed} FAILED` : ''}`)
+process.exit(failed ? 1 : 0)
