@@ -267,7 +267,11 @@ else
         if ! curl -fsSL --retry 3 --retry-delay 2 -o "$local_tarball" "$github_url"; then
             die "could not download the runner from $github_url"
         fi
-        if aws_ s3 cp --only-show-errors "$local_tarball" "$cache_url"; then
+        # Only as a new object (If-None-Match: *): the runner role may not
+        # replace a cached tarball (terraform/ec2.tf FillRunnerCache), so a
+        # job can never swap the runner of later VMs. Lost race → a warning.
+        if aws_ s3api put-object --bucket "$BUCKET" --key "runner-cache/$tarball" \
+            --body "$local_tarball" --if-none-match '*' >/dev/null; then
             info "uploaded runner to the S3 cache $cache_url"
         else
             warn "could not upload runner to the S3 cache $cache_url (continuing)"

@@ -72,6 +72,29 @@ if [[ "${args[0]}" == ssm ]]; then
 fi
 case "${args[0]} ${args[1]}" in
     "ssm get-parameter") cat "$f" ;;
+    "s3api put-object")
+        # Like S3 with the runner role's policy: new objects only.
+        bucket="" key="" body="" if_none_match=""
+        for ((i = 2; i < ${#args[@]}; i++)); do
+            case "${args[i]}" in
+                --bucket) bucket="${args[i + 1]}" ;;
+                --key) key="${args[i + 1]}" ;;
+                --body) body="${args[i + 1]}" ;;
+                --if-none-match) if_none_match="${args[i + 1]}" ;;
+            esac
+        done
+        if [[ -n "${FAKE_S3_READONLY:-}" || "$if_none_match" != "*" ]]; then
+            echo "An error occurred (AccessDenied) when calling the PutObject operation" >&2
+            exit 254
+        fi
+        p="$FAKE_S3/$bucket/$key"
+        if [[ -e "$p" ]]; then
+            echo "An error occurred (PreconditionFailed) when calling the PutObject operation" >&2
+            exit 254
+        fi
+        mkdir -p "$(dirname "$p")"
+        cp "$body" "$p"
+        ;;
     "ssm delete-parameter") rm -f "$f" ;;
     "s3 cp")
         src="${args[2]}" dst="${args[3]}"
@@ -83,13 +106,10 @@ case "${args[0]} ${args[1]}" in
             fi
             cp "$p" "$dst"
         else
-            if [[ -n "${FAKE_S3_READONLY:-}" ]]; then
-                echo "upload failed: AccessDenied" >&2
-                exit 1
-            fi
-            p="$(s3_path "$dst")"
-            mkdir -p "$(dirname "$p")"
-            cp "$src" "$p"
+            # The runner role may not overwrite objects: uploads go through
+            # s3api put-object --if-none-match.
+            echo "upload failed: AccessDenied" >&2
+            exit 1
         fi
         ;;
     *) echo "fake aws: unsupported: ${args[*]}" >&2; exit 2 ;;
@@ -357,8 +377,8 @@ test_tarball_from_github_when_not_cached() {
     assert_eq "$RC" 0 "exit code"
     assert_has "$T/calls.log" "curl"
     assert_has "$T/calls.log" "https://github.com/actions/runner/releases/download/v$VERSION/actions-runner-linux-x64-$VERSION.tar.gz"
-    assert_before "curl" "aws s3 cp --only-show-errors $T/tmp/"
-    assert_has "$T/calls.log" " s3://$BUCKET/runner-cache/actions-runner-linux-x64-$VERSION.tar.gz"
+    assert_before "curl" "aws s3api put-object --bucket $BUCKET --key runner-cache/actions-runner-linux-x64-$VERSION.tar.gz --body $T/tmp/"
+    assert_has "$T/calls.log" " --if-none-match *"
     [[ -f "$T/s3/$BUCKET/runner-cache/actions-runner-linux-x64-$VERSION.tar.gz" ]] || fail "not uploaded to the S3 cache"
     assert_before "curl" "runner "
     assert_shut_down_last

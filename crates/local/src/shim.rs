@@ -9,17 +9,23 @@ use std::path::{Path, PathBuf};
 pub const BOOTSTRAP_SH: &str = include_str!("../../../scripts/runner/bootstrap.sh");
 
 /// `aws ssm get-parameter|delete-parameter` on `$SPOTRUNNER_LOCAL_PARAMS`,
-/// `aws s3 cp` on `$SPOTRUNNER_LOCAL_BUCKET`. Anything else fails loudly.
+/// `aws s3 cp` (downloads) and `aws s3api put-object --if-none-match '*'`
+/// (new objects only, as the runner role allows) on `$SPOTRUNNER_LOCAL_BUCKET`.
+/// Anything else fails loudly.
 pub const AWS_SHIM: &str = r#"#!/bin/sh
 # spotrunner local mode: the aws calls of bootstrap.sh, on local files.
 set -eu
 enc() { printf '%s' "$1" | sed -e 's/%/%25/g' -e 's|/|%2F|g'; }
 while [ "${1:-}" = "--region" ]; do shift 2; done
 svc="${1:-}"; op="${2:-}"; shift 2 || true
-name=""; src=""; dst=""
+name=""; src=""; dst=""; bucket_key=""; body=""; if_none_match=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --name) name="$2"; shift 2 ;;
+        --key) bucket_key="$2"; shift 2 ;;
+        --body) body="$2"; shift 2 ;;
+        --if-none-match) if_none_match="$2"; shift 2 ;;
+        --bucket) shift 2 ;;
         --query|--output|--region) shift 2 ;;
         --*) shift ;;
         *) if [ -z "$src" ]; then src="$1"; else dst="$1"; fi; shift ;;
@@ -35,9 +41,14 @@ case "$svc $op" in
     "s3 cp")
         case "$src" in
             s3://*) key="${src#s3://*/}"; cp -- "$SPOTRUNNER_LOCAL_BUCKET/$key" "$dst" ;;
-            *) key="${dst#s3://*/}"; mkdir -p -- "$(dirname -- "$SPOTRUNNER_LOCAL_BUCKET/$key")"
-               cp -- "$src" "$SPOTRUNNER_LOCAL_BUCKET/$key" ;;
+            *) echo "AccessDenied: uploads are s3api put-object --if-none-match" >&2; exit 1 ;;
         esac ;;
+    "s3api put-object")
+        [ "$if_none_match" = "*" ] || { echo "AccessDenied: new objects only" >&2; exit 254; }
+        out="$SPOTRUNNER_LOCAL_BUCKET/$bucket_key"
+        [ ! -e "$out" ] || { echo "PreconditionFailed: $bucket_key exists" >&2; exit 254; }
+        mkdir -p -- "$(dirname -- "$out")"
+        cp -- "$body" "$out" ;;
     *) echo "spotrunner local aws shim: unsupported: aws $svc $op" >&2; exit 2 ;;
 esac
 "#;
@@ -61,4 +72,75 @@ pub fn install(state_dir: &Path) -> std::io::Result<Scripts> {
         std::fs::rename(&tmp, path)?;
     }
     Ok(Scripts { bin_dir, bootstrap })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn aws(scripts: &Scripts, bucket: &Path, args: &[&str]) -> std::process::Output {
+        Command::new(scripts.bin_dir.join("aws"))
+            .args(args)
+            .env("SPOTRUNNER_LOCAL_BUCKET", bucket)
+            .env("SPOTRUNNER_LOCAL_PARAMS", bucket.join("params"))
+            .output()
+            .expect("shim runs")
+    }
+
+    #[test]
+    fn the_cache_takes_new_objects_only_as_the_runner_role_does() {
+        let tmp = tempfile::tempdir().unwrap();
+        let scripts = install(&tmp.path().join("state")).unwrap();
+        let bucket = tmp.path().join("bucket");
+        let body = tmp.path().join("runner.tar.gz");
+        std::fs::write(&body, "tarball").unwrap();
+        let body = body.to_str().unwrap();
+        let put = |extra: &[&str]| {
+            let mut args = vec![
+                "--region",
+                "us-east-1",
+                "s3api",
+                "put-object",
+                "--bucket",
+                "b",
+                "--key",
+                "runner-cache/r.tar.gz",
+                "--body",
+                body,
+            ];
+            args.extend_from_slice(extra);
+            aws(&scripts, &bucket, &args)
+        };
+        assert!(
+            !put(&[]).status.success(),
+            "an unconditional put is refused"
+        );
+        assert!(put(&["--if-none-match", "*"]).status.success());
+        let again = put(&["--if-none-match", "*"]);
+        assert!(
+            !again.status.success(),
+            "an existing object is never replaced"
+        );
+        assert!(String::from_utf8_lossy(&again.stderr).contains("PreconditionFailed"));
+        let cp_up = aws(
+            &scripts,
+            &bucket,
+            &["s3", "cp", body, "s3://b/runner-cache/x"],
+        );
+        assert!(!cp_up.status.success(), "s3 cp uploads are refused");
+        let out = tmp.path().join("back");
+        let cp_down = aws(
+            &scripts,
+            &bucket,
+            &[
+                "s3",
+                "cp",
+                "s3://b/runner-cache/r.tar.gz",
+                out.to_str().unwrap(),
+            ],
+        );
+        assert!(cp_down.status.success());
+        assert_eq!(std::fs::read_to_string(out).unwrap(), "tarball");
+    }
 }
