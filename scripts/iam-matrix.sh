@@ -47,7 +47,7 @@ if [ ! -d scripts/iam/node_modules/@cloud-copilot/iam-simulate ]; then
 fi
 
 if [ -n "$endpoint" ] || [ -n "$outputs" ]; then
-  [ -n "$endpoint" ] && [ -n "$outputs" ] || die "--endpoint and --outputs go together"
+  if [ -z "$endpoint" ] || [ -z "$outputs" ]; then die "--endpoint and --outputs go together"; fi
   mkdir -p "$(dirname "$policies")"
   py=""
   for candidate in python3 python3.11; do
