@@ -24,7 +24,8 @@ secret="smoke-secret"
 cat >"$work/config.json" <<JSON
 {"deployment":"smoke","github":{"auth":{"type":"pat","token":"env:GH_TOKEN"}},
  "webhook":{"secrets":["ssm:/smoke/webhook-secret"]},
- "pools":[{"name":"k8s","labels":["k8s"],"max_runners":2}]}
+ "pools":[{"name":"k8s","labels":["k8s"],"max_runners":2,
+            "launch_template":"smoke-k8s","instance_types":["t3.micro"]}]}
 JSON
 queue_url=$("$PY" scripts/lib/smoke_aws.py setup "$endpoint" "$work/config.json" "$secret")
 
