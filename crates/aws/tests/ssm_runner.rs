@@ -52,46 +52,49 @@ async fn parameters_use_the_configured_kms_key() {
     let sdk = spotrunner_aws::sdk::local(moto.url()).await;
     let ssm = Client::new(&sdk);
     let key = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555";
+    // (type, KMS key) of a parameter as DescribeParameters reports it.
+    let described = |name: &'static str| {
+        let ssm = ssm.clone();
+        async move {
+            let out = ssm
+                .describe_parameters()
+                .parameter_filters(
+                    aws_sdk_ssm::types::ParameterStringFilter::builder()
+                        .key("Name")
+                        .values(name)
+                        .build()
+                        .unwrap(),
+                )
+                .send()
+                .await
+                .unwrap();
+            let p = &out.parameters()[0];
+            (
+                p.r#type().map(|t| t.as_str().to_string()),
+                p.key_id().map(str::to_string),
+            )
+        }
+    };
     let name = "/sr/jit/sr_cpu-1-0";
     SsmRunnerParameters::new(&sdk)
         .with_kms_key(key)
         .put(name, JIT, &[])
         .await
         .unwrap();
-    let described = ssm
-        .describe_parameters()
-        .parameter_filters(
-            aws_sdk_ssm::types::ParameterStringFilter::builder()
-                .key("Name")
-                .values(name)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let p = &described.parameters()[0];
-    assert_eq!(p.r#type().map(|t| t.as_str()), Some("SecureString"));
-    assert_eq!(p.key_id(), Some(key), "the JIT parameter is under our key");
+    let (kind, key_id) = described(name).await;
+    assert_eq!(kind.as_deref(), Some("SecureString"));
+    assert_eq!(
+        key_id.as_deref(),
+        Some(key),
+        "the JIT parameter is under our key"
+    );
     // Without a key: SSM's default (aws/ssm).
     let other = "/sr/jit/sr_cpu-2-0";
     SsmRunnerParameters::new(&sdk)
         .put(other, JIT, &[])
         .await
         .unwrap();
-    let described = ssm
-        .describe_parameters()
-        .parameter_filters(
-            aws_sdk_ssm::types::ParameterStringFilter::builder()
-                .key("Name")
-                .values(other)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_ne!(described.parameters()[0].key_id(), Some(key));
+    assert_ne!(described(other).await.1.as_deref(), Some(key));
 }
 
 #[tokio::test]

@@ -4,7 +4,6 @@
 
 mod common;
 
-use aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpecification};
 use chrono::{DateTime, Duration, Utc};
 use common::*;
 use spotrunner_core::janitor::{ActionKind, JanitorReport};
@@ -55,31 +54,7 @@ fn org() -> RunnerScope {
 }
 
 async fn run_instance(w: &World, runner: &str, job: u64) -> String {
-    let image = w.ec2.describe_images().send().await.unwrap().images()[0]
-        .image_id()
-        .unwrap()
-        .to_string();
-    let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
-    let out = w
-        .ec2
-        .run_instances()
-        .image_id(image)
-        .instance_type(InstanceType::T3Micro)
-        .min_count(1)
-        .max_count(1)
-        .tag_specifications(
-            TagSpecification::builder()
-                .resource_type(ResourceType::Instance)
-                .tags(tag(tags::DEPLOYMENT, "sr"))
-                .tags(tag(tags::POOL, "cpu"))
-                .tags(tag(tags::RUNNER_NAME, runner))
-                .tags(tag(tags::JOB_ID, &job.to_string()))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    out.instances()[0].instance_id().unwrap().to_string()
+    w.run_instance("sr", runner, job).await
 }
 
 /// A job with its runner, as create-runner and the webhook would have left them.

@@ -5,7 +5,6 @@
 
 mod common;
 
-use aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpecification};
 use chrono::{DateTime, Duration, Utc};
 use common::*;
 use spotrunner_aws::{dynamodb::DynamoLedger, sqs::SqsJobQueue};
@@ -13,7 +12,7 @@ use spotrunner_core::janitor::{ActionKind, Janitor, JanitorSettings};
 use spotrunner_core::job::JobMessage;
 use spotrunner_core::names;
 use spotrunner_core::ports::{
-    Ledger, Limits, RunnerChange, RunnerParameters, RunnerRecord, RunnerScope, RunnerState, tags,
+    Ledger, Limits, RunnerChange, RunnerParameters, RunnerRecord, RunnerScope, RunnerState,
 };
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -37,34 +36,6 @@ fn org() -> RunnerScope {
     RunnerScope::Org {
         org: "octo-org".into(),
     }
-}
-
-async fn instance(w: &World, deployment: &str, runner: &str, job: u64) -> String {
-    let image = w.ec2.describe_images().send().await.unwrap().images()[0]
-        .image_id()
-        .unwrap()
-        .to_string();
-    let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
-    let out = w
-        .ec2
-        .run_instances()
-        .image_id(image)
-        .instance_type(InstanceType::T3Micro)
-        .min_count(1)
-        .max_count(1)
-        .tag_specifications(
-            TagSpecification::builder()
-                .resource_type(ResourceType::Instance)
-                .tags(tag(tags::DEPLOYMENT, deployment))
-                .tags(tag(tags::POOL, "cpu"))
-                .tags(tag(tags::RUNNER_NAME, runner))
-                .tags(tag(tags::JOB_ID, &job.to_string()))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    out.instances()[0].instance_id().unwrap().to_string()
 }
 
 async fn deployment(w: &World, name: &'static str, base: u64, now: DateTime<Utc>) -> Deployment {
@@ -127,7 +98,7 @@ async fn deployment(w: &World, name: &'static str, base: u64, now: DateTime<Utc>
     };
     ledger.reserve(&record, limits).await.unwrap();
     let github_id = w.github.add_runner(org(), &healthy_runner, "online", false);
-    let healthy_instance = instance(w, name, &healthy_runner, job).await;
+    let healthy_instance = w.run_instance(name, &healthy_runner, job).await;
     let change = RunnerChange {
         state: Some(RunnerState::Bootstrapped),
         instance_id: Some(healthy_instance.clone()),
@@ -151,7 +122,7 @@ async fn deployment(w: &World, name: &'static str, base: u64, now: DateTime<Utc>
 
     // Leaks of this deployment (the ledger knows none of them).
     let orphan_runner = names::runner_name(name, "cpu", base + 2, 0);
-    let orphan_instance = instance(w, name, &orphan_runner, base + 2).await;
+    let orphan_instance = w.run_instance(name, &orphan_runner, base + 2).await;
     let leaked_registration = names::runner_name(name, "cpu", base + 3, 0);
     w.github
         .add_runner(org(), &leaked_registration, "offline", false);

@@ -400,6 +400,39 @@ pub fn sqs_event(msgs: &[aws_sdk_sqs::types::Message], queue: &str) -> SqsEvent 
     event
 }
 
+impl World {
+    /// A bare instance as create-runner would tag it (deployment, pool `cpu`,
+    /// runner, job), launched by hand: the ledger knows nothing of it.
+    pub async fn run_instance(&self, deployment: &str, runner: &str, job: u64) -> String {
+        use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+        let image = self.ec2.describe_images().send().await.unwrap().images()[0]
+            .image_id()
+            .unwrap()
+            .to_string();
+        let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
+        let out = self
+            .ec2
+            .run_instances()
+            .image_id(image)
+            .instance_type(InstanceType::T3Micro)
+            .min_count(1)
+            .max_count(1)
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Instance)
+                    .tags(tag(tags::DEPLOYMENT, deployment))
+                    .tags(tag(tags::POOL, "cpu"))
+                    .tags(tag(tags::RUNNER_NAME, runner))
+                    .tags(tag(tags::JOB_ID, &job.to_string()))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        out.instances()[0].instance_id().unwrap().to_string()
+    }
+}
+
 pub fn tag(i: &aws_sdk_ec2::types::Instance, key: &str) -> Option<String> {
     i.tags()
         .iter()
