@@ -21,9 +21,19 @@ locals {
 
   # Ledger keys (crates/aws/src/dynamodb.rs): job#<id>, runner#<name>,
   # capacity#pool#<pool>, capacity#global, drain#<pool>.
+  # Conditions that limit a ledger call to items whose key (pk) matches the
+  # patterns; a call naming no key at all (Scan) never matches.
   ledger_keys = {
-    jobs_and_runners = ["job#*", "runner#*"]
-    capacity         = ["capacity#*"]
+    for kind, patterns in {
+      jobs             = ["job#*"]
+      jobs_and_runners = ["job#*", "runner#*"]
+      capacity         = ["capacity#*"]
+      pool_counters    = ["capacity#pool#*"]
+      any              = ["job#*", "runner#*", "capacity#*"]
+      } : kind => [
+      { test = "ForAllValues:StringLike", variable = "dynamodb:LeadingKeys", values = patterns },
+      { test = "Null", variable = "dynamodb:LeadingKeys", values = ["false"] },
+    ]
   }
 
   # The parameters each function reads with decryption (for the KMS context).
@@ -137,22 +147,16 @@ locals {
       conditions = []
     }
     put_jobs_runners = {
-      sid       = "WriteJobsAndRunners"
-      actions   = ["dynamodb:PutItem"]
-      resources = [aws_dynamodb_table.ledger.arn]
-      conditions = [
-        { test = "ForAllValues:StringLike", variable = "dynamodb:LeadingKeys", values = local.ledger_keys.jobs_and_runners },
-        { test = "Null", variable = "dynamodb:LeadingKeys", values = ["false"] },
-      ]
+      sid        = "WriteJobsAndRunners"
+      actions    = ["dynamodb:PutItem"]
+      resources  = [aws_dynamodb_table.ledger.arn]
+      conditions = local.ledger_keys.jobs_and_runners
     }
     update_capacity = {
-      sid       = "CountCapacity"
-      actions   = ["dynamodb:UpdateItem"]
-      resources = [aws_dynamodb_table.ledger.arn]
-      conditions = [
-        { test = "ForAllValues:StringLike", variable = "dynamodb:LeadingKeys", values = local.ledger_keys.capacity },
-        { test = "Null", variable = "dynamodb:LeadingKeys", values = ["false"] },
-      ]
+      sid        = "CountCapacity"
+      actions    = ["dynamodb:UpdateItem"]
+      resources  = [aws_dynamodb_table.ledger.arn]
+      conditions = local.ledger_keys.capacity
     }
   }
 
@@ -167,13 +171,10 @@ locals {
         },
         {
           # in_progress / completed: read and write job#<id> items only.
-          sid       = "RecordJobStates"
-          actions   = ["dynamodb:GetItem", "dynamodb:PutItem"]
-          resources = [aws_dynamodb_table.ledger.arn]
-          conditions = [
-            { test = "ForAllValues:StringLike", variable = "dynamodb:LeadingKeys", values = ["job#*"] },
-            { test = "Null", variable = "dynamodb:LeadingKeys", values = ["false"] },
-          ]
+          sid        = "RecordJobStates"
+          actions    = ["dynamodb:GetItem", "dynamodb:PutItem"]
+          resources  = [aws_dynamodb_table.ledger.arn]
+          conditions = local.ledger_keys.jobs
         },
       ],
       local.statement_send_jobs,
@@ -345,13 +346,10 @@ locals {
         },
         {
           # Is the job finished? Reads job#<id> only.
-          sid       = "ReadJobs"
-          actions   = ["dynamodb:GetItem"]
-          resources = [aws_dynamodb_table.ledger.arn]
-          conditions = [
-            { test = "ForAllValues:StringLike", variable = "dynamodb:LeadingKeys", values = ["job#*"] },
-            { test = "Null", variable = "dynamodb:LeadingKeys", values = ["false"] },
-          ]
+          sid        = "ReadJobs"
+          actions    = ["dynamodb:GetItem"]
+          resources  = [aws_dynamodb_table.ledger.arn]
+          conditions = local.ledger_keys.jobs
         },
       ],
       local.statement_send_jobs,
@@ -364,21 +362,15 @@ locals {
         local.statement_ledger.read_scan,
         merge(local.statement_ledger.put_jobs_runners, {
           # set_capacity writes the counters outright.
-          conditions = [
-            { test = "ForAllValues:StringLike", variable = "dynamodb:LeadingKeys", values = concat(local.ledger_keys.jobs_and_runners, local.ledger_keys.capacity) },
-            { test = "Null", variable = "dynamodb:LeadingKeys", values = ["false"] },
-          ]
+          conditions = local.ledger_keys.any
         }),
         local.statement_ledger.update_capacity,
         {
           # Capacity repair drops the counters of pools without live runners.
-          sid       = "DropPoolCounters"
-          actions   = ["dynamodb:DeleteItem"]
-          resources = [aws_dynamodb_table.ledger.arn]
-          conditions = [
-            { test = "ForAllValues:StringLike", variable = "dynamodb:LeadingKeys", values = ["capacity#pool#*"] },
-            { test = "Null", variable = "dynamodb:LeadingKeys", values = ["false"] },
-          ]
+          sid        = "DropPoolCounters"
+          actions    = ["dynamodb:DeleteItem"]
+          resources  = [aws_dynamodb_table.ledger.arn]
+          conditions = local.ledger_keys.pool_counters
         },
       ],
       local.statement_delete_jit,
