@@ -199,7 +199,7 @@ impl RunnerParameters for SsmRunnerParameters {
                 SERVICE,
                 format!(
                     "cannot bind parameter {name} to {instance_id}: no instance ARN prefix \
-                     (SPOTRUNNER_INSTANCE_ARN_PREFIX) configured"
+                     ({INSTANCE_ARN_PREFIX_ENV}) configured"
                 ),
             )
         })?;

@@ -381,26 +381,7 @@ impl World {
         }
         live.len()
     }
-}
 
-/// The event Lambda's SQS poller would deliver for these messages.
-pub fn sqs_event(msgs: &[aws_sdk_sqs::types::Message], queue: &str) -> SqsEvent {
-    let mut event = SqsEvent::default();
-    event.records = msgs
-        .iter()
-        .map(|m| {
-            let mut r = SqsMessage::default();
-            r.message_id = m.message_id.clone();
-            r.receipt_handle = m.receipt_handle.clone();
-            r.body = m.body.clone();
-            r.event_source_arn = Some(format!("arn:aws:sqs:us-east-1:123456789012:{queue}"));
-            r
-        })
-        .collect();
-    event
-}
-
-impl World {
     /// A bare instance as create-runner would tag it (deployment, pool `cpu`,
     /// runner, job), launched by hand: the ledger knows nothing of it.
     pub async fn run_instance(&self, deployment: &str, runner: &str, job: u64) -> String {
@@ -431,6 +412,23 @@ impl World {
             .unwrap();
         out.instances()[0].instance_id().unwrap().to_string()
     }
+}
+
+/// The event Lambda's SQS poller would deliver for these messages.
+pub fn sqs_event(msgs: &[aws_sdk_sqs::types::Message], queue: &str) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    event.records = msgs
+        .iter()
+        .map(|m| {
+            let mut r = SqsMessage::default();
+            r.message_id = m.message_id.clone();
+            r.receipt_handle = m.receipt_handle.clone();
+            r.body = m.body.clone();
+            r.event_source_arn = Some(format!("arn:aws:sqs:us-east-1:123456789012:{queue}"));
+            r
+        })
+        .collect();
+    event
 }
 
 pub fn tag(i: &aws_sdk_ec2::types::Instance, key: &str) -> Option<String> {
