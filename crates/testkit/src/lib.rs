@@ -2,6 +2,7 @@
 //! process, a fake GitHub HTTP server, and GitHub's own webhook examples.
 
 pub mod examples;
+pub mod fault_proxy;
 /// The fake GitHub lives in its own crate so that `spotrunner demo` can ship it.
 pub use spotrunner_fake_github as fake_github;
 pub mod moto;
