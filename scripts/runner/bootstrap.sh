@@ -12,6 +12,22 @@
 # environment only by the process's owner). The actions runner reads
 # ACTIONS_RUNNER_INPUT_<ARG> like `--<arg>` and removes it from its own
 # environment before it starts a job (Runner.Listener/CommandSettings.cs).
+#
+# One run per VM. SSM SendCommand is not idempotent and SSM may deliver a
+# command twice, so this script may be started twice on one VM, even at the
+# same instant. The first run takes an exclusive lock (flock) on
+# $STATE_DIR/bootstrap.lock and writes $STATE_DIR/bootstrap.marker (its pid,
+# SSM command id, boot id) before it arms the safety timer or touches the JIT
+# parameter; it holds the lock until it ends and then records its exit code in
+# $STATE_DIR/bootstrap.exit-status. A later run (lock held, or marker of this
+# boot present) logs a warning, installs no shutdown trap, never reads or
+# deletes the JIT parameter, never touches the runner: it waits for the first
+# run to end (blocks on the lock) and exits with the first run's exit code (at
+# once if the first run already ended). So whichever of the two SSM commands
+# the control plane follows, its terminal status arrives when the runner
+# really ended, with the runner's exit code. STATE_DIR: $SPOTRUNNER_STATE_DIR,
+# else $SPOTRUNNER_HOME/state if SPOTRUNNER_HOME is set (the local backend,
+# tests: one per instance), else /var/lib/spotrunner.
 
 # Never trace: `bash -x bootstrap.sh` would print the JIT config.
 { set +x; } 2>/dev/null
@@ -32,6 +48,16 @@ JIT=""
 TMP_DIR=""
 RUNNER_PID=""
 SHUTDOWN_DONE=0
+FLAG_ERROR=""
+
+# One run per VM (see the header). The lock is held on fd 9, which every
+# long-lived child (runner, startup script, shutdown) gets closed (`9>&-`).
+STATE_DIR=""
+MARKER=""
+STATUS_FILE=""
+LOCK_HELD=0
+ONCE_ERROR=""
+BOOT_ID="$(cat /proc/sys/kernel/random/boot_id 2>/dev/null || true)"
 
 # --- logging ---------------------------------------------------------------
 
@@ -76,9 +102,20 @@ shutdown_now() {
     fi
     SHUTDOWN_DONE=1
     info "shutting down now"
-    if ! shutdown -h now; then
+    if ! shutdown -h now 9>&-; then
         error "shutdown -h now failed; relying on the safety timer and the control plane"
     fi
+}
+
+# record_exit_status RC: the first run's exit code for later runs, then
+# release the lock so that they end now (not when the VM is gone).
+# shellcheck disable=SC2317  # invoked from traps
+record_exit_status() {
+    if ! { printf '%s\n' "$1" >"$STATUS_FILE.tmp" && mv -f -- "$STATUS_FILE.tmp" "$STATUS_FILE"; } 2>/dev/null; then
+        warn "could not record the exit code in $STATUS_FILE"
+    fi
+    flock -u 9 2>/dev/null || true
+    LOCK_HELD=0
 }
 
 # shellcheck disable=SC2317  # invoked from traps
@@ -97,6 +134,9 @@ on_exit() {
         info "bootstrap finished exit_code=0"
     else
         error "bootstrap finished exit_code=$rc"
+    fi
+    if [[ "$LOCK_HELD" == "1" ]]; then
+        record_exit_status "$rc"
     fi
     shutdown_now
     exit "$rc"
@@ -117,61 +157,210 @@ on_signal() {
     exit "$code"
 }
 
+# --- flags (parsed first, checked once the traps are armed) ------------------
+
+# parse_flags ARGS...: sets the flag variables; the first problem goes to
+# FLAG_ERROR (reported by the first run only, see "one run per VM").
+parse_flags() {
+    local flag value
+    while [[ $# -gt 0 ]]; do
+        flag="$1"
+        value=""
+        case "$flag" in
+            --*=*)
+                value="${flag#*=}"
+                flag="${flag%%=*}"
+                shift
+                ;;
+            -h | --help)
+                usage
+                exit 0
+                ;;
+            --*)
+                if [[ $# -lt 2 ]]; then
+                    FLAG_ERROR="flag $flag needs a value"
+                    return 0
+                fi
+                value="$2"
+                shift 2
+                ;;
+            *)
+                FLAG_ERROR="unexpected argument: $flag"
+                return 0
+                ;;
+        esac
+        case "$flag" in
+            --runner-name) RUNNER_NAME="$value" ;;
+            --jit-parameter) JIT_PARAMETER="$value" ;;
+            --bucket) BUCKET="$value" ;;
+            --runner-version) RUNNER_VERSION="$value" ;;
+            --runner-arch) RUNNER_ARCH="$value" ;;
+            --startup-script-key) STARTUP_SCRIPT_KEY="$value" ;;
+            --max-run-time-secs) MAX_RUN_TIME_SECS="$value" ;;
+            --region) REGION="$value" ;;
+            *)
+                FLAG_ERROR="unknown flag: $flag"
+                return 0
+                ;;
+        esac
+    done
+}
+
+parse_flags "$@"
+
+# --- 1. one run per VM (README.md) ---------------------------------------------------------
+
+if [[ -n "${SPOTRUNNER_STATE_DIR:-}" ]]; then
+    STATE_DIR="$SPOTRUNNER_STATE_DIR"
+elif [[ -n "${SPOTRUNNER_HOME:-}" ]]; then
+    STATE_DIR="$SPOTRUNNER_HOME/state"
+else
+    STATE_DIR="/var/lib/spotrunner"
+fi
+MARKER="$STATE_DIR/bootstrap.marker"
+STATUS_FILE="$STATE_DIR/bootstrap.exit-status"
+
+# marker_get KEY: the value of the marker's KEY=... line (empty if none).
+marker_get() {
+    local line
+    [[ -f "$MARKER" ]] || return 0
+    while IFS= read -r line; do
+        if [[ "$line" == "$1="* ]]; then
+            printf '%s' "${line#*=}"
+            return 0
+        fi
+    done <"$MARKER" 2>/dev/null
+    return 0
+}
+
+# first_run: who holds (or held) this VM, from the marker.
+first_run() {
+    local pid cmd at
+    pid="$(marker_get pid)"
+    cmd="$(marker_get ssm_command_id)"
+    at="$(marker_get started_at)"
+    if [[ -z "$pid" ]]; then
+        printf 'a concurrent run'
+        return 0
+    fi
+    printf 'pid %s' "$pid"
+    if [[ -n "$cmd" ]]; then printf ', SSM command %s' "$cmd"; fi
+    if [[ -n "$at" ]]; then printf ', started %s' "$at"; fi
+}
+
+# ssm_command_id: the id of the SSM command that runs this script, or empty
+# (best effort, for logs). The agent gives a script no command id (only
+# AWS_SSM_INSTANCE_ID, AWS_SSM_REGION_NAME, AWS_SSM_PLATFORM_NAME/VERSION:
+# agent/executers/executers.go), but it runs the document's script as
+# `sh -c .../document/orchestration/<command-id>/<step>/_script.sh` from
+# `ssm-document-worker <command-id>` (agent/runcommand/utils.go,
+# agent/framework/processor/executer/outofproc/master.go): look for either
+# in the command lines of our ancestors.
+ssm_command_id() {
+    local pid="$PPID" depth arg prev stat
+    local re='/document/orchestration/([A-Za-z0-9-]{1,64})/'
+    for ((depth = 0; depth < 6; depth++)); do
+        [[ "$pid" =~ ^[0-9]+$ && "$pid" -gt 1 && -r "/proc/$pid/cmdline" ]] || return 0
+        prev=""
+        while IFS= read -r arg; do
+            if [[ "$arg" =~ $re ]]; then
+                printf '%s' "${BASH_REMATCH[1]}"
+                return 0
+            fi
+            if [[ "${prev##*/}" == "ssm-document-worker" && "$arg" =~ ^[A-Za-z0-9-]{1,64}$ ]]; then
+                printf '%s' "$arg"
+                return 0
+            fi
+            prev="$arg"
+        done < <(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null || true)
+        stat="$(cat "/proc/$pid/stat" 2>/dev/null || true)"
+        stat="${stat##*) }" # after "PID (COMM) ": STATE PPID ...
+        read -r _ pid _ <<<"$stat" || return 0
+    done
+    return 0
+}
+
+# later_run: this VM already has (or had) its run. Never returns, never shuts
+# down, never touches the JIT parameter or the runner: wait for the first run
+# to end, then exit with its exit code.
+later_run() {
+    local who status then="waiting for that run to end, then exiting with its exit code"
+    who="$(first_run)"
+    if [[ "$LOCK_HELD" == "1" ]]; then then="that run has ended"; fi
+    warn "already bootstrapped on this VM by $who; not running a second runner ($then)"
+    if [[ "$LOCK_HELD" != "1" ]]; then
+        if ! flock 9; then
+            error "could not wait for the first run (flock on $STATE_DIR/bootstrap.lock failed)"
+            exit 1
+        fi
+        who="$(first_run)"
+    fi
+    status="$(cat "$STATUS_FILE" 2>/dev/null || true)"
+    if [[ "$status" =~ ^[0-9]{1,3}$ ]]; then
+        status="$((10#$status))"
+        log "$([[ "$status" == 0 ]] && echo info || echo warn)" \
+            "the first run ($who) ended with exit_code=$status; exiting with it"
+        exit "$status"
+    fi
+    error "the first run ($who) ended without recording its exit code (killed?); exiting 1"
+    exit 1
+}
+
+if ! command -v flock >/dev/null 2>&1; then
+    ONCE_ERROR="flock (util-linux) not found: cannot make sure that this VM runs one runner only"
+elif ! mkdir -p -- "$STATE_DIR" 2>/dev/null || ! { exec 9>>"$STATE_DIR/bootstrap.lock"; } 2>/dev/null; then
+    ONCE_ERROR="cannot open the lock file $STATE_DIR/bootstrap.lock (SPOTRUNNER_STATE_DIR)"
+else
+    lock_rc=0
+    flock -n -E 75 9 || lock_rc=$?
+    if [[ "$lock_rc" == "75" ]]; then
+        later_run # another run holds the lock
+    elif [[ "$lock_rc" != "0" ]]; then
+        ONCE_ERROR="flock on $STATE_DIR/bootstrap.lock failed with exit code $lock_rc"
+    else
+        LOCK_HELD=1
+        if [[ -f "$MARKER" ]]; then
+            if [[ "$(marker_get boot_id)" == "$BOOT_ID" ]]; then
+                later_run # the first run already ended
+            fi
+            # Not this boot's: the VM rebooted (its runner is gone), or its
+            # image was made from a bootstrapped VM.
+            warn "ignoring $MARKER of another boot ($(first_run))"
+        fi
+        rm -f -- "$STATUS_FILE"
+        if ! {
+            printf 'pid=%s\n' "$$"
+            printf 'started_at=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+            printf 'boot_id=%s\n' "$BOOT_ID"
+            printf 'runner=%s\n' "${RUNNER_NAME//$'\n'/ }"
+            printf 'ssm_command_id=%s\n' "$(ssm_command_id)"
+            printf 'ssm_instance_id=%s\n' "${AWS_SSM_INSTANCE_ID:-}"
+        } >"$MARKER.tmp" 2>/dev/null || ! mv -f -- "$MARKER.tmp" "$MARKER"; then
+            ONCE_ERROR="cannot write $MARKER"
+        fi
+    fi
+    unset lock_rc
+fi
+
+# The first run from here on (or a run that cannot tell: it fails safe).
 trap on_exit EXIT
 trap 'on_signal TERM 143' TERM
 trap 'on_signal INT 130' INT
 trap 'on_signal HUP 129' HUP
 
-# --- flags ------------------------------------------------------------------
+if [[ -n "$ONCE_ERROR" ]]; then
+    die "$ONCE_ERROR"
+fi
+if [[ "$LOCK_HELD" == "1" ]]; then
+    info "first bootstrap on this VM (state in $STATE_DIR)"
+fi
 
-need_value() {
-    # need_value FLAG ARGC: the flag must be followed by a value.
-    if [[ "$2" -lt 2 ]]; then
-        usage
-        die "flag $1 needs a value"
-    fi
-}
+# --- 2. flag checks ----------------------------------------------------------------
 
-while [[ $# -gt 0 ]]; do
-    flag="$1"
-    value=""
-    case "$flag" in
-        --*=*)
-            value="${flag#*=}"
-            flag="${flag%%=*}"
-            shift
-            ;;
-        -h | --help)
-            usage
-            trap - EXIT
-            exit 0
-            ;;
-        --*)
-            need_value "$flag" "$#"
-            value="$2"
-            shift 2
-            ;;
-        *)
-            usage
-            die "unexpected argument: $flag"
-            ;;
-    esac
-    case "$flag" in
-        --runner-name) RUNNER_NAME="$value" ;;
-        --jit-parameter) JIT_PARAMETER="$value" ;;
-        --bucket) BUCKET="$value" ;;
-        --runner-version) RUNNER_VERSION="$value" ;;
-        --runner-arch) RUNNER_ARCH="$value" ;;
-        --startup-script-key) STARTUP_SCRIPT_KEY="$value" ;;
-        --max-run-time-secs) MAX_RUN_TIME_SECS="$value" ;;
-        --region) REGION="$value" ;;
-        *)
-            usage
-            die "unknown flag: $flag"
-            ;;
-    esac
-done
-unset flag value
+if [[ -n "$FLAG_ERROR" ]]; then
+    usage
+    die "$FLAG_ERROR"
+fi
 
 missing=()
 [[ -n "$RUNNER_NAME" ]] || missing+=(--runner-name)
@@ -213,13 +402,13 @@ aws_() {
     aws ${AWS_ARGS[@]+"${AWS_ARGS[@]}"} "$@"
 }
 
-# --- 2. safety timer, first of all -----------------------------------------
+# --- 3. safety timer, before anything else the first run does ---------------
 
 if [[ "${SPOTRUNNER_NO_SHUTDOWN:-0}" == "1" ]]; then
     info "SPOTRUNNER_NO_SHUTDOWN=1: no safety timer, no shutdown at exit"
 else
     minutes=$(((MAX_RUN_TIME_SECS + 59) / 60))
-    if ! shutdown -h "+$minutes" >/dev/null; then
+    if ! shutdown -h "+$minutes" >/dev/null 9>&-; then
         die "could not arm the safety timer (shutdown -h +$minutes)"
     fi
     info "safety timer armed: shutdown in $minutes minute(s)"
@@ -228,7 +417,7 @@ fi
 
 TMP_DIR="$(mktemp -d "${TMPDIR:-/tmp}/spotrunner-bootstrap.XXXXXX")"
 
-# --- 3. JIT config: read, then delete at once --------------------------------
+# --- 4. JIT config: read, then delete at once --------------------------------
 
 info "reading JIT config from SSM parameter $JIT_PARAMETER"
 if ! JIT="$(aws_ ssm get-parameter --name "$JIT_PARAMETER" --with-decryption \
@@ -246,7 +435,7 @@ if [[ -z "$JIT" || "$JIT" == "None" ]]; then
     die "SSM parameter $JIT_PARAMETER is empty"
 fi
 
-# --- 4. runner binaries -------------------------------------------------------
+# --- 5. runner binaries -------------------------------------------------------
 
 mkdir -p -- "$RUNNER_DIR" "$WORK_DIR"
 
@@ -287,7 +476,7 @@ else
     unset tarball cache_url local_tarball github_url
 fi
 
-# --- 5/6. job environment and startup script ------------------------------
+# --- 6/7/8. job environment, startup script, .env ------------------------------
 
 export SPOTRUNNER_HOME
 export SPOTRUNNER_RUNNER_DIR="$RUNNER_DIR"
@@ -305,7 +494,7 @@ if [[ -n "$STARTUP_SCRIPT_KEY" ]]; then
     fi
     info "running startup script s3://$BUCKET/$STARTUP_SCRIPT_KEY"
     startup_rc=0
-    bash "$startup_script" </dev/null || startup_rc=$?
+    bash "$startup_script" </dev/null 9>&- || startup_rc=$?
     if [[ "$startup_rc" != "0" ]]; then
         die "startup script failed with exit code $startup_rc"
     fi
@@ -327,7 +516,7 @@ chmod 644 "$env_tmp"
 mv -f -- "$env_tmp" "$env_file"
 unset env_file env_tmp
 
-# --- 7. the runner -------------------------------------------------------------
+# --- 9. the runner -------------------------------------------------------------
 
 if [[ -n "${SPOTRUNNER_RUNNER_CMD:-}" ]]; then
     # Split on whitespace (no quoting, no globbing): "prog arg1 arg2".
@@ -339,8 +528,9 @@ info "starting runner: ${runner_cmd[*]} (JIT config in ACTIONS_RUNNER_INPUT_JITC
 
 # In the background, so TERM/INT reach our trap while the runner runs. The
 # assignment prefix puts the value in the runner's environment only: this
-# shell's own environment never holds it.
-ACTIONS_RUNNER_INPUT_JITCONFIG="$JIT" "${runner_cmd[@]}" </dev/null &
+# shell's own environment never holds it. Without the lock's fd: a process
+# the job leaves behind must not keep the lock.
+ACTIONS_RUNNER_INPUT_JITCONFIG="$JIT" "${runner_cmd[@]}" </dev/null 9>&- &
 RUNNER_PID=$!
 JIT=""
 runner_rc=0

@@ -4,7 +4,9 @@
 # Every test builds a temp dir with fake `aws`, `shutdown` and `curl` on PATH
 # (small bash scripts that append their argv to calls.log), a fake S3 "bucket"
 # directory holding a real runner tar.gz with a fake run.sh, and a fake SSM
-# parameter store directory. Output: one `ok NAME` / `FAIL NAME: why` line per
+# parameter store directory. The run-once tests start two bootstraps on one
+# "VM" (one state dir), concurrently or one after the other. Output: one
+# `ok NAME` / `FAIL NAME: why` line per
 # test, then exactly `N passed, N failed`. Exit status is non-zero if any test
 # failed.
 #
@@ -119,6 +121,7 @@ EOF
     cat >"$T/bin/shutdown" <<'EOF'
 #!/usr/bin/env bash
 { printf 'shutdown'; printf ' %s' "$@"; printf '\n'; } >>"$FAKE_LOG"
+echo "$PPID" >>"${FAKE_LOG%/*}/shutdown-callers"
 EOF
 
     cat >"$T/bin/curl" <<'EOF'
@@ -160,8 +163,15 @@ case "${FAKE_RUNNER_MODE:-}" in
         sleeper=$!
         wait
         ;;
+    gate) # the job runs until the test creates $FAKE_RUNNER_GATE
+        for ((i = 0; i < 600; i++)); do
+            [[ -e "$FAKE_RUNNER_GATE" ]] && break
+            sleep 0.05
+        done
+        ;;
 esac
 echo "runner stdout: job done"
+echo "runner-exit ${FAKE_RUNNER_EXIT:-0}" >>"$FAKE_LOG"
 exit "${FAKE_RUNNER_EXIT:-0}"
 EOF
     mkdir -p "$T/tarsrc/bin"
@@ -181,6 +191,9 @@ default_args() {
 
 # run_bootstrap [ARGS...]: run the script with ARGS (default_args when none);
 # extra environment comes from the caller's exported variables. Sets RC.
+# Output goes to $T/stdout and $T/stderr ($T/$OUT.stdout|stderr if OUT is
+# set). Each run is on a fresh "VM" (the default state dir under
+# SPOTRUNNER_HOME is wiped) unless KEEP_STATE=1.
 run_bootstrap() {
     if [[ $# -eq 0 ]]; then
         default_args
@@ -188,18 +201,68 @@ run_bootstrap() {
     fi
     RC=0
     mkdir -p "$T/tmp"
+    [[ "${KEEP_STATE:-}" == 1 ]] || rm -rf -- "$T/home/state"
     TMPDIR="$T/tmp" PATH="$T/bin:$PATH" \
         SPOTRUNNER_HOME="$T/home" \
         FAKE_LOG="$T/calls.log" FAKE_PARAMS="$T/params" FAKE_S3="$T/s3" \
         FAKE_JIT="$JIT_VALUE" FAKE_TARBALL="$T/actions-runner-linux-x64-$VERSION.tar.gz" \
         ${TIMEOUT[@]+"${TIMEOUT[@]}"} bash ${BASH_FLAGS:+"$BASH_FLAGS"} "${RUN_SCRIPT:-$SCRIPT}" "$@" \
-        >"$T/stdout" 2>"$T/stderr" || RC=$?
+        >"$T/${OUT:+$OUT.}stdout" 2>"$T/${OUT:+$OUT.}stderr" || RC=$?
+}
+
+# start_bootstrap NAME: run_bootstrap (default args, state kept) in the
+# background, output in $T/NAME.stdout|stderr. It starts when the test calls
+# release_barrier (all at the same instant), or at once if hold_barrier was
+# not called. When it ends, "bootstrap-exit NAME RC" is appended to calls.log
+# and RC written to $T/NAME.rc.
+start_bootstrap() {
+    local name="$1"
+    rm -f -- "$T/$name.rc"
+    (
+        exec 8>&-
+        flock -s "$T/barrier" true
+        OUT="$name" KEEP_STATE=1 run_bootstrap
+        echo "bootstrap-exit $name $RC" >>"$T/calls.log"
+        echo "$RC" >"$T/$name.rc"
+    ) &
+}
+
+# hold_barrier / release_barrier: start_bootstrap'ed runs wait in between.
+hold_barrier() {
+    exec 8>"$T/barrier"
+    flock 8
+}
+release_barrier() {
+    flock -u 8
+    exec 8>&-
+}
+
+# wait_for FILE FIXED_STRING: up to 20 s for FILE to contain the string.
+wait_for() {
+    local i
+    for ((i = 0; i < 400; i++)); do
+        if grep -qF -- "$2" "$1" 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    fail "timed out waiting for '$2' in $(basename "$1")"
+}
+
+put_parameter() {
+    printf '%s\n' "$JIT_VALUE" >"$T/params/${PARAM//\//_}"
+}
+
+count_calls() { # PREFIX: calls.log lines starting with PREFIX
+    awk -v p="$1" 'index($0, p) == 1 { n++ } END { print n + 0 }' "$T/calls.log"
 }
 
 # --- assertions (each failure ends the test's subshell) -------------------------
 
 fail() {
     printf '%s\n' "$*" >"$T/why"
+    # Background bootstraps (start_bootstrap) end before the test's dir goes.
+    if [[ -n "${FAKE_RUNNER_GATE:-}" ]]; then touch "$FAKE_RUNNER_GATE"; fi
+    flock -u 8 2>/dev/null || true
+    wait
     exit 1
 }
 
@@ -279,6 +342,10 @@ test_happy_path() {
     bad="$(grep -vE '^spotrunner-bootstrap: level=(info|warn|error) runner=ci-linux-42-1 msg=".*"$' "$T/stderr" || true)"
     assert_eq "$bad" "" "unstructured stderr lines"
     assert_has "$T/stderr" 'level=info runner=ci-linux-42-1 msg="safety timer armed'
+    # one run per VM: marker (written before the timer) and exit code
+    assert_has "$T/home/state/bootstrap.marker" "pid="
+    assert_eq "$(cat "$T/home/state/bootstrap.exit-status")" 0 "recorded exit code"
+    assert_eq "$(sort -u "$T/shutdown-callers" | wc -l | tr -d ' ')" 1 "shutdown callers"
 }
 
 test_safety_timer_rounds_up() {
@@ -610,6 +677,183 @@ test_ssm_document() {
     assert_never "runner "
 }
 
+# --- one run per VM (SSM may deliver the command twice) ------------------------
+
+# the two runs' roles, from their logs: sets LEADER and FOLLOWER (names of
+# start_bootstrap runs); exactly one must have refused to run.
+find_roles() { # NAME_A NAME_B
+    local a="$1" b="$2" refused='msg="already bootstrapped on this VM by '
+    LEADER="" FOLLOWER=""
+    if grep -qF -- "$refused" "$T/$a.stderr"; then FOLLOWER="$a" LEADER="$b"; fi
+    if grep -qF -- "$refused" "$T/$b.stderr"; then
+        [[ -z "$FOLLOWER" ]] || fail "both runs refused to run"
+        FOLLOWER="$b" LEADER="$a"
+    fi
+    [[ -n "$FOLLOWER" ]] || fail "neither run refused: two runners on one VM"
+}
+
+# the checks shared by the concurrent tests, once both runs ended; RUNNER_RC
+# is what the runner exited with.
+assert_one_runner_follower_waited() {
+    local runner_rc="$1" bootstrap_pid
+    find_roles a b
+    assert_eq "$(cat "$T/$LEADER.rc")" "$runner_rc" "first run's exit code"
+    assert_eq "$(cat "$T/$FOLLOWER.rc")" "$runner_rc" "second run's exit code (the first's)"
+    assert_eq "$(count_calls 'runner argv')" 1 "runners started"
+    assert_eq "$(count_calls 'aws ssm get-parameter')" 1 "JIT parameter reads"
+    assert_eq "$(count_calls 'aws ssm delete-parameter')" 1 "JIT parameter deletes"
+    assert_eq "$(count_calls 'shutdown -h +')" 1 "safety timers armed"
+    assert_eq "$(count_calls 'shutdown -h now')" 1 "shutdown -h now calls"
+    # every shutdown call came from the first run (the runner's parent)
+    bootstrap_pid="$(awk '/^runner-ppid / { print $2; exit }' "$T/calls.log")"
+    assert_eq "$(sort -u "$T/shutdown-callers")" "$bootstrap_pid" "shutdown callers"
+    assert_lacks "$T/$FOLLOWER.stderr" "shutting down"
+    assert_lacks "$T/$FOLLOWER.stderr" "safety timer"
+    assert_lacks "$T/$FOLLOWER.stderr" "JIT config"
+    assert_has "$T/$FOLLOWER.stderr" 'spotrunner-bootstrap: level=warn runner=ci-linux-42-1 msg="already bootstrapped on this VM by '
+    assert_has "$T/$FOLLOWER.stderr" "; not running a second runner"
+    assert_has "$T/$FOLLOWER.stderr" "ended with exit_code=$runner_rc; exiting with it"
+    # the second run ended only once the runner had ended
+    assert_before "runner-exit $runner_rc" "bootstrap-exit $FOLLOWER $runner_rc"
+    local f
+    for f in a.stdout a.stderr b.stdout b.stderr; do
+        assert_lacks "$T/$f" "$JIT_VALUE"
+    done
+}
+
+test_two_concurrent_runs_start_one_runner() {
+    export SPOTRUNNER_STATE_DIR="$T/vm-state" FAKE_RUNNER_MODE=gate FAKE_RUNNER_GATE="$T/gate"
+    local round
+    for round in 1 2 3 4 5; do
+        rm -rf -- "$SPOTRUNNER_STATE_DIR" "$T/gate" "$T/shutdown-callers"
+        : >"$T/calls.log"
+        put_parameter
+        # both start at the same instant
+        hold_barrier
+        start_bootstrap a
+        start_bootstrap b
+        sleep 0.2
+        release_barrier
+        # the runner runs while the other run is already waiting
+        wait_for "$T/calls.log" "runner-ppid"
+        wait_for "$T/a.stderr" "msg="
+        wait_for "$T/b.stderr" "msg="
+        find_roles a b
+        wait_for "$T/$FOLLOWER.stderr" "not running a second runner"
+        sleep 0.3
+        [[ ! -e "$T/$FOLLOWER.rc" ]] || fail "round $round: the second run ended while the runner ran"
+        touch "$T/gate"
+        wait
+        assert_one_runner_follower_waited 0
+    done
+}
+
+test_second_run_reports_first_runs_failure() {
+    export SPOTRUNNER_STATE_DIR="$T/vm-state" FAKE_RUNNER_MODE=gate FAKE_RUNNER_GATE="$T/gate" FAKE_RUNNER_EXIT=3
+    start_bootstrap a
+    wait_for "$T/calls.log" "runner-ppid"
+    start_bootstrap b
+    wait_for "$T/b.stderr" "not running a second runner"
+    sleep 0.3
+    [[ ! -e "$T/b.rc" ]] || fail "the second run ended while the runner ran"
+    touch "$T/gate"
+    wait
+    assert_one_runner_follower_waited 3
+    assert_eq "$LEADER" a "first run"
+    assert_has "$T/b.stderr" "level=warn runner=ci-linux-42-1 msg=\"the first run (pid "
+    assert_eq "$(cat "$SPOTRUNNER_STATE_DIR/bootstrap.exit-status")" 3 "recorded exit code"
+}
+
+test_second_run_after_first_finished_exits_at_once() {
+    export FAKE_RUNNER_EXIT=7
+    KEEP_STATE=1 run_bootstrap
+    assert_eq "$RC" 7 "first run's exit code"
+    put_parameter
+    : >"$T/calls.log"
+    rm -f -- "$T/shutdown-callers"
+    export FAKE_RUNNER_EXIT=0
+    local start=$SECONDS
+    KEEP_STATE=1 run_bootstrap
+    assert_eq "$RC" 7 "second run's exit code (the first's)"
+    [[ $((SECONDS - start)) -le 5 ]] || fail "the second run did not end at once"
+    assert_eq "$(cat "$T/calls.log")" "" "calls by the second run (aws, shutdown, runner)"
+    [[ ! -e "$T/shutdown-callers" ]] || fail "the second run called shutdown"
+    [[ -f "$T/params/${PARAM//\//_}" ]] || fail "the second run deleted the JIT parameter"
+    assert_has "$T/stderr" 'level=warn runner=ci-linux-42-1 msg="already bootstrapped on this VM by pid '
+    assert_has "$T/stderr" "ended with exit_code=7; exiting with it"
+    # the default state dir: under SPOTRUNNER_HOME
+    assert_has "$T/home/state/bootstrap.marker" "pid="
+    assert_has "$T/home/state/bootstrap.marker" "runner=$RUNNER_NAME"
+    assert_eq "$(cat "$T/home/state/bootstrap.exit-status")" 7 "recorded exit code"
+}
+
+test_second_run_after_first_was_killed_exits_1() {
+    # marker of this boot, no exit code, nobody holds the lock
+    mkdir -p "$T/home/state"
+    printf 'pid=12345\nboot_id=%s\n' "$(cat /proc/sys/kernel/random/boot_id 2>/dev/null || true)" \
+        >"$T/home/state/bootstrap.marker"
+    KEEP_STATE=1 run_bootstrap
+    assert_eq "$RC" 1 "exit code"
+    assert_eq "$(cat "$T/calls.log")" "" "calls (aws, shutdown, runner)"
+    assert_has "$T/stderr" "already bootstrapped on this VM by pid 12345"
+    assert_has "$T/stderr" "ended without recording its exit code"
+}
+
+test_marker_of_another_boot_is_ignored() {
+    mkdir -p "$T/home/state"
+    printf 'pid=12345\nboot_id=another-boot\n' >"$T/home/state/bootstrap.marker"
+    echo 9 >"$T/home/state/bootstrap.exit-status"
+    KEEP_STATE=1 run_bootstrap
+    assert_eq "$RC" 0 "exit code"
+    assert_has "$T/calls.log" "runner-jit ok"
+    assert_shut_down_last
+    assert_has "$T/stderr" "ignoring $T/home/state/bootstrap.marker of another boot (pid 12345)"
+    assert_lacks "$T/home/state/bootstrap.marker" "pid=12345"
+    assert_eq "$(cat "$T/home/state/bootstrap.exit-status")" 0 "recorded exit code"
+}
+
+test_unusable_state_dir_fails_safe() {
+    export SPOTRUNNER_STATE_DIR="$T/not-a-dir"
+    : >"$SPOTRUNNER_STATE_DIR"
+    run_bootstrap
+    assert_ne "$RC" 0 "exit code"
+    assert_eq "$(grep '^shutdown' "$T/calls.log")" "shutdown -h now" "shutdown calls"
+    assert_never "aws "
+    assert_never "runner "
+    assert_has "$T/stderr" "cannot open the lock file $T/not-a-dir/bootstrap.lock"
+}
+
+test_ssm_command_id_in_marker() {
+    # As the SSM agent runs it: ssm-document-worker CMD_ID ->
+    # sh -c .../document/orchestration/CMD_ID/STEP/_script.sh -> bootstrap.sh
+    local cmd_id=0b9f2c3e-1d2a-4c5b-8e7f-0123456789ab
+    local orch="$T/var/lib/amazon/ssm/i-0abc/document/orchestration/$cmd_id/bootstrapRunner"
+    mkdir -p "$orch" "$T/s3/$BUCKET/spotrunner"
+    cp "$SCRIPT" "$T/s3/$BUCKET/spotrunner/bootstrap.sh"
+    render_document runnerName="$RUNNER_NAME" jitParameter="$PARAM" bucket="$BUCKET" \
+        scriptKey=spotrunner/bootstrap.sh runnerVersion="$VERSION" maxRunTimeSecs=120
+    cp "$T/ssm-command.sh" "$orch/_script.sh"
+    chmod +x "$orch/_script.sh"
+    # shellcheck disable=SC2016  # expanded by the fake worker, not here
+    printf '#!/usr/bin/env bash\n"$FAKE_WORKER_SHELL" -c "$ORCH_SCRIPT"\n' >"$T/bin/ssm-document-worker"
+    chmod +x "$T/bin/ssm-document-worker"
+    export ORCH_SCRIPT="$orch/_script.sh" AWS_SSM_INSTANCE_ID=i-0abc
+    # dash's `sh -c` forks (the id is in its command line); bash's execs (the
+    # id is the worker's argument)
+    for FAKE_WORKER_SHELL in sh bash; do
+        export FAKE_WORKER_SHELL
+        put_parameter
+        RUN_SCRIPT="$T/bin/ssm-document-worker" run_bootstrap "$cmd_id"
+        assert_eq "$RC" 0 "exit code ($FAKE_WORKER_SHELL -c)"
+        assert_has "$T/home/state/bootstrap.marker" "ssm_command_id=$cmd_id"
+        assert_has "$T/home/state/bootstrap.marker" "ssm_instance_id=i-0abc"
+    done
+    KEEP_STATE=1 run_bootstrap
+    assert_eq "$RC" 0 "second run's exit code"
+    assert_has "$T/stderr" "already bootstrapped on this VM by pid "
+    assert_has "$T/stderr" ", SSM command $cmd_id, started "
+}
+
 test_shellcheck() {
     if ! command -v shellcheck >/dev/null 2>&1; then
         echo "SKIP shellcheck: not installed" >"$T/skip"
@@ -650,7 +894,7 @@ run_test() {
 
 # Never let a host's real environment change what the script sees.
 unset SPOTRUNNER_HOME SPOTRUNNER_RUNNER_DIR SPOTRUNNER_WORK_DIR SPOTRUNNER_RUNNER_CMD \
-    SPOTRUNNER_NO_SHUTDOWN BASH_FLAGS
+    SPOTRUNNER_NO_SHUTDOWN SPOTRUNNER_STATE_DIR AWS_SSM_INSTANCE_ID BASH_FLAGS OUT KEEP_STATE
 
 for t in $(declare -F | awk '{print $3}' | grep '^test_' | sed 's/^test_//'); do
     run_test "$t"
