@@ -11,6 +11,7 @@ use aws_sdk_ec2::types::{
     OnDemandOptionsRequest, ResourceType, SpotAllocationStrategy, SpotOptionsRequest, Tag,
     TagSpecification, TargetCapacitySpecificationRequest,
 };
+use spotrunner_aws::error::IDEMPOTENT_PARAMETER_MISMATCH;
 use spotrunner_core::config::CapacityType;
 use spotrunner_core::ports::PortError;
 use spotrunner_core::ports::{LaunchOutcome, LaunchRequest};
@@ -38,8 +39,25 @@ pub fn is_capacity_code(code: &str) -> bool {
     CAPACITY_ERROR_CODES.contains(&code)
 }
 
+/// When an instant fleet launched nothing because its `ClientToken` was used
+/// before with other parameters (in the answer's `Errors`), that error's message.
+pub(crate) fn token_mismatch(out: &CreateFleetOutput) -> Option<&str> {
+    if out.instances().iter().any(|i| !i.instance_ids().is_empty()) {
+        return None;
+    }
+    out.errors()
+        .iter()
+        .find(|e| e.error_code() == Some(IDEMPOTENT_PARAMETER_MISMATCH))
+        .map(|e| e.error_message().unwrap_or_default())
+}
+
 /// The request: one unit of `req.capacity_type` over instance types × subnets
 /// of the launch template's default version.
+///
+/// A pure function of `req`, in `req`'s order (tags as given, overrides types ×
+/// subnets): nothing here may depend on the time or on chance, because a retry
+/// reuses the `ClientToken` and EC2 refuses a known token with other
+/// parameters (`IdempotentParameterMismatch`).
 pub(crate) fn create_fleet(client: &Client, req: &LaunchRequest) -> CreateFleetFluentBuilder {
     let default_type = match req.capacity_type {
         CapacityType::Spot => DefaultTargetCapacityType::Spot,
@@ -192,7 +210,13 @@ pub fn fleet_outcome(
                 out.fleet_id().unwrap_or("?")
             ),
         )),
-        Some((c, _)) if c.starts_with("Internal") || c.contains("Unavailable") => {
+        // A mismatch is transient, never a refusal: a VM may run under the
+        // token (see `spotrunner_aws::error::IDEMPOTENT_PARAMETER_MISMATCH`).
+        Some((c, _))
+            if c.starts_with("Internal")
+                || c.contains("Unavailable")
+                || *c == IDEMPOTENT_PARAMETER_MISMATCH =>
+        {
             Err(PortError::unavailable("ec2", format!("{what}: {summary}")))
         }
         Some(_) => Err(PortError::rejected("ec2", format!("{what}: {summary}"))),
@@ -222,6 +246,45 @@ mod tests {
             .error_code(code)
             .error_message(format!("{code} message"))
             .build()
+    }
+
+    #[test]
+    fn the_request_depends_on_nothing_but_the_launch_request() {
+        let client = Client::from_conf(
+            aws_sdk_ec2::Config::builder()
+                .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+                .region(aws_sdk_ec2::config::Region::new("eu-west-1"))
+                .build(),
+        );
+        let r = req(CapacityType::Spot);
+        let first = create_fleet(&client, &r).as_input().clone();
+        std::thread::sleep(Duration::from_millis(2));
+        let again = create_fleet(&client, &r.clone()).as_input().clone();
+        assert_eq!(first, again);
+        assert_eq!(first.get_client_token().as_deref(), Some("sr-job-1-0"));
+    }
+
+    #[test]
+    fn a_token_mismatch_in_the_answer_is_seen_and_never_rejected() {
+        let out = CreateFleetOutput::builder()
+            .errors(error(IDEMPOTENT_PARAMETER_MISMATCH))
+            .build();
+        assert_eq!(
+            token_mismatch(&out),
+            Some("IdempotentParameterMismatch message")
+        );
+        let e = fleet_outcome(&out, &req(CapacityType::Spot)).unwrap_err();
+        assert!(e.is_transient(), "{e:?}");
+
+        let launched = CreateFleetOutput::builder()
+            .instances(CreateFleetInstance::builder().instance_ids("i-1").build())
+            .errors(error(IDEMPOTENT_PARAMETER_MISMATCH))
+            .build();
+        assert_eq!(token_mismatch(&launched), None);
+        let other = CreateFleetOutput::builder()
+            .errors(error("InternalError"))
+            .build();
+        assert_eq!(token_mismatch(&other), None);
     }
 
     #[test]

@@ -10,14 +10,18 @@ pub use fleet::{CAPACITY_ERROR_CODES, fleet_outcome, is_capacity_code};
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_ec2::Client;
-use aws_sdk_ec2::types::{Filter, Tag};
+use aws_sdk_ec2::types::{Filter, InstanceLifecycleType, Tag};
 use chrono::{DateTime, Utc};
-use spotrunner_aws::error::{classify, code};
+use spotrunner_aws::error::{IDEMPOTENT_PARAMETER_MISMATCH, classify, code};
+use spotrunner_core::config::CapacityType;
+use spotrunner_core::names;
 use spotrunner_core::ports::PortError;
 use spotrunner_core::ports::{Compute, Instance, LaunchOutcome, LaunchRequest, tags};
 
 const SERVICE: &str = "ec2";
 const INSTANCE_NOT_FOUND: &str = "InvalidInstanceID.NotFound";
+/// Every state but `shutting-down` and `terminated` (`Instance::is_live`).
+const LIVE_STATES: &[&str] = &["pending", "running", "stopping", "stopped"];
 
 /// [`Compute`] on EC2.
 #[derive(Clone, Debug)]
@@ -45,6 +49,114 @@ impl Ec2Compute {
         self
     }
 
+    /// CreateFleet said `IdempotentParameterMismatch`: the `ClientToken` was
+    /// used before with other parameters, so an earlier call with it may have
+    /// started this runner's VM (its answer lost, and the request changed since,
+    /// e.g. the pool's configuration). Find that VM by the tags the launch put
+    /// on it (deployment + runner name, live states). Never a refusal: a
+    /// refusal would make the caller undo its reservation while the VM runs, so
+    /// "not found" (or a failed lookup) is transient and alarms
+    /// (`metric = "launch_token_mismatch"`); the retry looks again, and a VM
+    /// that never turns up ends with the janitor's boot timeout.
+    async fn find_launched(
+        &self,
+        req: &LaunchRequest,
+        message: &str,
+    ) -> Result<LaunchOutcome, PortError> {
+        let runner = req.runner_name.as_str();
+        let deployment = req
+            .tags
+            .iter()
+            .find(|(k, _)| k == tags::DEPLOYMENT)
+            .map(|(_, v)| v.as_str())
+            .or_else(|| names::parse_runner_name(runner).map(|n| n.deployment));
+        let not_found = |why: String| {
+            tracing::error!(
+                runner,
+                pool = %req.pool,
+                client_token = %req.client_token,
+                metric = "launch_token_mismatch",
+                mismatch = message,
+                why,
+                "CreateFleet: ClientToken reused with other parameters and no VM of the runner found; retrying, never undoing"
+            );
+            Err(PortError::unavailable(
+                SERVICE,
+                format!(
+                    "launch runner {runner}: {IDEMPOTENT_PARAMETER_MISMATCH} for ClientToken {} \
+                     and {why}; retried later (the first launch may still show up)",
+                    req.client_token
+                ),
+            ))
+        };
+        let Some(deployment) = deployment else {
+            return not_found("the request names no deployment to search".into());
+        };
+        let out = match self
+            .client
+            .describe_instances()
+            .filters(tag_filter(tags::DEPLOYMENT, deployment))
+            .filters(tag_filter(tags::RUNNER_NAME, runner))
+            .filters(
+                Filter::builder()
+                    .name("instance-state-name")
+                    .set_values(Some(LIVE_STATES.iter().map(|s| s.to_string()).collect()))
+                    .build(),
+            )
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) => {
+                let e = classify(SERVICE, &format!("instances of runner {runner}"), e, &[]);
+                return not_found(format!("looking it up by its tags failed: {e}"));
+            }
+        };
+        let mut found: Vec<&aws_sdk_ec2::types::Instance> = out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter(|i| i.instance_id().is_some())
+            .collect();
+        found.sort_by_key(|i| {
+            (
+                i.launch_time().map(|t| (t.secs(), t.subsec_nanos())),
+                i.instance_id(),
+            )
+        });
+        let Some(first) = found.first() else {
+            return not_found(format!(
+                "no live instance tagged {}={deployment}, {}={runner}",
+                tags::DEPLOYMENT,
+                tags::RUNNER_NAME
+            ));
+        };
+        let instance_id = first.instance_id().unwrap_or_default().to_string();
+        if found.len() > 1 {
+            tracing::warn!(
+                runner,
+                instances = ?found.iter().filter_map(|i| i.instance_id()).collect::<Vec<_>>(),
+                "more than one live instance for one runner; taking the oldest"
+            );
+        }
+        let capacity_type = match first.instance_lifecycle() {
+            Some(InstanceLifecycleType::Spot) => CapacityType::Spot,
+            _ => CapacityType::OnDemand,
+        };
+        tracing::warn!(
+            runner,
+            pool = %req.pool,
+            client_token = %req.client_token,
+            instance_id,
+            mismatch = message,
+            "CreateFleet: ClientToken reused with other parameters; found the runner's VM by its tags"
+        );
+        Ok(LaunchOutcome::Launched {
+            instance_id,
+            capacity_type,
+        })
+    }
+
     async fn terminate_batch(
         &self,
         ids: &[String],
@@ -69,8 +181,17 @@ impl Compute for Ec2Compute {
     async fn launch(&self, req: &LaunchRequest) -> Result<LaunchOutcome, PortError> {
         let what = format!("launch runner {}", req.runner_name);
         match fleet::create_fleet(&self.client, req).send().await {
-            Ok(out) => fleet_outcome(&out, req),
+            Ok(out) => match fleet::token_mismatch(&out) {
+                Some(message) => self.find_launched(req, message).await,
+                None => fleet_outcome(&out, req),
+            },
             Err(e) => {
+                if code(&e) == Some(IDEMPOTENT_PARAMETER_MISMATCH) {
+                    let message = aws_sdk_ec2::error::ProvideErrorMetadata::message(&e)
+                        .unwrap_or_default()
+                        .to_string();
+                    return self.find_launched(req, &message).await;
+                }
                 if let Some(c) = code(&e).filter(|c| is_capacity_code(c)) {
                     let code = c.to_string();
                     let message = aws_sdk_ec2::error::ProvideErrorMetadata::message(&e)
@@ -213,6 +334,13 @@ impl Compute for Ec2Compute {
             })?;
         Ok(())
     }
+}
+
+fn tag_filter(key: &str, value: &str) -> Filter {
+    Filter::builder()
+        .name(format!("tag:{key}"))
+        .values(value)
+        .build()
 }
 
 fn to_instance(i: &aws_sdk_ec2::types::Instance) -> Option<Instance> {

@@ -7,12 +7,16 @@ use aws_sdk_ec2::config::retry::RetryConfig;
 use aws_sdk_ec2::error::ErrorMetadata;
 use aws_sdk_ec2::operation::create_fleet::{CreateFleetError, CreateFleetOutput};
 use aws_sdk_ec2::operation::create_tags::{CreateTagsError, CreateTagsOutput};
+use aws_sdk_ec2::operation::describe_instances::{
+    DescribeInstancesError, DescribeInstancesInput, DescribeInstancesOutput,
+};
 use aws_sdk_ec2::operation::terminate_instances::{
     TerminateInstancesError, TerminateInstancesOutput,
 };
 use aws_sdk_ec2::types::{
     CreateFleetError as FleetError, CreateFleetInstance, DefaultTargetCapacityType, FleetType,
-    InstanceLifecycle, ResourceType,
+    Instance as Ec2Instance, InstanceLifecycle, InstanceLifecycleType, InstanceState,
+    InstanceStateName, Reservation, ResourceType, Tag,
 };
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use spotrunner_aws_ec2::Ec2Compute;
@@ -312,4 +316,140 @@ async fn tag_instance_sends_the_tag_and_a_gone_instance_is_not_found() {
         .unwrap_err();
     assert!(matches!(err, PortError::NotFound { .. }), "{err:?}");
     assert_eq!((ok.num_calls(), gone.num_calls()), (1, 1));
+}
+
+fn mismatch_error() -> CreateFleetError {
+    CreateFleetError::generic(
+        ErrorMetadata::builder()
+            .code("IdempotentParameterMismatch")
+            .message("The client token you have provided is associated with a resource that is already deleted. Please use a different client token.")
+            .build(),
+    )
+}
+
+/// The lookup after a mismatch: this deployment's instance of this runner, in
+/// a live state only.
+fn is_runner_lookup(r: &DescribeInstancesInput) -> bool {
+    let values = |name: &str| {
+        r.filters()
+            .iter()
+            .find(|f| f.name() == Some(name))
+            .map(|f| f.values().to_vec())
+            .unwrap_or_default()
+    };
+    let states = values("instance-state-name");
+    r.instance_ids().is_empty()
+        && values("tag:spotrunner:deployment") == ["sr"]
+        && values("tag:spotrunner:runner-name") == ["sr_ubuntu-42"]
+        && states.iter().any(|s| s == "running")
+        && states.iter().any(|s| s == "pending")
+        && !states
+            .iter()
+            .any(|s| s == "terminated" || s == "shutting-down")
+}
+
+fn runner_instance(id: &str) -> DescribeInstancesOutput {
+    DescribeInstancesOutput::builder()
+        .reservations(
+            Reservation::builder()
+                .instances(
+                    Ec2Instance::builder()
+                        .instance_id(id)
+                        .instance_lifecycle(InstanceLifecycleType::Spot)
+                        .state(
+                            InstanceState::builder()
+                                .name(InstanceStateName::Running)
+                                .build(),
+                        )
+                        .tags(
+                            Tag::builder()
+                                .key("spotrunner:deployment")
+                                .value("sr")
+                                .build(),
+                        )
+                        .tags(
+                            Tag::builder()
+                                .key("spotrunner:runner-name")
+                                .value("sr_ubuntu-42")
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        )
+        .build()
+}
+
+/// A retry whose request differs from the first call under the same
+/// `ClientToken` (issue 10): EC2 answers `IdempotentParameterMismatch`, as an
+/// error or in the fleet's `Errors`. The VM the first call started is found by
+/// its tags and reported launched: never a refusal, which would be undone.
+#[tokio::test]
+async fn a_token_mismatch_finds_the_first_vm_by_its_tags() {
+    let as_error = mock!(Client::create_fleet).then_error(mismatch_error);
+    let in_answer = mock!(Client::create_fleet).then_output(|| {
+        CreateFleetOutput::builder()
+            .fleet_id("fleet-2")
+            .errors(fleet_error("IdempotentParameterMismatch"))
+            .build()
+    });
+    for fleet in [&as_error, &in_answer] {
+        let describe = mock!(Client::describe_instances)
+            .match_requests(is_runner_lookup)
+            .then_output(|| runner_instance("i-0000000000000first"));
+        let ec2 = compute(RuleMode::MatchAny, &[fleet, &describe]);
+        let out = ec2
+            .launch(&request(CapacityType::Spot, "sr-42-0-spot"))
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            LaunchOutcome::Launched {
+                instance_id: "i-0000000000000first".into(),
+                capacity_type: CapacityType::Spot,
+            }
+        );
+        assert_eq!((fleet.num_calls(), describe.num_calls()), (1, 1));
+    }
+}
+
+/// No VM of the runner (not visible yet, or never started), or the lookup
+/// itself refused: a transient error, so the caller keeps its reservation and
+/// retries, and an `error!` line with `metric = "launch_token_mismatch"` alarms.
+#[tokio::test]
+async fn a_token_mismatch_without_a_vm_is_transient_never_rejected() {
+    let fleet = mock!(Client::create_fleet).then_error(mismatch_error);
+    let none = mock!(Client::describe_instances)
+        .match_requests(is_runner_lookup)
+        .then_output(|| DescribeInstancesOutput::builder().build());
+    let ec2 = compute(RuleMode::MatchAny, &[&fleet, &none]);
+    let err = ec2
+        .launch(&request(CapacityType::Spot, "sr-42-0-spot"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PortError::Unavailable { .. }), "{err:?}");
+    assert!(err.is_transient());
+    let text = err.to_string();
+    assert!(
+        text.contains("IdempotentParameterMismatch") && text.contains("sr-42-0-spot"),
+        "{text}"
+    );
+    assert_eq!(none.num_calls(), 1);
+
+    let fleet = mock!(Client::create_fleet).then_error(mismatch_error);
+    let refused = mock!(Client::describe_instances).then_error(|| {
+        DescribeInstancesError::generic(
+            ErrorMetadata::builder()
+                .code("UnauthorizedOperation")
+                .message("You are not authorized to perform this operation.")
+                .build(),
+        )
+    });
+    let ec2 = compute(RuleMode::MatchAny, &[&fleet, &refused]);
+    let err = ec2
+        .launch(&request(CapacityType::Spot, "sr-42-0-spot"))
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert!(err.to_string().contains("UnauthorizedOperation"), "{err}");
 }

@@ -16,6 +16,18 @@ const THROTTLING: &[&str] = &[
     "SlowDown",
 ];
 
+/// EC2's answer to a `ClientToken` seen before with different parameters.
+///
+/// Classed as `Unavailable` (transient), not `Rejected` and not `Conflict`:
+/// the token says an earlier call with it may have started a VM, so a caller
+/// must not give up what it holds for that launch (create-runner undoes its
+/// reservation, parameter and registration on any non-transient error, and
+/// `Conflict` is not transient) while that VM may be running. A retry keeps the
+/// reservation; if the VM never turns up, the janitor's boot timeout ends the
+/// attempt. The EC2 adapter looks the VM up by its tags first; this is the
+/// fallback for any path that does not.
+pub const IDEMPOTENT_PARAMETER_MISMATCH: &str = "IdempotentParameterMismatch";
+
 /// The error code of an SDK error, if the service sent one.
 pub fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
     match e {
@@ -25,7 +37,8 @@ pub fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
 }
 
 /// Map an SDK error: throttling → `Throttled`, network/timeouts/5xx → `Unavailable`,
-/// `not_found` codes → `NotFound`, conditional failures → `Conflict`, the rest → `Rejected`.
+/// `not_found` codes → `NotFound`, conditional failures → `Conflict`,
+/// [`IDEMPOTENT_PARAMETER_MISMATCH`] → `Unavailable`, the rest → `Rejected`.
 pub fn classify<E, R>(
     service: &'static str,
     what: &str,
@@ -57,7 +70,11 @@ where
         Some("ConditionalCheckFailedException" | "TransactionCanceledException") => {
             PortError::Conflict { service, message }
         }
-        Some(c) if c.starts_with("Internal") || c.contains("Unavailable") => {
+        Some(c)
+            if c.starts_with("Internal")
+                || c.contains("Unavailable")
+                || c == IDEMPOTENT_PARAMETER_MISMATCH =>
+        {
             PortError::unavailable(service, format!("{what}: {c}: {message}"))
         }
         Some(c) => PortError::rejected(service, format!("{what}: {c}: {message}")),
@@ -74,4 +91,41 @@ fn aws_error_chain(e: &dyn std::error::Error) -> String {
         src = inner.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_sqs::error::ErrorMetadata;
+    use aws_sdk_sqs::operation::send_message::SendMessageError;
+
+    fn service_error(code: &str) -> SdkError<SendMessageError, ()> {
+        SdkError::service_error(
+            SendMessageError::generic(ErrorMetadata::builder().code(code).message("m").build()),
+            (),
+        )
+    }
+
+    #[test]
+    fn idempotent_parameter_mismatch_is_transient_never_rejected() {
+        let e = classify(
+            "ec2",
+            "launch",
+            service_error(IDEMPOTENT_PARAMETER_MISMATCH),
+            &[],
+        );
+        assert!(matches!(e, PortError::Unavailable { .. }), "{e:?}");
+        assert!(e.is_transient());
+        assert!(e.to_string().contains(IDEMPOTENT_PARAMETER_MISMATCH), "{e}");
+    }
+
+    #[test]
+    fn other_codes_keep_their_classes() {
+        let e = classify("ec2", "launch", service_error("InvalidParameterValue"), &[]);
+        assert!(matches!(e, PortError::Rejected { .. }), "{e:?}");
+        let e = classify("ec2", "launch", service_error("RequestLimitExceeded"), &[]);
+        assert!(matches!(e, PortError::Throttled { .. }), "{e:?}");
+        let e = classify("ec2", "launch", service_error("InternalError"), &[]);
+        assert!(e.is_transient(), "{e:?}");
+    }
 }

@@ -261,6 +261,11 @@ impl CreateRunner {
             },
         }
 
+        // Byte-for-byte the same request for (job, attempt, capacity type) on
+        // every delivery: EC2 answers a known ClientToken with other parameters
+        // by `IdempotentParameterMismatch`, not by the first call's VM. So
+        // nothing here may depend on `now` (the launch time is EC2's LaunchTime
+        // and the ledger's `launched_at`).
         let mut req = LaunchRequest {
             runner_name: runner_name.clone(),
             pool: pool.name.clone(),
@@ -274,7 +279,6 @@ impl CreateRunner {
                 (tags::POOL.into(), pool.name.clone()),
                 (tags::JOB_ID.into(), msg.job_id.to_string()),
                 (tags::RUNNER_NAME.into(), runner_name.clone()),
-                (tags::LAUNCHED_AT.into(), now.to_rfc3339()),
             ],
         };
         let mut outcome = self.compute.launch(&req).await;
@@ -313,6 +317,7 @@ impl CreateRunner {
             }
             // Transient: keep the reservation and the parameter; the retry launches
             // with the same ClientToken, so a launch that did happen is found again.
+            // A token mismatch is transient too (the adapter found no VM by tags).
             Err(e) if e.is_transient() => retry(&e),
             Err(e) => {
                 self.undo(

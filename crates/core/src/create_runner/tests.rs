@@ -465,3 +465,44 @@ async fn a_drained_pool_keeps_its_jobs_waiting_and_launches_nothing() {
     let out = w.cr.handle_job(&held[0], Utc::now()).await;
     assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
 }
+
+/// Issue 10, defect 1: CreateFleet applied but its answer was lost; the retry
+/// (a later delivery, a later `now`) must send the very same request under the
+/// same ClientToken, find the first VM and undo nothing.
+#[tokio::test]
+async fn a_launch_whose_answer_was_lost_is_found_again_by_a_later_retry() {
+    let w = world(config(""));
+    w.compute.lose_next_answer(PortError::unavailable(
+        "ec2",
+        "connection reset after CreateFleet was sent (fake)",
+    ));
+    let t0 = Utc::now();
+    let out = w.cr.handle_job(&job(5, "cpu"), t0).await;
+    assert!(matches!(out, JobOutcome::Retry { .. }), "{out:?}");
+    assert_eq!(w.compute.live().len(), 1, "the first call did start a VM");
+
+    let out =
+        w.cr.handle_job(&job(5, "cpu"), t0 + CDuration::seconds(47))
+            .await;
+    let JobOutcome::Launched { instance_id, .. } = &out else {
+        panic!("expected the first VM, got {out:?}");
+    };
+    let all = w.compute.all();
+    assert_eq!(all.len(), 1, "exactly one instance ever");
+    assert_eq!(&all[0].0.instance_id, instance_id);
+    assert!(all[0].0.is_live(), "not terminated");
+    assert_eq!(w.compute.launch_calls(), 2);
+    let runner = w.ledger.get_runner("sr_cpu-5-0").await.unwrap().unwrap();
+    assert_eq!(runner.state, RunnerState::Launched);
+    assert_eq!(runner.instance_id.as_deref(), Some(instance_id.as_str()));
+    // Nothing undone: registration, parameter and capacity kept.
+    assert_eq!(w.github.runners().len(), 1);
+    assert_eq!(w.github.jit_calls(), 1);
+    assert_eq!(w.params.names(), vec!["/sr/jit/sr_cpu-5-0".to_string()]);
+    assert_eq!(w.ledger.capacity().await.unwrap().pools["cpu"], 1);
+    assert_eq!(
+        w.ledger.get_job(5).await.unwrap().unwrap().state,
+        JobState::Launched
+    );
+    assert_eq!(w.bootstrap.take_all().len(), 1);
+}

@@ -10,8 +10,14 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// VMs in memory. `ClientToken`s are honoured like EC2 does; spot capacity can be
-/// switched off; failures can be queued.
+/// VMs in memory. `ClientToken`s are honoured as strictly as EC2 does: a known
+/// token with the same parameters returns the first call's instance and starts
+/// none; a known token with other parameters is `IdempotentParameterMismatch`,
+/// answered as the EC2 adapter classed it before it handled the mismatch
+/// ([`PortError::Rejected`]), so a core that changes its request between
+/// retries fails its tests. Spot capacity can be switched off; failures can be
+/// queued, before the call ([`ComputeState::fail_next_launch`]) or after it
+/// ([`ComputeState::lose_next_answer`]: the VM starts, the answer is lost).
 #[derive(Default)]
 pub struct MemoryCompute {
     pub state: Mutex<ComputeState>,
@@ -20,10 +26,15 @@ pub struct MemoryCompute {
 #[derive(Default)]
 pub struct ComputeState {
     pub instances: BTreeMap<String, (Instance, CapacityType)>,
-    pub tokens: BTreeMap<String, String>,
+    /// `ClientToken` → (instance id, the request that first used the token).
+    pub tokens: BTreeMap<String, (String, LaunchRequest)>,
     pub no_spot_capacity: bool,
     pub launch_calls: u32,
+    /// Fail the next launches before anything happens.
     pub fail_next_launch: VecDeque<PortError>,
+    /// The next launches happen (an instance starts, its token is known), but
+    /// the caller gets this error instead of the answer.
+    pub lose_next_answer: VecDeque<PortError>,
 }
 
 impl MemoryCompute {
@@ -50,6 +61,10 @@ impl MemoryCompute {
     pub fn launch_calls(&self) -> u32 {
         self.state.lock().unwrap().launch_calls
     }
+    /// The next launch starts its VM but answers `e` (a timeout after EC2 acted).
+    pub fn lose_next_answer(&self, e: PortError) {
+        self.state.lock().unwrap().lose_next_answer.push_back(e);
+    }
 }
 
 #[async_trait]
@@ -60,7 +75,17 @@ impl Compute for MemoryCompute {
         if let Some(e) = s.fail_next_launch.pop_front() {
             return Err(e);
         }
-        if let Some(id) = s.tokens.get(&req.client_token) {
+        if let Some((id, first)) = s.tokens.get(&req.client_token) {
+            if first != req {
+                return Err(PortError::rejected(
+                    "ec2",
+                    format!(
+                        "launch runner {}: IdempotentParameterMismatch: the client token {} \
+                         was used before with other parameters (fake)",
+                        req.runner_name, req.client_token
+                    ),
+                ));
+            }
             let (_, cap) = &s.instances[id];
             return Ok(LaunchOutcome::Launched {
                 instance_id: id.clone(),
@@ -81,7 +106,11 @@ impl Compute for MemoryCompute {
             tags: req.tags.clone(),
         };
         s.instances.insert(id.clone(), (inst, req.capacity_type));
-        s.tokens.insert(req.client_token.clone(), id.clone());
+        s.tokens
+            .insert(req.client_token.clone(), (id.clone(), req.clone()));
+        if let Some(e) = s.lose_next_answer.pop_front() {
+            return Err(e);
+        }
         Ok(LaunchOutcome::Launched {
             instance_id: id,
             capacity_type: req.capacity_type,

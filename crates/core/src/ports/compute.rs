@@ -15,7 +15,6 @@ pub mod tags {
     pub const POOL: &str = "spotrunner:pool";
     pub const JOB_ID: &str = "spotrunner:job-id";
     pub const RUNNER_NAME: &str = "spotrunner:runner-name";
-    pub const LAUNCHED_AT: &str = "spotrunner:launched-at";
     pub const TAINTED: &str = "spotrunner:tainted";
     /// On a JIT parameter: the only instance that may read it (the in-memory
     /// and local stores; SSM uses [`INSTANCE_ARN`]).
