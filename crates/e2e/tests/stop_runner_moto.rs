@@ -3,16 +3,21 @@
 //! event EventBridge would deliver (moto sends none), and the stop-runner Lambda
 //! glue ends the runner: instance terminated, JIT parameter deleted, GitHub
 //! runner deleted, capacity released, ledger finished. Each event twice changes
-//! nothing more.
+//! nothing more. The deployed path, EventBridge → stop-events queue → SQS
+//! batches with `ReportBatchItemFailures`, runs on a moto queue with a DLQ: a
+//! failed teardown comes back until it succeeds, a malformed body fails alone
+//! and ends in the DLQ.
 
 mod common;
 
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use common::*;
 use serde_json::Value;
 use spotrunner_core::job::{JobStateUpdate, ObservedJobStatus};
 use spotrunner_core::ports::{JobState, JobStateSink, Ledger, RunnerState};
 use spotrunner_core::stop_runner::StopEvent;
-use spotrunner_testkit::fake_github::endpoint;
+use spotrunner_testkit::fake_github::{Failure, endpoint};
+use std::collections::BTreeSet;
 
 /// A job launched and bootstrapped on real adapters; GitHub gave it to its runner.
 struct Launched {
@@ -26,8 +31,10 @@ async fn launch(w: &World, job_id: u64, started: bool) -> Launched {
     w.send(&w.job(job_id, "cpu").to_json()).await;
     w.settle(1).await;
     let runners = w.ledger.list_runners().await.unwrap();
-    assert_eq!(runners.len(), 1);
-    let r = &runners[0];
+    let r = runners
+        .iter()
+        .find(|r| r.job_id == job_id)
+        .expect("a runner for the job");
     assert_eq!(r.state, RunnerState::Bootstrapped, "bootstrapped");
     if started {
         w.ledger
@@ -44,13 +51,17 @@ async fn launch(w: &World, job_id: u64, started: bool) -> Launched {
             .unwrap();
     }
     assert!(parameter_exists(w, &r.jit_parameter).await);
-    assert_eq!(w.github.runners().len(), 1);
+    assert!(github_has(w, &r.name));
     Launched {
         runner: r.name.clone(),
         instance: r.instance_id.clone().unwrap(),
         command_id: r.command_id.clone().unwrap(),
         parameter: r.jit_parameter.clone(),
     }
+}
+
+fn github_has(w: &World, runner: &str) -> bool {
+    w.github.runners().iter().any(|g| g.name == runner)
 }
 
 async fn parameter_exists(w: &World, name: &str) -> bool {
@@ -241,4 +252,227 @@ async fn events_for_other_documents_and_unknown_instances_change_nothing() {
     assert_eq!(instance_state(&w, &l.instance).await, "running");
     assert!(parameter_exists(&w, &l.parameter).await);
     assert_eq!(w.github.runners().len(), 1);
+}
+
+/// The stop-events queue as the module deploys it (its DLQ after
+/// `max_receives`), on moto; returns (queue URL, DLQ URL).
+async fn stop_events_queue(w: &World, max_receives: u32) -> (String, String) {
+    let dlq = w
+        .sqs
+        .create_queue()
+        .queue_name("sr-stop-events-dlq")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let dlq_arn = w
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&dlq)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone();
+    let redrive =
+        serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives});
+    let queue = w
+        .sqs
+        .create_queue()
+        .queue_name("sr-stop-events")
+        .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    (queue, dlq)
+}
+
+/// What EventBridge does: the event JSON as the message body.
+async fn put_event(w: &World, queue: &str, body: &str) -> String {
+    w.sqs
+        .send_message()
+        .queue_url(queue)
+        .message_body(body)
+        .send()
+        .await
+        .unwrap()
+        .message_id
+        .unwrap()
+}
+
+/// What Lambda's SQS poller does with `ReportBatchItemFailures`: receive a
+/// batch, invoke the function with it (as JSON, through `invoke`), delete the
+/// records not reported failed, and make the failed ones visible again (the
+/// queue's visibility timeout, shortened). Returns (message ids received,
+/// message ids reported failed).
+async fn poll(w: &World, queue: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+    let msgs = w
+        .sqs
+        .receive_message()
+        .queue_url(queue)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    let mut event = sqs_event(&msgs, "sr-stop-events");
+    for (record, m) in event.records.iter_mut().zip(&msgs) {
+        record.event_source = Some("aws:sqs".into());
+        if let Some(n) = m
+            .attributes()
+            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        {
+            record
+                .attributes
+                .insert("ApproximateReceiveCount".into(), n.clone());
+        }
+    }
+    let answer = w
+        .stop
+        .invoke(serde_json::to_value(&event).unwrap())
+        .await
+        .expect("an SQS batch never fails as a whole");
+    let failed: BTreeSet<String> = answer["batchItemFailures"]
+        .as_array()
+        .expect("batchItemFailures")
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap().to_string())
+        .collect();
+    let mut received = BTreeSet::new();
+    for m in &msgs {
+        let id = m.message_id().unwrap().to_string();
+        let receipt = m.receipt_handle().unwrap();
+        if failed.contains(&id) {
+            w.sqs
+                .change_message_visibility()
+                .queue_url(queue)
+                .receipt_handle(receipt)
+                .visibility_timeout(0)
+                .send()
+                .await
+                .unwrap();
+        } else {
+            w.sqs
+                .delete_message()
+                .queue_url(queue)
+                .receipt_handle(receipt)
+                .send()
+                .await
+                .unwrap();
+        }
+        received.insert(id);
+    }
+    (received, failed)
+}
+
+#[tokio::test]
+async fn an_sqs_batch_reports_exactly_the_failed_and_the_malformed_events() {
+    let w = world(5, None).await;
+    let failing = launch(&w, 60, true).await;
+    let ending = launch(&w, 61, true).await;
+    let (queue, dlq) = stop_events_queue(&w, 3).await;
+
+    // Three queued events, in this order: a teardown GitHub fails (503 on the
+    // runner's deregistration), one that succeeds, a body that is no event.
+    let success = |l: &Launched| command("Success")(l).to_eventbridge().to_string();
+    let a = put_event(&w, &queue, &success(&failing)).await;
+    let b = put_event(&w, &queue, &success(&ending)).await;
+    let m = put_event(
+        &w,
+        &queue,
+        "{\"detail-type\": \"EC2 Spot Instance Interruption Warning\", \"detail\": {}",
+    )
+    .await;
+    w.github.fail_next(
+        endpoint::DELETE_RUNNER,
+        1,
+        Failure::new(503, "Service Unavailable"),
+    );
+
+    let (received, failed) = poll(&w, &queue).await;
+    assert_eq!(received, BTreeSet::from([a.clone(), b.clone(), m.clone()]));
+    assert_eq!(
+        failed,
+        BTreeSet::from([a.clone(), m.clone()]),
+        "the failed teardown and the malformed body, nothing else"
+    );
+
+    // The good one is torn down; the failed one is half done and still held.
+    assert!(!parameter_exists(&w, &ending.parameter).await);
+    assert!(!github_has(&w, &ending.runner));
+    let r = w.ledger.get_runner(&ending.runner).await.unwrap().unwrap();
+    assert_eq!(r.state, RunnerState::Released);
+    assert_eq!(
+        w.ledger.get_job(61).await.unwrap().unwrap().state,
+        JobState::Completed
+    );
+    let r = w.ledger.get_runner(&failing.runner).await.unwrap().unwrap();
+    assert_ne!(r.state, RunnerState::Released, "capacity is released last");
+    assert!(github_has(&w, &failing.runner));
+
+    // Delivered again, the failed teardown succeeds; the malformed body fails again.
+    let (received, failed) = poll(&w, &queue).await;
+    assert_eq!(received, BTreeSet::from([a.clone(), m.clone()]));
+    assert_eq!(failed, BTreeSet::from([m.clone()]));
+    assert_ended(&w, &failing).await;
+    assert_eq!(
+        w.ledger.get_job(60).await.unwrap().unwrap().state,
+        JobState::Completed
+    );
+
+    // The malformed body fails on every receive until the queue moves it to its DLQ.
+    let (_, failed) = poll(&w, &queue).await;
+    assert_eq!(failed, BTreeSet::from([m.clone()]));
+    let (received, _) = poll(&w, &queue).await;
+    assert!(received.is_empty(), "{received:?}");
+    let dead = w
+        .sqs
+        .receive_message()
+        .queue_url(&dlq)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    let dead: Vec<&str> = dead.iter().filter_map(|d| d.message_id()).collect();
+    assert_eq!(
+        dead,
+        vec![m.as_str()],
+        "only the malformed body is dead-lettered"
+    );
+}
+
+#[tokio::test]
+async fn a_direct_sqs_batch_and_an_eventbridge_event_reach_the_same_handler() {
+    // `handle_sqs` with the SQS event type (what `invoke` builds from JSON);
+    // an empty body fails alone.
+    let w = world(5, None).await;
+    let l = launch(&w, 62, true).await;
+    let mut ok = aws_lambda_events::event::sqs::SqsMessage::default();
+    ok.message_id = Some("ok".into());
+    ok.body = Some(command("Success")(&l).to_eventbridge().to_string());
+    let mut empty = aws_lambda_events::event::sqs::SqsMessage::default();
+    empty.message_id = Some("empty".into());
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    event.records = vec![ok, empty];
+    let r = w.stop.handle_sqs(event).await;
+    let failed: Vec<&str> = r
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, vec!["empty"]);
+    assert_ended(&w, &l).await;
+    // The same event delivered directly (not through SQS) is already done.
+    let again = deliver(&w, &command("Success")(&l)).await;
+    assert_eq!(again["outcome"], "already_ended", "{again}");
 }

@@ -1,5 +1,7 @@
-//! `stop-runner` Lambda (EventBridge: SSM command status, spot interruption
-//! warning, EC2 instance state change).
+//! `stop-runner` Lambda: SQS batches from the stop-events queue, where
+//! EventBridge puts SSM command status, spot interruption warning and EC2
+//! instance state change events (`ReportBatchItemFailures`); a single
+//! EventBridge event (direct invocation) is accepted too.
 //! Environment: see [`spotrunner_stop_runner::handler_from_env`].
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -18,7 +20,7 @@ async fn main() -> Result<(), Error> {
     tracing::info!("stop-runner ready");
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let handler = handler.clone();
-        async move { handler.handle(event.payload).await.map_err(Error::from) }
+        async move { handler.invoke(event.payload).await.map_err(Error::from) }
     }))
     .await
 }
