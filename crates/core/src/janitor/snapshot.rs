@@ -1,7 +1,20 @@
 //! Everything the janitor looks at, read once per pass (all pages of each list).
-//! Instances are listed before the ledger: an instance is launched only after its
-//! reservation is written, so every instance in the list has its runner record
-//! in the ledger read that follows.
+//!
+//! **Order: what lives outside the ledger first, the ledger's runners after.**
+//! create-runner writes a runner's ledger record before anything of it exists
+//! elsewhere: it reserves (the record), then registers the runner with GitHub,
+//! then writes the JIT parameter, then launches the instance. So whatever a
+//! listing shows already had its record *before the listing*, and a runner read
+//! made *after* every listing finds that record (live, or released since): a
+//! create-runner running concurrently never looks like a leak. Read the other way
+//! round, a runner reserved between the ledger read and a listing shows its
+//! registration, parameter or instance without a record, i.e. as a leak, and lost
+//! them. Hence: jobs (only to know which GitHub scopes to list), GitHub runners,
+//! parameters, instances, then the capacity counters and the runners.
+//!
+//! What no order can cover is re-checked by each action just before it acts
+//! (execute.rs): a name released and reserved again between the snapshot and the
+//! action, a runner that launched after the instance list, a job that moved on.
 
 use super::{Janitor, plan::stale_jobs};
 use crate::config::Scope;
@@ -27,6 +40,7 @@ pub struct Snapshot {
     pub instances: Vec<Instance>,
     pub runners: Vec<RunnerRecord>,
     pub jobs: Vec<JobRecord>,
+    /// The counters, read just before the runners.
     pub capacity: CapacityUse,
     /// JIT parameter names under the deployment's prefix.
     pub parameters: Vec<String>,
@@ -42,15 +56,9 @@ pub struct Snapshot {
 impl Janitor {
     pub(super) async fn snapshot(&self, now: DateTime<Utc>) -> Result<Snapshot, PortError> {
         let deployment = &self.config.deployment;
+        // Outside the ledger first (see the module documentation).
         let mut snap = Snapshot {
-            instances: self.compute.list_instances(deployment).await?,
-            runners: self.ledger.list_runners().await?,
             jobs: self.ledger.list_jobs().await?,
-            capacity: self.ledger.capacity().await?,
-            parameters: self
-                .parameters
-                .list(&self.settings.jit_parameter_prefix)
-                .await?,
             ..Snapshot::default()
         };
         let mut seen: BTreeMap<u64, GitHubRunnerSeen> = BTreeMap::new();
@@ -78,6 +86,14 @@ impl Janitor {
         if complete {
             snap.github_runners = Some(seen.into_values().collect());
         }
+        snap.parameters = self
+            .parameters
+            .list(&self.settings.jit_parameter_prefix)
+            .await?;
+        snap.instances = self.compute.list_instances(deployment).await?;
+        // Then the ledger.
+        snap.capacity = self.ledger.capacity().await?;
+        snap.runners = self.ledger.list_runners().await?;
         let stale: Vec<(u64, GitHubTarget, String)> = stale_jobs(&self.settings, &snap, now)
             .into_iter()
             .filter_map(|j| {

@@ -3,8 +3,8 @@ use crate::config::Config;
 use crate::fakes::{MemoryCompute, MemoryGitHub, MemoryLedger, MemoryParameters, MemoryQueue};
 use crate::job::{JOB_MESSAGE_VERSION, JobMessage};
 use crate::ports::{
-    CapacityUse, GitHubRunner, Instance, JobRecord, JobState, Ledger, RunnerParameters,
-    RunnerRecord, RunnerState, tags,
+    CapacityUse, GitHubApi, GitHubRunner, Instance, JobChange, JobRecord, JobState, Ledger, Limits,
+    ReserveOutcome, RunnerChange, RunnerParameters, RunnerRecord, RunnerState, tags,
 };
 use chrono::{Duration, Utc};
 
@@ -595,4 +595,489 @@ async fn messy_account_dry_run_lists_exactly_what_the_real_run_does() {
     assert_eq!(w.params.names().len(), 4);
     w.now += Duration::minutes(1);
     assert!(w.pass(false).await.results.is_empty(), "nothing left to do");
+}
+
+// --- Races: another handler acts while a pass runs. ---------------------------
+
+type Hook = Box<dyn FnOnce() -> futures::future::BoxFuture<'static, ()> + Send>;
+
+/// The memory ledger with two hooks, each run once: right after the janitor's
+/// read of the runners (as if create-runner ran just then), and just before the
+/// counters are written (as if a reservation landed just then).
+struct Racing {
+    inner: Arc<MemoryLedger>,
+    after_list_runners: std::sync::Mutex<Option<Hook>>,
+    before_counter_write: std::sync::Mutex<Option<Hook>>,
+}
+
+impl Racing {
+    async fn fire(slot: &std::sync::Mutex<Option<Hook>>) {
+        let hook = slot.lock().unwrap().take();
+        if let Some(hook) = hook {
+            hook().await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::ports::JobStateSink for Racing {
+    async fn record_job_state(&self, u: &crate::job::JobStateUpdate) -> Result<(), PortError> {
+        self.inner.record_job_state(u).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Ledger for Racing {
+    async fn claim_job(
+        &self,
+        msg: &JobMessage,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<crate::ports::ClaimOutcome, PortError> {
+        self.inner.claim_job(msg, now, lease).await
+    }
+    async fn get_job(&self, id: u64) -> Result<Option<JobRecord>, PortError> {
+        self.inner.get_job(id).await
+    }
+    async fn update_job(
+        &self,
+        id: u64,
+        change: &JobChange,
+        now: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        self.inner.update_job(id, change, now).await
+    }
+    async fn list_jobs(&self) -> Result<Vec<JobRecord>, PortError> {
+        self.inner.list_jobs().await
+    }
+    async fn reserve(&self, r: &RunnerRecord, l: Limits) -> Result<ReserveOutcome, PortError> {
+        self.inner.reserve(r, l).await
+    }
+    async fn release(&self, n: &str, why: &str, now: DateTime<Utc>) -> Result<bool, PortError> {
+        self.inner.release(n, why, now).await
+    }
+    async fn get_runner(&self, n: &str) -> Result<Option<RunnerRecord>, PortError> {
+        self.inner.get_runner(n).await
+    }
+    async fn update_runner(
+        &self,
+        n: &str,
+        change: &RunnerChange,
+        now: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        self.inner.update_runner(n, change, now).await
+    }
+    async fn list_runners(&self) -> Result<Vec<RunnerRecord>, PortError> {
+        let runners = self.inner.list_runners().await;
+        Self::fire(&self.after_list_runners).await;
+        runners
+    }
+    async fn transition_runner(
+        &self,
+        n: &str,
+        from: &[RunnerState],
+        change: &RunnerChange,
+        now: DateTime<Utc>,
+    ) -> Result<bool, PortError> {
+        self.inner.transition_runner(n, from, change, now).await
+    }
+    async fn capacity(&self) -> Result<CapacityUse, PortError> {
+        self.inner.capacity().await
+    }
+    async fn set_capacity(&self, counts: &CapacityUse) -> Result<(), PortError> {
+        Self::fire(&self.before_counter_write).await;
+        self.inner.set_capacity(counts).await
+    }
+    async fn repair_capacity(
+        &self,
+        seen: &CapacityUse,
+        counts: &CapacityUse,
+    ) -> Result<bool, PortError> {
+        Self::fire(&self.before_counter_write).await;
+        self.inner.repair_capacity(seen, counts).await
+    }
+    async fn pool_health(&self, pool: &str) -> Result<crate::circuit::PoolHealth, PortError> {
+        self.inner.pool_health(pool).await
+    }
+    async fn list_pool_health(&self) -> Result<Vec<crate::circuit::PoolHealth>, PortError> {
+        self.inner.list_pool_health().await
+    }
+    async fn update_pool_health(
+        &self,
+        pool: &str,
+        f: &crate::ports::HealthUpdate<'_>,
+    ) -> Result<crate::circuit::PoolHealth, PortError> {
+        self.inner.update_pool_health(pool, f).await
+    }
+    async fn drained_pools(&self) -> Result<std::collections::BTreeSet<String>, PortError> {
+        self.inner.drained_pools().await
+    }
+    async fn set_drained(&self, pool: &str, drained: bool) -> Result<(), PortError> {
+        self.inner.set_drained(pool, drained).await
+    }
+}
+
+const CAP: Limits = Limits {
+    pool_max: 3,
+    weight: 1,
+    global_max_weight: None,
+};
+
+/// A fresh reservation, as create-runner's first step writes it.
+fn reservation(job: u64, now: DateTime<Utc>) -> RunnerRecord {
+    let n = name(job);
+    RunnerRecord {
+        name: n.clone(),
+        pool: "cpu".into(),
+        job_id: job,
+        weight: 1,
+        state: RunnerState::Reserved,
+        instance_id: None,
+        command_id: None,
+        github_runner_id: None,
+        jit_parameter: format!("/sr/jit/{n}"),
+        created_at: now,
+        launched_at: None,
+        updated_at: now,
+        end_reason: None,
+    }
+}
+
+impl World {
+    /// This world's janitor on a [`Racing`] ledger with the given hooks.
+    fn racing(
+        &self,
+        after_list_runners: Option<Hook>,
+        before_counter_write: Option<Hook>,
+    ) -> Janitor {
+        let ledger = Arc::new(Racing {
+            inner: self.ledger.clone(),
+            after_list_runners: std::sync::Mutex::new(after_list_runners),
+            before_counter_write: std::sync::Mutex::new(before_counter_write),
+        });
+        Janitor {
+            ledger,
+            ..self.janitor.clone()
+        }
+    }
+
+    /// A runner of job `job` that ended an hour ago (released), as its record,
+    /// job and leftovers stand: an instance tagged with its name, its
+    /// parameter, and its GitHub registration, offline.
+    async fn released_with_leftovers(&self, job: u64) -> String {
+        let n = name(job);
+        let mut record = reservation(job, self.now - Duration::hours(2));
+        record.state = RunnerState::Released;
+        record.updated_at = self.now - Duration::hours(1);
+        self.ledger.put_runner(record);
+        self.job(job, JobState::Claimed, None, Duration::minutes(1));
+        self.instance(&format!("i-{job:04}"), &n, job, 3600);
+        self.param(&n).await;
+        self.github_runner(&n, "offline", false);
+        n
+    }
+
+    fn registered(&self, runner: &str) -> bool {
+        self.github.runners().iter().any(|r| r.name == runner)
+    }
+}
+
+fn errors(report: &JanitorReport) -> Vec<(ActionKind, String)> {
+    report
+        .results
+        .iter()
+        .filter_map(|r| Some((r.action.kind, r.error.clone()?)))
+        .collect()
+}
+
+/// Race (a): create-runner reserves, registers and writes the parameter right
+/// after the janitor read the runners. Read before the listings (the old order),
+/// its registration and parameter looked like leaks and were deleted.
+#[tokio::test]
+async fn a_runner_created_right_after_the_ledger_read_keeps_its_registration_and_parameter() {
+    let w = world();
+    w.job(5, JobState::Completed, None, Duration::minutes(1)); // a known scope
+    let n = name(1);
+    let (ledger, github, params, now) =
+        (w.ledger.clone(), w.github.clone(), w.params.clone(), w.now);
+    let create_runner: Hook = Box::new(move || {
+        Box::pin(async move {
+            let msg = message(1, Duration::seconds(5), now);
+            ledger
+                .claim_job(&msg, now, Duration::minutes(5))
+                .await
+                .unwrap();
+            let reserved = ledger.reserve(&reservation(1, now), CAP).await.unwrap();
+            assert_eq!(reserved, ReserveOutcome::Reserved);
+            let jit = github
+                .create_jit_config(&crate::ports::JitRequest {
+                    target: crate::ports::GitHubTarget {
+                        scope: crate::ports::RunnerScope::Org { org: "o".into() },
+                        installation_id: None,
+                    },
+                    name: name(1),
+                    runner_group: "Default".into(),
+                    labels: vec!["linux".into()],
+                    work_folder: "_work".into(),
+                })
+                .await
+                .unwrap();
+            let change = RunnerChange {
+                github_runner_id: Some(jit.runner_id),
+                ..RunnerChange::default()
+            };
+            ledger.update_runner(&name(1), &change, now).await.unwrap();
+            params
+                .put(
+                    &format!("/sr/jit/{}", name(1)),
+                    &jit.encoded_jit_config,
+                    &[],
+                )
+                .await
+                .unwrap();
+        })
+    });
+    let janitor = w.racing(Some(create_runner), None);
+    let report = janitor.run(w.now, false).await.unwrap();
+    assert!(w.registered(&n), "registration deleted: {report:?}");
+    assert_eq!(w.params.names(), vec![format!("/sr/jit/{n}")], "{report:?}");
+    assert_eq!(w.runner_state(&n).await, RunnerState::Reserved);
+}
+
+/// Race (a), the other way to get there: the runner's name was released an
+/// hour ago and its leftovers are still around (the snapshot sees them, and no
+/// live record), then the same job attempt reserves the name again before the
+/// janitor acts. The re-read by name keeps the registration and the parameter.
+#[tokio::test]
+async fn leftovers_of_a_name_reserved_again_before_the_action_are_kept() {
+    let w = world();
+    let n = w.released_with_leftovers(1).await;
+    w.compute.state.lock().unwrap().instances.clear();
+    let (ledger, now) = (w.ledger.clone(), w.now);
+    let reserve_again: Hook = Box::new(move || {
+        Box::pin(async move {
+            let again = ledger.reserve(&reservation(1, now), CAP).await.unwrap();
+            assert_eq!(again, ReserveOutcome::Reserved);
+        })
+    });
+    let report = w
+        .racing(Some(reserve_again), None)
+        .run(w.now, false)
+        .await
+        .unwrap();
+    let planned = kinds(&report);
+    assert!(
+        planned.contains(&(ActionKind::DeleteGitHubRunner, n.clone()))
+            && planned.contains(&(ActionKind::DeleteParameter, format!("/sr/jit/{n}"))),
+        "the snapshot saw leftovers: {report:?}"
+    );
+    assert!(w.registered(&n), "{report:?}");
+    assert_eq!(w.params.names(), vec![format!("/sr/jit/{n}")], "{report:?}");
+    for (_, error) in errors(&report) {
+        assert!(error.contains("is reserved in the ledger now"), "{error}");
+    }
+}
+
+/// Race (b): an instance tagged with a released runner's name (launched by
+/// an earlier try of the same job attempt: same `ClientToken`) is planned as an
+/// orphan; before the janitor acts, the retry reserves the name again and
+/// records that same instance. It is not terminated.
+#[tokio::test]
+async fn an_instance_whose_runner_became_live_meanwhile_is_not_terminated() {
+    let w = world();
+    let n = w.released_with_leftovers(1).await;
+    let (ledger, now) = (w.ledger.clone(), w.now);
+    let relaunch: Hook = Box::new(move || {
+        Box::pin(async move {
+            ledger.reserve(&reservation(1, now), CAP).await.unwrap();
+            let change = RunnerChange {
+                state: Some(RunnerState::Launched),
+                instance_id: Some("i-0001".into()),
+                launched_at: Some(now),
+                ..RunnerChange::default()
+            };
+            ledger.update_runner(&name(1), &change, now).await.unwrap();
+        })
+    });
+    let report = w
+        .racing(Some(relaunch), None)
+        .run(w.now, false)
+        .await
+        .unwrap();
+    assert!(
+        kinds(&report).contains(&(ActionKind::TerminateOrphan, "i-0001".into())),
+        "the snapshot saw an orphan: {report:?}"
+    );
+    assert!(
+        w.live("i-0001"),
+        "the live runner's instance was terminated"
+    );
+    assert_eq!(w.runner_state(&n).await, RunnerState::Launched);
+    assert!(
+        w.registered(&n) && w.params.names().len() == 1,
+        "{report:?}"
+    );
+}
+
+/// Race (c): a reservation lands between the janitor's recount and its write
+/// of the counters. It is not overwritten, so the cap still holds; the next
+/// pass repairs the counters.
+#[tokio::test]
+async fn a_reservation_between_the_count_and_the_repair_is_not_lost() {
+    let w = world();
+    w.runner(R::new(1, RunnerState::Bootstrapped, Some(10)))
+        .await;
+    // One phantom slot (a release that never decremented): counters say 2.
+    w.ledger
+        .set_capacity(&CapacityUse {
+            pools: [("cpu".to_string(), 2)].into(),
+            weight: 2,
+        })
+        .await
+        .unwrap();
+    let (ledger, now) = (w.ledger.clone(), w.now);
+    let reserve: Hook = Box::new(move || {
+        Box::pin(async move {
+            let got = ledger.reserve(&reservation(2, now), CAP).await.unwrap();
+            assert_eq!(got, ReserveOutcome::Reserved);
+        })
+    });
+    let report = w
+        .racing(None, Some(reserve))
+        .run(w.now, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        kinds(&report),
+        vec![(ActionKind::RepairCapacity, "capacity".into())]
+    );
+    // Two live runners and the phantom: not overwritten with the recount of 1.
+    let three = CapacityUse {
+        pools: [("cpu".to_string(), 3)].into(),
+        weight: 3,
+    };
+    assert_eq!(w.ledger.capacity().await.unwrap(), three, "{report:?}");
+    // The cap (3) holds: no third runner fits now.
+    assert_eq!(
+        w.ledger.reserve(&reservation(3, now), CAP).await.unwrap(),
+        ReserveOutcome::PoolFull
+    );
+    let error = report.results[0].error.clone().unwrap_or_default();
+    assert!(
+        error.contains("capacity changed after the recount"),
+        "{report:?}"
+    );
+    // The next pass (nothing racing) counts 2 and repairs; one more fits, then none.
+    let report = w.pass(false).await;
+    assert_eq!(report.failed(), 0, "{report:?}");
+    let two = CapacityUse {
+        pools: [("cpu".to_string(), 2)].into(),
+        weight: 2,
+    };
+    assert_eq!(w.ledger.capacity().await.unwrap(), two);
+    assert_eq!(
+        w.ledger.reserve(&reservation(3, now), CAP).await.unwrap(),
+        ReserveOutcome::Reserved
+    );
+    assert_eq!(
+        w.ledger.reserve(&reservation(4, now), CAP).await.unwrap(),
+        ReserveOutcome::PoolFull
+    );
+    let live = w.ledger.list_runners().await.unwrap();
+    assert_eq!(
+        live.iter()
+            .filter(|r| r.state != RunnerState::Released)
+            .count(),
+        3
+    );
+}
+
+/// Leftovers of a runner released moments ago wait for the grace: the same
+/// job attempt may reserve the name again and reuse them.
+#[tokio::test]
+async fn leftovers_of_a_runner_released_moments_ago_wait_for_the_grace() {
+    let mut w = world();
+    let n = w.released_with_leftovers(1).await;
+    let mut record = w.ledger.get_runner(&n).await.unwrap().unwrap();
+    record.updated_at = w.now - Duration::seconds(60);
+    w.ledger.put_runner(record);
+    let report = w.pass(false).await;
+    assert_eq!(report.failed(), 3, "{report:?}");
+    for (_, error) in errors(&report) {
+        assert!(error.contains("within the 600 s grace"), "{error}");
+    }
+    assert!(w.live("i-0001") && w.registered(&n) && w.params.names().len() == 1);
+    w.now += execute::LEFTOVER_GRACE;
+    let report = w.pass(false).await;
+    assert_eq!(report.failed(), 0, "{report:?}");
+    assert!(!w.live("i-0001") && !w.registered(&n) && w.params.names().is_empty());
+}
+
+/// The ledger may name an instance the (earlier) instance list did not show:
+/// it was launched in between. `release_lost` asks the cloud again.
+#[tokio::test]
+async fn a_runner_whose_instance_the_list_missed_is_not_released() {
+    let w = world();
+    let n = w.runner(R::new(1, RunnerState::Launched, Some(10))).await;
+    w.sync_capacity().await;
+    let launched = w.compute.state.lock().unwrap().instances.remove("i-0001");
+    let compute = w.compute.clone();
+    let appear: Hook = Box::new(move || {
+        Box::pin(async move {
+            let launched = launched.unwrap();
+            compute
+                .state
+                .lock()
+                .unwrap()
+                .instances
+                .insert("i-0001".into(), launched);
+        })
+    });
+    let report = w
+        .racing(Some(appear), None)
+        .run(w.now, false)
+        .await
+        .unwrap();
+    assert_eq!(kinds(&report), vec![(ActionKind::ReleaseLost, n.clone())]);
+    assert_eq!(
+        w.runner_state(&n).await,
+        RunnerState::Launched,
+        "{report:?}"
+    );
+    assert!(
+        report.results[0]
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("is live")
+    );
+    assert!(w.jobs.sent().is_empty());
+}
+
+/// A stale job that a create-runner claimed right after the snapshot is not
+/// requeued a second time.
+#[tokio::test]
+async fn a_stale_job_claimed_meanwhile_is_not_requeued() {
+    let w = world();
+    w.job(1, JobState::Requeued, None, Duration::minutes(40));
+    w.github.set_job(1, "queued");
+    let (ledger, now) = (w.ledger.clone(), w.now);
+    let claim: Hook = Box::new(move || {
+        Box::pin(async move {
+            let mut msg = message(1, Duration::minutes(41), now);
+            msg.launch_attempt = 1;
+            let got = ledger
+                .claim_job(&msg, now, Duration::minutes(5))
+                .await
+                .unwrap();
+            assert!(
+                matches!(got, crate::ports::ClaimOutcome::Claimed(_)),
+                "{got:?}"
+            );
+        })
+    });
+    let report = w.racing(Some(claim), None).run(w.now, false).await.unwrap();
+    assert_eq!(kinds(&report), vec![(ActionKind::RequeueJob, "1".into())]);
+    assert!(w.jobs.sent().is_empty(), "{report:?}");
+    assert_eq!(w.job_state(1).await, JobState::Claimed);
 }
