@@ -323,20 +323,147 @@ pub fn alive(pid: i32, dir: &Path) -> bool {
     }
 }
 
-/// SIGTERM the process group, wait up to `grace`, then SIGKILL what is left.
-fn kill_group(pid: i32, dir: &Path, grace: Duration) {
-    if pid <= 0 {
+/// End the runner's process group: SIGTERM to every process of the group that is
+/// verified to be ours, wait up to `grace`, then SIGKILL what of ours is left.
+///
+/// The pid comes from a row or a `pid` file that may be older than a restart, so
+/// the pid — and a group of that number — may belong to someone else by now
+/// (pid reuse). No group is ever signalled as a whole: each member of group `pgid`
+/// is pinned with a pidfd, checked ([`ours`]) and signalled through the pidfd, so a
+/// signal reaches only a process that was verified, never one that took its pid
+/// after the check. The sweep repeats until nothing of ours is left, so a member
+/// forked meanwhile (it inherits the marker) is ended too; a leader that is gone
+/// does not stop its remaining members from being ended.
+fn kill_group(pgid: i32, instance_id: &str, dir: &Path, grace: Duration) {
+    if pgid <= 0 {
         return;
     }
-    if alive(pid, dir) {
-        unsafe { libc::kill(-pid, libc::SIGTERM) };
+    if signal_ours(pgid, instance_id, dir, libc::SIGTERM) > 0 {
         let deadline = std::time::Instant::now() + grace;
-        while alive(pid, dir) && std::time::Instant::now() < deadline {
+        while !ours_in_group(pgid, instance_id, dir).is_empty()
+            && std::time::Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    // The leader may be gone with members left (the runner's own children).
-    unsafe { libc::kill(-pid, libc::SIGKILL) };
+    for _ in 0..50 {
+        if signal_ours(pgid, instance_id, dir, libc::SIGKILL) == 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    tracing::warn!(
+        pgid,
+        instance_id,
+        "processes of the instance survived SIGKILL"
+    );
+}
+
+/// Signal every process of group `pgid` that is ours, each re-verified just before
+/// its signal; returns how many were signalled.
+fn signal_ours(pgid: i32, instance_id: &str, dir: &Path, sig: libc::c_int) -> usize {
+    ours_in_group(pgid, instance_id, dir)
+        .into_iter()
+        .filter(|&pid| {
+            Pinned::open(pid)
+                .is_some_and(|p| p.signal_if(sig, || ours(pid, pgid, instance_id, dir)))
+        })
+        .count()
+}
+
+/// The live processes of group `pgid` that are ours (see [`ours`]).
+fn ours_in_group(pgid: i32, instance_id: &str, dir: &Path) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| ours(pid, pgid, instance_id, dir))
+        .collect()
+}
+
+/// Is `pid` a live (not zombie) process of group `pgid` that was started for this
+/// instance: its environment carries `SPOTRUNNER_INSTANCE_ID=<instance_id>` (set
+/// on the spawned shell, inherited by bootstrap.sh, the runner and its children)
+/// or its working directory is the instance directory or below? A process that
+/// merely took a recycled pid or group number has neither.
+fn ours(pid: i32, pgid: i32, instance_id: &str, dir: &Path) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the `(comm)`: state, ppid, pgrp, ...
+    let mut fields = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace())
+        .into_iter()
+        .flatten();
+    let state = fields.next();
+    let group = fields.nth(1).and_then(|g| g.parse::<i32>().ok());
+    if matches!(state, Some("Z" | "X") | None) || group != Some(pgid) {
+        return false;
+    }
+    let marker = format!("SPOTRUNNER_INSTANCE_ID={instance_id}");
+    let marked = std::fs::read(format!("/proc/{pid}/environ"))
+        .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == marker.as_bytes()));
+    marked || std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
+}
+
+/// A process held by a pidfd: a signal sent through it reaches that process or
+/// nothing (never a later process with the same pid).
+struct Pinned {
+    pid: i32,
+    #[cfg(target_os = "linux")]
+    fd: Option<std::os::fd::OwnedFd>,
+}
+
+impl Pinned {
+    fn open(pid: i32) -> Option<Self> {
+        if pid <= 0 {
+            return None;
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::FromRawFd;
+            // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+            let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+            if fd >= 0 {
+                // SAFETY: the fd was just returned to us and is owned by nobody else.
+                let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+                return Some(Self { pid, fd: Some(fd) });
+            }
+            // ESRCH: gone. ENOSYS (a kernel before 5.3): verify-then-kill below.
+            if std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS) {
+                return None;
+            }
+            Some(Self { pid, fd: None })
+        }
+        #[cfg(not(target_os = "linux"))]
+        Some(Self { pid })
+    }
+
+    /// Send `sig` if `verified()` holds now (checked after the pin, so it speaks of
+    /// the pinned process if that still lives); `true` when a signal was sent.
+    fn signal_if(&self, sig: libc::c_int, verified: impl FnOnce() -> bool) -> bool {
+        if !verified() {
+            return false;
+        }
+        #[cfg(target_os = "linux")]
+        if let Some(fd) = &self.fd {
+            use std::os::fd::AsRawFd;
+            // SAFETY: pidfd_send_signal(fd, sig, NULL info, 0 flags).
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    fd.as_raw_fd(),
+                    sig,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                )
+            };
+            return rc == 0;
+        }
+        // No pidfds: the check and the signal are as close together as they get.
+        // SAFETY: kill(2) on one (positive) pid.
+        unsafe { libc::kill(self.pid, sig) == 0 }
+    }
 }
 
 fn read_pid(dir: &Path) -> Option<i32> {
@@ -400,7 +527,7 @@ impl Compute for LocalBackend {
                 continue;
             };
             if let Some(pid) = inst.pid.or_else(|| read_pid(&inst.dir)) {
-                kill_group(pid, &inst.dir, Duration::from_secs(3));
+                kill_group(pid, &inst.instance_id, &inst.dir, Duration::from_secs(3));
             }
             match std::fs::remove_dir_all(&inst.dir) {
                 Ok(()) => {}

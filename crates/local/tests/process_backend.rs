@@ -173,3 +173,91 @@ async fn a_restarted_backend_adopts_and_kills_the_process_group() {
     });
     assert!(st.backend.list_instances("sr").await.unwrap().is_empty());
 }
+
+/// Dead, or a zombie nobody has reaped yet.
+fn gone(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let zombie = stat
+        .rsplit_once(')')
+        .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+    let dead = unsafe { libc::kill(pid, 0) != 0 };
+    dead || zombie
+}
+
+#[tokio::test]
+async fn a_pid_that_is_alive_but_not_ours_is_never_signalled() {
+    use std::os::unix::process::CommandExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let st = state(&tmp.path().join("state"), "true");
+    let id = instance_id(st.backend.launch(&request("tok-1")).await.unwrap());
+    // An unrelated process in its own session and process group (as a pid reused
+    // after a restart would be), outside the instance directory.
+    let mut unrelated = std::process::Command::new("sleep");
+    unrelated.arg("300").current_dir(tmp.path());
+    unsafe {
+        unrelated.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut unrelated = unrelated.spawn().unwrap();
+    let pid = unrelated.id() as i32;
+    // The instance's record points at it: its `pid` file, as a process started
+    // before a crash leaves it.
+    let dir = st.backend.instances_dir().join(&id);
+    std::fs::write(dir.join("pid"), format!("{pid}\n")).unwrap();
+
+    st.backend
+        .terminate(std::slice::from_ref(&id))
+        .await
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        unrelated.try_wait().unwrap().is_none(),
+        "the unrelated process (and its group) was signalled"
+    );
+    assert!(!dir.exists(), "the instance itself is terminated");
+    assert!(st.backend.list_instances("sr").await.unwrap().is_empty());
+    unrelated.kill().unwrap();
+    unrelated.wait().unwrap();
+}
+
+#[tokio::test]
+async fn members_left_by_a_leader_that_exited_are_still_ended() {
+    let tmp = tempfile::tempdir().unwrap();
+    let child_pid = tmp.path().join("child.pid");
+    // The runner leaves a child behind and exits: the group's leader is gone.
+    let runner = write_runner(
+        tmp.path(),
+        &format!("sleep 300 & echo $! > {}; exit 0", child_pid.display()),
+    );
+    let st = state(&tmp.path().join("state"), &runner);
+    let id = instance_id(st.backend.launch(&request("tok-1")).await.unwrap());
+    st.parameters.put("/p", "JIT", &[]).await.unwrap();
+    let cmd = BootstrapCommand {
+        instance_id: id.clone(),
+        runner_name: "sr_cpu-1-0".into(),
+        jit_parameter: "/p".into(),
+        max_run_time_secs: 60,
+        startup_script_key: None,
+    };
+    st.backend.send_bootstrap(&cmd).await.unwrap();
+    let mut events = Vec::new();
+    wait_until("the leader to exit", || {
+        events.extend(st.backend.reap().unwrap());
+        !events.is_empty()
+    });
+    let orphan: i32 = std::fs::read_to_string(&child_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(!gone(orphan), "the runner's child outlived the leader");
+    st.backend
+        .terminate(std::slice::from_ref(&id))
+        .await
+        .unwrap();
+    wait_until("the leftover member to die", || gone(orphan));
+}
