@@ -1,4 +1,5 @@
-# CloudWatch alarms: dead-lettered jobs, Lambda errors, jobs waiting too long.
+# CloudWatch alarms: dead-lettered jobs, bootstrap steps and stop events, Lambda
+# errors, jobs waiting too long.
 
 resource "aws_cloudwatch_metric_alarm" "dlq_not_empty" {
   alarm_name          = "${var.prefix}-dlq-not-empty"
@@ -6,6 +7,35 @@ resource "aws_cloudwatch_metric_alarm" "dlq_not_empty" {
   namespace           = "AWS/SQS"
   metric_name         = "ApproximateNumberOfMessagesVisible"
   dimensions          = { QueueName = aws_sqs_queue.dlq.name }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_actions
+  ok_actions          = var.alarm_actions
+  tags                = local.tags
+}
+
+# The bootstrap queue's and the stop-events queue's DLQs.
+resource "aws_cloudwatch_metric_alarm" "other_dlq_not_empty" {
+  for_each = {
+    bootstrap = {
+      queue       = aws_sqs_queue.bootstrap_dlq.name
+      description = "bootstrap steps reached their dead-letter queue (dlq-mover puts them back on the bootstrap queue; look at create-runner's logs)"
+    }
+    stop-events = {
+      queue       = aws_sqs_queue.stop_events_dlq.name
+      description = "runner events whose teardown failed ${local.stop_events_max_receive_count} times, or that EventBridge could not deliver, reached their dead-letter queue (dlq-mover puts them back; the janitor cleans up meanwhile; look at stop-runner's logs)"
+    }
+  }
+
+  alarm_name          = "${var.prefix}-${each.key}-dlq-not-empty"
+  alarm_description   = "spotrunner ${var.prefix}: ${each.value.description}"
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateNumberOfMessagesVisible"
+  dimensions          = { QueueName = each.value.queue }
   statistic           = "Maximum"
   period              = 300
   evaluation_periods  = 1

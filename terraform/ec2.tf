@@ -356,7 +356,10 @@ data "aws_iam_policy_document" "runner_guardrails" {
     actions = ["dynamodb:*", "sqs:*", "lambda:*"]
     resources = concat(
       [aws_dynamodb_table.ledger.arn, "${aws_dynamodb_table.ledger.arn}/*"],
-      [aws_sqs_queue.jobs.arn, aws_sqs_queue.bootstrap.arn, aws_sqs_queue.dlq.arn],
+      [
+        aws_sqs_queue.jobs.arn, aws_sqs_queue.bootstrap.arn, aws_sqs_queue.dlq.arn,
+        aws_sqs_queue.bootstrap_dlq.arn, aws_sqs_queue.stop_events.arn, aws_sqs_queue.stop_events_dlq.arn,
+      ],
       local.function_arns,
       [for f in local.function_arns : "${f}:*"],
     )

@@ -1,4 +1,5 @@
-# EventBridge: runner lifecycle events -> stop-runner; schedules -> dlq-mover and janitor.
+# EventBridge: runner lifecycle events -> the stop-events queue -> stop-runner
+# (lambda.tf); schedules -> dlq-mover and janitor.
 
 locals {
   stop_runner_rules = {
@@ -49,26 +50,26 @@ resource "aws_cloudwatch_event_rule" "stop_runner" {
   tags          = local.tags
 }
 
+# The rules deliver to the stop-events queue, not to the function: an
+# asynchronous invocation is retried twice and then dropped, a queued event is
+# retried until stop-runner succeeds (or it reaches the queue's DLQ). EventBridge
+# retries a failed delivery to the queue, then puts the event in that DLQ.
 resource "aws_cloudwatch_event_target" "stop_runner" {
   for_each = local.stop_runner_rules
 
   rule = aws_cloudwatch_event_rule.stop_runner[each.key].name
-  arn  = aws_lambda_function.fn["stop-runner"].arn
+  arn  = aws_sqs_queue.stop_events.arn
 
   retry_policy {
     maximum_retry_attempts       = 20
     maximum_event_age_in_seconds = 3600
   }
-}
 
-resource "aws_lambda_permission" "stop_runner" {
-  for_each = local.stop_runner_rules
+  dead_letter_config {
+    arn = aws_sqs_queue.stop_events_dlq.arn
+  }
 
-  statement_id  = "events-${each.key}"
-  action        = "lambda:InvokeFunction"
-  function_name = aws_lambda_function.fn["stop-runner"].function_name
-  principal     = "events.amazonaws.com"
-  source_arn    = aws_cloudwatch_event_rule.stop_runner[each.key].arn
+  depends_on = [aws_sqs_queue_policy.stop_events, aws_sqs_queue_policy.stop_events_dlq]
 }
 
 resource "aws_cloudwatch_event_rule" "schedule" {

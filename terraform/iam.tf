@@ -323,6 +323,20 @@ locals {
       local.statement_github_credential,
       local.statement_send_jobs, # puts back the job of an interrupted runner
       [
+        {
+          # The event source mapping receives, deletes and reads attributes
+          # with this role; the code makes no SQS call on this queue.
+          sid = "StopEventsQueue"
+          actions = [
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes",
+          ]
+          resources  = [aws_sqs_queue.stop_events.arn]
+          conditions = []
+        },
+      ],
+      [
         local.statement_ledger.read_scan, # Scan: the runner of a forgotten instance
         local.statement_ledger.put_jobs_runners,
         local.statement_ledger.update_capacity, # release
@@ -335,21 +349,29 @@ locals {
     dlq-mover = concat(
       [
         {
-          sid = "DrainDlq"
+          sid = "DrainDlqs"
           actions = [
             "sqs:ReceiveMessage",
             "sqs:DeleteMessage", # DeleteMessageBatch
             "sqs:GetQueueAttributes",
           ]
-          resources  = [aws_sqs_queue.dlq.arn]
+          resources  = [aws_sqs_queue.dlq.arn, aws_sqs_queue.bootstrap_dlq.arn, aws_sqs_queue.stop_events_dlq.arn]
           conditions = []
         },
         {
-          # Is the job finished? Reads job#<id> only.
-          sid        = "ReadJobs"
+          # Each DLQ's messages go back to the queue they came from.
+          sid        = "MoveBackBootstrapAndStopEvents"
+          actions    = ["sqs:SendMessage"]
+          resources  = [aws_sqs_queue.bootstrap.arn, aws_sqs_queue.stop_events.arn]
+          conditions = []
+        },
+        {
+          # Is the job finished (job#<id>)? Is the runner of a bootstrap step
+          # still waiting for it (runner#<name>)?
+          sid        = "ReadJobsAndRunners"
           actions    = ["dynamodb:GetItem"]
           resources  = [aws_dynamodb_table.ledger.arn]
-          conditions = local.ledger_keys.jobs
+          conditions = local.ledger_keys.jobs_and_runners
         },
       ],
       local.statement_send_jobs,

@@ -42,7 +42,7 @@ locals {
     stop-runner = {
       description = "clean up after a runner: terminate, delete its JIT parameter, deregister, release capacity"
       memory      = 256
-      timeout     = 60
+      timeout     = local.stop_runner_timeout
       reserved    = var.reserved_concurrency.stop_runner
       env = {
         SPOTRUNNER_LEDGER_TABLE   = aws_dynamodb_table.ledger.name
@@ -51,15 +51,19 @@ locals {
       }
     }
     dlq-mover = {
-      description = "move dead-lettered jobs back to the jobs queue at a bounded rate"
+      description = "move dead-lettered jobs, bootstrap steps and stop events back to their queues at a bounded rate"
       memory      = 256
       timeout     = local.dlq_mover_timeout
       reserved    = var.reserved_concurrency.dlq_mover
       env = merge(
         {
-          SPOTRUNNER_DLQ_URL        = aws_sqs_queue.dlq.url
-          SPOTRUNNER_JOBS_QUEUE_URL = aws_sqs_queue.jobs.url
-          SPOTRUNNER_LEDGER_TABLE   = aws_dynamodb_table.ledger.name
+          SPOTRUNNER_DLQ_URL               = aws_sqs_queue.dlq.url
+          SPOTRUNNER_JOBS_QUEUE_URL        = aws_sqs_queue.jobs.url
+          SPOTRUNNER_LEDGER_TABLE          = aws_dynamodb_table.ledger.name
+          SPOTRUNNER_BOOTSTRAP_DLQ_URL     = aws_sqs_queue.bootstrap_dlq.url
+          SPOTRUNNER_BOOTSTRAP_QUEUE_URL   = aws_sqs_queue.bootstrap.url
+          SPOTRUNNER_STOP_EVENTS_DLQ_URL   = aws_sqs_queue.stop_events_dlq.url
+          SPOTRUNNER_STOP_EVENTS_QUEUE_URL = aws_sqs_queue.stop_events.url
         },
         var.dlq_max_per_run == null ? {} : { SPOTRUNNER_DLQ_MAX_PER_RUN = tostring(var.dlq_max_per_run) },
         var.dlq_rate_per_second == null ? {} : { SPOTRUNNER_DLQ_RATE_PER_SECOND = tostring(var.dlq_rate_per_second) },
@@ -101,7 +105,7 @@ resource "aws_cloudwatch_log_group" "lambda" {
 
 resource "aws_lambda_function" "fn" {
   #checkov:skip=CKV_AWS_50:X-Ray tracing is off: the functions emit JSON logs with job/runner/instance ids and CloudWatch EMF metrics; tracing would add cost and an xray permission to every role.
-  #checkov:skip=CKV_AWS_116:No async-invocation DLQ: SQS-driven functions use the jobs DLQ (redrive after 3 receives); the scheduled/EventBridge ones are level-triggered (the janitor re-finds anything a failed run missed).
+  #checkov:skip=CKV_AWS_116:No async-invocation DLQ: the SQS-driven functions (create-runner, stop-runner) have the DLQs of their queues; the scheduled ones (janitor, dlq-mover) are level-triggered (the next run re-finds anything a failed run missed); the webhook is synchronous.
   #checkov:skip=CKV_AWS_117:Not in a VPC: the functions call GitHub and AWS APIs only; a VPC would need a NAT gateway (cost) and gives no isolation benefit here.
   #checkov:skip=CKV_AWS_173:Environment variables hold only resource names and URLs, no secrets (secrets are SSM SecureString references); the AWS-managed key encrypts them at rest.
   #checkov:skip=CKV_AWS_272:Code signing is not used: zips are built from this repository by scripts/package-lambdas.sh and pinned by filebase64sha256.
@@ -163,5 +167,35 @@ locals {
   create_runner_esm_concurrency = (
     var.enable_reserved_concurrency && var.reserved_concurrency.create_runner >= 4
     ? floor(var.reserved_concurrency.create_runner / 2) : null
+  )
+}
+
+# --- SQS event source: stop-events queue -> stop-runner ----------------------
+
+resource "aws_lambda_event_source_mapping" "stop_runner" {
+  event_source_arn                   = aws_sqs_queue.stop_events.arn
+  function_name                      = aws_lambda_function.fn["stop-runner"].arn
+  batch_size                         = local.stop_runner_batch_size
+  maximum_batching_window_in_seconds = 0
+  function_response_types            = ["ReportBatchItemFailures"]
+  enabled                            = true
+
+  # With reserved concurrency, the pollers stay below it (a throttled
+  # invocation would burn a receive of each of its messages).
+  dynamic "scaling_config" {
+    for_each = local.stop_runner_esm_concurrency == null ? [] : [1]
+    content {
+      maximum_concurrency = local.stop_runner_esm_concurrency
+    }
+  }
+}
+
+locals {
+  # stop-runner handles a batch's events one after another, each a few API calls:
+  # 5 fit its timeout with room for slow answers.
+  stop_runner_batch_size = 5
+  stop_runner_esm_concurrency = (
+    var.enable_reserved_concurrency && var.reserved_concurrency.stop_runner >= 2
+    ? var.reserved_concurrency.stop_runner : null
   )
 }

@@ -41,8 +41,41 @@ output "bootstrap_queue_url" {
 }
 
 output "dlq_url" {
-  description = "URL of the dead-letter queue."
+  description = "URL of the jobs queue's dead-letter queue."
   value       = aws_sqs_queue.dlq.url
+}
+
+output "bootstrap_dlq_url" {
+  description = "URL of the bootstrap queue's dead-letter queue."
+  value       = aws_sqs_queue.bootstrap_dlq.url
+}
+
+output "stop_events_queue_url" {
+  description = "URL of the stop-events queue (EventBridge -> stop-runner)."
+  value       = aws_sqs_queue.stop_events.url
+}
+
+output "stop_events_dlq_url" {
+  description = "URL of the stop-events queue's dead-letter queue."
+  value       = aws_sqs_queue.stop_events_dlq.url
+}
+
+output "event_source_mappings" {
+  description = "SQS event source mappings by queue (jobs, bootstrap -> create-runner; stop-events -> stop-runner): queue ARN, function ARN, batch size, response types."
+  value = merge(
+    { for k, m in aws_lambda_event_source_mapping.create_runner : k => {
+      queue_arn               = m.event_source_arn
+      function_arn            = m.function_arn
+      batch_size              = m.batch_size
+      function_response_types = m.function_response_types
+    } },
+    { stop-events = {
+      queue_arn               = aws_lambda_event_source_mapping.stop_runner.event_source_arn
+      function_arn            = aws_lambda_event_source_mapping.stop_runner.function_arn
+      batch_size              = aws_lambda_event_source_mapping.stop_runner.batch_size
+      function_response_types = aws_lambda_event_source_mapping.stop_runner.function_response_types
+    } },
+  )
 }
 
 output "ledger_table" {
@@ -91,7 +124,7 @@ output "runner_instance_profile" {
 }
 
 output "event_rules" {
-  description = "EventBridge rule names: stop-runner triggers and schedules."
+  description = "EventBridge rule names: stop-runner triggers (to the stop-events queue) and schedules."
   value = merge(
     { for k, r in aws_cloudwatch_event_rule.stop_runner : k => r.name },
     { for k, r in aws_cloudwatch_event_rule.schedule : "${k}-schedule" => r.name },

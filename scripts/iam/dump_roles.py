@@ -10,7 +10,8 @@ must be exactly the roles of the `role_arns` output), each with its inline
 policies and every attached managed policy's default version, AWS managed
 documents included (moto loads them with MOTO_IAM_LOAD_MANAGED_POLICIES=true).
 Also stores the key policy of the parameter KMS key (KMS needs it to let IAM
-policies decide), the documents of AmazonSSMManagedInstanceCore and
+policies decide), the queue policies of the stop-events queue and its DLQ (who
+may send EventBridge's runner events), the documents of AmazonSSMManagedInstanceCore and
 AdministratorAccess as the matrix's regression inputs, and the Terraform
 outputs the matrix names resources with.
 """
@@ -105,11 +106,25 @@ def main():
         kms = session.client("kms", endpoint_url=args.endpoint)
         key_policies[key_arn] = json.loads(kms.get_key_policy(KeyId=key_arn, PolicyName="default")["Policy"])
 
+    # Resource policies of the queues EventBridge sends to (the stop-events
+    # queue and its DLQ): the matrix checks that only the stop-runner rules may.
+    queue_policies = {}
+    sqs = session.client("sqs", endpoint_url=args.endpoint)
+    for name in ("stop_events_queue_url", "stop_events_dlq_url"):
+        url = outputs.get(name, {}).get("value")
+        if not url:
+            continue
+        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"]).get("Attributes", {})
+        if "Policy" not in attrs:
+            sys.exit(f"dump_roles: queue {url} ({name}) has no queue policy")
+        queue_policies[url] = json.loads(attrs["Policy"])
+
     keep = [
         "prefix", "region", "role_arns", "config_parameter", "github_credential_parameter",
         "webhook_secret_parameters", "jit_parameter_prefix", "jobs_queue_url", "bootstrap_queue_url",
         "dlq_url", "ledger_table", "bucket", "bootstrap_script_key", "ssm_document", "launch_templates",
         "function_names", "runner_instance_profile", "parameter_kms_key_arn",
+        "bootstrap_dlq_url", "stop_events_queue_url", "stop_events_dlq_url", "event_rules",
     ]
     dump = {
         "account": account,
@@ -120,6 +135,7 @@ def main():
         "roles": roles,
         "reference_policies": reference,
         "key_policies": key_policies,
+        "queue_policies": queue_policies,
     }
     with open(args.out, "w") as f:
         json.dump(dump, f, indent=1, sort_keys=True)

@@ -18,6 +18,8 @@
 //  - the runner role with AdministratorAccess as an extra policy must still
 //    be denied the deployment's secrets and control plane (explicit Deny),
 //    and without its guardrail policy it must not be.
+// The queue policies of the stop-events queue and its DLQ are evaluated too:
+// only EventBridge, only for this deployment's stop-runner rules (aws:SourceArn).
 // And a static check: no resource pattern of deployment <prefix> matches a
 // resource of deployment <prefix>-prod.
 //
@@ -67,6 +69,11 @@ const otherRunner = instance('i-0bbbbbbbbbbbbbbb2')
 const jobs = queueArn(out.jobs_queue_url)
 const bootstrapQ = queueArn(out.bootstrap_queue_url)
 const dlq = queueArn(out.dlq_url)
+const bootstrapDlq = queueArn(out.bootstrap_dlq_url)
+const stopEvents = queueArn(out.stop_events_queue_url)
+const stopEventsDlq = queueArn(out.stop_events_dlq_url)
+const rule = (name) => `arn:${PART}:events:${R}:${A}:rule/${name}`
+const stopRules = ['ssm-command', 'spot-interruption', 'instance-state'].map((k) => rule(out.event_rules[k]))
 const ledger = table(out.ledger_table)
 const bucket = out.bucket
 const document = `arn:${PART}:ssm:${R}:${A}:document/${out.ssm_document}`
@@ -84,6 +91,10 @@ const other = {
   jobs: `arn:${PART}:sqs:${R}:${A}:${O}-jobs`,
   bootstrap: `arn:${PART}:sqs:${R}:${A}:${O}-bootstrap`,
   dlq: `arn:${PART}:sqs:${R}:${A}:${O}-jobs-dlq`,
+  bootstrapDlq: `arn:${PART}:sqs:${R}:${A}:${O}-bootstrap-dlq`,
+  stopEvents: `arn:${PART}:sqs:${R}:${A}:${O}-stop-events`,
+  stopEventsDlq: `arn:${PART}:sqs:${R}:${A}:${O}-stop-events-dlq`,
+  stopRule: rule(`${O}-ssm-command`),
   ledger: table(`${O}-ledger`),
   instance: instance('i-0ccccccccccccccc3'),
   document: `arn:${PART}:ssm:${R}:${A}:document/${O}-runner`,
@@ -171,6 +182,8 @@ function runnerRows() {
     [DENY, 'dynamodb:GetItem', ledger, { ...onInstance, ...keys('job#4242') }, 'ledger'],
     [DENY, 'sqs:SendMessage', jobs, { ...onInstance }, 'jobs queue'],
     [DENY, 'sqs:ReceiveMessage', jobs, { ...onInstance }, 'jobs queue'],
+    [DENY, 'sqs:SendMessage', stopEvents, { ...onInstance }, 'forge a stop event'],
+    [DENY, 'sqs:SendMessage', bootstrapQ, { ...onInstance }, 'forge a bootstrap step'],
   ]
   if (kmsKey) {
     rows.push(
@@ -208,6 +221,10 @@ function adminRows() {
     [DENY, 'dynamodb:PutItem', ledger, { ...onInstance, ...keys('capacity#global') }, 'ledger'],
     [DENY, 'sqs:SendMessage', jobs, { ...onInstance }, 'jobs queue'],
     [DENY, 'sqs:PurgeQueue', dlq, { ...onInstance }, 'DLQ'],
+    [DENY, 'sqs:SendMessage', stopEvents, { ...onInstance }, 'forge a stop event'],
+    [DENY, 'sqs:PurgeQueue', stopEventsDlq, { ...onInstance }, 'stop-events DLQ'],
+    [DENY, 'sqs:PurgeQueue', bootstrapDlq, { ...onInstance }, 'bootstrap DLQ'],
+    [DENY, 'sqs:SetQueueAttributes', stopEvents, { ...onInstance }, 'rewrite the stop-events queue policy'],
     [DENY, 'lambda:UpdateFunctionCode', fn(functions['create-runner']), { ...onInstance }, 'replace create-runner'],
     [DENY, 'ssm:UpdateDocument', document, { ...onInstance }, 'rewrite the bootstrap document'],
     [DENY, 'ssm:SendCommand', otherRunner, { ...onInstance, ...instanceTags(P) }, 'command another runner'],
@@ -252,6 +269,10 @@ function otherDeploymentRows(fnName) {
     [DENY, 'sqs:SendMessage', other.jobs, {}, `${O}: jobs queue`],
     [DENY, 'sqs:SendMessage', other.bootstrap, {}, `${O}: bootstrap queue`],
     [DENY, 'sqs:ReceiveMessage', other.dlq, {}, `${O}: DLQ`],
+    [DENY, 'sqs:ReceiveMessage', other.bootstrapDlq, {}, `${O}: bootstrap DLQ`],
+    [DENY, 'sqs:ReceiveMessage', other.stopEvents, {}, `${O}: stop-events queue`],
+    [DENY, 'sqs:ReceiveMessage', other.stopEventsDlq, {}, `${O}: stop-events DLQ`],
+    [DENY, 'sqs:SendMessage', other.stopEvents, {}, `${O}: stop-events queue`],
     [DENY, 'dynamodb:GetItem', other.ledger, keys('job#4242'), `${O}: ledger`],
     [DENY, 'dynamodb:PutItem', other.ledger, keys('job#4242'), `${O}: ledger`],
     [DENY, 'logs:PutLogEvents', logStream(`${O}-${fnName}`), {}, `${O}: log group`],
@@ -290,6 +311,7 @@ function lambdaRows(name) {
     webhook: [
       [ALLOW, 'sqs:SendMessage', jobs, {}, 'enqueue a job'],
       [DENY, 'sqs:SendMessage', bootstrapQ, {}, 'bootstrap queue'],
+      [DENY, 'sqs:SendMessage', stopEvents, {}, 'stop-events queue'],
       [ALLOW, 'dynamodb:GetItem', ledger, keys('job#4242'), 'job state'],
       [ALLOW, 'dynamodb:PutItem', ledger, keys('job#4242'), 'job state'],
       [DENY, 'dynamodb:PutItem', ledger, keys('runner#x'), 'a runner item'],
@@ -305,6 +327,8 @@ function lambdaRows(name) {
         [ALLOW, a, bootstrapQ, {}, 'bootstrap queue'],
       ]),
       [DENY, 'sqs:SendMessage', dlq, {}, 'DLQ'],
+      [DENY, 'sqs:SendMessage', bootstrapDlq, {}, 'bootstrap DLQ'],
+      [DENY, 'sqs:ReceiveMessage', stopEvents, {}, 'stop-events queue'],
       [ALLOW, 'dynamodb:GetItem', ledger, keys('job#4242'), 'claim: read the job'],
       [ALLOW, 'dynamodb:GetItem', ledger, keys('drain#cpu'), 'is the pool drained'],
       [ALLOW, 'dynamodb:PutItem', ledger, keys('job#4242'), 'claim / update the job'],
@@ -363,6 +387,13 @@ function lambdaRows(name) {
         : []),
     ],
     'stop-runner': [
+      [ALLOW, 'sqs:ReceiveMessage', stopEvents, {}, 'stop-events queue (event source mapping)'],
+      [ALLOW, 'sqs:DeleteMessage', stopEvents, {}, 'stop-events queue (event source mapping)'],
+      [ALLOW, 'sqs:GetQueueAttributes', stopEvents, {}, 'stop-events queue (event source mapping)'],
+      [DENY, 'sqs:SendMessage', stopEvents, {}, 'send a stop event (not called)'],
+      [DENY, 'sqs:ChangeMessageVisibility', stopEvents, {}, 'change visibility (not called)'],
+      [DENY, 'sqs:ReceiveMessage', stopEventsDlq, {}, 'stop-events DLQ'],
+      [DENY, 'sqs:ReceiveMessage', jobs, {}, 'jobs queue'],
       [ALLOW, 'sqs:SendMessage', jobs, {}, 'requeue an interrupted job'],
       [DENY, 'sqs:SendMessage', bootstrapQ, {}, 'bootstrap queue'],
       [ALLOW, 'dynamodb:GetItem', ledger, keys(`runner#${P}_cpu-4242-1`), 'read the runner'],
@@ -381,19 +412,31 @@ function lambdaRows(name) {
       [DENY, 'ec2:CreateFleet', ec2('fleet/*'), {}, 'launch'],
     ],
     'dlq-mover': [
-      [ALLOW, 'sqs:ReceiveMessage', dlq, {}, 'DLQ'],
-      [ALLOW, 'sqs:DeleteMessage', dlq, {}, 'DLQ (DeleteMessageBatch)'],
-      [ALLOW, 'sqs:GetQueueAttributes', dlq, {}, 'DLQ depth'],
+      ...[
+        [dlq, 'DLQ'],
+        [bootstrapDlq, 'bootstrap DLQ'],
+        [stopEventsDlq, 'stop-events DLQ'],
+      ].flatMap(([q, what]) => [
+        [ALLOW, 'sqs:ReceiveMessage', q, {}, what],
+        [ALLOW, 'sqs:DeleteMessage', q, {}, `${what} (DeleteMessageBatch)`],
+        [ALLOW, 'sqs:GetQueueAttributes', q, {}, `${what} depth`],
+        [DENY, 'sqs:SendMessage', q, {}, what],
+      ]),
       [ALLOW, 'sqs:SendMessage', jobs, {}, 'move to the jobs queue'],
+      [ALLOW, 'sqs:SendMessage', bootstrapQ, {}, 'move to the bootstrap queue'],
+      [ALLOW, 'sqs:SendMessage', stopEvents, {}, 'move to the stop-events queue'],
       [DENY, 'sqs:ReceiveMessage', jobs, {}, 'jobs queue'],
-      [DENY, 'sqs:SendMessage', dlq, {}, 'DLQ'],
+      [DENY, 'sqs:ReceiveMessage', bootstrapQ, {}, 'bootstrap queue'],
+      [DENY, 'sqs:ReceiveMessage', stopEvents, {}, 'stop-events queue'],
       [ALLOW, 'dynamodb:GetItem', ledger, keys('job#4242'), 'is the job finished'],
-      [DENY, 'dynamodb:GetItem', ledger, keys('runner#x'), 'a runner item'],
+      [ALLOW, 'dynamodb:GetItem', ledger, keys(`runner#${P}_cpu-4242-1`), "is a bootstrap step's runner still waiting"],
+      [DENY, 'dynamodb:GetItem', ledger, keys('capacity#global'), 'a capacity counter'],
       [DENY, 'dynamodb:PutItem', ledger, keys('job#4242'), 'write (not called)'],
       [DENY, 'dynamodb:Scan', ledger, {}, 'Scan'],
     ],
     janitor: [
       [ALLOW, 'sqs:SendMessage', jobs, {}, 'requeue'],
+      [DENY, 'sqs:SendMessage', stopEvents, {}, 'stop-events queue'],
       [ALLOW, 'dynamodb:Scan', ledger, {}, 'snapshot'],
       [ALLOW, 'dynamodb:GetItem', ledger, keys(`runner#${P}_cpu-4242-1`), 're-read before acting'],
       [ALLOW, 'dynamodb:PutItem', ledger, keys('job#4242'), 'job state'],
@@ -440,6 +483,11 @@ const defaultKeyPolicy = {
 }
 const keyPolicy = (keyArn) => (dump.key_policies || {})[keyArn] || defaultKeyPolicy
 
+// The deployed queue policies by queue ARN (the stop-events queue and its DLQ).
+const queuePolicies = Object.fromEntries(Object.entries(dump.queue_policies || {}).map(([url, p]) => [queueArn(url), p]))
+const resourcePolicyOf = (action, resource) =>
+  action.startsWith('kms:') ? keyPolicy(resource) : action.startsWith('sqs:') ? queuePolicies[resource] : undefined
+
 // The evaluator validates context keys against the service reference and
 // matches a templated key only when its template follows a '/'
 // (aws:ResourceTag/<key>); it drops kms:EncryptionContext:<key> from the
@@ -458,7 +506,7 @@ async function evaluate(principal, policies, [expect, action, resource, context]
     identityPolicies: aliasKmsContext(policies),
     serviceControlPolicies: [],
     resourceControlPolicies: [],
-    resourcePolicy: action.startsWith('kms:') ? keyPolicy(resource) : undefined,
+    resourcePolicy: resourcePolicyOf(action, resource),
     request: {
       action,
       principal,
@@ -475,10 +523,11 @@ async function evaluate(principal, policies, [expect, action, resource, context]
   const overall = res.overallResult
   const decision = overall === 'Allowed' ? ALLOW : DENY
   const ia = single?.analysis?.identityAnalysis
+  const ra = single?.analysis?.resourceAnalysis
   let why = ''
   if (decision !== expect) {
     if (decision === ALLOW) {
-      why = `allowed by ${(ia?.allowStatements || []).map(statementId).join(', ')}`
+      why = `allowed by ${[...(ia?.allowStatements || []), ...(ra?.allowStatements || [])].map(statementId).join(', ')}`
     } else if (overall === 'ExplicitlyDenied') {
       why = `denied by ${(ia?.denyStatements || []).map(statementId).join(', ')}`
     } else {
@@ -494,8 +543,9 @@ async function runMatrix(title, principal, policies, rows, { quiet = false, expl
   const failures = []
   if (!quiet) console.log(`\n== ${title}`)
   for (const row of rows) {
-    const [expect, action, resource, , note] = row
-    const r = await evaluate(principal, policies, row)
+    // row[5]: a principal other than the matrix's (the queue-policy rows).
+    const [expect, action, resource, , note, rowPrincipal] = row
+    const r = await evaluate(rowPrincipal || principal, policies, row)
     let ok = r.decision === expect
     if (ok && explicitDeny && expect === DENY && r.overall !== 'ExplicitlyDenied') {
       ok = false
@@ -506,7 +556,7 @@ async function runMatrix(title, principal, policies, rows, { quiet = false, expl
     if (!quiet || !ok) {
       // Quiet (a regression check): these rows are expected to fail.
       const verdict = quiet ? '   caught' : ok ? 'PASS' : 'FAIL'
-      console.log(`${verdict}  ${r.decision.padEnd(5)} (expect ${expect.padEnd(5)})  ${action}  ${resource}  [${note}]`)
+      console.log(`${verdict}  ${r.decision.padEnd(5)} (expect ${expect.padEnd(5)})  ${rowPrincipal ? `${rowPrincipal}: ` : ''}${action}  ${resource}  [${note}]`)
       if (!ok) console.log(`${quiet ? '   ' : ''}        ${r.why}`)
       if (verbose && r.ignored?.length) console.log(`        ignored context keys: ${r.ignored.join(', ')}`)
     }
@@ -532,6 +582,10 @@ function exactIdentityCheck() {
     other.jobs,
     other.bootstrap,
     other.dlq,
+    other.bootstrapDlq,
+    other.stopEvents,
+    other.stopEventsDlq,
+    other.stopRule,
     other.ledger,
     `${other.ledger}/index/x`,
     other.document,
@@ -588,6 +642,33 @@ for (const name of ['webhook', 'create-runner', 'stop-runner', 'dlq-mover', 'jan
   failed += (await runMatrix(`${name} role (as deployed)`, principalOf(name), policiesOf(dump.roles[name]), rows)).length
   total += rows.length
 }
+
+// Who may send to the stop-events queue and its DLQ: EventBridge, for this
+// deployment's stop-runner rules only (the queue policies, no identity policy).
+function queuePolicyRows() {
+  const EVENTS = 'events.amazonaws.com'
+  const from = (ruleArn) => ({ 'aws:SourceArn': ruleArn, 'aws:SourceAccount': A })
+  return [stopEvents, stopEventsDlq].flatMap((q) => {
+    const what = q === stopEvents ? 'stop-events queue' : 'stop-events DLQ'
+    return [
+      ...stopRules.map((r) => [ALLOW, 'sqs:SendMessage', q, from(r), `${what}: from ${r.split('/').pop()}`, EVENTS]),
+      [DENY, 'sqs:SendMessage', q, from(rule(`${P}-janitor-schedule`)), `${what}: from another rule of ours`, EVENTS],
+      [DENY, 'sqs:SendMessage', q, from(other.stopRule), `${what}: from ${O}'s rule`, EVENTS],
+      [DENY, 'sqs:SendMessage', q, {}, `${what}: EventBridge without a source rule`, EVENTS],
+      [DENY, 'sqs:SendMessage', q, from(stopRules[0]), `${what}: another service`, 'sns.amazonaws.com'],
+      [DENY, 'sqs:ReceiveMessage', q, from(stopRules[0]), `${what}: EventBridge reading it`, EVENTS],
+    ]
+  })
+}
+const qRows = queuePolicyRows()
+for (const q of [stopEvents, stopEventsDlq]) {
+  if (!queuePolicies[q]) {
+    console.error(`matrix: no queue policy for ${q} in ${file}`)
+    process.exit(2)
+  }
+}
+failed += (await runMatrix('stop-events queue policies (as deployed)', 'events.amazonaws.com', [], qRows)).length
+total += qRows.length
 
 const aRows = adminRows()
 failed += (

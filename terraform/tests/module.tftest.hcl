@@ -158,6 +158,51 @@ override_resource {
   }
 }
 
+override_resource {
+  target = aws_sqs_queue.bootstrap_dlq
+  values = {
+    arn = "arn:aws:sqs:eu-west-1:123456789012:srtest-bootstrap-dlq"
+    url = "https://sqs.eu-west-1.amazonaws.com/123456789012/srtest-bootstrap-dlq"
+  }
+}
+
+override_resource {
+  target = aws_sqs_queue.stop_events
+  values = {
+    arn = "arn:aws:sqs:eu-west-1:123456789012:srtest-stop-events"
+    url = "https://sqs.eu-west-1.amazonaws.com/123456789012/srtest-stop-events"
+  }
+}
+
+override_resource {
+  target = aws_sqs_queue.stop_events_dlq
+  values = {
+    arn = "arn:aws:sqs:eu-west-1:123456789012:srtest-stop-events-dlq"
+    url = "https://sqs.eu-west-1.amazonaws.com/123456789012/srtest-stop-events-dlq"
+  }
+}
+
+override_resource {
+  target = aws_cloudwatch_event_rule.stop_runner["ssm-command"]
+  values = {
+    arn = "arn:aws:events:eu-west-1:123456789012:rule/srtest-ssm-command"
+  }
+}
+
+override_resource {
+  target = aws_cloudwatch_event_rule.stop_runner["spot-interruption"]
+  values = {
+    arn = "arn:aws:events:eu-west-1:123456789012:rule/srtest-spot-interruption"
+  }
+}
+
+override_resource {
+  target = aws_cloudwatch_event_rule.stop_runner["instance-state"]
+  values = {
+    arn = "arn:aws:events:eu-west-1:123456789012:rule/srtest-instance-state"
+  }
+}
+
 variables {
   prefix           = "srtest"
   lambda_zip_dir   = "tests/fixtures/lambda"
@@ -575,8 +620,17 @@ run "jobs_queue_redrives_after_three_receives" {
     error_message = "jobs queue must redrive into the DLQ"
   }
   assert {
-    condition     = aws_sqs_queue.jobs.sqs_managed_sse_enabled && aws_sqs_queue.bootstrap.sqs_managed_sse_enabled && aws_sqs_queue.dlq.sqs_managed_sse_enabled
+    condition = alltrue([for q in [aws_sqs_queue.jobs, aws_sqs_queue.bootstrap, aws_sqs_queue.dlq, aws_sqs_queue.bootstrap_dlq, aws_sqs_queue.stop_events, aws_sqs_queue.stop_events_dlq] :
+    q.sqs_managed_sse_enabled])
     error_message = "all queues must have SSE"
+  }
+  assert {
+    condition     = jsondecode(aws_sqs_queue.bootstrap.redrive_policy).deadLetterTargetArn == aws_sqs_queue.bootstrap_dlq.arn && jsondecode(aws_sqs_queue.bootstrap.redrive_policy).maxReceiveCount == 3
+    error_message = "the bootstrap queue redrives into its own DLQ (not the jobs DLQ) after 3 receives"
+  }
+  assert {
+    condition     = aws_sqs_queue.bootstrap_dlq.name == "srtest-bootstrap-dlq" && aws_sqs_queue.bootstrap_dlq.message_retention_seconds == 1209600
+    error_message = "the bootstrap DLQ keeps messages 14 days"
   }
   assert {
     condition = alltrue([
@@ -639,8 +693,12 @@ run "schedules_and_event_rules" {
     error_message = "schedules target their functions"
   }
   assert {
-    condition     = alltrue([for t in aws_cloudwatch_event_target.stop_runner : t.arn == aws_lambda_function.fn["stop-runner"].arn]) && length(aws_cloudwatch_event_target.stop_runner) == 3
-    error_message = "SSM command status, spot interruption and EC2 state change go to stop-runner"
+    condition     = alltrue([for t in aws_cloudwatch_event_target.stop_runner : t.arn == aws_sqs_queue.stop_events.arn]) && length(aws_cloudwatch_event_target.stop_runner) == 3
+    error_message = "SSM command status, spot interruption and EC2 state change go to the stop-events queue"
+  }
+  assert {
+    condition     = alltrue([for t in aws_cloudwatch_event_target.stop_runner : t.dead_letter_config[0].arn == aws_sqs_queue.stop_events_dlq.arn])
+    error_message = "events EventBridge cannot deliver go to the stop-events DLQ"
   }
   assert {
     condition     = jsondecode(aws_cloudwatch_event_rule.stop_runner["ssm-command"].event_pattern).detail["document-name"] == ["srtest-runner"]
@@ -651,8 +709,71 @@ run "schedules_and_event_rules" {
     error_message = "the EC2 rule listens to shutting-down and terminated"
   }
   assert {
-    condition     = length(aws_lambda_permission.schedule) == 2 && length(aws_lambda_permission.stop_runner) == 3
-    error_message = "EventBridge may invoke the functions"
+    condition     = length(aws_lambda_permission.schedule) == 2
+    error_message = "EventBridge may invoke the scheduled functions"
+  }
+}
+
+run "stop_events_queue_feeds_stop_runner" {
+  assert {
+    condition = (
+      aws_lambda_event_source_mapping.stop_runner.event_source_arn == aws_sqs_queue.stop_events.arn &&
+      aws_lambda_event_source_mapping.stop_runner.function_name == aws_lambda_function.fn["stop-runner"].arn &&
+      toset(aws_lambda_event_source_mapping.stop_runner.function_response_types) == toset(["ReportBatchItemFailures"])
+    )
+    error_message = "the stop-events queue feeds stop-runner with ReportBatchItemFailures"
+  }
+  assert {
+    condition = (
+      jsondecode(aws_sqs_queue.stop_events.redrive_policy).deadLetterTargetArn == aws_sqs_queue.stop_events_dlq.arn &&
+      jsondecode(aws_sqs_queue.stop_events.redrive_policy).maxReceiveCount >= 10
+    )
+    error_message = "a failing stop event is retried at least 10 times, then lands in the stop-events DLQ"
+  }
+  assert {
+    condition     = aws_sqs_queue.stop_events.visibility_timeout_seconds >= 6 * aws_lambda_function.fn["stop-runner"].timeout
+    error_message = "the stop-events queue's visibility timeout is at least 6x stop-runner's timeout"
+  }
+  assert {
+    condition     = aws_sqs_queue.stop_events_dlq.message_retention_seconds > aws_sqs_queue.stop_events.message_retention_seconds
+    error_message = "the stop-events DLQ keeps messages longer than the queue"
+  }
+  assert {
+    condition = alltrue(flatten([for k, doc in data.aws_iam_policy_document.stop_events_queue : [
+      for st in doc.statement :
+      st.actions == toset(["sqs:SendMessage"]) &&
+      anytrue([for p in st.principals : p.type == "Service" && toset(p.identifiers) == toset(["events.amazonaws.com"])]) &&
+      anytrue([for c in st.condition : c.test == "ArnEquals" && c.variable == "aws:SourceArn" && toset(c.values) == toset([
+        "arn:aws:events:eu-west-1:123456789012:rule/srtest-ssm-command",
+        "arn:aws:events:eu-west-1:123456789012:rule/srtest-spot-interruption",
+        "arn:aws:events:eu-west-1:123456789012:rule/srtest-instance-state",
+      ])])
+    ]])) && length(data.aws_iam_policy_document.stop_events_queue) == 2
+    error_message = "only the three stop-runner rules may send to the stop-events queue and its DLQ (aws:SourceArn)"
+  }
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.other_dlq_not_empty["stop-events"].dimensions.QueueName == aws_sqs_queue.stop_events_dlq.name &&
+      aws_cloudwatch_metric_alarm.other_dlq_not_empty["bootstrap"].dimensions.QueueName == aws_sqs_queue.bootstrap_dlq.name
+    )
+    error_message = "the stop-events and bootstrap DLQs have alarms"
+  }
+  assert {
+    condition = anytrue([
+      for st in data.aws_iam_policy_document.lambda["stop-runner"].statement :
+      toset(st.actions) == toset(["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]) && toset(st.resources) == toset([aws_sqs_queue.stop_events.arn])
+    ])
+    error_message = "stop-runner's mapping receives and deletes on the stop-events queue only"
+  }
+  assert {
+    condition = anytrue([
+      for st in data.aws_iam_policy_document.lambda["dlq-mover"].statement :
+      contains(st.actions, "sqs:ReceiveMessage") && toset(st.resources) == toset([aws_sqs_queue.dlq.arn, aws_sqs_queue.bootstrap_dlq.arn, aws_sqs_queue.stop_events_dlq.arn])
+      ]) && anytrue([
+      for st in data.aws_iam_policy_document.lambda["dlq-mover"].statement :
+      toset(st.actions) == toset(["sqs:SendMessage"]) && toset(st.resources) == toset([aws_sqs_queue.bootstrap.arn, aws_sqs_queue.stop_events.arn])
+    ])
+    error_message = "dlq-mover drains the three DLQs and sends back to the bootstrap and stop-events queues"
   }
 }
 
@@ -670,7 +791,7 @@ run "lambda_environment_contract" {
       keys(aws_lambda_function.fn["webhook"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_JOBS_QUEUE_URL", "SPOTRUNNER_LEDGER_TABLE"]) &&
       keys(aws_lambda_function.fn["create-runner"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_JOBS_QUEUE_URL", "SPOTRUNNER_BOOTSTRAP_QUEUE_URL", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_SSM_DOCUMENT", "SPOTRUNNER_BUCKET", "SPOTRUNNER_BOOTSTRAP_SCRIPT_KEY", "SPOTRUNNER_INSTANCE_ARN_PREFIX"]) &&
       keys(aws_lambda_function.fn["stop-runner"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_SSM_DOCUMENT", "SPOTRUNNER_JOBS_QUEUE_URL"]) &&
-      keys(aws_lambda_function.fn["dlq-mover"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_DLQ_URL", "SPOTRUNNER_JOBS_QUEUE_URL", "SPOTRUNNER_LEDGER_TABLE"]) &&
+      keys(aws_lambda_function.fn["dlq-mover"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_DLQ_URL", "SPOTRUNNER_JOBS_QUEUE_URL", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_BOOTSTRAP_DLQ_URL", "SPOTRUNNER_BOOTSTRAP_QUEUE_URL", "SPOTRUNNER_STOP_EVENTS_DLQ_URL", "SPOTRUNNER_STOP_EVENTS_QUEUE_URL"]) &&
       keys(aws_lambda_function.fn["janitor"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_JOBS_QUEUE_URL"])
     )
     error_message = "each Lambda gets exactly the environment its code reads"

@@ -129,6 +129,10 @@ async fn deployed_local_example_configuration_loads() {
                 "SPOTRUNNER_DLQ_URL",
                 "SPOTRUNNER_JOBS_QUEUE_URL",
                 "SPOTRUNNER_LEDGER_TABLE",
+                "SPOTRUNNER_BOOTSTRAP_DLQ_URL",
+                "SPOTRUNNER_BOOTSTRAP_QUEUE_URL",
+                "SPOTRUNNER_STOP_EVENTS_DLQ_URL",
+                "SPOTRUNNER_STOP_EVENTS_QUEUE_URL",
             ],
         ),
         (
@@ -166,10 +170,74 @@ async fn deployed_local_example_configuration_loads() {
     );
     assert_eq!(cr["SPOTRUNNER_BUCKET"], *output(&outputs, "bucket"));
     assert_eq!(cr["SPOTRUNNER_BOOTSTRAP_SCRIPT_KEY"], "bootstrap.sh");
-    assert_eq!(
-        env["dlq-mover"]["SPOTRUNNER_DLQ_URL"],
-        *output(&outputs, "dlq_url")
-    );
+    // Each DLQ goes back to the queue it came from.
+    let mover = &env["dlq-mover"];
+    for (var, out) in [
+        ("SPOTRUNNER_DLQ_URL", "dlq_url"),
+        ("SPOTRUNNER_JOBS_QUEUE_URL", "jobs_queue_url"),
+        ("SPOTRUNNER_BOOTSTRAP_DLQ_URL", "bootstrap_dlq_url"),
+        ("SPOTRUNNER_BOOTSTRAP_QUEUE_URL", "bootstrap_queue_url"),
+        ("SPOTRUNNER_STOP_EVENTS_DLQ_URL", "stop_events_dlq_url"),
+        ("SPOTRUNNER_STOP_EVENTS_QUEUE_URL", "stop_events_queue_url"),
+    ] {
+        assert_eq!(mover[var], *output(&outputs, out), "dlq-mover {var}");
+    }
+    let queue_urls: Vec<&Value> = [
+        "jobs_queue_url",
+        "dlq_url",
+        "bootstrap_queue_url",
+        "bootstrap_dlq_url",
+        "stop_events_queue_url",
+        "stop_events_dlq_url",
+    ]
+    .iter()
+    .map(|o| output(&outputs, o))
+    .collect();
+    let distinct: std::collections::BTreeSet<_> =
+        queue_urls.iter().map(|u| u.to_string()).collect();
+    assert_eq!(distinct.len(), 6, "six distinct queues: {queue_urls:?}");
+
+    // The SQS event sources: jobs and bootstrap -> create-runner, stop-events ->
+    // stop-runner (EventBridge's runner events reach stop-runner only through
+    // its queue), each with ReportBatchItemFailures.
+    let functions = output(&outputs, "function_names");
+    let mappings = output(&outputs, "event_source_mappings");
+    let queue_name = |url: &Value| {
+        url.as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    for (queue, url, function) in [
+        ("jobs", "jobs_queue_url", "create-runner"),
+        ("bootstrap", "bootstrap_queue_url", "create-runner"),
+        ("stop-events", "stop_events_queue_url", "stop-runner"),
+    ] {
+        let m = &mappings[queue];
+        let arn = m["queue_arn"]
+            .as_str()
+            .unwrap_or_else(|| panic!("mapping {queue}: {m}"));
+        assert!(
+            arn.ends_with(&format!(":{}", queue_name(output(&outputs, url)))),
+            "mapping {queue}: {arn}"
+        );
+        let fn_arn = m["function_arn"].as_str().unwrap();
+        assert!(
+            fn_arn.ends_with(&format!(
+                ":function:{}",
+                functions[function].as_str().unwrap()
+            )),
+            "mapping {queue} feeds {function}: {fn_arn}"
+        );
+        assert_eq!(
+            m["function_response_types"],
+            serde_json::json!(["ReportBatchItemFailures"]),
+            "mapping {queue}"
+        );
+    }
+    assert_eq!(mappings.as_object().unwrap().len(), 3, "{mappings}");
     let templates = output(&outputs, "launch_templates");
     for pool in &config.pools {
         assert_eq!(

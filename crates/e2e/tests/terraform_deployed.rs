@@ -3,14 +3,18 @@
 //! handlers with exactly the environment the module hands each Lambda (the
 //! `lambda_environment` output) and the configuration document it stored in SSM,
 //! then drives one signed queued job through webhook → create-runner →
-//! bootstrap → (injected) SSM Success → stop-runner, ending with the instance
-//! terminated. Only the GitHub API URL in the stored document is pointed at the
-//! test's fake GitHub (the real one is out of reach here).
+//! bootstrap → (injected) SSM Success on the stop-events queue → stop-runner,
+//! ending with the instance terminated. Only the GitHub API URL in the stored
+//! document is pointed at the test's fake GitHub (the real one is out of reach
+//! here). The queues' wiring is read back from SQS: each queue's DLQ and
+//! receive count, the stop-events queue's visibility timeout and its policy
+//! (only the stop-runner rules may send).
 //!
 //! Run by `scripts/terraform-check.sh` (it exports `SPOTRUNNER_TF_OUTPUTS`):
 //! `cargo test -p spotrunner-e2e --test terraform_deployed -- --ignored`.
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value, json};
 use spotrunner_aws::runtime::EnvSource;
 use spotrunner_core::ports::{JobState, Ledger, RunnerState};
@@ -112,6 +116,105 @@ async fn take(sqs: &aws_sdk_sqs::Client, url: &str, wait: Duration) -> SqsEvent 
     }
 }
 
+async fn queue_attributes(sqs: &aws_sdk_sqs::Client, url: &str) -> BTreeMap<String, String> {
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("attributes of {url}: {e:?}"))
+        .attributes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k.as_str().to_string(), v))
+        .collect()
+}
+
+/// (dead-letter target ARN, maxReceiveCount) of a queue.
+fn redrive(attrs: &BTreeMap<String, String>) -> (String, u64) {
+    let policy: Value = serde_json::from_str(attrs.get("RedrivePolicy").expect("RedrivePolicy"))
+        .expect("RedrivePolicy is JSON");
+    let count = match &policy["maxReceiveCount"] {
+        Value::Number(n) => n.as_u64().unwrap(),
+        Value::String(s) => s.parse().unwrap(),
+        other => panic!("maxReceiveCount {other}"),
+    };
+    (
+        policy["deadLetterTargetArn"].as_str().unwrap().to_string(),
+        count,
+    )
+}
+
+#[tokio::test]
+#[ignore = "needs the examples/local deployment: run by scripts/terraform-check.sh"]
+async fn the_deployed_queues_redrive_into_their_own_dlqs() {
+    let o = outputs();
+    let moto = out(&o, "moto_endpoint").as_str().unwrap().to_string();
+    let sdk = spotrunner_aws::sdk::local(&moto).await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let url = |name: &str| out(&o, name).as_str().unwrap().to_string();
+    let mut arn = BTreeMap::new();
+    for q in [
+        "jobs_queue_url",
+        "dlq_url",
+        "bootstrap_queue_url",
+        "bootstrap_dlq_url",
+        "stop_events_queue_url",
+        "stop_events_dlq_url",
+    ] {
+        arn.insert(q, queue_attributes(&sqs, &url(q)).await["QueueArn"].clone());
+    }
+    let jobs = queue_attributes(&sqs, &url("jobs_queue_url")).await;
+    assert_eq!(redrive(&jobs), (arn["dlq_url"].clone(), 3));
+    let boot = queue_attributes(&sqs, &url("bootstrap_queue_url")).await;
+    assert_eq!(
+        redrive(&boot).0,
+        arn["bootstrap_dlq_url"],
+        "the bootstrap queue has its own DLQ, not the jobs DLQ"
+    );
+    let stop = queue_attributes(&sqs, &url("stop_events_queue_url")).await;
+    let (dlq, count) = redrive(&stop);
+    assert_eq!(dlq, arn["stop_events_dlq_url"]);
+    assert!(count >= 10, "a failing stop event is retried {count} times");
+    let visibility: u64 = stop["VisibilityTimeout"].parse().unwrap();
+    assert!(
+        visibility >= 6 * 60,
+        "visibility {visibility} s: at least 6x stop-runner's 60 s"
+    );
+
+    // Only the three stop-runner rules may send to the stop-events queue and its DLQ.
+    let rules: Vec<String> = ["ssm-command", "spot-interruption", "instance-state"]
+        .iter()
+        .map(|k| {
+            format!(
+                "arn:aws:events:us-east-1:123456789012:rule/{}",
+                out(&o, "event_rules")[*k].as_str().unwrap()
+            )
+        })
+        .collect();
+    for q in ["stop_events_queue_url", "stop_events_dlq_url"] {
+        let attrs = queue_attributes(&sqs, &url(q)).await;
+        let policy: Value =
+            serde_json::from_str(attrs.get("Policy").expect("a queue policy")).unwrap();
+        let statements = policy["Statement"].as_array().expect("statements");
+        assert_eq!(statements.len(), 1, "{policy}");
+        let st = &statements[0];
+        assert_eq!(st["Effect"], "Allow");
+        assert_eq!(st["Principal"]["Service"], "events.amazonaws.com", "{st}");
+        assert_eq!(st["Action"], "sqs:SendMessage", "{st}");
+        assert_eq!(st["Resource"], arn[q], "{st}");
+        let mut sources: Vec<String> = match &st["Condition"]["ArnEquals"]["aws:SourceArn"] {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(a) => a.iter().map(|v| v.as_str().unwrap().to_string()).collect(),
+            other => panic!("aws:SourceArn {other}"),
+        };
+        sources.sort();
+        let mut want = rules.clone();
+        want.sort();
+        assert_eq!(sources, want, "{q}");
+    }
+}
+
 #[tokio::test]
 #[ignore = "needs the examples/local deployment: run by scripts/terraform-check.sh"]
 async fn a_queued_job_runs_through_the_deployed_wiring() {
@@ -194,7 +297,9 @@ async fn a_queued_job_runs_through_the_deployed_wiring() {
     assert_eq!(runner.state, RunnerState::Bootstrapped);
     let instance = runner.instance_id.clone().unwrap();
 
-    // stop-runner: the SSM Success event for the deployed document.
+    // stop-runner: the SSM Success event for the deployed document, put on the
+    // deployed stop-events queue as EventBridge does (moto delivers no events),
+    // handed over as the SQS batch Lambda's poller would.
     let stop_env = env_of(&o, "stop-runner");
     let stop = spotrunner_stop_runner::handler_from_env(&sdk, &stop_env)
         .await
@@ -207,11 +312,20 @@ async fn a_queued_job_runs_through_the_deployed_wiring() {
         document,
         status: "Success".into(),
     };
-    let answer = stop
-        .handle(event.to_eventbridge())
+    let stop_url = out(&o, "stop_events_queue_url")
+        .as_str()
+        .unwrap()
+        .to_string();
+    sqs.send_message()
+        .queue_url(&stop_url)
+        .message_body(event.to_eventbridge().to_string())
+        .send()
         .await
-        .expect("stop-runner");
-    assert_eq!(answer["outcome"], "ended", "{answer}");
+        .expect("put the event on the stop-events queue");
+    let r = stop
+        .handle_sqs(take(&sqs, &stop_url, Duration::from_secs(10)).await)
+        .await;
+    assert!(r.batch_item_failures.is_empty(), "stop event failed: {r:?}");
     let state = ec2
         .describe_instances()
         .instance_ids(&instance)

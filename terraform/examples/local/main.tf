@@ -224,6 +224,26 @@ output "dlq_url" {
   value       = module.spotrunner.dlq_url
 }
 
+output "bootstrap_dlq_url" {
+  description = "Bootstrap queue's dead-letter queue URL."
+  value       = module.spotrunner.bootstrap_dlq_url
+}
+
+output "stop_events_queue_url" {
+  description = "Stop-events queue URL (EventBridge -> stop-runner)."
+  value       = module.spotrunner.stop_events_queue_url
+}
+
+output "stop_events_dlq_url" {
+  description = "Stop-events queue's dead-letter queue URL."
+  value       = module.spotrunner.stop_events_dlq_url
+}
+
+output "event_source_mappings" {
+  description = "SQS event source mappings by queue."
+  value       = module.spotrunner.event_source_mappings
+}
+
 output "ledger_table" {
   description = "Ledger table name."
   value       = module.spotrunner.ledger_table
