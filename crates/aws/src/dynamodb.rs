@@ -8,6 +8,8 @@
 //! | `runner#<name>` | `doc` ([`RunnerRecord`] JSON), `state`, `version`, `expires_at` |
 //! | `capacity#pool#<pool>` | `count` (live runners of the pool) |
 //! | `capacity#global` | `weight_used` |
+//! | `drain#<pool>` | `since` (the pool is drained) |
+//! | `health#<pool>` | `doc` (the pool's circuit breaker, [`PoolHealth`] JSON), `version` |
 //!
 //! Every write of a job or runner is conditional: creations on
 //! `attribute_not_exists(pk)`, changes on the `version` read before (optimistic
@@ -26,10 +28,12 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType, TableStatus, TimeToLiveSpecification, TransactWriteItem, Update,
 };
 use chrono::{DateTime, Utc};
+use spotrunner_core::circuit::PoolHealth;
 use spotrunner_core::job::{JobMessage, JobStateUpdate};
 use spotrunner_core::ports::{
-    CapacityUse, ClaimOutcome, JobChange, JobRecord, JobState, JobStateSink, Ledger, Limits,
-    PortError, ReserveOutcome, RunnerChange, RunnerRecord, RunnerState,
+    CapacityUse, ClaimDecision, ClaimOutcome, HealthUpdate, JobChange, JobRecord, JobStateSink,
+    Ledger, Limits, PortError, ReserveOutcome, RunnerChange, RunnerRecord, RunnerState,
+    decide_claim,
 };
 use std::collections::HashMap;
 use std::time::Duration;
@@ -56,6 +60,8 @@ const POOL_PREFIX: &str = "capacity#pool#";
 const GLOBAL_PK: &str = "capacity#global";
 /// `drain#<pool>`: the pool is drained (`spotrunner drain`).
 const DRAIN_PREFIX: &str = "drain#";
+/// `health#<pool>`: the pool's circuit breaker record (`doc`, `version`).
+const HEALTH_PREFIX: &str = "health#";
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -139,6 +145,16 @@ impl DynamoLedger {
         match self.get_item(&job_pk(job_id)).await? {
             None => Ok(None),
             Some(item) => Ok(Some((decode_job(&item)?, version(&item)?))),
+        }
+    }
+
+    async fn load_health(&self, pool: &str) -> Result<Option<(PoolHealth, i64)>, PortError> {
+        match self.get_item(&format!("{HEALTH_PREFIX}{pool}")).await? {
+            None => Ok(None),
+            Some(item) => {
+                let health = serde_json::from_str(doc(&item)?).map_err(|e| corrupt(&item, e))?;
+                Ok(Some((health, version(&item)?)))
+            }
         }
     }
 
@@ -352,43 +368,6 @@ fn not_found(what: String) -> PortError {
     }
 }
 
-/// What a claim does to the job as it stands.
-enum Claim {
-    /// Write this record (conditionally) and report it claimed.
-    Take(JobRecord),
-    /// No write: report as is.
-    Report(ClaimOutcome),
-}
-
-fn claim_decision(
-    rec: &JobRecord,
-    msg: &JobMessage,
-    now: DateTime<Utc>,
-    lease: chrono::Duration,
-) -> Claim {
-    match rec.state {
-        JobState::Claimed if rec.lease_until.is_some_and(|l| l >= now) => {
-            Claim::Report(ClaimOutcome::Busy(rec.clone()))
-        }
-        JobState::Claimed => {
-            let mut next = rec.clone();
-            next.lease_until = Some(now + lease);
-            next.updated_at = now;
-            Claim::Take(next)
-        }
-        JobState::Requeued if rec.launch_attempt < msg.launch_attempt => {
-            let mut next = rec.clone();
-            next.state = JobState::Claimed;
-            next.launch_attempt = msg.launch_attempt;
-            next.message = msg.clone();
-            next.lease_until = Some(now + lease);
-            next.updated_at = now;
-            Claim::Take(next)
-        }
-        _ => Claim::Report(ClaimOutcome::Duplicate(rec.clone())),
-    }
-}
-
 #[async_trait]
 impl JobStateSink for DynamoLedger {
     async fn record_job_state(&self, update: &JobStateUpdate) -> Result<(), PortError> {
@@ -417,28 +396,12 @@ impl Ledger for DynamoLedger {
         lease: chrono::Duration,
     ) -> Result<ClaimOutcome, PortError> {
         for attempt in 0..MAX_ATTEMPTS {
-            let (next, expected) = match self.load_job(msg.job_id).await? {
-                None => {
-                    let rec = JobRecord {
-                        job_id: msg.job_id,
-                        pool: msg.pool.clone(),
-                        repository: msg.repository.clone(),
-                        state: JobState::Claimed,
-                        launch_attempt: msg.launch_attempt,
-                        runner_name: None,
-                        taken_by: None,
-                        lease_until: Some(now + lease),
-                        message: msg.clone(),
-                        created_at: now,
-                        updated_at: now,
-                    };
-                    (rec, None)
-                }
-                Some((rec, v)) => match claim_decision(&rec, msg, now, lease) {
-                    Claim::Take(next) => (next, Some(v)),
-                    Claim::Report(outcome) => return Ok(outcome),
-                },
-            };
+            let loaded = self.load_job(msg.job_id).await?;
+            let (next, expected) =
+                match decide_claim(loaded.as_ref().map(|(r, _)| r), msg, now, lease) {
+                    ClaimDecision::Take(next) => (next, loaded.map(|(_, v)| v)),
+                    ClaimDecision::Report(outcome) => return Ok(outcome),
+                };
             let version = expected.map_or_else(first_version, |v| v + 1);
             if self
                 .put_if_version(job_item(&next, version), expected)
@@ -469,7 +432,9 @@ impl Ledger for DynamoLedger {
                 .load_job(job_id)
                 .await?
                 .ok_or_else(|| not_found(format!("job {job_id}")))?;
-            rec.apply(change, now);
+            if !rec.apply(change, now) {
+                return Ok(());
+            }
             if self.put_if_version(job_item(&rec, v + 1), Some(v)).await? {
                 return Ok(());
             }
@@ -718,6 +683,135 @@ impl Ledger for DynamoLedger {
             }
         }
         Ok(())
+    }
+
+    async fn transition_runner(
+        &self,
+        name: &str,
+        from: &[RunnerState],
+        change: &RunnerChange,
+        now: DateTime<Utc>,
+    ) -> Result<bool, PortError> {
+        for attempt in 0..MAX_ATTEMPTS {
+            let Some((mut rec, v)) = self.load_runner(name).await? else {
+                return Ok(false);
+            };
+            if !from.contains(&rec.state) {
+                return Ok(false);
+            }
+            rec.apply(change, now);
+            if self
+                .put_if_version(runner_item(&rec, v + 1), Some(v))
+                .await?
+            {
+                return Ok(true);
+            }
+            backoff(attempt).await;
+        }
+        Err(too_many(&format!("transition runner {name}")))
+    }
+
+    async fn repair_capacity(
+        &self,
+        seen: &CapacityUse,
+        counts: &CapacityUse,
+    ) -> Result<bool, PortError> {
+        // One transaction: every counter is written only if it still holds what
+        // the janitor saw (a counter it saw as 0 may be absent).
+        let pools: std::collections::BTreeSet<&String> =
+            seen.pools.keys().chain(counts.pools.keys()).collect();
+        let mut items = Vec::new();
+        let guarded = |pk: &str, attr: &str, was: u32, new: u32| {
+            let mut u = self
+                .update(pk)
+                .update_expression("SET #c = :new")
+                .expression_attribute_names("#c", attr)
+                .expression_attribute_values(":new", n(new))
+                .expression_attribute_values(":was", n(was));
+            u = if was == 0 {
+                u.condition_expression("attribute_not_exists(#c) OR #c <= :was")
+            } else {
+                u.condition_expression("#c = :was")
+            };
+            u.build().map_err(build_err)
+        };
+        for pool in pools {
+            let was = seen.pools.get(pool).copied().unwrap_or(0);
+            let new = counts.pools.get(pool).copied().unwrap_or(0);
+            items.push(
+                TransactWriteItem::builder()
+                    .update(guarded(&pool_pk(pool), COUNT, was, new)?)
+                    .build(),
+            );
+        }
+        items.push(
+            TransactWriteItem::builder()
+                .update(guarded(GLOBAL_PK, WEIGHT_USED, seen.weight, counts.weight)?)
+                .build(),
+        );
+        if items.len() > 100 {
+            return Err(PortError::rejected(
+                SERVICE,
+                format!("repair of {} counters exceeds one transaction", items.len()),
+            ));
+        }
+        match self.transact(items).await? {
+            TxOutcome::Done => Ok(true),
+            TxOutcome::Cancelled(codes)
+                if codes.iter().any(|c| c == "ConditionalCheckFailed") || conflicted(&codes) =>
+            {
+                Ok(false)
+            }
+            TxOutcome::Cancelled(codes) => Err(PortError::rejected(
+                SERVICE,
+                format!("repair capacity: transaction cancelled: {codes:?}"),
+            )),
+        }
+    }
+
+    async fn pool_health(&self, pool: &str) -> Result<PoolHealth, PortError> {
+        Ok(self
+            .load_health(pool)
+            .await?
+            .map_or_else(|| PoolHealth::new(pool), |(h, _)| h))
+    }
+
+    async fn list_pool_health(&self) -> Result<Vec<PoolHealth>, PortError> {
+        self.scan(HEALTH_PREFIX)
+            .await?
+            .iter()
+            .map(|item| serde_json::from_str(doc(item)?).map_err(|e| corrupt(item, e)))
+            .collect()
+    }
+
+    async fn update_pool_health(
+        &self,
+        pool: &str,
+        f: &HealthUpdate<'_>,
+    ) -> Result<PoolHealth, PortError> {
+        for attempt in 0..MAX_ATTEMPTS {
+            let loaded = self.load_health(pool).await?;
+            let (mut health, expected) = match loaded {
+                Some((h, v)) => (h, Some(v)),
+                None => (PoolHealth::new(pool), None),
+            };
+            if !f(&mut health) {
+                return Ok(health);
+            }
+            let version = expected.map_or_else(first_version, |v| v + 1);
+            let body = serde_json::to_string(&health)
+                .map_err(|e| PortError::rejected(SERVICE, format!("encode pool health: {e}")))?;
+            let item = Item::from([
+                (PK.into(), s(format!("{HEALTH_PREFIX}{pool}"))),
+                (DOC.into(), s(body)),
+                (VERSION.into(), n(version)),
+            ]);
+            if self.put_if_version(item, expected).await? {
+                return Ok(health);
+            }
+            backoff(attempt).await;
+        }
+        Err(too_many(&format!("update health of pool {pool}")))
     }
 
     async fn drained_pools(&self) -> Result<std::collections::BTreeSet<String>, PortError> {

@@ -58,6 +58,11 @@ contract_tests!(
     concurrent_claims_one_winner,
     concurrent_releases_one_winner,
     drain_flags,
+    claim_launched_by_higher_attempt,
+    update_only_at_attempt,
+    transition_runner_compare_and_set,
+    repair_capacity_only_if_unchanged,
+    pool_health_no_lost_update,
 );
 
 /// Every check is wired above (a new check in the contract fails this test until

@@ -1,6 +1,7 @@
 //! spotrunner's core: configuration, domain, ports and handlers as plain async
 //! functions over ports. No AWS SDK and no HTTP client live here.
 
+pub mod circuit;
 pub mod config;
 pub mod create_runner;
 pub mod dlq_mover;

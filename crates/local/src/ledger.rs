@@ -6,10 +6,12 @@ use crate::db::{Db, bad_doc, err};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Transaction, params};
+use spotrunner_core::circuit::PoolHealth;
 use spotrunner_core::job::{JobMessage, JobStateUpdate};
 use spotrunner_core::ports::{
-    CapacityUse, ClaimOutcome, JobChange, JobRecord, JobState, JobStateSink, Ledger, Limits,
-    PortError, ReserveOutcome, RunnerChange, RunnerRecord, RunnerState,
+    CapacityUse, ClaimDecision, ClaimOutcome, HealthUpdate, JobChange, JobRecord, JobStateSink,
+    Ledger, Limits, PortError, ReserveOutcome, RunnerChange, RunnerRecord, RunnerState,
+    decide_claim,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -113,6 +115,19 @@ fn set_weight(tx: &Transaction<'_>, n: u32) -> Result<(), PortError> {
     Ok(())
 }
 
+fn get_health(tx: &rusqlite::Connection, pool: &str) -> Result<Option<PoolHealth>, PortError> {
+    let doc: Option<String> = tx
+        .query_row(
+            "SELECT doc FROM pool_health WHERE pool = ?1",
+            params![pool],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(err)?;
+    doc.map(|d| serde_json::from_str(&d).map_err(bad_doc))
+        .transpose()
+}
+
 fn docs<T: serde::de::DeserializeOwned>(
     conn: &rusqlite::Connection,
     sql: &str,
@@ -149,47 +164,15 @@ impl Ledger for SqliteLedger {
         now: DateTime<Utc>,
         lease: chrono::Duration,
     ) -> Result<ClaimOutcome, PortError> {
-        self.db.tx(|tx| {
-            let lease_until = Some(now + lease);
-            let Some(mut job) = get_job(tx, msg.job_id)? else {
-                let record = JobRecord {
-                    job_id: msg.job_id,
-                    pool: msg.pool.clone(),
-                    repository: msg.repository.clone(),
-                    state: JobState::Claimed,
-                    launch_attempt: msg.launch_attempt,
-                    runner_name: None,
-                    taken_by: None,
-                    lease_until,
-                    message: msg.clone(),
-                    created_at: now,
-                    updated_at: now,
-                };
-                put_job(tx, &record)?;
-                return Ok(ClaimOutcome::Claimed(record));
-            };
-            match job.state {
-                JobState::Claimed if job.lease_until.is_some_and(|l| l >= now) => {
-                    Ok(ClaimOutcome::Busy(job))
+        self.db.tx(
+            |tx| match decide_claim(get_job(tx, msg.job_id)?.as_ref(), msg, now, lease) {
+                ClaimDecision::Take(record) => {
+                    put_job(tx, &record)?;
+                    Ok(ClaimOutcome::Claimed(record))
                 }
-                JobState::Claimed => {
-                    job.lease_until = lease_until;
-                    job.updated_at = now;
-                    put_job(tx, &job)?;
-                    Ok(ClaimOutcome::Claimed(job))
-                }
-                JobState::Requeued if job.launch_attempt < msg.launch_attempt => {
-                    job.state = JobState::Claimed;
-                    job.launch_attempt = msg.launch_attempt;
-                    job.message = msg.clone();
-                    job.lease_until = lease_until;
-                    job.updated_at = now;
-                    put_job(tx, &job)?;
-                    Ok(ClaimOutcome::Claimed(job))
-                }
-                _ => Ok(ClaimOutcome::Duplicate(job)),
-            }
-        })
+                ClaimDecision::Report(outcome) => Ok(outcome),
+            },
+        )
     }
 
     async fn get_job(&self, job_id: u64) -> Result<Option<JobRecord>, PortError> {
@@ -207,7 +190,9 @@ impl Ledger for SqliteLedger {
                 service: crate::db::SERVICE,
                 what: format!("job {job_id}"),
             })?;
-            job.apply(change, now);
+            if !job.apply(change, now) {
+                return Ok(());
+            }
             put_job(tx, &job)
         })
     }
@@ -323,6 +308,87 @@ impl Ledger for SqliteLedger {
                 set_pool_count(tx, pool, *n)?;
             }
             set_weight(tx, counts.weight)
+        })
+    }
+
+    async fn transition_runner(
+        &self,
+        name: &str,
+        from: &[RunnerState],
+        change: &RunnerChange,
+        now: DateTime<Utc>,
+    ) -> Result<bool, PortError> {
+        self.db.tx(|tx| {
+            let Some(mut runner) = get_runner(tx, name)? else {
+                return Ok(false);
+            };
+            if !from.contains(&runner.state) {
+                return Ok(false);
+            }
+            runner.apply(change, now);
+            put_runner(tx, &runner)?;
+            Ok(true)
+        })
+    }
+
+    async fn repair_capacity(
+        &self,
+        seen: &CapacityUse,
+        counts: &CapacityUse,
+    ) -> Result<bool, PortError> {
+        self.db.tx(|tx| {
+            let mut stmt = tx
+                .prepare("SELECT pool, count FROM capacity WHERE count > 0")
+                .map_err(err)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(err)?;
+            let mut now_pools = BTreeMap::new();
+            for row in rows {
+                let (pool, n) = row.map_err(err)?;
+                now_pools.insert(pool, n as u32);
+            }
+            drop(stmt);
+            if now_pools != seen.pools || weight_used(tx)? != seen.weight {
+                return Ok(false);
+            }
+            tx.execute("DELETE FROM capacity", []).map_err(err)?;
+            for (pool, n) in &counts.pools {
+                set_pool_count(tx, pool, *n)?;
+            }
+            set_weight(tx, counts.weight)?;
+            Ok(true)
+        })
+    }
+
+    async fn pool_health(&self, pool: &str) -> Result<PoolHealth, PortError> {
+        self.db
+            .read(|c| get_health(c, pool))
+            .map(|h| h.unwrap_or_else(|| PoolHealth::new(pool)))
+    }
+
+    async fn list_pool_health(&self) -> Result<Vec<PoolHealth>, PortError> {
+        self.db
+            .read(|c| docs(c, "SELECT doc FROM pool_health ORDER BY pool"))
+    }
+
+    async fn update_pool_health(
+        &self,
+        pool: &str,
+        f: &HealthUpdate<'_>,
+    ) -> Result<PoolHealth, PortError> {
+        self.db.tx(|tx| {
+            let mut health = get_health(tx, pool)?.unwrap_or_else(|| PoolHealth::new(pool));
+            if f(&mut health) {
+                let doc = serde_json::to_string(&health).map_err(bad_doc)?;
+                tx.execute(
+                    "INSERT INTO pool_health (pool, doc) VALUES (?1, ?2)
+                     ON CONFLICT (pool) DO UPDATE SET doc = excluded.doc",
+                    params![pool, doc],
+                )
+                .map_err(err)?;
+            }
+            Ok(health)
         })
     }
 

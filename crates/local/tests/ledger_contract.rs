@@ -39,6 +39,11 @@ contract_tests!(
     concurrent_claims_one_winner,
     concurrent_releases_one_winner,
     drain_flags,
+    claim_launched_by_higher_attempt,
+    update_only_at_attempt,
+    transition_runner_compare_and_set,
+    repair_capacity_only_if_unchanged,
+    pool_health_no_lost_update,
 );
 
 /// Two connections on one file (serve and an operator command) see one ledger,

@@ -105,6 +105,50 @@ pub struct Pool {
     /// Ask GitHub whether the job is still queued before launching.
     #[serde(default)]
     pub check_job_queued: bool,
+    /// What happens when runners end before their job starts.
+    #[serde(default)]
+    pub relaunch: RelaunchPolicy,
+}
+
+/// Bounds on relaunching a job whose runner ended before the job started, and
+/// the pool's circuit breaker (`crate::circuit`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelaunchPolicy {
+    /// Launches per job, the first included; then the job is `failed`.
+    pub max_launches: u32,
+    /// Delay before relaunch n (n = 1, 2, …): `delay_secs × 2^(n-1)`.
+    pub delay_secs: u64,
+    /// Start failures in a row (within the window) that pause the pool; 0: never.
+    pub circuit_failures: u32,
+    pub circuit_window_secs: u64,
+    /// How long the pool stays paused before one probe launch; the probe's
+    /// window is as long.
+    pub circuit_cooldown_secs: u64,
+}
+
+impl Default for RelaunchPolicy {
+    fn default() -> Self {
+        Self {
+            max_launches: 3,
+            delay_secs: 30,
+            circuit_failures: 5,
+            circuit_window_secs: 900,
+            circuit_cooldown_secs: 600,
+        }
+    }
+}
+
+impl RelaunchPolicy {
+    pub fn probe_window_secs(&self) -> u64 {
+        self.circuit_cooldown_secs
+    }
+
+    /// The delay before launch attempt `attempt` (1 = the first relaunch).
+    pub fn delay_before(&self, attempt: u32) -> std::time::Duration {
+        let n = attempt.saturating_sub(1).min(10);
+        std::time::Duration::from_secs(self.delay_secs.saturating_mul(1 << n).min(900))
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -195,6 +195,22 @@ fn validate_pool(i: usize, pool: &Pool, p: &mut Problems) {
             "must be between 60 and 172800 (48 h, SSM's longest command timeout)",
         );
     }
+    let r = &pool.relaunch;
+    if !(1..=20).contains(&r.max_launches) {
+        p.add(f("relaunch.max_launches"), "must be between 1 and 20");
+    }
+    if r.delay_secs > 900 {
+        p.add(
+            f("relaunch.delay_secs"),
+            "must be at most 900 (SQS's longest delay)",
+        );
+    }
+    if r.circuit_failures > 0 && r.circuit_window_secs == 0 {
+        p.add(f("relaunch.circuit_window_secs"), "must be at least 1");
+    }
+    if r.circuit_failures > 0 && r.circuit_cooldown_secs == 0 {
+        p.add(f("relaunch.circuit_cooldown_secs"), "must be at least 1");
+    }
     if pool.max_run_time_secs <= pool.boot_timeout_secs {
         p.add(f("max_run_time_secs"), "must exceed boot_timeout_secs");
     }

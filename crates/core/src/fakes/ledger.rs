@@ -2,10 +2,12 @@
 //! atomic. Follows the same contract as the DynamoDB ledger
 //! ([`crate::ports::ledger_contract`]).
 
+use crate::circuit::PoolHealth;
 use crate::job::{JobMessage, JobStateUpdate};
 use crate::ports::{
-    CapacityUse, ClaimOutcome, JobChange, JobRecord, JobState, JobStateSink, Ledger, Limits,
-    PortError, ReserveOutcome, RunnerChange, RunnerRecord, RunnerState,
+    CapacityUse, ClaimDecision, ClaimOutcome, HealthUpdate, JobChange, JobRecord, JobStateSink,
+    Ledger, Limits, PortError, ReserveOutcome, RunnerChange, RunnerRecord, RunnerState,
+    decide_claim,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -20,6 +22,7 @@ struct State {
     pools: BTreeMap<String, u32>,
     weight: u32,
     drained: BTreeSet<String>,
+    health: BTreeMap<String, PoolHealth>,
     calls: BTreeMap<&'static str, usize>,
     fail_once: Vec<String>,
 }
@@ -110,42 +113,12 @@ impl Ledger for MemoryLedger {
         lease: chrono::Duration,
     ) -> Result<ClaimOutcome, PortError> {
         let mut st = self.begin("claim_job")?;
-        let lease_until = Some(now + lease);
-        let Some(job) = st.jobs.get_mut(&msg.job_id) else {
-            let record = JobRecord {
-                job_id: msg.job_id,
-                pool: msg.pool.clone(),
-                repository: msg.repository.clone(),
-                state: JobState::Claimed,
-                launch_attempt: msg.launch_attempt,
-                runner_name: None,
-                taken_by: None,
-                lease_until,
-                message: msg.clone(),
-                created_at: now,
-                updated_at: now,
-            };
-            st.jobs.insert(msg.job_id, record.clone());
-            return Ok(ClaimOutcome::Claimed(record));
-        };
-        match job.state {
-            JobState::Claimed if job.lease_until.is_some_and(|l| l >= now) => {
-                Ok(ClaimOutcome::Busy(job.clone()))
+        match decide_claim(st.jobs.get(&msg.job_id), msg, now, lease) {
+            ClaimDecision::Take(record) => {
+                st.jobs.insert(msg.job_id, record.clone());
+                Ok(ClaimOutcome::Claimed(record))
             }
-            JobState::Claimed => {
-                job.lease_until = lease_until;
-                job.updated_at = now;
-                Ok(ClaimOutcome::Claimed(job.clone()))
-            }
-            JobState::Requeued if job.launch_attempt < msg.launch_attempt => {
-                job.state = JobState::Claimed;
-                job.launch_attempt = msg.launch_attempt;
-                job.message = msg.clone();
-                job.lease_until = lease_until;
-                job.updated_at = now;
-                Ok(ClaimOutcome::Claimed(job.clone()))
-            }
-            _ => Ok(ClaimOutcome::Duplicate(job.clone())),
+            ClaimDecision::Report(outcome) => Ok(outcome),
         }
     }
 
@@ -273,6 +246,78 @@ impl Ledger for MemoryLedger {
         Ok(())
     }
 
+    async fn transition_runner(
+        &self,
+        name: &str,
+        from: &[RunnerState],
+        change: &RunnerChange,
+        now: DateTime<Utc>,
+    ) -> Result<bool, PortError> {
+        let mut st = self.begin("transition_runner")?;
+        match st.runners.get_mut(name) {
+            Some(runner) if from.contains(&runner.state) => {
+                runner.apply(change, now);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn repair_capacity(
+        &self,
+        seen: &CapacityUse,
+        counts: &CapacityUse,
+    ) -> Result<bool, PortError> {
+        let mut st = self.begin("repair_capacity")?;
+        let now_pools: BTreeMap<String, u32> = st
+            .pools
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(p, n)| (p.clone(), *n))
+            .collect();
+        if now_pools != seen.pools || st.weight != seen.weight {
+            return Ok(false);
+        }
+        st.pools = counts.pools.clone();
+        st.weight = counts.weight;
+        Ok(true)
+    }
+
+    async fn pool_health(&self, pool: &str) -> Result<PoolHealth, PortError> {
+        let st = self.begin("pool_health")?;
+        Ok(st
+            .health
+            .get(pool)
+            .cloned()
+            .unwrap_or_else(|| PoolHealth::new(pool)))
+    }
+
+    async fn list_pool_health(&self) -> Result<Vec<PoolHealth>, PortError> {
+        Ok(self
+            .begin("list_pool_health")?
+            .health
+            .values()
+            .cloned()
+            .collect())
+    }
+
+    async fn update_pool_health(
+        &self,
+        pool: &str,
+        f: &HealthUpdate<'_>,
+    ) -> Result<PoolHealth, PortError> {
+        let mut st = self.begin("update_pool_health")?;
+        let mut health = st
+            .health
+            .get(pool)
+            .cloned()
+            .unwrap_or_else(|| PoolHealth::new(pool));
+        if f(&mut health) {
+            st.health.insert(pool.to_string(), health.clone());
+        }
+        Ok(health)
+    }
+
     async fn drained_pools(&self) -> Result<BTreeSet<String>, PortError> {
         Ok(self.begin("drained_pools")?.drained.clone())
     }
@@ -321,6 +366,11 @@ mod tests {
         concurrent_claims_one_winner,
         concurrent_releases_one_winner,
         drain_flags,
+        claim_launched_by_higher_attempt,
+        update_only_at_attempt,
+        transition_runner_compare_and_set,
+        repair_capacity_only_if_unchanged,
+        pool_health_no_lost_update,
     );
 
     #[tokio::test]

@@ -134,6 +134,7 @@ impl World {
             message: msg,
             created_at: self.now - updated_ago,
             updated_at: self.now - updated_ago,
+            end_reason: None,
         });
     }
 

@@ -2,6 +2,7 @@
 //! Conditional writes make claims idempotent and the caps hold under any concurrency.
 
 use super::{JobStateSink, PortError};
+use crate::circuit::PoolHealth;
 use crate::job::{JobMessage, JobStateUpdate, ObservedJobStatus};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -25,12 +26,18 @@ pub enum JobState {
     Requeued,
     /// Given up on (older than GitHub's 24 h queue limit, no longer queued).
     Dropped,
+    /// Given up on after its pool's `relaunch.max_launches` runners all ended
+    /// before the job started (a broken runner, AMI or startup script).
+    Failed,
 }
 
 impl JobState {
     /// No further work will be done for the job.
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Completed | Self::Dropped | Self::Interrupted)
+        matches!(
+            self,
+            Self::Completed | Self::Dropped | Self::Interrupted | Self::Failed
+        )
     }
     pub fn as_str(self) -> &'static str {
         match self {
@@ -41,6 +48,7 @@ impl JobState {
             Self::Interrupted => "interrupted",
             Self::Requeued => "requeued",
             Self::Dropped => "dropped",
+            Self::Failed => "failed",
         }
     }
 }
@@ -66,7 +74,13 @@ pub struct JobRecord {
     pub message: JobMessage,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Why the job was given up on (`Dropped`, `Failed`), for status and logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<String>,
 }
+
+/// A read-modify-write of a pool's circuit record: `true` when it changed it.
+pub type HealthUpdate<'a> = dyn Fn(&mut PoolHealth) -> bool + Send + Sync + 'a;
 
 /// The result of claiming a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +100,11 @@ pub enum RunnerState {
     Reserved,
     /// VM launched; waiting for its SSM agent.
     Launched,
-    /// The runner command was sent.
+    /// The runner command is being sent (a conditional transition from
+    /// `Launched`: only one bootstrap step gets it). A step that finds it later
+    /// looks the command up instead of sending a second one.
+    Bootstrapping,
+    /// The runner command was sent; `command_id` is the one that counts.
     Bootstrapped,
     /// Idle past its timeout: marked, deleted after a grace period.
     Tainted,
@@ -99,6 +117,7 @@ impl RunnerState {
         match self {
             Self::Reserved => "reserved",
             Self::Launched => "launched",
+            Self::Bootstrapping => "bootstrapping",
             Self::Bootstrapped => "bootstrapped",
             Self::Tainted => "tainted",
             Self::Released => "released",
@@ -163,6 +182,10 @@ pub struct JobChange {
     pub launch_attempt: Option<u32>,
     /// Drop the lease (the claim's work is done or handed back).
     pub clear_lease: bool,
+    pub end_reason: Option<String>,
+    /// Apply only while the job is still at this launch attempt (a requeue's
+    /// mark must not touch the claim its own message already made).
+    pub only_at_attempt: Option<u32>,
 }
 
 /// Changes to a runner record; `None` leaves a field as it is.
@@ -177,8 +200,15 @@ pub struct RunnerChange {
 
 impl JobRecord {
     /// Apply the `Some` fields of `change` and stamp `updated_at` (every ledger
-    /// adapter writes through this, so they cannot drift apart).
-    pub fn apply(&mut self, change: &JobChange, now: DateTime<Utc>) {
+    /// adapter writes through this, so they cannot drift apart); `false` (and
+    /// nothing changed) when `only_at_attempt` does not hold.
+    pub fn apply(&mut self, change: &JobChange, now: DateTime<Utc>) -> bool {
+        if change
+            .only_at_attempt
+            .is_some_and(|a| a != self.launch_attempt)
+        {
+            return false;
+        }
         if let Some(state) = change.state {
             self.state = state;
         }
@@ -191,7 +221,11 @@ impl JobRecord {
         if change.clear_lease {
             self.lease_until = None;
         }
+        if let Some(reason) = &change.end_reason {
+            self.end_reason = Some(reason.clone());
+        }
         self.updated_at = now;
+        true
     }
 
     /// Record what GitHub says of the job; `false` when nothing changes (a late
@@ -275,9 +309,41 @@ pub trait Ledger: JobStateSink {
     ) -> Result<(), PortError>;
     async fn list_runners(&self) -> Result<Vec<RunnerRecord>, PortError>;
 
+    /// Apply `change` only if the runner is in one of the states `from`
+    /// (compare-and-set): `false` when it is not (or unknown) and nothing changed.
+    async fn transition_runner(
+        &self,
+        name: &str,
+        from: &[RunnerState],
+        change: &RunnerChange,
+        now: DateTime<Utc>,
+    ) -> Result<bool, PortError>;
+
     async fn capacity(&self) -> Result<CapacityUse, PortError>;
-    /// Overwrite the counters (the janitor's repair, from live runners).
+    /// Overwrite the counters unconditionally (tests and seeding only; the
+    /// janitor's repair uses [`Ledger::repair_capacity`]).
     async fn set_capacity(&self, counts: &CapacityUse) -> Result<(), PortError>;
+    /// The janitor's repair: write `counts` only if the counters still equal
+    /// `seen` (atomically); `false` when they moved and nothing was written.
+    async fn repair_capacity(
+        &self,
+        seen: &CapacityUse,
+        counts: &CapacityUse,
+    ) -> Result<bool, PortError>;
+
+    /// The start-failure record of one pool (its circuit breaker); the default
+    /// record when there is none.
+    async fn pool_health(&self, pool: &str) -> Result<PoolHealth, PortError>;
+    /// Every pool's record that exists.
+    async fn list_pool_health(&self) -> Result<Vec<PoolHealth>, PortError>;
+    /// Read-modify-write one pool's record atomically: `f` returns whether it
+    /// changed the record (only then is it written); retried on a conflict.
+    /// Returns the record as stored afterwards.
+    async fn update_pool_health(
+        &self,
+        pool: &str,
+        f: &HealthUpdate<'_>,
+    ) -> Result<PoolHealth, PortError>;
 
     /// Pools an operator drained (`spotrunner drain POOL`): create-runner launches
     /// nothing for them and keeps their jobs waiting on the queue. A ledger without
@@ -296,5 +362,67 @@ pub trait Ledger: JobStateSink {
             "ledger",
             "this ledger cannot drain pools",
         ))
+    }
+}
+
+/// What a claim does to the job as it stands (every ledger store decides
+/// through this one function and only does the storing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimDecision {
+    /// Write this record (conditionally on what was read) and report it claimed.
+    Take(JobRecord),
+    /// No write: report as is.
+    Report(ClaimOutcome),
+}
+
+/// The claim rule: a new job is taken; a `Claimed` one whose lease ran out is
+/// resumed; a `Requeued` or `Launched` one is taken again by a message with a
+/// higher launch attempt (a requeue sends the message *before* it marks the job
+/// `Requeued`, so the message may arrive while the job still says `Launched`);
+/// anything else is `Busy` (live lease) or a `Duplicate`.
+pub fn decide_claim(
+    existing: Option<&JobRecord>,
+    msg: &JobMessage,
+    now: DateTime<Utc>,
+    lease: chrono::Duration,
+) -> ClaimDecision {
+    let Some(rec) = existing else {
+        return ClaimDecision::Take(JobRecord {
+            job_id: msg.job_id,
+            pool: msg.pool.clone(),
+            repository: msg.repository.clone(),
+            state: JobState::Claimed,
+            launch_attempt: msg.launch_attempt,
+            runner_name: None,
+            taken_by: None,
+            lease_until: Some(now + lease),
+            message: msg.clone(),
+            created_at: now,
+            updated_at: now,
+            end_reason: None,
+        });
+    };
+    match rec.state {
+        JobState::Claimed if rec.lease_until.is_some_and(|l| l >= now) => {
+            ClaimDecision::Report(ClaimOutcome::Busy(rec.clone()))
+        }
+        JobState::Claimed | JobState::Requeued | JobState::Launched
+            if rec.launch_attempt < msg.launch_attempt =>
+        {
+            let mut next = rec.clone();
+            next.state = JobState::Claimed;
+            next.launch_attempt = msg.launch_attempt;
+            next.message = msg.clone();
+            next.lease_until = Some(now + lease);
+            next.updated_at = now;
+            ClaimDecision::Take(next)
+        }
+        JobState::Claimed => {
+            let mut next = rec.clone();
+            next.lease_until = Some(now + lease);
+            next.updated_at = now;
+            ClaimDecision::Take(next)
+        }
+        _ => ClaimDecision::Report(ClaimOutcome::Duplicate(rec.clone())),
     }
 }

@@ -36,6 +36,11 @@ pub const CHECKS: &[&str] = &[
     "concurrent_claims_one_winner",
     "concurrent_releases_one_winner",
     "drain_flags",
+    "claim_launched_by_higher_attempt",
+    "update_only_at_attempt",
+    "transition_runner_compare_and_set",
+    "repair_capacity_only_if_unchanged",
+    "pool_health_no_lost_update",
 ];
 
 /// Run every check, each on a fresh, empty ledger from `make`.
@@ -72,6 +77,11 @@ pub async fn run(name: &str, l: &dyn Ledger) {
         "concurrent_claims_one_winner" => concurrent_claims_one_winner(l).await,
         "concurrent_releases_one_winner" => concurrent_releases_one_winner(l).await,
         "drain_flags" => drain_flags(l).await,
+        "claim_launched_by_higher_attempt" => claim_launched_by_higher_attempt(l).await,
+        "update_only_at_attempt" => update_only_at_attempt(l).await,
+        "transition_runner_compare_and_set" => transition_runner_compare_and_set(l).await,
+        "repair_capacity_only_if_unchanged" => repair_capacity_only_if_unchanged(l).await,
+        "pool_health_no_lost_update" => pool_health_no_lost_update(l).await,
         other => panic!("no ledger contract check called {other}"),
     }
 }
@@ -309,12 +319,13 @@ pub async fn claim_requeued_needs_higher_attempt(l: &dyn Ledger) {
 /// Launched, running and finished jobs are duplicates, lease or not.
 pub async fn claim_final_states_are_duplicates(l: &dyn Ledger) {
     let t0 = base_time();
+    // (`Launched` is taken by a higher attempt: `claim_launched_by_higher_attempt`.)
     let states = [
-        JobState::Launched,
         JobState::Running,
         JobState::Completed,
         JobState::Interrupted,
         JobState::Dropped,
+        JobState::Failed,
     ];
     for (i, state) in states.into_iter().enumerate() {
         let id = 400 + i as u64;
@@ -353,6 +364,7 @@ pub async fn update_and_get(l: &dyn Ledger) {
         runner_name: Some("sr_cpu-501-0".into()),
         launch_attempt: Some(2),
         clear_lease: true,
+        ..JobChange::default()
     };
     l.update_job(501, &change, t1).await.expect("update_job");
     let mut want = rec.clone();
@@ -983,4 +995,162 @@ pub async fn drain_flags(l: &dyn Ledger) {
     l.set_drained("cpu", false).await.expect("undrain twice");
     assert!(!l.is_drained("cpu").await.expect("is_drained"));
     assert!(l.is_drained("gpu").await.expect("is_drained"));
+}
+
+/// A requeue sends its message before it marks the job: the higher attempt
+/// takes a job that still says `Launched`; the same attempt is a duplicate.
+pub async fn claim_launched_by_higher_attempt(l: &dyn Ledger) {
+    let t0 = base_time();
+    claimed(claim(l, &job_message(601, "cpu", 0), t0).await);
+    let launched = JobChange {
+        state: Some(JobState::Launched),
+        runner_name: Some("sr_cpu-601-0".into()),
+        clear_lease: true,
+        ..JobChange::default()
+    };
+    l.update_job(601, &launched, t0).await.expect("update_job");
+    duplicate(claim(l, &job_message(601, "cpu", 0), t0).await);
+    let rec = claimed(claim(l, &job_message(601, "cpu", 1), t0).await);
+    assert_eq!((rec.state, rec.launch_attempt), (JobState::Claimed, 1));
+    busy(claim(l, &job_message(601, "cpu", 1), t0).await);
+    // A claim whose lease ran out is taken by a higher attempt at that attempt.
+    let later = t0 + Duration::minutes(10);
+    let rec = claimed(claim(l, &job_message(601, "cpu", 2), later).await);
+    assert_eq!(rec.launch_attempt, 2);
+}
+
+/// `only_at_attempt` guards a change against a claim that moved the job on.
+pub async fn update_only_at_attempt(l: &dyn Ledger) {
+    let t0 = base_time();
+    claimed(claim(l, &job_message(602, "cpu", 3), t0).await);
+    let stale = JobChange {
+        state: Some(JobState::Requeued),
+        clear_lease: true,
+        only_at_attempt: Some(2),
+        ..JobChange::default()
+    };
+    l.update_job(602, &stale, t0).await.expect("update_job");
+    let rec = job(l, 602).await;
+    assert_eq!(rec.state, JobState::Claimed, "a stale change is skipped");
+    assert!(rec.lease_until.is_some());
+    let current = JobChange {
+        only_at_attempt: Some(3),
+        ..stale
+    };
+    l.update_job(602, &current, t0).await.expect("update_job");
+    assert_eq!(job(l, 602).await.state, JobState::Requeued);
+}
+
+/// Exactly one of concurrent transitions from the same state wins.
+pub async fn transition_runner_compare_and_set(l: &dyn Ledger) {
+    let t0 = base_time();
+    let r = runner("sr_cpu-603-0", "cpu", 603, 1, t0);
+    assert_eq!(
+        l.reserve(&r, limits(5, 1, None)).await.expect("reserve"),
+        ReserveOutcome::Reserved
+    );
+    let to = |state| RunnerChange {
+        state: Some(state),
+        ..RunnerChange::default()
+    };
+    let cas = |from: &'static [RunnerState], state| {
+        let change = to(state);
+        async move {
+            l.transition_runner("sr_cpu-603-0", from, &change, t0)
+                .await
+                .expect("transition_runner")
+        }
+    };
+    assert!(!cas(&[RunnerState::Launched], RunnerState::Bootstrapping).await);
+    assert!(cas(&[RunnerState::Reserved], RunnerState::Launched).await);
+    let wins = join_all((0..6).map(|_| cas(&[RunnerState::Launched], RunnerState::Bootstrapping)))
+        .await
+        .into_iter()
+        .filter(|won| *won)
+        .count();
+    assert_eq!(wins, 1);
+    let rec = l
+        .get_runner("sr_cpu-603-0")
+        .await
+        .expect("get")
+        .expect("runner");
+    assert_eq!(rec.state, RunnerState::Bootstrapping);
+    assert!(
+        !l.transition_runner(
+            "sr-none",
+            &[RunnerState::Reserved],
+            &to(RunnerState::Launched),
+            t0
+        )
+        .await
+        .expect("unknown runner"),
+        "an unknown runner never transitions"
+    );
+}
+
+/// The janitor's repair writes only over the counters it saw.
+pub async fn repair_capacity_only_if_unchanged(l: &dyn Ledger) {
+    let t0 = base_time();
+    for i in 0..2 {
+        let r = runner(&format!("sr_cpu-61{i}-0"), "cpu", 610 + i, 2, t0);
+        l.reserve(&r, limits(10, 2, Some(100)))
+            .await
+            .expect("reserve");
+    }
+    let seen = l.capacity().await.expect("capacity");
+    assert_eq!(seen, capacity(&[("cpu", 2)], 4));
+    // A reservation lands between the janitor's read and its repair.
+    let r = runner("sr_cpu-612-0", "cpu", 612, 2, t0);
+    l.reserve(&r, limits(10, 2, Some(100)))
+        .await
+        .expect("reserve");
+    let wrong = capacity(&[("cpu", 1)], 2);
+    assert!(!l.repair_capacity(&seen, &wrong).await.expect("repair"));
+    assert_eq!(
+        l.capacity().await.expect("capacity"),
+        capacity(&[("cpu", 3)], 6)
+    );
+    let now_seen = l.capacity().await.expect("capacity");
+    let fixed = capacity(&[("gpu", 1)], 4);
+    assert!(l.repair_capacity(&now_seen, &fixed).await.expect("repair"));
+    assert_eq!(l.capacity().await.expect("capacity"), fixed);
+}
+
+/// Concurrent read-modify-writes of a pool's health lose no update.
+pub async fn pool_health_no_lost_update(l: &dyn Ledger) {
+    let t0 = base_time();
+    let policy = crate::config::RelaunchPolicy {
+        circuit_failures: 100,
+        ..Default::default()
+    };
+    let fresh = l.pool_health("cpu").await.expect("pool_health");
+    assert_eq!(fresh, crate::circuit::PoolHealth::new("cpu"));
+    assert!(l.list_pool_health().await.expect("list").is_empty());
+    let record = |i: u32| {
+        let policy = policy.clone();
+        async move {
+            l.update_pool_health("cpu", &|h: &mut crate::circuit::PoolHealth| {
+                h.record_failure(&format!("sr_cpu-{i}-0"), "exit 1", t0, &policy)
+            })
+            .await
+            .expect("update_pool_health")
+        }
+    };
+    join_all((0..6).map(record)).await;
+    let health = l.pool_health("cpu").await.expect("pool_health");
+    assert_eq!(health.failures.len(), 6, "{health:?}");
+    // Unchanged records are not written; the list holds what exists.
+    let same = l
+        .update_pool_health("gpu", &|_h: &mut crate::circuit::PoolHealth| false)
+        .await
+        .expect("no-op update");
+    assert_eq!(same, crate::circuit::PoolHealth::new("gpu"));
+    let pools: Vec<String> = l
+        .list_pool_health()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|h| h.pool)
+        .collect();
+    assert_eq!(pools, ["cpu"]);
 }

@@ -21,8 +21,8 @@ pub use github::{
     GitHubApi, GitHubJob, GitHubRunner, GitHubTarget, JitConfig, JitRequest, RunnerScope,
 };
 pub use ledger::{
-    CapacityUse, ClaimOutcome, JobChange, JobRecord, JobState, Ledger, Limits, ReserveOutcome,
-    RunnerChange, RunnerRecord, RunnerState,
+    CapacityUse, ClaimDecision, ClaimOutcome, HealthUpdate, JobChange, JobRecord, JobState, Ledger,
+    Limits, ReserveOutcome, RunnerChange, RunnerRecord, RunnerState, decide_claim,
 };
 pub use queue::{JobQueue, JobStateSink, NoJobStateSink};
 pub use secrets::{SecretStore, resolve_secret};
