@@ -365,6 +365,53 @@ impl Commands for SsmCommands {
             )),
         }
     }
+
+    async fn find_bootstrap(&self, instance_id: &str) -> Result<Option<String>, PortError> {
+        let ours = short_document_name(&self.document_name);
+        let mut newest: Option<(aws_sdk_ssm::primitives::DateTime, String)> = None;
+        let mut token = None;
+        loop {
+            let out = self
+                .client
+                .list_commands()
+                .instance_id(instance_id)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| {
+                    classify(
+                        SERVICE,
+                        &format!("list commands of {instance_id}"),
+                        e,
+                        &["InvalidInstanceId"],
+                    )
+                })?;
+            for c in out.commands() {
+                let (Some(id), Some(doc)) = (c.command_id(), c.document_name()) else {
+                    continue;
+                };
+                if short_document_name(doc) != ours {
+                    continue;
+                }
+                let at = c
+                    .requested_date_time()
+                    .copied()
+                    .unwrap_or(aws_sdk_ssm::primitives::DateTime::from_secs(0));
+                if newest.as_ref().is_none_or(|(t, _)| at > *t) {
+                    newest = Some((at, id.to_string()));
+                }
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(newest.map(|(_, id)| id)),
+            }
+        }
+    }
+}
+
+/// A document's name whether given as a name or an ARN (`…:document/NAME`).
+fn short_document_name(doc: &str) -> &str {
+    doc.rsplit('/').next().unwrap_or(doc)
 }
 
 #[cfg(test)]

@@ -645,4 +645,14 @@ impl Commands for LocalBackend {
             command_id: format!("cmd-{}", inst.instance_id),
         })
     }
+
+    async fn find_bootstrap(&self, instance_id: &str) -> Result<Option<String>, PortError> {
+        let Some(inst) = self.instance(instance_id)? else {
+            return Ok(None);
+        };
+        let started = matches!(inst.state.as_str(), "running" | "stopped")
+            || read_pid(&inst.dir).is_some()
+            || inst.dir.join("exit").exists();
+        Ok(started.then(|| format!("cmd-{}", inst.instance_id)))
+    }
 }

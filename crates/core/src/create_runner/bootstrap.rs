@@ -1,15 +1,18 @@
 //! The bootstrap step, driven by a delayed message: once the instance's SSM agent
-//! is online, send the runner command; until the pool's boot timeout, try again
-//! with a short backoff; then end the instance and put the job back.
+//! is online, send the runner command — once: a conditional ledger transition
+//! (`Launched` → `Bootstrapping`) picks the one step that sends, the command id
+//! is recorded after, and a step that finds `Bootstrapping` looks the command up
+//! instead of sending a second one. Until the pool's boot timeout, try again
+//! with a short backoff; then end the instance and relaunch the job.
 
 use super::deps::CreateRunner;
-use super::launch::{MAX_DELAY, target};
+use super::launch::MAX_DELAY;
 use super::outcome::JobOutcome;
-use crate::job::JobMessage;
 use crate::ports::{
-    BootstrapCommand, BootstrapMessage, JobChange, JobState, PortError, RunnerChange, RunnerState,
+    BootstrapCommand, BootstrapMessage, PortError, RunnerChange, RunnerRecord, RunnerState,
     SendOutcome,
 };
+use crate::teardown::{Relaunch, Teardown};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
@@ -47,15 +50,93 @@ impl CreateRunner {
             }
             Ok(Some(r)) => r,
         };
-        match runner.state {
-            RunnerState::Released => {
-                return JobOutcome::Dropped {
-                    reason: "runner already released".into(),
-                };
-            }
-            RunnerState::Bootstrapped | RunnerState::Tainted => return JobOutcome::Duplicate,
-            RunnerState::Reserved | RunnerState::Launched => {}
+        if runner
+            .instance_id
+            .as_deref()
+            .is_some_and(|id| id != msg.instance_id)
+        {
+            return JobOutcome::Dropped {
+                reason: format!(
+                    "the runner is on instance {}, not {}",
+                    runner.instance_id.as_deref().unwrap_or_default(),
+                    msg.instance_id
+                ),
+            };
         }
+        match runner.state {
+            RunnerState::Released => JobOutcome::Dropped {
+                reason: "runner already released".into(),
+            },
+            RunnerState::Bootstrapped | RunnerState::Tainted => JobOutcome::Duplicate,
+            RunnerState::Bootstrapping => self.resume_send(msg, &runner, now).await,
+            RunnerState::Reserved | RunnerState::Launched => {
+                // Only the step that wins this transition sends the command.
+                let change = RunnerChange {
+                    state: Some(RunnerState::Bootstrapping),
+                    ..RunnerChange::default()
+                };
+                match self
+                    .ledger
+                    .transition_runner(
+                        &msg.runner_name,
+                        &[RunnerState::Reserved, RunnerState::Launched],
+                        &change,
+                        now,
+                    )
+                    .await
+                {
+                    Err(e) => retry(&e),
+                    Ok(false) => JobOutcome::Duplicate,
+                    Ok(true) => self.send(msg, &runner, now).await,
+                }
+            }
+        }
+    }
+
+    /// A step found the runner `Bootstrapping`: an earlier step sent the command
+    /// and lost the answer, or crashed before or after sending. SendCommand is
+    /// not idempotent, so look for the command first and adopt it; send only
+    /// when SSM knows none (its list is eventually consistent: after a grace).
+    async fn resume_send(
+        &self,
+        msg: &BootstrapMessage,
+        runner: &RunnerRecord,
+        now: DateTime<Utc>,
+    ) -> JobOutcome {
+        match self.commands.find_bootstrap(&msg.instance_id).await {
+            Err(e) => retry(&e),
+            Ok(Some(command_id)) => {
+                tracing::info!(
+                    job_id = msg.job_id,
+                    runner_name = msg.runner_name,
+                    command_id,
+                    "adopting the runner command an earlier step sent"
+                );
+                self.record_sent(msg, command_id, now).await
+            }
+            Ok(None) => {
+                let since = (now - runner.updated_at).to_std().unwrap_or_default();
+                if since < SEND_GRACE {
+                    return self
+                        .again(
+                            msg,
+                            SEND_GRACE - since,
+                            "a runner command may be on its way",
+                        )
+                        .await;
+                }
+                self.send(msg, runner, now).await
+            }
+        }
+    }
+
+    /// Send the runner command (the runner is `Bootstrapping`, and this step owns it).
+    async fn send(
+        &self,
+        msg: &BootstrapMessage,
+        runner: &RunnerRecord,
+        now: DateTime<Utc>,
+    ) -> JobOutcome {
         let pool = self.config.pool(&msg.pool);
         let boot_timeout = pool.map_or(300, |p| p.boot_timeout_secs);
         let cmd = BootstrapCommand {
@@ -68,100 +149,136 @@ impl CreateRunner {
                 .map(|_| format!("startup/{}.sh", msg.pool)),
         };
         match self.commands.send_bootstrap(&cmd).await {
-            Ok(SendOutcome::Sent { command_id }) => {
+            Ok(SendOutcome::Sent { command_id }) => self.record_sent(msg, command_id, now).await,
+            Ok(SendOutcome::NotReady) => {
+                // Nothing was sent: hand the runner back for the next step.
                 let change = RunnerChange {
-                    state: Some(RunnerState::Bootstrapped),
-                    command_id: Some(command_id),
+                    state: Some(RunnerState::Launched),
                     ..RunnerChange::default()
                 };
-                match self
+                if let Err(e) = self
                     .ledger
-                    .update_runner(&msg.runner_name, &change, now)
+                    .transition_runner(
+                        &msg.runner_name,
+                        &[RunnerState::Bootstrapping],
+                        &change,
+                        now,
+                    )
                     .await
                 {
-                    Ok(()) => JobOutcome::Launched {
-                        runner_name: msg.runner_name.clone(),
-                        instance_id: msg.instance_id.clone(),
-                    },
-                    Err(e) => retry(&e),
+                    return retry(&e);
                 }
-            }
-            Ok(SendOutcome::NotReady) => {
                 let waited = (now - msg.launched_at).num_seconds().max(0) as u64;
                 if waited >= boot_timeout {
-                    return self
-                        .give_up(msg, &runner.jit_parameter, runner.github_runner_id, now)
-                        .await;
+                    return self.give_up(msg, runner, now).await;
                 }
-                let mut next = msg.clone();
-                next.tries += 1;
                 let delay = bootstrap_backoff(msg.tries)
                     .min(Duration::from_secs(boot_timeout - waited).max(Duration::from_secs(1)));
-                match self.bootstrap_queue.schedule(&next, delay).await {
-                    Ok(()) => JobOutcome::Deferred {
-                        reason: format!("SSM agent not online after {waited} s"),
-                        after: delay,
-                    },
-                    Err(e) => retry(&e),
-                }
+                self.again(
+                    msg,
+                    delay,
+                    &format!("SSM agent not online after {waited} s"),
+                )
+                .await
             }
+            // The command may or may not have been accepted: the runner stays
+            // `Bootstrapping`, and the retry looks the command up before sending.
             Err(e) => retry(&e),
         }
     }
 
-    /// Boot timeout: terminate, clean up, release, and put the job back with the
-    /// next launch attempt. Each step is idempotent, so a retry redoes them safely.
+    /// Record the command that counts (stop-runner acts only on it).
+    async fn record_sent(
+        &self,
+        msg: &BootstrapMessage,
+        command_id: String,
+        now: DateTime<Utc>,
+    ) -> JobOutcome {
+        let change = RunnerChange {
+            state: Some(RunnerState::Bootstrapped),
+            command_id: Some(command_id),
+            ..RunnerChange::default()
+        };
+        match self
+            .ledger
+            .transition_runner(
+                &msg.runner_name,
+                &[RunnerState::Bootstrapping],
+                &change,
+                now,
+            )
+            .await
+        {
+            Ok(true) => JobOutcome::Launched {
+                runner_name: msg.runner_name.clone(),
+                instance_id: msg.instance_id.clone(),
+            },
+            // Released meanwhile (boot timeout, stop event) or recorded by a twin.
+            Ok(false) => JobOutcome::Duplicate,
+            Err(e) => retry(&e),
+        }
+    }
+
+    /// Schedule the next bootstrap step after `delay`.
+    async fn again(&self, msg: &BootstrapMessage, delay: Duration, reason: &str) -> JobOutcome {
+        let mut next = msg.clone();
+        next.tries += 1;
+        match self.bootstrap_queue.schedule(&next, delay).await {
+            Ok(()) => JobOutcome::Deferred {
+                reason: reason.to_string(),
+                after: delay,
+            },
+            Err(e) => retry(&e),
+        }
+    }
+
+    /// Boot timeout: end the runner (terminate, parameter, registration,
+    /// capacity), then relaunch or give up on its job — the same teardown and
+    /// relaunch as stop-runner and the janitor use.
     async fn give_up(
         &self,
         msg: &BootstrapMessage,
-        parameter: &str,
-        github_runner_id: Option<u64>,
+        runner: &RunnerRecord,
         now: DateTime<Utc>,
     ) -> JobOutcome {
+        let teardown = Teardown {
+            config: &self.config,
+            ledger: self.ledger.as_ref(),
+            github: self.github.as_ref(),
+            compute: self.compute.as_ref(),
+            parameters: self.parameters.as_ref(),
+        };
+        let relaunch = Relaunch {
+            config: &self.config,
+            ledger: self.ledger.as_ref(),
+            jobs_queue: self.jobs_queue.as_ref(),
+        };
+        let mut runner = runner.clone();
+        runner.instance_id = Some(msg.instance_id.clone());
+        let reason = "boot timeout: the SSM agent never came online";
         let steps = async {
-            self.compute
-                .terminate(std::slice::from_ref(&msg.instance_id))
-                .await?;
-            self.parameters.delete(parameter).await?;
-            let job = self.ledger.get_job(msg.job_id).await?;
-            if let Some(job) = &job
-                && let Some(id) = github_runner_id
-                && let Some(pool) = self.config.pool(&msg.pool)
+            teardown.end_runner(&runner, true, reason, now).await?;
+            if let Some(job) = self.ledger.get_job(msg.job_id).await?
+                && job.runner_name.as_deref() == Some(msg.runner_name.as_str())
             {
-                self.github
-                    .delete_runner(&target(&job.message, pool), id)
+                relaunch
+                    .after_failed_start(&job, &msg.runner_name, reason, now)
                     .await?;
             }
-            if let Some(job) = job
-                && !job.state.is_final()
-                && job.state != JobState::Requeued
-            {
-                let next_attempt = job.launch_attempt + 1;
-                let change = JobChange {
-                    state: Some(JobState::Requeued),
-                    clear_lease: true,
-                    ..JobChange::default()
-                };
-                self.ledger.update_job(msg.job_id, &change, now).await?;
-                let requeued = JobMessage {
-                    launch_attempt: next_attempt,
-                    ..job.message.clone()
-                };
-                self.jobs_queue.send_job(&requeued).await?;
-            }
-            self.ledger
-                .release(&msg.runner_name, "boot timeout", now)
-                .await?;
             Ok::<(), PortError>(())
         };
         match steps.await {
             Ok(()) => JobOutcome::Dropped {
-                reason: "boot timeout: instance terminated, job requeued".into(),
+                reason: "boot timeout: instance terminated, job relaunched or given up".into(),
             },
             Err(e) => retry(&e),
         }
     }
 }
+
+/// How long a `Bootstrapping` runner with no command SSM knows of is left
+/// before the command is sent (again): SSM's command list is eventually consistent.
+const SEND_GRACE: Duration = Duration::from_secs(60);
 
 /// 5 s, 10 s, 20 s, then every 30 s.
 fn bootstrap_backoff(tries: u32) -> Duration {

@@ -5,6 +5,7 @@
 
 use super::deps::CreateRunner;
 use super::outcome::{BatchItem, BatchResult, JobOutcome};
+use crate::circuit::{Admission, CircuitState, PoolHealth};
 use crate::config::{CapacityType, Pool, Scope};
 use crate::job::JobMessage;
 use crate::ports::{
@@ -111,6 +112,21 @@ impl CreateRunner {
                     .await;
             }
             Ok(false) => {}
+        }
+        match self.admit(&pool, now).await {
+            Err(e) => return retry(&e),
+            Ok(Admission::Wait { until, reason }) => {
+                let left = (until - now).to_std().unwrap_or_default();
+                return self
+                    .hold_for(msg, &reason, left.clamp(Duration::from_secs(1), MAX_DELAY))
+                    .await;
+            }
+            Ok(Admission::Probe) => tracing::warn!(
+                job_id = msg.job_id,
+                pool = %pool.name,
+                "pool half-open: this launch is the probe"
+            ),
+            Ok(Admission::Go) => {}
         }
         let record = match self
             .ledger
@@ -478,7 +494,10 @@ impl CreateRunner {
     /// delayed copy goes back on the queue and this delivery is acknowledged, so
     /// waiting never walks the job into the DLQ and nothing is claimed.
     async fn hold(&self, msg: &JobMessage, reason: &str) -> JobOutcome {
-        let after = self.settings.busy_retry;
+        self.hold_for(msg, reason, self.settings.busy_retry).await
+    }
+
+    async fn hold_for(&self, msg: &JobMessage, reason: &str, after: Duration) -> JobOutcome {
         match self.jobs_queue.send_job_after(msg, after).await {
             Ok(()) => JobOutcome::Deferred {
                 reason: reason.to_string(),
@@ -486,6 +505,27 @@ impl CreateRunner {
             },
             Err(e) => retry(&e),
         }
+    }
+}
+
+impl CreateRunner {
+    /// Ask the pool's circuit breaker whether a launch may go ahead: one read
+    /// when the circuit is closed (the usual case), a conditional write when it
+    /// is half-open (only one launch becomes the probe).
+    async fn admit(&self, pool: &Pool, now: DateTime<Utc>) -> Result<Admission, PortError> {
+        let health = self.ledger.pool_health(&pool.name).await?;
+        if health.state(now) == CircuitState::Closed {
+            return Ok(Admission::Go);
+        }
+        let decided = std::sync::Mutex::new(Admission::Go);
+        self.ledger
+            .update_pool_health(&pool.name, &|h: &mut PoolHealth| {
+                let (admission, changed) = h.admit(now, &pool.relaunch);
+                *decided.lock().unwrap_or_else(|e| e.into_inner()) = admission;
+                changed
+            })
+            .await?;
+        Ok(decided.into_inner().unwrap_or_else(|e| e.into_inner()))
     }
 }
 

@@ -13,4 +13,6 @@ pub(crate) use launch::target as github_target;
 pub use outcome::{BatchItem, BatchResult, JobOutcome};
 
 #[cfg(test)]
+mod once_tests;
+#[cfg(test)]
 mod tests;

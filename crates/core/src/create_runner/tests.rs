@@ -10,18 +10,18 @@ use chrono::{Duration as CDuration, Utc};
 use std::sync::Arc;
 use std::time::Duration;
 
-struct World {
-    ledger: Arc<MemoryLedger>,
-    github: Arc<MemoryGitHub>,
-    compute: Arc<MemoryCompute>,
-    params: Arc<MemoryParameters>,
-    commands: Arc<MemoryCommands>,
-    bootstrap: Arc<MemoryBootstrapQueue>,
-    jobs: Arc<MemoryQueue>,
-    cr: CreateRunner,
+pub(super) struct World {
+    pub(super) ledger: Arc<MemoryLedger>,
+    pub(super) github: Arc<MemoryGitHub>,
+    pub(super) compute: Arc<MemoryCompute>,
+    pub(super) params: Arc<MemoryParameters>,
+    pub(super) commands: Arc<MemoryCommands>,
+    pub(super) bootstrap: Arc<MemoryBootstrapQueue>,
+    pub(super) jobs: Arc<MemoryQueue>,
+    pub(super) cr: CreateRunner,
 }
 
-fn config(extra: &str) -> Config {
+pub(super) fn config(extra: &str) -> Config {
     Config::from_toml(&format!(
         r#"
 deployment = "sr"
@@ -51,7 +51,7 @@ startup_script = "nvidia-smi"
     .unwrap()
 }
 
-fn world(config: Config) -> World {
+pub(super) fn world(config: Config) -> World {
     let ledger = Arc::new(MemoryLedger::default());
     let github = Arc::new(MemoryGitHub::default());
     let compute = Arc::new(MemoryCompute::default());
@@ -83,7 +83,7 @@ fn world(config: Config) -> World {
     }
 }
 
-fn job(id: u64, pool: &str) -> JobMessage {
+pub(super) fn job(id: u64, pool: &str) -> JobMessage {
     JobMessage {
         version: JOB_MESSAGE_VERSION,
         job_id: id,

@@ -226,13 +226,29 @@ impl RunnerParameters for MemoryParameters {
 }
 
 /// Records bootstrap commands; answers `NotReady` while `not_ready` is set.
+/// Like SSM, `send_bootstrap` is not idempotent: every call is a new command.
+/// `lose_next_answer` makes the next send apply but answer an error.
 #[derive(Default)]
 pub struct MemoryCommands {
     pub sent: Mutex<Vec<BootstrapCommand>>,
     pub not_ready: Mutex<bool>,
+    pub lose_answers: Mutex<u32>,
 }
 
 impl MemoryCommands {
+    /// The next `n` sends reach the "agent" but their answers are lost.
+    pub fn lose_next_answers(&self, n: u32) {
+        *self.lose_answers.lock().unwrap() = n;
+    }
+    /// Commands sent to `instance_id`.
+    pub fn sent_to(&self, instance_id: &str) -> usize {
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.instance_id == instance_id)
+            .count()
+    }
     pub fn sent(&self) -> Vec<BootstrapCommand> {
         self.sent.lock().unwrap().clone()
     }
@@ -249,9 +265,25 @@ impl Commands for MemoryCommands {
         }
         let mut sent = self.sent.lock().unwrap();
         sent.push(cmd.clone());
+        let mut lose = self.lose_answers.lock().unwrap();
+        if *lose > 0 {
+            *lose -= 1;
+            return Err(PortError::unavailable("ssm", "answer lost (fake)"));
+        }
         Ok(SendOutcome::Sent {
             command_id: format!("cmd-{}", sent.len()),
         })
+    }
+
+    async fn find_bootstrap(&self, instance_id: &str) -> Result<Option<String>, PortError> {
+        Ok(self
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .rfind(|(_, c)| c.instance_id == instance_id)
+            .map(|(i, _)| format!("cmd-{}", i + 1)))
     }
 }
 

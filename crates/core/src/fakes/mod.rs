@@ -19,12 +19,17 @@ pub use ledger::MemoryLedger;
 #[derive(Default)]
 pub struct MemoryQueue {
     pub sent: Mutex<Vec<JobMessage>>,
+    /// The delay of every delayed send, in order.
+    pub delayed: Mutex<Vec<std::time::Duration>>,
     pub fail: AtomicBool,
 }
 
 impl MemoryQueue {
     pub fn sent(&self) -> Vec<JobMessage> {
         self.sent.lock().unwrap().clone()
+    }
+    pub fn delays(&self) -> Vec<std::time::Duration> {
+        self.delayed.lock().unwrap().clone()
     }
     pub fn set_failing(&self, fail: bool) {
         self.fail.store(fail, Ordering::SeqCst);
@@ -38,6 +43,16 @@ impl JobQueue for MemoryQueue {
             return Err(PortError::unavailable("sqs", "connection refused (fake)"));
         }
         self.sent.lock().unwrap().push(job.clone());
+        Ok(())
+    }
+
+    async fn send_job_after(
+        &self,
+        job: &JobMessage,
+        delay: std::time::Duration,
+    ) -> Result<(), PortError> {
+        self.send_job(job).await?;
+        self.delayed.lock().unwrap().push(delay);
         Ok(())
     }
 }

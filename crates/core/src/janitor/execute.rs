@@ -36,7 +36,7 @@ use super::snapshot::{GitHubRunnerSeen, Snapshot};
 #[cfg(doc)]
 use crate::ports::Ledger;
 use crate::ports::{JobChange, JobState, PortError, RunnerChange, RunnerRecord, RunnerState, tags};
-use crate::teardown::{Teardown, requeue_job, send_requeue};
+use crate::teardown::{Relaunch, Teardown, send_requeue};
 use chrono::{DateTime, Utc};
 
 impl Janitor {
@@ -186,14 +186,14 @@ impl Janitor {
                 || job.state == JobState::Claimed)
             && job.state != JobState::Running
         {
-            requeue_job(
-                self.ledger.as_ref(),
-                self.jobs_queue.as_ref(),
-                &job,
-                &action.reason,
-                now,
-            )
-            .await?;
+            let relaunch = Relaunch {
+                config: &self.config,
+                ledger: self.ledger.as_ref(),
+                jobs_queue: self.jobs_queue.as_ref(),
+            };
+            relaunch
+                .after_failed_start(&job, &runner.name, &action.reason, now)
+                .await?;
         }
         Ok(())
     }
@@ -211,7 +211,14 @@ impl Janitor {
         if job.state.is_final() || job.state == JobState::Running {
             return Ok(());
         }
-        send_requeue(self.ledger.as_ref(), self.jobs_queue.as_ref(), &job, now).await
+        send_requeue(
+            self.ledger.as_ref(),
+            self.jobs_queue.as_ref(),
+            &job,
+            std::time::Duration::ZERO,
+            now,
+        )
+        .await
     }
 
     /// Recount from the live runners and write the recount only if the counters

@@ -125,8 +125,10 @@ pub fn plan(
                 ),
             );
             ended.insert(&runner.name);
-        } else if matches!(runner.state, RunnerState::Reserved | RunnerState::Launched)
-            && age > t.boot
+        } else if matches!(
+            runner.state,
+            RunnerState::Reserved | RunnerState::Launched | RunnerState::Bootstrapping
+        ) && age > t.boot
         {
             act(
                 ActionKind::BootTimeout,

@@ -143,7 +143,12 @@ pub enum SendOutcome {
 
 #[async_trait]
 pub trait Commands: Send + Sync {
+    /// Not idempotent: every call may start the runner command again.
     async fn send_bootstrap(&self, cmd: &BootstrapCommand) -> Result<SendOutcome, PortError>;
+    /// The newest bootstrap command (our document) sent to `instance_id`, if
+    /// the command service knows one: how a retried step finds the command an
+    /// earlier step sent before its answer was lost.
+    async fn find_bootstrap(&self, instance_id: &str) -> Result<Option<String>, PortError>;
 }
 
 /// The delayed message that drives the bootstrap step.

@@ -6,7 +6,7 @@ use crate::ports::{
     Compute, GitHubApi, JobChange, JobQueue, JobRecord, JobState, Ledger, PortError,
     RunnerParameters, RunnerRecord, RunnerState, tags,
 };
-use crate::teardown::{Teardown, requeue_job};
+use crate::teardown::{Relaunch, Teardown, record_start_success};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
@@ -91,6 +91,9 @@ impl StopRunner {
             return Ok(StopOutcome::AlreadyEnded {
                 runner_name: runner.name,
             });
+        }
+        if let Some(reason) = not_the_recorded_command(event, &runner) {
+            return Ok(StopOutcome::Ignored { reason });
         }
         let job_state = self.settle_job(event, &runner, now).await?;
         let gone = matches!(event, StopEvent::InstanceState { state, .. } if state == "terminated");
@@ -186,6 +189,7 @@ impl StopRunner {
             JobState::Running if ran_here => {
                 let state = ended_state(event);
                 self.set_state(&job, state, now).await?;
+                record_start_success(self.ledger.as_ref(), &runner.pool, now).await?;
                 Ok(Some(state))
             }
             JobState::Launched if job.runner_name.as_deref() == Some(&runner.name) => {
@@ -238,6 +242,7 @@ impl StopRunner {
                 if taken_by.as_deref() == Some(runner.name.as_str()) {
                     let state = ended_state(event);
                     self.set_state(job, state, now).await?;
+                    record_start_success(self.ledger.as_ref(), &runner.pool, now).await?;
                     return Ok(Some(state));
                 }
                 let update = JobStateUpdate {
@@ -254,18 +259,21 @@ impl StopRunner {
             }
             // Still queued (or GitHub could not say): another runner must take it.
             _ => {
-                requeue_job(
-                    self.ledger.as_ref(),
-                    self.jobs_queue.as_ref(),
-                    job,
-                    &format!(
-                        "its runner ended before the job started ({})",
-                        event.describe()
-                    ),
-                    now,
-                )
-                .await?;
-                Ok(Some(JobState::Requeued))
+                let relaunch = Relaunch {
+                    config: &self.config,
+                    ledger: self.ledger.as_ref(),
+                    jobs_queue: self.jobs_queue.as_ref(),
+                };
+                let reason = format!(
+                    "its runner ended before the job started ({})",
+                    event.describe()
+                );
+                Ok(Some(
+                    relaunch
+                        .after_failed_start(job, &runner.name, &reason, now)
+                        .await?
+                        .unwrap_or(job.state),
+                ))
             }
         }
     }
@@ -282,6 +290,27 @@ impl StopRunner {
             ..JobChange::default()
         };
         self.ledger.update_job(job.job_id, &change, now).await
+    }
+}
+
+/// Why a command event is not about the runner's own command, if it is not.
+/// SendCommand is not idempotent and SSM may run a command twice: only the
+/// command the bootstrap step recorded ends the runner (while the runner is
+/// `Bootstrapping`, the command being recorded is taken as it).
+fn not_the_recorded_command(event: &StopEvent, runner: &RunnerRecord) -> Option<String> {
+    let StopEvent::CommandStatus { command_id, .. } = event else {
+        return None;
+    };
+    match (&runner.command_id, runner.state) {
+        (Some(recorded), _) if recorded != command_id => Some(format!(
+            "command {command_id} is not the runner's recorded command {recorded}"
+        )),
+        (Some(_), _) | (None, RunnerState::Bootstrapping) => None,
+        (None, state) => Some(format!(
+            "command {command_id} ended, but runner {} ({}) has no runner command recorded",
+            runner.name,
+            state.as_str()
+        )),
     }
 }
 

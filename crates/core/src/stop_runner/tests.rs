@@ -22,13 +22,18 @@ struct World {
 }
 
 fn world() -> World {
+    world_with("")
+}
+
+/// A world whose cpu pool has `extra` TOML lines (e.g. a `[pools.relaunch]` table).
+fn world_with(extra: &str) -> World {
     let config = Arc::new(
-        Config::from_toml(
+        Config::from_toml(&format!(
             r#"
 deployment = "sr"
 max_total_weight = 100
 [github]
-auth = { type = "pat", token = "env:T" }
+auth = {{ type = "pat", token = "env:T" }}
 [webhook]
 secrets = ["value:s"]
 [[pools]]
@@ -37,8 +42,9 @@ labels = ["linux"]
 launch_template = "sr-cpu"
 instance_types = ["m7i.large"]
 max_runners = 5
+{extra}
 "#,
-        )
+        ))
         .unwrap(),
     );
     let ledger = Arc::new(MemoryLedger::default());
@@ -158,7 +164,7 @@ impl World {
 fn command(instance: &str, status: &str) -> StopEvent {
     StopEvent::CommandStatus {
         instance_id: instance.into(),
-        command_id: "c-1".into(),
+        command_id: "cmd-1".into(),
         document: "arn:aws:ssm:us-east-1:1:document/sr-runner".into(),
         status: status.into(),
     }
@@ -384,4 +390,154 @@ async fn a_failed_step_fails_the_event_and_the_retry_finishes_the_job() {
         StopOutcome::Ended { .. }
     ));
     w.assert_cleaned(&runner, &instance).await;
+}
+
+#[tokio::test]
+async fn only_the_recorded_command_ends_the_runner() {
+    let w = world();
+    let (runner, instance) = w.running(21).await;
+    w.in_progress(21, &runner).await;
+    // A second SendCommand (or SSM running the command twice) ends first.
+    let mut stray = command(&instance, "Failed");
+    if let StopEvent::CommandStatus { command_id, .. } = &mut stray {
+        *command_id = "cmd-999".into();
+    }
+    let out = w.stop.handle(&stray, Utc::now()).await.unwrap();
+    assert!(
+        matches!(&out, StopOutcome::Ignored { reason } if reason.contains("recorded")),
+        "{out:?}"
+    );
+    let r = w.ledger.get_runner(&runner).await.unwrap().unwrap();
+    assert_eq!(
+        r.state,
+        RunnerState::Bootstrapped,
+        "the job keeps its runner"
+    );
+    assert!(w.compute.live().iter().any(|i| i.instance_id == instance));
+    assert_eq!(w.job_state(21).await, JobState::Running);
+    // The recorded command's end does end it.
+    let out = w
+        .stop
+        .handle(&command(&instance, "Success"), Utc::now())
+        .await
+        .unwrap();
+    assert!(matches!(out, StopOutcome::Ended { .. }), "{out:?}");
+    w.assert_cleaned(&runner, &instance).await;
+}
+
+/// Issue 10, defect 8: a runner that ends before its job starts (a broken
+/// runner command) must not be relaunched without bound.
+#[tokio::test]
+async fn a_job_whose_runners_keep_failing_is_launched_at_most_max_launches_times() {
+    let w = world_with("[pools.relaunch]\nmax_launches = 3\ndelay_secs = 5\ncircuit_failures = 0");
+    w.github.set_job(31, "queued");
+    let mut msg = job(31);
+    let mut launches = 0;
+    for _ in 0..10 {
+        let JobOutcome::Launched { instance_id, .. } = w.cr.handle_job(&msg, Utc::now()).await
+        else {
+            break;
+        };
+        launches += 1;
+        for (b, _) in w.bootstrap.take_all() {
+            w.cr.handle_bootstrap(&b, Utc::now()).await;
+        }
+        let failed = StopEvent::CommandStatus {
+            instance_id,
+            command_id: format!("cmd-{launches}"),
+            document: "sr-runner".into(),
+            status: "Failed".into(),
+        };
+        w.stop.handle(&failed, Utc::now()).await.unwrap();
+        match w.jobs.sent().last() {
+            Some(next) if next.launch_attempt == launches => msg = next.clone(),
+            _ => break,
+        }
+    }
+    assert_eq!(launches, 3);
+    let rec = w.ledger.get_job(31).await.unwrap().unwrap();
+    assert_eq!(rec.state, JobState::Failed);
+    assert!(
+        rec.end_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("max_launches")),
+        "{rec:?}"
+    );
+    let delays = w.jobs.delays();
+    assert_eq!(
+        delays,
+        vec![
+            std::time::Duration::from_secs(5),
+            std::time::Duration::from_secs(10)
+        ],
+        "growing delays between relaunches"
+    );
+    // A late duplicate of the last message launches nothing.
+    assert!(matches!(
+        w.cr.handle_job(&msg, Utc::now()).await,
+        JobOutcome::Duplicate
+    ));
+    assert!(w.compute.live().is_empty());
+}
+
+#[tokio::test]
+async fn repeated_start_failures_pause_the_pool_until_a_probe_succeeds() {
+    let w = world_with(
+        "[pools.relaunch]\nmax_launches = 1\ncircuit_failures = 2\ncircuit_cooldown_secs = 60",
+    );
+    for id in [41, 42] {
+        w.github.set_job(id, "queued");
+        let (_, instance) = w.running(id).await;
+        let event = StopEvent::SpotInterruption {
+            instance_id: instance,
+        };
+        w.stop.handle(&event, Utc::now()).await.unwrap();
+        assert_eq!(w.job_state(id).await, JobState::Failed);
+    }
+    let health = w.ledger.pool_health("cpu").await.unwrap();
+    assert!(
+        matches!(
+            health.state(Utc::now()),
+            crate::circuit::CircuitState::Open { .. }
+        ),
+        "{health:?}"
+    );
+    // While open, a new job waits unclaimed; nothing launches.
+    let out = w.cr.handle_job(&job(43), Utc::now()).await;
+    assert!(
+        matches!(&out, JobOutcome::Deferred { reason, .. } if reason.contains("paused")),
+        "{out:?}"
+    );
+    assert_eq!(w.ledger.get_job(43).await.unwrap(), None);
+    // After the cool-down one probe launches; a second job waits for it.
+    let later = Utc::now() + chrono::Duration::seconds(61);
+    let probe = w.cr.handle_job(&job(43), later).await;
+    assert!(matches!(probe, JobOutcome::Launched { .. }), "{probe:?}");
+    let out = w.cr.handle_job(&job(44), later).await;
+    assert!(matches!(out, JobOutcome::Deferred { .. }), "{out:?}");
+    // The probe's runner runs its job: the pool is healthy again.
+    for (b, _) in w.bootstrap.take_all() {
+        w.cr.handle_bootstrap(&b, later).await;
+    }
+    let JobOutcome::Launched {
+        runner_name,
+        instance_id,
+    } = probe
+    else {
+        unreachable!()
+    };
+    w.in_progress(43, &runner_name).await;
+    let done = StopEvent::CommandStatus {
+        instance_id,
+        command_id: "cmd-3".into(),
+        document: "sr-runner".into(),
+        status: "Success".into(),
+    };
+    w.stop.handle(&done, later).await.unwrap();
+    assert_eq!(
+        w.ledger.pool_health("cpu").await.unwrap().state(later),
+        crate::circuit::CircuitState::Closed
+    );
+    let out = w.cr.handle_job(&job(44), later).await;
+    assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
 }

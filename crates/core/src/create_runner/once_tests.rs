@@ -1,0 +1,136 @@
+//! The bootstrap step sends the runner command once (issue 10, defect 2):
+//! SendCommand is not idempotent, SQS delivers the bootstrap message twice, and
+//! an answer can be lost after SSM accepted the command.
+
+use super::tests::{World, config, job, world};
+use super::*;
+use crate::ports::{BootstrapMessage, Ledger, RunnerChange, RunnerState};
+use chrono::{Duration as CDuration, Utc};
+
+/// Launch job `id` on the cpu pool; returns the world's bootstrap message.
+async fn launched(w: &World, id: u64) -> BootstrapMessage {
+    let out = w.cr.handle_job(&job(id, "cpu"), Utc::now()).await;
+    assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
+    w.bootstrap.take_all().remove(0).0
+}
+
+#[tokio::test]
+async fn a_duplicate_bootstrap_message_sends_the_runner_command_once() {
+    let w = world(config(""));
+    let msg = launched(&w, 1).await;
+    let now = Utc::now();
+    let (a, b) = tokio::join!(
+        w.cr.handle_bootstrap(&msg, now),
+        w.cr.handle_bootstrap(&msg, now)
+    );
+    let third = w.cr.handle_bootstrap(&msg, now).await;
+    let launched = [&a, &b, &third]
+        .iter()
+        .filter(|o| matches!(o, JobOutcome::Launched { .. }))
+        .count();
+    assert_eq!(launched, 1, "{a:?} {b:?} {third:?}");
+    assert_eq!(w.commands.sent_to(&msg.instance_id), 1);
+    let r = w
+        .ledger
+        .get_runner(&msg.runner_name)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.state, RunnerState::Bootstrapped);
+    assert_eq!(r.command_id.as_deref(), Some("cmd-1"));
+}
+
+#[tokio::test]
+async fn a_lost_send_answer_is_adopted_not_sent_again() {
+    let w = world(config(""));
+    let msg = launched(&w, 2).await;
+    w.commands.lose_next_answers(1);
+    let now = Utc::now();
+    let out = w.cr.handle_bootstrap(&msg, now).await;
+    assert!(out.keeps_message(), "retried: {out:?}");
+    let r = w
+        .ledger
+        .get_runner(&msg.runner_name)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.state, RunnerState::Bootstrapping);
+    // The redelivered message finds the command SSM accepted and records it.
+    let out =
+        w.cr.handle_bootstrap(&msg, now + CDuration::seconds(10))
+            .await;
+    assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
+    assert_eq!(w.commands.sent_to(&msg.instance_id), 1, "never sent twice");
+    let r = w
+        .ledger
+        .get_runner(&msg.runner_name)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.state, RunnerState::Bootstrapped);
+    assert_eq!(r.command_id.as_deref(), Some("cmd-1"));
+}
+
+#[tokio::test]
+async fn a_step_that_died_before_sending_is_finished_after_the_grace() {
+    let w = world(config(""));
+    let msg = launched(&w, 3).await;
+    let t0 = Utc::now();
+    // A step won the transition and crashed before SendCommand.
+    let change = RunnerChange {
+        state: Some(RunnerState::Bootstrapping),
+        ..RunnerChange::default()
+    };
+    assert!(
+        w.ledger
+            .transition_runner(&msg.runner_name, &[RunnerState::Launched], &change, t0)
+            .await
+            .unwrap()
+    );
+    let out =
+        w.cr.handle_bootstrap(&msg, t0 + CDuration::seconds(5))
+            .await;
+    assert!(matches!(out, JobOutcome::Deferred { .. }), "{out:?}");
+    assert_eq!(
+        w.commands.sent_to(&msg.instance_id),
+        0,
+        "SSM may still list it"
+    );
+    let (next, _) = w.bootstrap.take_all().remove(0);
+    let out =
+        w.cr.handle_bootstrap(&next, t0 + CDuration::seconds(61))
+            .await;
+    assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
+    assert_eq!(w.commands.sent_to(&msg.instance_id), 1);
+}
+
+#[tokio::test]
+async fn an_agent_not_yet_online_hands_the_runner_back_for_the_next_step() {
+    let w = world(config(""));
+    let msg = launched(&w, 4).await;
+    w.commands.set_not_ready(true);
+    let out = w.cr.handle_bootstrap(&msg, Utc::now()).await;
+    assert!(matches!(out, JobOutcome::Deferred { .. }), "{out:?}");
+    let r = w
+        .ledger
+        .get_runner(&msg.runner_name)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.state, RunnerState::Launched, "nothing was sent");
+    w.commands.set_not_ready(false);
+    let (next, _) = w.bootstrap.take_all().remove(0);
+    let out = w.cr.handle_bootstrap(&next, Utc::now()).await;
+    assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
+    assert_eq!(w.commands.sent_to(&msg.instance_id), 1);
+}
+
+#[tokio::test]
+async fn a_bootstrap_message_for_another_instance_is_dropped() {
+    let w = world(config(""));
+    let mut msg = launched(&w, 5).await;
+    msg.instance_id = "i-someone-else".into();
+    let out = w.cr.handle_bootstrap(&msg, Utc::now()).await;
+    assert!(matches!(out, JobOutcome::Dropped { .. }), "{out:?}");
+    assert!(w.commands.sent().is_empty());
+}
