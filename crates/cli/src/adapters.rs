@@ -51,7 +51,15 @@ impl Adapters {
     /// their instances (`SPOTRUNNER_INSTANCE_ARN_PREFIX`).
     pub async fn open(target: &Target, config: &Config, launches: bool) -> Result<Self, String> {
         match target.backend {
-            Backend::Local => Self::local(target, config),
+            Backend::Local => {
+                if launches
+                    && let Some(problem) =
+                        spotrunner_local::runner_problem(&runner_settings(config))
+                {
+                    return Err(format!("configuration error: {problem}"));
+                }
+                Self::local(target, config)
+            }
             Backend::Aws => Self::aws(config, launches).await,
         }
     }

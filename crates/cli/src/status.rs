@@ -7,6 +7,7 @@ use crate::{Target, config_file};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use spotrunner_core::Config;
+use spotrunner_core::circuit::{CircuitState, PoolHealth};
 use spotrunner_core::job::JobMessage;
 use spotrunner_core::ports::RunnerState;
 use std::collections::BTreeMap;
@@ -41,6 +42,9 @@ pub struct JobLine {
     pub state: String,
     pub runner_name: Option<String>,
     pub age_secs: i64,
+    /// Why the job was given up on (`failed`, `dropped`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -49,6 +53,15 @@ pub struct PoolStatus {
     pub max_runners: u32,
     pub weight: u32,
     pub drained: bool,
+    /// The circuit breaker: `closed`, `open` (paused: runners keep ending
+    /// before their job starts) or `half-open` (one probe launch allowed).
+    pub circuit: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub circuit_open_until: Option<DateTime<Utc>>,
+    /// Start failures in a row, and the last one's reason.
+    pub start_failures: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_start_failure: Option<String>,
     pub runners_by_state: BTreeMap<String, u64>,
     pub runners: Vec<RunnerLine>,
 }
@@ -88,6 +101,14 @@ pub async fn collect(a: &Adapters, config: &Config) -> Result<Status, String> {
     let runners = a.ledger.list_runners().await.map_err(err)?;
     let cap = a.ledger.capacity().await.map_err(err)?;
     let drained = a.ledger.drained_pools().await.map_err(err)?;
+    let health: BTreeMap<String, PoolHealth> = a
+        .ledger
+        .list_pool_health()
+        .await
+        .map_err(err)?
+        .into_iter()
+        .map(|h| (h.pool.clone(), h))
+        .collect();
 
     let mut by_state: BTreeMap<String, u64> = BTreeMap::new();
     let mut items = Vec::new();
@@ -100,6 +121,7 @@ pub async fn collect(a: &Adapters, config: &Config) -> Result<Status, String> {
             state: j.state.as_str().to_string(),
             runner_name: j.runner_name.clone(),
             age_secs: (now - j.created_at).num_seconds(),
+            end_reason: j.end_reason.clone(),
         });
     }
     // Locally the jobs queue can be read: jobs waiting there, not yet claimed.
@@ -118,6 +140,7 @@ pub async fn collect(a: &Adapters, config: &Config) -> Result<Status, String> {
                     state: "queued".into(),
                     runner_name: None,
                     age_secs: (now - msg.received_at).num_seconds(),
+                    end_reason: None,
                 });
             }
         }
@@ -130,6 +153,11 @@ pub async fn collect(a: &Adapters, config: &Config) -> Result<Status, String> {
         .pools
         .iter()
         .map(|p| {
+            let h = health
+                .get(&p.name)
+                .cloned()
+                .unwrap_or_else(|| PoolHealth::new(&p.name));
+            let circuit = h.state(now);
             (
                 p.name.clone(),
                 PoolStatus {
@@ -137,6 +165,13 @@ pub async fn collect(a: &Adapters, config: &Config) -> Result<Status, String> {
                     max_runners: p.max_runners,
                     weight: p.weight,
                     drained: drained.contains(&p.name),
+                    circuit: circuit.as_str().to_string(),
+                    circuit_open_until: match circuit {
+                        CircuitState::Open { until } => Some(until),
+                        _ => None,
+                    },
+                    start_failures: h.failures.len() as u32,
+                    last_start_failure: h.last_reason().map(str::to_string),
                     runners_by_state: BTreeMap::new(),
                     runners: Vec::new(),
                 },
@@ -246,21 +281,38 @@ pub fn render(s: &Status) -> String {
             j.runner_name.as_deref().unwrap_or("-"),
             j.age_secs
         ));
+        if let Some(reason) = &j.end_reason {
+            out.push_str(&format!("      {reason}\n"));
+        }
     }
     out.push('\n');
     out.push_str(&format!(
-        "{:<14} {:>9} {:>7} {:<8} runners\n",
-        "pool", "used/max", "weight", "drained"
+        "{:<14} {:>9} {:>7} {:<8} {:<10} runners\n",
+        "pool", "used/max", "weight", "drained", "circuit"
     ));
     for (name, p) in &s.pools {
         out.push_str(&format!(
-            "{:<14} {:>9} {:>7} {:<8} {}\n",
+            "{:<14} {:>9} {:>7} {:<8} {:<10} {}\n",
             name,
             format!("{}/{}", p.used, p.max_runners),
             p.weight,
             if p.drained { "yes" } else { "no" },
+            p.circuit,
             counts(&p.runners_by_state)
         ));
+        if p.circuit != "closed" || p.start_failures > 0 {
+            out.push_str(&format!(
+                "  {} start failure(s) in a row{}{}\n",
+                p.start_failures,
+                p.circuit_open_until
+                    .map(|t| format!("; paused until {}", t.format("%H:%M:%S")))
+                    .unwrap_or_default(),
+                p.last_start_failure
+                    .as_deref()
+                    .map(|r| format!("; last: {r}"))
+                    .unwrap_or_default()
+            ));
+        }
         for r in &p.runners {
             out.push_str(&format!(
                 "  {:<32} {:<12} job {:<12} {:<20} {}s\n",

@@ -65,8 +65,12 @@ impl JobMessage {
             return Err(MessageError::Version(v.version));
         }
         let de = &mut serde_json::Deserializer::from_str(body);
-        serde_path_to_error::deserialize(de)
-            .map_err(|e| MessageError::Invalid(format!("{}: {}", e.path(), e.inner())))
+        let msg: Self = serde_path_to_error::deserialize(de)
+            .map_err(|e| MessageError::Invalid(format!("{}: {}", e.path(), e.inner())))?;
+        if let Some(problem) = crate::names::repository_problem(&msg.repository, &msg.owner) {
+            return Err(MessageError::Invalid(format!("repository: {problem}")));
+        }
+        Ok(msg)
     }
 
     /// When the job was queued on GitHub, else when we first heard of it.

@@ -58,6 +58,36 @@ pub fn label_problem(s: &str) -> Option<String> {
 /// deployment exactly: `sr_cpu-1-0` and `sr-prod_cpu-1-0` never overlap.
 pub const DEPLOYMENT_SEPARATOR: char = '_';
 
+/// Why `full_name` is not a GitHub repository name `owner/name` owned by
+/// `owner` (the payload's `repository.owner.login`), if it is not. Owners are
+/// 1–39 letters, digits or single hyphens (not first); names 1–100 letters,
+/// digits, `.`, `-`, `_`, never `.` or `..`. A name that passes can go into a
+/// URL path as it is.
+pub fn repository_problem(full_name: &str, owner: &str) -> Option<String> {
+    let Some((o, name)) = full_name.split_once('/') else {
+        return Some(format!("{full_name:?} is not owner/name"));
+    };
+    let owner_ok = (1..=39).contains(&o.len())
+        && !o.starts_with('-')
+        && o.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if !owner_ok {
+        return Some(format!("{full_name:?}: {o:?} is not a GitHub owner name"));
+    }
+    let name_ok = (1..=100).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if !name_ok {
+        return Some(format!("{full_name:?}: {name:?} is not a repository name"));
+    }
+    if !o.eq_ignore_ascii_case(owner) {
+        return Some(format!("{full_name:?} is not owned by {owner:?}"));
+    }
+    None
+}
+
 /// The name of the runner launched for `job_id` (attempt counts relaunches):
 /// `{deployment}_{pool}-{job_id}-{attempt}`.
 pub fn runner_name(deployment: &str, pool: &str, job_id: u64, attempt: u32) -> String {
@@ -107,6 +137,31 @@ pub fn is_ours(deployment: &str, runner_name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repository_names_follow_githubs_grammar() {
+        for (full, owner) in [
+            ("o/r", "o"),
+            ("Octo-Org/my.repo_1", "octo-org"),
+            ("a/..x", "a"),
+        ] {
+            assert_eq!(repository_problem(full, owner), None, "{full}");
+        }
+        for (full, owner) in [
+            ("owner/../../etc", "owner"),
+            ("o/..", "o"),
+            ("o/.", "o"),
+            ("o", "o"),
+            ("o/r/x", "o"),
+            ("-o/r", "-o"),
+            ("o/r r", "o"),
+            ("o%2F/r", "o%2F"),
+            ("o/", "o"),
+            ("evil/r", "o"),
+        ] {
+            assert!(repository_problem(full, owner).is_some(), "{full}");
+        }
+    }
 
     #[test]
     fn runner_names_fit_github_rules_at_the_limits() {

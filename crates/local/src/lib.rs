@@ -15,6 +15,7 @@ mod ledger;
 mod params;
 mod process;
 pub mod queue;
+mod runner_check;
 pub mod shim;
 
 pub use db::Db;
@@ -22,6 +23,7 @@ pub use ledger::SqliteLedger;
 pub use params::{FileParameters, encode as encode_parameter_name};
 pub use process::{LocalBackend, LocalInstance, RunnerExited, RunnerSettings, alive};
 pub use queue::{Depth, MAX_RECEIVES, Received, SqliteQueue, Stored};
+pub use runner_check::runner_problem;
 
 use spotrunner_core::ports::PortError;
 use std::path::{Path, PathBuf};

@@ -158,6 +158,9 @@ fn route_workflow_job(config: &Config, req: &WebhookRequest<'_>, now: DateTime<U
         action: Action::None,
         job_id: Some(job.id),
     };
+    if let Some(problem) = names::repository_problem(&repo.full_name, &repo.owner.login) {
+        return WebhookResponse::error(400, format!("repository.full_name: {problem}")).into();
+    }
     if !config.allows(&repo.owner.login, &repo.full_name) {
         return ignored(format!("repository {} is not allowed", repo.full_name));
     }

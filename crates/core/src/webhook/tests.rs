@@ -226,3 +226,25 @@ fn headers_are_picked_case_insensitively() {
     assert_eq!(req.delivery, Some("abc"));
     assert_eq!(req.signature, Some("sha256=00"));
 }
+
+/// Issue 10, defect 8: a `full_name` that is not `owner/name` of its owner
+/// (`owner/../../etc` looped through "could not ask GitHub") is bad input.
+#[tokio::test]
+async fn a_repository_name_outside_githubs_grammar_is_refused_and_enqueues_nothing() {
+    let h = harness();
+    for (full_name, owner) in [("o/../../etc", "o"), ("evil/r", "o"), ("o/r/x", "o")] {
+        let mut body: serde_json::Value =
+            serde_json::from_slice(&job_body("queued", &["k8s"], None)).unwrap();
+        body["repository"]["full_name"] = json!(full_name);
+        body["repository"]["owner"]["login"] = json!(owner);
+        let r = post(&h, "workflow_job", &serde_json::to_vec(&body).unwrap()).await;
+        assert_eq!(r.status, 400, "{full_name}: {}", r.body);
+        assert!(
+            r.body.to_string().contains("repository.full_name"),
+            "{full_name}: {}",
+            r.body
+        );
+    }
+    assert!(h.queue.sent().is_empty());
+    assert!(h.states.updates.lock().unwrap().is_empty());
+}
