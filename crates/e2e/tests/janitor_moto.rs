@@ -1,17 +1,24 @@
 //! The janitor against moto (EC2, SSM, DynamoDB, SQS) and the fake GitHub, one
 //! test per rule on a state built by hand, and one messy account mixing every
 //! leak with healthy and busy runners. Time moves by passing a later `now`.
+//! The `race_*` tests let another handler act in the middle of a pass (a ledger
+//! wrapper with hooks) on the real DynamoDB, SSM and EC2 adapters.
 
 mod common;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use common::*;
-use spotrunner_core::janitor::{ActionKind, JanitorReport};
-use spotrunner_core::job::{JobStateUpdate, ObservedJobStatus};
+use spotrunner_core::circuit::PoolHealth;
+use spotrunner_core::janitor::{ActionKind, Janitor, JanitorReport};
+use spotrunner_core::job::{JobMessage, JobStateUpdate, ObservedJobStatus};
 use spotrunner_core::ports::{
-    CapacityUse, JobChange, JobState, JobStateSink, Ledger, Limits, RunnerChange, RunnerParameters,
-    RunnerRecord, RunnerScope, RunnerState, tags,
+    CapacityUse, ClaimOutcome, GitHubApi, GitHubTarget, HealthUpdate, JitRequest, JobChange,
+    JobRecord, JobState, JobStateSink, Ledger, Limits, PortError, ReserveOutcome, RunnerChange,
+    RunnerParameters, RunnerRecord, RunnerScope, RunnerState, tags,
 };
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
 /// How a hand-built runner stands.
 struct R {
@@ -294,7 +301,8 @@ async fn offline_github_runner_without_instance_deleted() {
     w.github
         .add_runner(org(), "someone-else-1", "offline", false);
     w.github.add_runner(org(), "sr_cpu-77-0", "online", false);
-    let report = pass(&w, now, false).await;
+    // Released at `now`: its leftovers wait for the janitor's 10 min grace.
+    let report = pass(&w, now + Duration::minutes(11), false).await;
     assert!(
         kinds(&report).contains(&(ActionKind::DeleteGitHubRunner, name.clone())),
         "{report:?}"
@@ -476,4 +484,356 @@ async fn messy_account_every_leak_gone_healthy_and_busy_untouched_dry_run_exact(
     assert_eq!(cap.weight, 4);
     assert!(w.github.runners().iter().all(|r| r.name != "sr_cpu-24-0"));
     assert_eq!(w.params.list("/sr/jit/").await.unwrap().len(), 4);
+}
+
+// --- Races: another handler acts in the middle of a pass. ----------------------
+
+type Hook = Box<dyn FnOnce() -> futures::future::BoxFuture<'static, ()> + Send>;
+
+/// A ledger with two hooks, each run once: right after the janitor's read of
+/// the runners, and just before it writes the counters.
+struct Racing {
+    inner: Arc<dyn Ledger>,
+    after_list_runners: Mutex<Option<Hook>>,
+    before_counter_write: Mutex<Option<Hook>>,
+}
+
+impl Racing {
+    async fn fire(slot: &Mutex<Option<Hook>>) {
+        let hook = slot.lock().unwrap().take();
+        if let Some(hook) = hook {
+            hook().await;
+        }
+    }
+}
+
+#[async_trait]
+impl JobStateSink for Racing {
+    async fn record_job_state(&self, u: &JobStateUpdate) -> Result<(), PortError> {
+        self.inner.record_job_state(u).await
+    }
+}
+
+#[async_trait]
+impl Ledger for Racing {
+    async fn claim_job(
+        &self,
+        msg: &JobMessage,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<ClaimOutcome, PortError> {
+        self.inner.claim_job(msg, now, lease).await
+    }
+    async fn get_job(&self, id: u64) -> Result<Option<JobRecord>, PortError> {
+        self.inner.get_job(id).await
+    }
+    async fn update_job(
+        &self,
+        id: u64,
+        change: &JobChange,
+        now: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        self.inner.update_job(id, change, now).await
+    }
+    async fn list_jobs(&self) -> Result<Vec<JobRecord>, PortError> {
+        self.inner.list_jobs().await
+    }
+    async fn reserve(&self, r: &RunnerRecord, l: Limits) -> Result<ReserveOutcome, PortError> {
+        self.inner.reserve(r, l).await
+    }
+    async fn release(&self, n: &str, why: &str, now: DateTime<Utc>) -> Result<bool, PortError> {
+        self.inner.release(n, why, now).await
+    }
+    async fn get_runner(&self, n: &str) -> Result<Option<RunnerRecord>, PortError> {
+        self.inner.get_runner(n).await
+    }
+    async fn update_runner(
+        &self,
+        n: &str,
+        change: &RunnerChange,
+        now: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        self.inner.update_runner(n, change, now).await
+    }
+    async fn list_runners(&self) -> Result<Vec<RunnerRecord>, PortError> {
+        let runners = self.inner.list_runners().await;
+        Self::fire(&self.after_list_runners).await;
+        runners
+    }
+    async fn transition_runner(
+        &self,
+        n: &str,
+        from: &[RunnerState],
+        change: &RunnerChange,
+        now: DateTime<Utc>,
+    ) -> Result<bool, PortError> {
+        self.inner.transition_runner(n, from, change, now).await
+    }
+    async fn capacity(&self) -> Result<CapacityUse, PortError> {
+        self.inner.capacity().await
+    }
+    async fn set_capacity(&self, counts: &CapacityUse) -> Result<(), PortError> {
+        Self::fire(&self.before_counter_write).await;
+        self.inner.set_capacity(counts).await
+    }
+    async fn repair_capacity(
+        &self,
+        seen: &CapacityUse,
+        counts: &CapacityUse,
+    ) -> Result<bool, PortError> {
+        Self::fire(&self.before_counter_write).await;
+        self.inner.repair_capacity(seen, counts).await
+    }
+    async fn pool_health(&self, pool: &str) -> Result<PoolHealth, PortError> {
+        self.inner.pool_health(pool).await
+    }
+    async fn list_pool_health(&self) -> Result<Vec<PoolHealth>, PortError> {
+        self.inner.list_pool_health().await
+    }
+    async fn update_pool_health(
+        &self,
+        pool: &str,
+        f: &HealthUpdate<'_>,
+    ) -> Result<PoolHealth, PortError> {
+        self.inner.update_pool_health(pool, f).await
+    }
+    async fn drained_pools(&self) -> Result<BTreeSet<String>, PortError> {
+        self.inner.drained_pools().await
+    }
+    async fn set_drained(&self, pool: &str, drained: bool) -> Result<(), PortError> {
+        self.inner.set_drained(pool, drained).await
+    }
+}
+
+/// `w`'s janitor on a [`Racing`] DynamoDB ledger.
+fn racing(
+    w: &World,
+    after_list_runners: Option<Hook>,
+    before_counter_write: Option<Hook>,
+) -> Janitor {
+    let ledger = Arc::new(Racing {
+        inner: w.ledger.clone(),
+        after_list_runners: Mutex::new(after_list_runners),
+        before_counter_write: Mutex::new(before_counter_write),
+    });
+    Janitor {
+        ledger,
+        ..w.janitor.clone()
+    }
+}
+
+const CAP: Limits = Limits {
+    pool_max: 3,
+    weight: 1,
+    global_max_weight: None,
+};
+
+/// A reservation as create-runner's first step writes it.
+fn reservation(job: u64, now: DateTime<Utc>) -> RunnerRecord {
+    let name = format!("sr_cpu-{job}-0");
+    RunnerRecord {
+        jit_parameter: format!("/sr/jit/{name}"),
+        name,
+        pool: "cpu".into(),
+        job_id: job,
+        weight: 1,
+        state: RunnerState::Reserved,
+        instance_id: None,
+        command_id: None,
+        github_runner_id: None,
+        created_at: now,
+        launched_at: None,
+        updated_at: now,
+        end_reason: None,
+    }
+}
+
+/// Race (a): create-runner claims, reserves, registers with GitHub and writes
+/// the JIT parameter right after the janitor read the runners. Its registration
+/// and parameter are not taken for leaks.
+#[tokio::test]
+async fn race_a_runner_created_right_after_the_ledger_read_keeps_its_registration_and_parameter() {
+    let w = world(10, None).await;
+    let now = Utc::now();
+    // A job of the same scope, so that the pass lists the org's runners.
+    let (done, _) = hand_built(&w, r(5, RunnerState::Bootstrapped).no_instance(), now).await;
+    w.ledger.release(&done, "test", now).await.unwrap();
+    w.params.delete(&format!("/sr/jit/{done}")).await.unwrap();
+    let name = "sr_cpu-1-0".to_string();
+    let msg = w.job(1, "cpu");
+    let (ledger, github, params) = (w.ledger.clone(), w.janitor.github.clone(), w.params.clone());
+    let target = GitHubTarget {
+        scope: org(),
+        installation_id: Some(w.installation),
+    };
+    let group = w.config.pool("cpu").unwrap().runner_group.clone();
+    let create_runner: Hook = Box::new(move || {
+        Box::pin(async move {
+            ledger
+                .claim_job(&msg, now, Duration::minutes(5))
+                .await
+                .unwrap();
+            let reserved = ledger.reserve(&reservation(1, now), CAP).await.unwrap();
+            assert_eq!(reserved, ReserveOutcome::Reserved);
+            let jit = github
+                .create_jit_config(&JitRequest {
+                    target,
+                    name: "sr_cpu-1-0".into(),
+                    runner_group: group,
+                    labels: vec!["self-hosted".into(), "linux".into()],
+                    work_folder: "_work".into(),
+                })
+                .await
+                .unwrap();
+            let change = RunnerChange {
+                github_runner_id: Some(jit.runner_id),
+                ..RunnerChange::default()
+            };
+            ledger
+                .update_runner("sr_cpu-1-0", &change, now)
+                .await
+                .unwrap();
+            params
+                .put("/sr/jit/sr_cpu-1-0", &jit.encoded_jit_config, &[])
+                .await
+                .unwrap();
+        })
+    });
+    let report = racing(&w, Some(create_runner), None)
+        .run(now, false)
+        .await
+        .unwrap();
+    let registered: Vec<String> = w.github.runners().into_iter().map(|r| r.name).collect();
+    assert!(
+        registered.contains(&name),
+        "registration deleted: {report:?}"
+    );
+    assert_eq!(
+        w.params.list("/sr/jit/").await.unwrap(),
+        vec![format!("/sr/jit/{name}")],
+        "{report:?}"
+    );
+    assert_eq!(runner_state(&w, &name).await, RunnerState::Reserved);
+}
+
+/// Race (b): an instance tagged with a runner name released an hour ago (an
+/// earlier try of the same job attempt launched it) is planned as an orphan;
+/// before the janitor acts, the retry reserves the name again and records that
+/// instance (same `ClientToken`). It is not terminated.
+#[tokio::test]
+async fn race_b_an_instance_whose_runner_became_live_meanwhile_is_not_terminated() {
+    let w = world(10, None).await;
+    let now = Utc::now();
+    let name = "sr_cpu-1-0".to_string();
+    let earlier = now - Duration::hours(2);
+    w.ledger
+        .claim_job(&w.job(1, "cpu"), earlier, Duration::minutes(5))
+        .await
+        .unwrap();
+    w.ledger
+        .reserve(&reservation(1, earlier), CAP)
+        .await
+        .unwrap();
+    w.ledger
+        .release(&name, "launch refused", now - Duration::hours(1))
+        .await
+        .unwrap();
+    let instance = run_instance(&w, &name, 1).await;
+    let (ledger, id, msg) = (w.ledger.clone(), instance.clone(), w.job(1, "cpu"));
+    let relaunch: Hook = Box::new(move || {
+        Box::pin(async move {
+            // The redelivered message resumes the claim (its lease ran out).
+            let claimed = ledger.claim_job(&msg, now, Duration::minutes(5)).await;
+            assert!(
+                matches!(claimed, Ok(ClaimOutcome::Claimed(_))),
+                "{claimed:?}"
+            );
+            let again = ledger.reserve(&reservation(1, now), CAP).await.unwrap();
+            assert_eq!(again, ReserveOutcome::Reserved);
+            let change = RunnerChange {
+                state: Some(RunnerState::Launched),
+                instance_id: Some(id),
+                launched_at: Some(now),
+                ..RunnerChange::default()
+            };
+            ledger
+                .update_runner("sr_cpu-1-0", &change, now)
+                .await
+                .unwrap();
+        })
+    });
+    let report = racing(&w, Some(relaunch), None)
+        .run(now, false)
+        .await
+        .unwrap();
+    assert!(
+        kinds(&report).contains(&(ActionKind::TerminateOrphan, instance.clone())),
+        "the snapshot saw an orphan: {report:?}"
+    );
+    assert_eq!(live(&w).await, vec![instance], "{report:?}");
+    assert_eq!(runner_state(&w, &name).await, RunnerState::Launched);
+    // The job looked stale to the snapshot; it was claimed since, so it stays.
+    let job = w.ledger.get_job(1).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Claimed, "{report:?}");
+}
+
+/// Race (c): a reservation lands between the janitor's recount and its write
+/// of the counters (DynamoDB's conditional transaction). It is not overwritten:
+/// the cap holds, and the next pass repairs.
+#[tokio::test]
+async fn race_c_a_reservation_between_the_recount_and_the_repair_is_not_lost() {
+    let w = world(10, None).await;
+    let now = Utc::now();
+    hand_built(&w, r(1, RunnerState::Bootstrapped), now).await;
+    // One phantom slot: the counters say 2 for 1 live runner.
+    w.ledger
+        .set_capacity(&CapacityUse {
+            pools: [("cpu".to_string(), 2)].into(),
+            weight: 2,
+        })
+        .await
+        .unwrap();
+    let ledger = w.ledger.clone();
+    let reserve: Hook = Box::new(move || {
+        Box::pin(async move {
+            let got = ledger.reserve(&reservation(2, now), CAP).await.unwrap();
+            assert_eq!(got, ReserveOutcome::Reserved);
+        })
+    });
+    let report = racing(&w, None, Some(reserve))
+        .run(now, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        kinds(&report),
+        vec![(ActionKind::RepairCapacity, "capacity".into())]
+    );
+    let counters = |c: CapacityUse| (c.pools.get("cpu").copied().unwrap_or(0), c.weight);
+    assert_eq!(
+        counters(w.ledger.capacity().await.unwrap()),
+        (3, 3),
+        "the reservation was overwritten: {report:?}"
+    );
+    assert_eq!(
+        w.ledger.reserve(&reservation(3, now), CAP).await.unwrap(),
+        ReserveOutcome::PoolFull,
+        "the cap of 3 holds"
+    );
+    let error = report.results[0].error.clone().unwrap_or_default();
+    assert!(
+        error.contains("capacity changed after the recount"),
+        "{error}"
+    );
+    // Nothing racing: the next pass counts 2 live runners and repairs.
+    let report = pass(&w, now, false).await;
+    assert_eq!(report.failed(), 0, "{report:?}");
+    assert_eq!(counters(w.ledger.capacity().await.unwrap()), (2, 2));
+    assert_eq!(
+        w.ledger.reserve(&reservation(3, now), CAP).await.unwrap(),
+        ReserveOutcome::Reserved
+    );
+    assert_eq!(
+        w.ledger.reserve(&reservation(4, now), CAP).await.unwrap(),
+        ReserveOutcome::PoolFull
+    );
 }
