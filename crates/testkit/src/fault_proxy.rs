@@ -12,6 +12,8 @@
 //! It also makes moto as strict as EC2 about `ClientToken` on `CreateFleet` and
 //! `RunInstances`: a token seen with the same parameters gets the first answer
 //! again without reaching moto; with other parameters, `IdempotentParameterMismatch`.
+//! And it keeps SSM commands to the instances they were sent to (moto adds every
+//! instance of the region to each command: see `ssm_commands`).
 //!
 //! Every call is recorded ([`Record`]): operation, fault, whether it reached the
 //! upstream, and (for the operations in [`FaultConfig::record_bodies`]) the
@@ -23,6 +25,7 @@
 mod client_token;
 mod plan;
 mod shape;
+mod ssm_commands;
 #[cfg(test)]
 mod tests;
 
@@ -78,6 +81,9 @@ pub struct FaultConfig {
     pub except: BTreeSet<String>,
     /// Enforce EC2's `ClientToken` semantics on `CreateFleet`/`RunInstances`.
     pub strict_client_token: bool,
+    /// Keep SSM commands to the instances they were sent to in the answers of
+    /// `SendCommand` and `ListCommands`.
+    pub ssm_command_targets: bool,
     /// Keep the request and upstream answer bodies of these operations in the
     /// records (`None`: of every operation). Bodies are cut at 64 KiB.
     pub record_bodies: Option<BTreeSet<String>>,
@@ -95,6 +101,7 @@ impl FaultConfig {
             only: None,
             except: BTreeSet::new(),
             strict_client_token: true,
+            ssm_command_targets: true,
             record_bodies: None,
         }
     }
@@ -142,6 +149,13 @@ pub struct Record {
     /// The listener it came through ([`FaultProxy::add_front`]).
     pub front: String,
     pub op: String,
+    /// The path and query called.
+    pub path: String,
+    /// The AWS SDK's `amz-sdk-invocation-id`: the same on every attempt of one
+    /// operation call (its own retries), new for each call.
+    pub sdk_invocation: Option<String>,
+    /// The SDK's attempt number (`amz-sdk-request: attempt=N; max=M`).
+    pub sdk_attempt: Option<u32>,
     /// This operation's call number (from 0): the input of [`decide`].
     pub n: u64,
     pub fault: Option<Fault>,
@@ -175,6 +189,8 @@ struct Shared {
     /// EC2's token memory; held across the forward so that two calls with one
     /// token are answered one after the other, as EC2 does.
     tokens: tokio::sync::Mutex<Tokens>,
+    /// What each forwarded SSM command was sent to.
+    ssm_sent: Mutex<ssm_commands::Sent>,
 }
 
 /// The running proxy; its listeners stop when it is dropped.
@@ -228,6 +244,7 @@ impl FaultProxy {
             enabled: std::sync::atomic::AtomicBool::new(true),
             log: Mutex::new(Log::default()),
             tokens: tokio::sync::Mutex::new(Tokens::new()),
+            ssm_sent: Mutex::new(ssm_commands::Sent::new()),
         });
         let mut proxy = FaultProxy {
             shared,
@@ -264,7 +281,12 @@ impl FaultProxy {
                 };
                 let (shared, front) = (shared.clone(), front.clone());
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| handle(shared.clone(), front.clone(), req));
+                    // Each call runs in its own task: a client that hangs up
+                    // mid-call does not cancel a forward (nor its record).
+                    let svc = service_fn(move |req| {
+                        let call = tokio::spawn(handle(shared.clone(), front.clone(), req));
+                        async move { call.await.unwrap_or(Err(Dropped)) }
+                    });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .keep_alive(true)
                         .serve_connection(TokioIo::new(stream), svc)
@@ -448,7 +470,15 @@ impl Shared {
         .flatten();
         let Some(token) = token else {
             rec.reached_upstream = true;
-            return self.forward(parts, body).await;
+            let fix_ssm = self.config.lock().unwrap().ssm_command_targets
+                && matches!(protocol, Protocol::AwsJson { prefix, .. } if prefix == "AmazonSSM")
+                && ssm_commands::CORRECTED.contains(&op);
+            let mut answer = self.forward(parts, body.clone()).await;
+            if fix_ssm {
+                let mut sent = self.ssm_sent.lock().unwrap();
+                ssm_commands::correct(&mut sent, op, &body, &mut answer);
+            }
+            return answer;
         };
         let params = params_hash(&text);
         let mut tokens = self.tokens.lock().await;
@@ -531,6 +561,13 @@ async fn handle(
         seq,
         front: front.0.clone(),
         op: op.clone(),
+        path: path.to_string(),
+        sdk_invocation: header("amz-sdk-invocation-id").map(String::from),
+        sdk_attempt: header("amz-sdk-request").and_then(|v| {
+            v.split(';')
+                .find_map(|p| p.trim().strip_prefix("attempt="))
+                .and_then(|n| n.parse().ok())
+        }),
         n,
         fault,
         reached_upstream: false,

@@ -18,12 +18,24 @@ async fn upstream() -> (String, Arc<AtomicU64>) {
                     async move {
                         let n = c.fetch_add(1, Ordering::SeqCst);
                         let link = format!("<{base}/page?page=2>; rel=\"next\"");
+                        let target = req
+                            .headers()
+                            .get("x-amz-target")
+                            .map(|v| v.to_str().unwrap().to_string());
                         let body = req.into_body().collect().await.unwrap().to_bytes();
                         let text = String::from_utf8_lossy(&body).into_owned();
                         let out = if form_value(&text, "Action").as_deref() == Some("CreateFleet") {
                             format!(
                                 "<CreateFleetResponse><instanceId>i-{n}</instanceId></CreateFleetResponse>"
                             )
+                        } else if text != "{}" && target.as_deref() == Some("AmazonSSM.SendCommand")
+                        {
+                            // moto: every instance of the region on every command.
+                            format!(
+                                r#"{{"Command":{{"CommandId":"c-{n}","InstanceIds":["i-1","i-2","i-3"],"TargetCount":3}}}}"#
+                            )
+                        } else if target.as_deref() == Some("AmazonSSM.ListCommands") {
+                            LIST_COMMANDS.to_string()
                         } else {
                             format!("ok {n}")
                         };
@@ -43,6 +55,12 @@ async fn upstream() -> (String, Arc<AtomicU64>) {
     });
     (url, calls)
 }
+
+/// moto's ListCommands: every command carries every instance.
+const LIST_COMMANDS: &str = r#"{"Commands":[
+    {"CommandId":"c-0","InstanceIds":["i-1","i-2","i-3"]},
+    {"CommandId":"c-1","InstanceIds":["i-1","i-2","i-3"]},
+    {"CommandId":"other","InstanceIds":["i-1","i-3"]}]}"#;
 
 fn fleet(token: &str, tag: &str) -> String {
     format!(
@@ -293,4 +311,45 @@ async fn links_point_back_at_the_proxy_and_fronts_are_told_apart() {
     let fronts: Vec<String> = proxy.records().into_iter().map(|r| r.front).collect();
     assert_eq!(fronts, ["janitor", "github"]);
     assert_eq!(proxy.records()[0].op, "GET /page");
+}
+
+#[tokio::test]
+async fn ssm_commands_keep_the_instances_they_were_sent_to() {
+    let (up, _) = upstream().await;
+    let proxy = FaultProxy::start(&up, FaultConfig::new("moto", 1).rate(0.0)).await;
+    let call = |target: &'static str, body: &'static str| {
+        let url = proxy.url().to_string();
+        async move {
+            let r = reqwest::Client::new()
+                .post(format!("{url}/"))
+                .header("content-type", "application/x-amz-json-1.1")
+                .header("x-amz-target", target)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            serde_json::from_str::<serde_json::Value>(&r.text().await.unwrap()).unwrap()
+        }
+    };
+    let c0 = call("AmazonSSM.SendCommand", r#"{"InstanceIds":["i-1"]}"#).await;
+    assert_eq!(c0["Command"]["InstanceIds"], serde_json::json!(["i-1"]));
+    assert_eq!(c0["Command"]["TargetCount"], 1);
+    call("AmazonSSM.SendCommand", r#"{"InstanceIds":["i-2"]}"#).await;
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        v["Commands"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["CommandId"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Filtered: what was sent there (and, as moto says, what the proxy never saw).
+    let l = call("AmazonSSM.ListCommands", r#"{"InstanceId":"i-1"}"#).await;
+    assert_eq!(ids(&l), ["c-0", "other"]);
+    assert_eq!(l["Commands"][0]["InstanceIds"], serde_json::json!(["i-1"]));
+    let l = call("AmazonSSM.ListCommands", r#"{"InstanceId":"i-2"}"#).await;
+    assert_eq!(ids(&l), ["c-1"]);
+    let l = call("AmazonSSM.ListCommands", "{}").await;
+    assert_eq!(ids(&l), ["c-0", "c-1", "other"]);
+    assert_eq!(l["Commands"][1]["InstanceIds"], serde_json::json!(["i-2"]));
 }
