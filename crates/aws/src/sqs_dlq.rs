@@ -1,4 +1,5 @@
-//! The jobs queue's dead-letter queue on SQS, for the dlq-mover.
+//! The dead-letter queues on SQS, for the dlq-mover (jobs, bootstrap and
+//! stop-events DLQs), and [`SqsRawQueue`]: where a stop event goes back to.
 
 use crate::error::classify;
 use async_trait::async_trait;
@@ -7,6 +8,7 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
 };
+use spotrunner_core::dlq_mover::RawQueue;
 use spotrunner_core::ports::{DeadLetter, DeadLetterQueue, DeleteFailure, PortError};
 use std::time::Duration;
 
@@ -35,6 +37,37 @@ impl SqsDeadLetterQueue {
             client,
             queue_url: queue_url.into(),
         }
+    }
+}
+
+/// Sends bodies as they are to one SQS queue (the stop-events queue: a dead
+/// letter goes back exactly as EventBridge delivered it).
+#[derive(Clone, Debug)]
+pub struct SqsRawQueue {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsRawQueue {
+    pub fn new(sdk: &SdkConfig, queue_url: impl Into<String>) -> Self {
+        Self {
+            client: Client::new(sdk),
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl RawQueue for SqsRawQueue {
+    async fn send_body(&self, body: &str) -> Result<(), PortError> {
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| classify(SERVICE, "send back to the queue", e, NO_QUEUE))?;
+        Ok(())
     }
 }
 

@@ -6,7 +6,9 @@ use crate::handlers::{self, Handlers, LOCAL_DOCUMENT};
 use crate::{Target, config_file};
 use chrono::Utc;
 use spotrunner_core::create_runner::JobOutcome;
-use spotrunner_core::dlq_mover::{self, DlqMover, Verdict};
+use spotrunner_core::dlq_mover::{
+    self, BootstrapRedrive, DlqKind, DlqMover, StopEventsRedrive, Verdict,
+};
 use spotrunner_core::ports::DeadLetter;
 use spotrunner_core::stop_runner::StopEvent;
 use spotrunner_local::RunnerExited;
@@ -58,18 +60,68 @@ pub async fn janitor(target: &Target, dry_run: bool) -> Result<ExitCode, String>
     Ok(ExitCode::SUCCESS)
 }
 
-/// The dlq-mover logic once. A dry run changes nothing: it reads the local DLQ
-/// (SQS cannot be peeked without hiding messages, so there it reports the depth).
+/// The bootstrap DLQ and the stop-events DLQ the mover drains besides the jobs
+/// DLQ: locally the bootstrap DLQ (there is no stop-events queue: runner exits
+/// are events in the database); on AWS each pair the dlq-mover Lambda gets
+/// (`SPOTRUNNER_BOOTSTRAP_DLQ_URL` + `SPOTRUNNER_BOOTSTRAP_QUEUE_URL`,
+/// `SPOTRUNNER_STOP_EVENTS_DLQ_URL` + `SPOTRUNNER_STOP_EVENTS_QUEUE_URL`) when set.
+async fn other_dlqs(
+    a: &Adapters,
+) -> Result<(Option<BootstrapRedrive>, Option<StopEventsRedrive>), String> {
+    if let Some(st) = &a.local {
+        let bootstrap = BootstrapRedrive {
+            dlq: Arc::new(st.bootstrap_dlq.clone()),
+            queue: Arc::new(st.bootstrap.clone()),
+        };
+        return Ok((Some(bootstrap), None));
+    }
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let pair = |dlq: &str, queue: &str| match (var(dlq), var(queue)) {
+        (Some(d), Some(q)) => Ok(Some((d, q))),
+        (None, None) => Ok(None),
+        _ => Err(format!("redrive: set both {dlq} and {queue}, or neither")),
+    };
+    let bootstrap = pair(
+        "SPOTRUNNER_BOOTSTRAP_DLQ_URL",
+        "SPOTRUNNER_BOOTSTRAP_QUEUE_URL",
+    )?;
+    let stop = pair(
+        "SPOTRUNNER_STOP_EVENTS_DLQ_URL",
+        "SPOTRUNNER_STOP_EVENTS_QUEUE_URL",
+    )?;
+    if bootstrap.is_none() && stop.is_none() {
+        return Ok((None, None));
+    }
+    use spotrunner_aws::{sqs_bootstrap::SqsBootstrapQueue, sqs_dlq};
+    let sdk = spotrunner_aws::sdk::load().await;
+    Ok((
+        bootstrap.map(|(d, q)| BootstrapRedrive {
+            dlq: Arc::new(sqs_dlq::SqsDeadLetterQueue::new(&sdk, d)),
+            queue: Arc::new(SqsBootstrapQueue::new(&sdk, q)),
+        }),
+        stop.map(|(d, q)| StopEventsRedrive {
+            dlq: Arc::new(sqs_dlq::SqsDeadLetterQueue::new(&sdk, d)),
+            queue: Arc::new(sqs_dlq::SqsRawQueue::new(&sdk, q)),
+        }),
+    ))
+}
+
+/// The dlq-mover logic once: the jobs DLQ, and the bootstrap and stop-events
+/// DLQs there are. A dry run changes nothing: it reads the local DLQs (SQS
+/// cannot be peeked without hiding messages, so there it reports the depth).
 pub async fn run_redrive(a: &Adapters, _h: &Handlers, dry_run: bool) -> Result<String, String> {
     let Some(dlq) = a.dlq.clone() else {
         return Err("redrive: no dead-letter queue configured (set SPOTRUNNER_DLQ_URL)".into());
     };
+    let (bootstrap, stop_events) = other_dlqs(a).await?;
     let mover = DlqMover {
         dlq: dlq.clone(),
         jobs: a.jobs_queue.clone(),
         ledger: a.ledger.clone(),
         pacer: Arc::new(crate::pacer::TokioPacer::default()),
         settings: dlq_mover::Settings::default(),
+        bootstrap,
+        stop_events,
     };
     let now = Utc::now();
     if dry_run {
@@ -79,22 +131,40 @@ pub async fn run_redrive(a: &Adapters, _h: &Handlers, dry_run: bool) -> Result<S
                 "redrive (dry run: nothing changed): about {depth} message(s) in the DLQ"
             ));
         };
-        let letters = st.dlq.list().map_err(|e| e.to_string())?;
+        let mut letters = Vec::new();
+        for (kind, q) in [
+            (DlqKind::Jobs, &st.dlq),
+            (DlqKind::Bootstrap, &st.bootstrap_dlq),
+        ] {
+            letters.extend(
+                q.list()
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .map(|m| (kind, m)),
+            );
+        }
         let mut out = format!(
-            "redrive (dry run: nothing changed): {} message(s) in the DLQ\n",
+            "redrive (dry run: nothing changed): {} message(s) in the DLQs\n",
             letters.len()
         );
-        for m in letters {
+        for (kind, m) in letters {
             let letter = DeadLetter {
                 message_id: m.message_id.to_string(),
                 receipt: String::new(),
                 body: m.body,
                 receive_count: m.receive_count,
             };
-            let line = match mover.judge(&letter, now).await {
+            let line = match mover.judge_in(kind, &letter, now).await {
                 Verdict::Move(job) => {
                     format!("would move job {} back to the jobs queue", job.job_id)
                 }
+                Verdict::MoveBootstrap(step) => format!(
+                    "would move the bootstrap step of runner {} (job {}) back to the bootstrap queue",
+                    step.runner_name, step.job_id
+                ),
+                Verdict::MoveStopEvent { instance_id } => format!(
+                    "would move the event for instance {instance_id} back to the stop-events queue"
+                ),
                 Verdict::Drop {
                     reason,
                     job_id,
@@ -106,7 +176,11 @@ pub async fn run_redrive(a: &Adapters, _h: &Handlers, dry_run: bool) -> Result<S
                 ),
                 Verdict::Keep { job_id, error } => format!("would keep job {job_id}: {error}"),
             };
-            out.push_str(&format!("  message {}: {line}\n", m.message_id));
+            out.push_str(&format!(
+                "  {} message {}: {line}\n",
+                kind.as_str(),
+                m.message_id
+            ));
         }
         return Ok(out.trim_end().to_string());
     }

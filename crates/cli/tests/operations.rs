@@ -146,3 +146,71 @@ async fn janitor_dry_run_reports_then_ends_orphans_and_leaked_parameters() {
             .unwrap()
     );
 }
+
+/// A bootstrap step in `bootstrap-dlq` (for `runner`, launched `age` ago).
+fn step(job_id: u64, runner: &str, age: chrono::Duration) -> String {
+    serde_json::json!({
+        "version": 1, "job_id": job_id, "runner_name": runner, "instance_id": "i-local-1",
+        "pool": "linux", "launched_at": (chrono::Utc::now() - age).to_rfc3339(), "tries": 12,
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redrive_puts_bootstrap_steps_back_on_the_bootstrap_queue() {
+    use spotrunner_core::ports::{Ledger, Limits, RunnerRecord};
+    let tmp = tempfile::tempdir().unwrap();
+    let github = FakeGitHub::start().await;
+    github.set_pat(TOKEN);
+    let path = tmp.path().join("config.json");
+    let state = tmp.path().join("state");
+    write_json(
+        &path,
+        &config(
+            &github,
+            serde_json::json!([{ "name": "linux", "labels": ["linux"], "max_runners": 2 }]),
+            serde_json::json!({}),
+        ),
+    );
+    {
+        let st = LocalState::open(&state, RunnerSettings::default()).unwrap();
+        // The runner of job 7 still waits for its bootstrap; job 8's is unknown.
+        let now = chrono::Utc::now();
+        let record: RunnerRecord = serde_json::from_value(serde_json::json!({
+            "name": "sr_linux-7-0", "pool": "linux", "job_id": 7, "weight": 1,
+            "state": "reserved", "jit_parameter": "/sr/jit/sr_linux-7-0",
+            "created_at": now, "updated_at": now,
+        }))
+        .unwrap();
+        let limits = Limits {
+            pool_max: 2,
+            weight: 1,
+            global_max_weight: None,
+        };
+        st.ledger.reserve(&record, limits).await.unwrap();
+        for body in [
+            step(7, "sr_linux-7-0", chrono::Duration::minutes(3)),
+            step(8, "sr_linux-8-0", chrono::Duration::minutes(3)),
+        ] {
+            st.bootstrap_dlq.send(&body, Duration::ZERO).unwrap();
+        }
+    }
+    let (cfg, st) = (path.to_str().unwrap(), state.to_str().unwrap());
+
+    let dry = run(&["redrive", "--dry-run", "--config", cfg, "--state-dir", st]);
+    assert!(dry.contains("2 message(s) in the DLQs"), "{dry}");
+    assert!(
+        dry.contains("would move the bootstrap step of runner sr_linux-7-0"),
+        "{dry}"
+    );
+    assert!(dry.contains("would drop job 8 (finished)"), "{dry}");
+
+    let real = run(&["redrive", "--config", cfg, "--state-dir", st]);
+    assert!(real.contains("moved 1, dropped 1"), "{real}");
+    let st = LocalState::open(&state, RunnerSettings::default()).unwrap();
+    assert!(st.bootstrap_dlq.list().unwrap().is_empty());
+    let back = st.bootstrap.list().unwrap();
+    assert_eq!(back.len(), 1);
+    assert!(back[0].body.contains("sr_linux-7-0"), "{}", back[0].body);
+    assert!(st.jobs.list().unwrap().is_empty());
+}

@@ -1,14 +1,16 @@
 //! dlq-mover end to end: the core mover on the real adapters (SqsDeadLetterQueue,
-//! SqsJobQueue, DynamoLedger) against moto, through the Lambda's `invoke`.
+//! SqsJobQueue, DynamoLedger; SqsBootstrapQueue and SqsRawQueue for the
+//! bootstrap and stop-events DLQs) against moto, through the Lambda's `invoke`.
 
 use spotrunner_aws::{dynamodb::DynamoLedger, sqs::SqsJobQueue, sqs_dlq::SqsDeadLetterQueue};
-use spotrunner_core::dlq_mover::{DlqMover, DropReason, NoPacer, Pacer, Settings, pacer};
+use spotrunner_core::dlq_mover::{DlqKind, DlqMover, DropReason, NoPacer, Pacer, Settings, pacer};
 use spotrunner_core::fakes::RecordingPacer;
 use spotrunner_core::job::{JOB_MESSAGE_VERSION, JobMessage, JobStateUpdate, ObservedJobStatus};
 use spotrunner_core::ports::{
-    ClaimOutcome, DeadLetter, DeadLetterQueue, DeleteFailure, JobState, JobStateSink, Ledger,
-    PortError,
+    BootstrapMessage, ClaimOutcome, DeadLetter, DeadLetterQueue, DeleteFailure, JobState,
+    JobStateSink, Ledger, Limits, PortError, ReserveOutcome, RunnerRecord,
 };
+use spotrunner_core::stop_runner::StopEvent;
 use spotrunner_testkit::moto;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -80,6 +82,8 @@ impl World {
             ledger: self.ledger.clone(),
             pacer,
             settings,
+            bootstrap: None,
+            stop_events: None,
         }
     }
 
@@ -351,4 +355,176 @@ async fn a_malformed_body_is_dropped_and_does_not_block_the_others() {
     let ids: BTreeSet<u64> = w.drain_jobs().await.into_iter().collect();
     assert_eq!(ids, BTreeSet::from([1, 2]));
     assert_eq!(w.dlq_depth().await, 0);
+}
+
+async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
+    sqs.create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .expect("queue")
+        .queue_url
+        .expect("url")
+}
+
+/// Every body on `url` (drains it).
+async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
+    let mut bodies = Vec::new();
+    loop {
+        let msgs = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .visibility_timeout(600)
+            .send()
+            .await
+            .expect("receive")
+            .messages
+            .unwrap_or_default();
+        if msgs.is_empty() {
+            return bodies;
+        }
+        bodies.extend(msgs.iter().filter_map(|m| m.body().map(String::from)));
+    }
+}
+
+fn step(job_id: u64, launched_hours_ago: i64) -> BootstrapMessage {
+    BootstrapMessage {
+        version: 1,
+        job_id,
+        runner_name: format!("sr_cpu-{job_id}-0"),
+        instance_id: format!("i-{job_id:017x}"),
+        pool: "cpu".into(),
+        launched_at: chrono::Utc::now() - chrono::Duration::hours(launched_hours_ago),
+        tries: 3,
+    }
+}
+
+/// The runner of `m` in the ledger, reserved (then released when `released`).
+async fn runner(ledger: &DynamoLedger, m: &BootstrapMessage, released: bool) {
+    let now = chrono::Utc::now();
+    let record: RunnerRecord = serde_json::from_value(serde_json::json!({
+        "name": m.runner_name, "pool": m.pool, "job_id": m.job_id, "weight": 1,
+        "state": "reserved", "jit_parameter": format!("/sr/jit/{}", m.runner_name),
+        "created_at": now, "updated_at": now,
+    }))
+    .expect("runner record");
+    let limits = Limits {
+        pool_max: 10,
+        weight: 1,
+        global_max_weight: None,
+    };
+    assert_eq!(
+        ledger.reserve(&record, limits).await.expect("reserve"),
+        ReserveOutcome::Reserved
+    );
+    if released {
+        assert!(ledger.release(&m.runner_name, "test", now).await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn bootstrap_steps_and_stop_events_go_back_to_their_own_queues() {
+    let w = world().await;
+    let boot_dlq = create_queue(&w.sqs, "sr-bootstrap-dlq").await;
+    let boot = create_queue(&w.sqs, "sr-bootstrap").await;
+    let stop_dlq = create_queue(&w.sqs, "sr-stop-events-dlq").await;
+    let stop = create_queue(&w.sqs, "sr-stop-events").await;
+
+    // Bootstrap steps: a runner still waiting (moves), a released one and an
+    // unknown one (finished), one launched 25 h ago (stale), garbage.
+    let waiting = step(1, 0);
+    runner(&w.ledger, &waiting, false).await;
+    let released = step(2, 0);
+    runner(&w.ledger, &released, true).await;
+    let unknown = step(3, 0);
+    let old = step(4, 25);
+    runner(&w.ledger, &old, false).await;
+    for body in [
+        serde_json::to_string(&waiting).unwrap(),
+        serde_json::to_string(&released).unwrap(),
+        serde_json::to_string(&unknown).unwrap(),
+        serde_json::to_string(&old).unwrap(),
+        "{\"version\":1".into(),
+    ] {
+        w.sqs
+            .send_message()
+            .queue_url(&boot_dlq)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    // A bootstrap step that reached the jobs DLQ before the bootstrap queue had
+    // its own DLQ, next to a job.
+    let legacy = step(5, 0);
+    runner(&w.ledger, &legacy, false).await;
+    w.fill_dlq(&[serde_json::to_string(&legacy).unwrap(), job(6, 1).to_json()])
+        .await;
+    // Stop events: one to move (byte for byte), one that is not an event.
+    let event = StopEvent::SpotInterruption {
+        instance_id: "i-0aaaaaaaaaaaaaaa1".into(),
+    }
+    .to_eventbridge();
+    let mut event = event;
+    event["time"] = serde_json::json!(chrono::Utc::now().to_rfc3339());
+    let event = event.to_string();
+    for body in [event.as_str(), "not an event"] {
+        w.sqs
+            .send_message()
+            .queue_url(&stop_dlq)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    // The mover the Lambda builds from the environment Terraform hands it.
+    let env: std::collections::BTreeMap<&str, String> = [
+        ("SPOTRUNNER_DLQ_URL", w.dlq_url.clone()),
+        ("SPOTRUNNER_JOBS_QUEUE_URL", w.jobs_url.clone()),
+        ("SPOTRUNNER_LEDGER_TABLE", "sr-ledger".to_string()),
+        ("SPOTRUNNER_BOOTSTRAP_DLQ_URL", boot_dlq.clone()),
+        ("SPOTRUNNER_BOOTSTRAP_QUEUE_URL", boot.clone()),
+        ("SPOTRUNNER_STOP_EVENTS_DLQ_URL", stop_dlq.clone()),
+        ("SPOTRUNNER_STOP_EVENTS_QUEUE_URL", stop.clone()),
+    ]
+    .into_iter()
+    .collect();
+    let env = spotrunner_dlq_mover::env::MoverEnv::from_lookup(|k| env.get(k).cloned())
+        .expect("the Lambda's environment");
+    let mover = spotrunner_dlq_mover::mover_from_env(&w.sdk, env);
+    let report = spotrunner_dlq_mover::invoke(&mover, "sr", chrono::Utc::now()).await;
+
+    let b = report.queue(DlqKind::Bootstrap);
+    assert_eq!(
+        (b.received, b.moved, b.dropped, b.failed),
+        (5, 1, 4, 0),
+        "{report:?}"
+    );
+    let s = report.queue(DlqKind::StopEvents);
+    assert_eq!((s.received, s.moved, s.dropped), (2, 1, 1), "{report:?}");
+    let j = report.queue(DlqKind::Jobs);
+    assert_eq!((j.received, j.moved, j.dropped), (2, 2, 0), "{report:?}");
+    assert_eq!(report.dropped(DropReason::Finished), 2);
+    assert_eq!(report.dropped(DropReason::Stale), 1);
+    assert_eq!(report.dropped(DropReason::Malformed), 2);
+    assert_eq!(
+        (report.moved, report.left, report.stopped.as_deref()),
+        (4, Some(0), None)
+    );
+
+    // Each went back where it came from, readable by its consumer.
+    let mut steps: Vec<BootstrapMessage> = drain(&w.sqs, &boot)
+        .await
+        .iter()
+        .map(|b| serde_json::from_str(b).expect("a bootstrap step"))
+        .collect();
+    steps.sort_by_key(|m| m.job_id);
+    assert_eq!(steps, vec![waiting, legacy]);
+    assert_eq!(drain(&w.sqs, &stop).await, vec![event]);
+    assert_eq!(w.drain_jobs().await, vec![6]);
+    for q in [&boot_dlq, &stop_dlq, &w.dlq_url] {
+        assert!(drain(&w.sqs, q).await.is_empty(), "{q} is empty");
+    }
 }

@@ -3,8 +3,10 @@
 //! handlers with exactly the environment the module hands each Lambda (the
 //! `lambda_environment` output) and the configuration document it stored in SSM,
 //! then drives one signed queued job through webhook → create-runner →
-//! bootstrap → (injected) SSM Success on the stop-events queue → stop-runner,
-//! ending with the instance terminated. Only the GitHub API URL in the stored
+//! bootstrap → dlq-mover (a bootstrap step and the SSM Success event, injected
+//! into their DLQs, go back to the bootstrap and stop-events queues) →
+//! create-runner (the step, a no-op now) and stop-runner (the event), ending
+//! with the instance terminated. Only the GitHub API URL in the stored
 //! document is pointed at the test's fake GitHub (the real one is out of reach
 //! here). The queues' wiring is read back from SQS: each queue's DLQ and
 //! receive count, the stop-events queue's visibility timeout and its policy
@@ -17,7 +19,8 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value, json};
 use spotrunner_aws::runtime::EnvSource;
-use spotrunner_core::ports::{JobState, Ledger, RunnerState};
+use spotrunner_core::dlq_mover::DlqKind;
+use spotrunner_core::ports::{BootstrapMessage, JobState, Ledger, RunnerState};
 use spotrunner_core::stop_runner::StopEvent;
 use spotrunner_core::webhook::sign;
 use spotrunner_testkit::examples::examples;
@@ -297,9 +300,10 @@ async fn a_queued_job_runs_through_the_deployed_wiring() {
     assert_eq!(runner.state, RunnerState::Bootstrapped);
     let instance = runner.instance_id.clone().unwrap();
 
-    // stop-runner: the SSM Success event for the deployed document, put on the
-    // deployed stop-events queue as EventBridge does (moto delivers no events),
-    // handed over as the SQS batch Lambda's poller would.
+    // stop-runner: the SSM Success event for the deployed document. EventBridge
+    // puts it on the stop-events queue (moto delivers no events); here it has
+    // failed there until it reached the stop-events DLQ, and a bootstrap step of
+    // the runner reached the bootstrap DLQ.
     let stop_env = env_of(&o, "stop-runner");
     let stop = spotrunner_stop_runner::handler_from_env(&sdk, &stop_env)
         .await
@@ -312,16 +316,57 @@ async fn a_queued_job_runs_through_the_deployed_wiring() {
         document,
         status: "Success".into(),
     };
+    let mut body = event.to_eventbridge();
+    body["time"] = json!(chrono::Utc::now().to_rfc3339());
+    let step = BootstrapMessage {
+        version: 1,
+        job_id,
+        runner_name: runner.name.clone(),
+        instance_id: instance.clone(),
+        pool: runner.pool.clone(),
+        launched_at: chrono::Utc::now(),
+        tries: 7,
+    };
+    for (dlq, body) in [
+        ("stop_events_dlq_url", body.to_string()),
+        ("bootstrap_dlq_url", serde_json::to_string(&step).unwrap()),
+    ] {
+        sqs.send_message()
+            .queue_url(out(&o, dlq).as_str().unwrap())
+            .message_body(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{dlq}: {e:?}"));
+    }
+
+    // dlq-mover, built from the environment the module hands it, puts each back
+    // where it came from.
+    let mover_env = env_of(&o, "dlq-mover");
+    let env = spotrunner_dlq_mover::env::MoverEnv::from_lookup(|k| mover_env.get(k).cloned())
+        .expect("dlq-mover's environment");
+    let mover = spotrunner_dlq_mover::mover_from_env(&sdk, env);
+    let report = spotrunner_dlq_mover::invoke(&mover, "srlocal", chrono::Utc::now()).await;
+    assert_eq!(report.queue(DlqKind::StopEvents).moved, 1, "{report:?}");
+    assert_eq!(report.queue(DlqKind::Bootstrap).moved, 1, "{report:?}");
+    assert_eq!(
+        (report.dropped_total(), report.failed),
+        (0, 0),
+        "{report:?}"
+    );
+
+    // create-runner takes the step back: the runner is bootstrapped already.
+    let r = handler
+        .handle(take(&sqs, &boot_url, Duration::from_secs(10)).await)
+        .await;
+    assert!(r.batch_item_failures.is_empty(), "bootstrap step: {r:?}");
+    assert_eq!(github.calls(endpoint::GENERATE_JITCONFIG), 1);
+
+    // stop-runner takes the event from the stop-events queue, as its SQS
+    // event source mapping hands it over.
     let stop_url = out(&o, "stop_events_queue_url")
         .as_str()
         .unwrap()
         .to_string();
-    sqs.send_message()
-        .queue_url(&stop_url)
-        .message_body(event.to_eventbridge().to_string())
-        .send()
-        .await
-        .expect("put the event on the stop-events queue");
     let r = stop
         .handle_sqs(take(&sqs, &stop_url, Duration::from_secs(10)).await)
         .await;

@@ -1,7 +1,10 @@
 use super::*;
-use crate::fakes::{MemoryDeadLetterQueue, MemoryLedger, MemoryQueue, RecordingPacer};
+use crate::fakes::{
+    MemoryBootstrapQueue, MemoryDeadLetterQueue, MemoryLedger, MemoryQueue, RecordingPacer,
+};
 use crate::job::{JOB_MESSAGE_VERSION, JobMessage};
-use crate::ports::{JobRecord, JobState};
+use crate::ports::{BootstrapMessage, JobRecord, JobState, PortError, RunnerRecord};
+use crate::stop_runner::StopEvent;
 use async_trait::async_trait;
 use chrono::{Duration as CDuration, Utc};
 use std::collections::BTreeSet;
@@ -27,6 +30,8 @@ fn world(settings: Settings) -> World {
         ledger: ledger.clone(),
         pacer: pacer.clone(),
         settings,
+        bootstrap: None,
+        stop_events: None,
     };
     World {
         dlq,
@@ -78,6 +83,7 @@ fn record(msg: &JobMessage, state: JobState) -> JobRecord {
         message: msg.clone(),
         created_at: now(),
         updated_at: now(),
+        end_reason: None,
     }
 }
 
@@ -374,4 +380,273 @@ fn the_report_lists_every_drop_reason() {
     );
     assert_eq!(v["moved"], 0);
     assert!(v["left"].is_null());
+}
+
+// --- the bootstrap DLQ and the stop-events DLQ ---------------------------------
+
+/// A raw queue in memory (the stop-events queue): bodies in order.
+#[derive(Default)]
+struct MemoryRawQueue {
+    sent: std::sync::Mutex<Vec<String>>,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl MemoryRawQueue {
+    fn sent(&self) -> Vec<String> {
+        self.sent.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl RawQueue for MemoryRawQueue {
+    async fn send_body(&self, body: &str) -> Result<(), PortError> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(PortError::unavailable("sqs", "down"));
+        }
+        self.sent.lock().unwrap().push(body.to_string());
+        Ok(())
+    }
+}
+
+/// The world with all three DLQs.
+struct Full {
+    w: World,
+    boot_dlq: Arc<MemoryDeadLetterQueue>,
+    boot: Arc<MemoryBootstrapQueue>,
+    stop_dlq: Arc<MemoryDeadLetterQueue>,
+    stop: Arc<MemoryRawQueue>,
+}
+
+fn full(settings: Settings) -> Full {
+    let mut w = world(settings);
+    let boot_dlq = Arc::new(MemoryDeadLetterQueue::new());
+    let boot = Arc::new(MemoryBootstrapQueue::default());
+    let stop_dlq = Arc::new(MemoryDeadLetterQueue::new());
+    let stop = Arc::new(MemoryRawQueue::default());
+    w.mover.bootstrap = Some(BootstrapRedrive {
+        dlq: boot_dlq.clone(),
+        queue: boot.clone(),
+    });
+    w.mover.stop_events = Some(StopEventsRedrive {
+        dlq: stop_dlq.clone(),
+        queue: stop.clone(),
+    });
+    Full {
+        w,
+        boot_dlq,
+        boot,
+        stop_dlq,
+        stop,
+    }
+}
+
+fn step(job_id: u64, launched_ago: CDuration) -> BootstrapMessage {
+    BootstrapMessage {
+        version: 1,
+        job_id,
+        runner_name: format!("sr_cpu-{job_id}-0"),
+        instance_id: format!("i-{job_id:017x}"),
+        pool: "cpu".into(),
+        launched_at: now() - launched_ago,
+        tries: 2,
+    }
+}
+
+fn step_json(m: &BootstrapMessage) -> String {
+    serde_json::to_string(m).unwrap()
+}
+
+/// The ledger holds `m`'s runner in `state` (only the fields a record needs).
+fn put_runner(l: &MemoryLedger, m: &BootstrapMessage, state: &str) {
+    let record: RunnerRecord = serde_json::from_value(serde_json::json!({
+        "name": m.runner_name, "pool": m.pool, "job_id": m.job_id, "weight": 1,
+        "state": state, "instance_id": m.instance_id,
+        "jit_parameter": format!("/sr/jit/{}", m.runner_name),
+        "created_at": now(), "updated_at": now(),
+    }))
+    .expect("runner record");
+    l.put_runner(record);
+}
+
+fn stop_event(instance: &str, sent_ago: CDuration) -> String {
+    let mut e = StopEvent::SpotInterruption {
+        instance_id: instance.into(),
+    }
+    .to_eventbridge();
+    e["time"] = serde_json::json!((now() - sent_ago).to_rfc3339());
+    e.to_string()
+}
+
+#[tokio::test]
+async fn bootstrap_steps_go_back_to_the_bootstrap_queue_unless_their_runner_is_done() {
+    let f = full(Settings::default());
+    let waiting = step(1, CDuration::minutes(20));
+    put_runner(&f.w.ledger, &waiting, "launched");
+    let released = step(2, CDuration::minutes(20));
+    put_runner(&f.w.ledger, &released, "released");
+    let unknown = step(3, CDuration::minutes(20));
+    let old = step(4, CDuration::hours(25));
+    put_runner(&f.w.ledger, &old, "launched");
+    let mut future = step(5, CDuration::minutes(20));
+    future.version = 2;
+    for m in [&waiting, &released, &unknown, &old] {
+        f.boot_dlq.push(step_json(m));
+    }
+    f.boot_dlq.push(step_json(&future));
+    f.boot_dlq.push("not json");
+    f.boot_dlq.push(fresh(6).to_json()); // a job is not a bootstrap step
+
+    let r = f.w.mover.run(now()).await;
+    // Moved as it was, to be handled at once.
+    assert_eq!(f.boot.take_all(), vec![(waiting, Duration::ZERO)]);
+    assert!(f.w.jobs.sent().is_empty());
+    assert_eq!(
+        r.dropped(DropReason::Finished),
+        2,
+        "released and unknown runners"
+    );
+    assert_eq!(r.dropped(DropReason::Stale), 1, "launched 25 h ago");
+    assert_eq!(r.dropped(DropReason::Malformed), 3);
+    let q = r.queue(DlqKind::Bootstrap);
+    assert_eq!(
+        (q.received, q.moved, q.dropped, q.failed, q.left),
+        (7, 1, 6, 0, Some(0))
+    );
+    assert_eq!((r.received, r.moved), (7, 1));
+    assert!(f.boot_dlq.is_empty());
+    // The stale one was not asked about.
+    assert_eq!(f.w.ledger.calls("get_runner"), 3);
+}
+
+#[tokio::test]
+async fn a_bootstrap_step_the_ledger_cannot_judge_stays_in_the_dlq() {
+    let f = full(Settings::default());
+    let m = step(1, CDuration::minutes(20));
+    put_runner(&f.w.ledger, &m, "launched");
+    f.boot_dlq.push(step_json(&m));
+    f.w.ledger.set_failing(true);
+    let r = f.w.mover.run(now()).await;
+    assert_eq!(r.queue(DlqKind::Bootstrap).failed, 1);
+    assert!(f.boot.take_all().is_empty());
+    assert_eq!(f.boot_dlq.len(), 1);
+}
+
+#[tokio::test]
+async fn a_bootstrap_step_in_the_jobs_dlq_goes_to_the_bootstrap_queue() {
+    // Before the bootstrap queue had its own DLQ it redrove into the jobs DLQ.
+    let f = full(Settings::default());
+    let m = step(1, CDuration::minutes(20));
+    put_runner(&f.w.ledger, &m, "launched");
+    f.w.dlq.push(step_json(&m));
+    f.w.push(&fresh(2));
+    let r = f.w.mover.run(now()).await;
+    assert_eq!(f.boot.take_all(), vec![(m, Duration::ZERO)]);
+    assert_eq!(f.w.moved_ids(), vec![2]);
+    assert_eq!((r.queue(DlqKind::Jobs).moved, r.dropped_total()), (2, 0));
+
+    // A mover without a bootstrap queue drops it, saying why.
+    let w = world(Settings::default());
+    w.dlq.push(step_json(&step(3, CDuration::minutes(20))));
+    let r = w.mover.run(now()).await;
+    assert_eq!(r.dropped(DropReason::Malformed), 1);
+    assert!(w.jobs.sent().is_empty());
+}
+
+#[tokio::test]
+async fn stop_events_go_back_unchanged_malformed_and_stale_ones_are_dropped() {
+    let f = full(Settings::default());
+    let recent = stop_event("i-0aaaaaaaaaaaaaaa1", CDuration::hours(2));
+    let stale = stop_event("i-0aaaaaaaaaaaaaaa2", CDuration::hours(25));
+    f.stop_dlq.push(recent.clone());
+    f.stop_dlq.push(stale);
+    f.stop_dlq
+        .push("{\"detail-type\": \"EC2 Spot Instance Interruption Warning\"");
+    f.stop_dlq
+        .push(serde_json::json!({"detail-type": "Scheduled Event", "detail": {}}).to_string());
+    let r = f.w.mover.run(now()).await;
+    assert_eq!(
+        f.stop.sent(),
+        vec![recent],
+        "the body as EventBridge sent it"
+    );
+    assert_eq!(r.dropped(DropReason::Stale), 1);
+    assert_eq!(r.dropped(DropReason::Malformed), 2);
+    let q = r.queue(DlqKind::StopEvents);
+    assert_eq!((q.received, q.moved, q.dropped, q.left), (4, 1, 3, Some(0)));
+    assert!(f.stop_dlq.is_empty());
+    // Stop events need no ledger.
+    assert_eq!(
+        f.w.ledger.calls("get_runner") + f.w.ledger.calls("get_job"),
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_failing_queue_stops_only_its_own_dlq() {
+    let f = full(Settings::default());
+    f.stop
+        .failing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    f.stop_dlq
+        .push(stop_event("i-0aaaaaaaaaaaaaaa1", CDuration::hours(1)));
+    f.w.push(&fresh(1));
+    let r = f.w.mover.run(now()).await;
+    let stopped = r.stopped.as_deref().unwrap();
+    assert!(stopped.starts_with("stop-events: "), "{stopped}");
+    assert!(stopped.contains("stop-events queue"), "{stopped}");
+    assert_eq!(r.queue(DlqKind::StopEvents).failed, 1);
+    assert_eq!(f.stop_dlq.len(), 1);
+    // The jobs DLQ is drained all the same.
+    assert_eq!(f.w.moved_ids(), vec![1]);
+    assert_eq!(r.queue(DlqKind::Jobs).stopped, None);
+    assert_eq!(r.left, Some(1));
+}
+
+#[tokio::test]
+async fn max_per_run_counts_every_dlq_stop_events_first() {
+    let f = full(Settings {
+        max_per_run: 12,
+        ..Settings::default()
+    });
+    for n in 0..5 {
+        f.stop_dlq
+            .push(stop_event(&format!("i-{n:017x}"), CDuration::hours(1)));
+    }
+    for id in 0..5 {
+        let m = step(id, CDuration::minutes(20));
+        put_runner(&f.w.ledger, &m, "launched");
+        f.boot_dlq.push(step_json(&m));
+    }
+    for id in 100..110 {
+        f.w.push(&fresh(id));
+    }
+    let r = f.w.mover.run(now()).await;
+    assert_eq!((r.received, r.moved), (12, 12));
+    assert_eq!(f.stop.sent().len(), 5);
+    assert_eq!(f.boot.take_all().len(), 5);
+    assert_eq!(f.w.moved_ids(), vec![100, 101]);
+    assert_eq!(r.left, Some(8));
+    assert_eq!(r.queue(DlqKind::Jobs).left, Some(8));
+    // Every move is paced, whatever its queue.
+    assert_eq!(
+        f.w.pacer.total(),
+        pacer::budget(12, Settings::default().rate_per_second)
+    );
+}
+
+#[test]
+fn the_report_lists_each_dlq_drained() {
+    let mut r = DlqReport::default();
+    r.count_received(DlqKind::Bootstrap, 2);
+    r.count_moved(DlqKind::Bootstrap);
+    r.count_drop(DlqKind::Bootstrap, DropReason::Finished);
+    r.set_left(DlqKind::Bootstrap, Some(0));
+    r.set_left(DlqKind::Jobs, Some(3));
+    let v = serde_json::to_value(&r).unwrap();
+    assert_eq!(v["queues"]["bootstrap"]["moved"], 1);
+    assert_eq!(v["queues"]["bootstrap"]["dropped"], 1);
+    assert_eq!(v["queues"]["jobs"]["left"], 3);
+    assert_eq!(v["left"], 3);
+    r.set_left(DlqKind::StopEvents, None);
+    assert_eq!(r.left, None, "unknown when a depth is unknown");
 }

@@ -1,5 +1,7 @@
 //! The dlq-mover's environment: resource names and the two knobs, checked at cold
-//! start with errors that name the variable.
+//! start with errors that name the variable. The jobs DLQ is required; the
+//! bootstrap DLQ and the stop-events DLQ are each drained when both of their
+//! variables (the DLQ and the queue it goes back to) are set.
 
 use spotrunner_core::dlq_mover::Settings;
 use std::num::NonZeroU32;
@@ -9,17 +11,33 @@ pub const JOBS_QUEUE_URL: &str = "SPOTRUNNER_JOBS_QUEUE_URL";
 pub const LEDGER_TABLE: &str = "SPOTRUNNER_LEDGER_TABLE";
 pub const MAX_PER_RUN: &str = "SPOTRUNNER_DLQ_MAX_PER_RUN";
 pub const RATE_PER_SECOND: &str = "SPOTRUNNER_DLQ_RATE_PER_SECOND";
+pub const BOOTSTRAP_DLQ_URL: &str = "SPOTRUNNER_BOOTSTRAP_DLQ_URL";
+pub const BOOTSTRAP_QUEUE_URL: &str = "SPOTRUNNER_BOOTSTRAP_QUEUE_URL";
+pub const STOP_EVENTS_DLQ_URL: &str = "SPOTRUNNER_STOP_EVENTS_DLQ_URL";
+pub const STOP_EVENTS_QUEUE_URL: &str = "SPOTRUNNER_STOP_EVENTS_QUEUE_URL";
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum EnvError {
     #[error("environment variable {0} is not set")]
     Missing(&'static str),
+    #[error("environment variable {missing} is not set, but {set} is: set both or neither")]
+    Unpaired {
+        missing: &'static str,
+        set: &'static str,
+    },
     #[error("environment variable {name} must be a whole number from 1 to {max}, got {value:?}")]
     Invalid {
         name: &'static str,
         value: String,
         max: u64,
     },
+}
+
+/// A DLQ and the queue its messages go back to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redrive {
+    pub dlq_url: String,
+    pub queue_url: String,
 }
 
 /// Everything the mover reads from the environment.
@@ -29,6 +47,10 @@ pub struct MoverEnv {
     pub jobs_queue_url: String,
     pub ledger_table: String,
     pub settings: Settings,
+    /// The bootstrap DLQ → the bootstrap queue.
+    pub bootstrap: Option<Redrive>,
+    /// The stop-events DLQ → the stop-events queue.
+    pub stop_events: Option<Redrive>,
 }
 
 impl MoverEnv {
@@ -57,11 +79,27 @@ impl MoverEnv {
         if let Some(n) = number(RATE_PER_SECOND, 3000)? {
             settings.rate_per_second = NonZeroU32::new(n as u32).expect("checked >= 1");
         }
+        let pair = |dlq: &'static str, queue: &'static str| -> Result<Option<Redrive>, EnvError> {
+            match (get(dlq), get(queue)) {
+                (Some(dlq_url), Some(queue_url)) => Ok(Some(Redrive { dlq_url, queue_url })),
+                (None, None) => Ok(None),
+                (Some(_), None) => Err(EnvError::Unpaired {
+                    missing: queue,
+                    set: dlq,
+                }),
+                (None, Some(_)) => Err(EnvError::Unpaired {
+                    missing: dlq,
+                    set: queue,
+                }),
+            }
+        };
         Ok(Self {
             dlq_url: required(DLQ_URL)?,
             jobs_queue_url: required(JOBS_QUEUE_URL)?,
             ledger_table: required(LEDGER_TABLE)?,
             settings,
+            bootstrap: pair(BOOTSTRAP_DLQ_URL, BOOTSTRAP_QUEUE_URL)?,
+            stop_events: pair(STOP_EVENTS_DLQ_URL, STOP_EVENTS_QUEUE_URL)?,
         })
     }
 }
@@ -121,6 +159,41 @@ mod tests {
                 "{err}"
             );
             assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_bootstrap_and_stop_events_dlqs_are_read_in_pairs() {
+        let env = MoverEnv::from_lookup(lookup(&BASE)).unwrap();
+        assert_eq!((env.bootstrap, env.stop_events), (None, None));
+        let mut pairs = BASE.to_vec();
+        pairs.extend([
+            (BOOTSTRAP_DLQ_URL, "https://sqs/boot-dlq"),
+            (BOOTSTRAP_QUEUE_URL, "https://sqs/boot"),
+            (STOP_EVENTS_DLQ_URL, "https://sqs/stop-dlq"),
+            (STOP_EVENTS_QUEUE_URL, "https://sqs/stop"),
+        ]);
+        let env = MoverEnv::from_lookup(lookup(&pairs)).unwrap();
+        assert_eq!(
+            env.bootstrap,
+            Some(Redrive {
+                dlq_url: "https://sqs/boot-dlq".into(),
+                queue_url: "https://sqs/boot".into()
+            })
+        );
+        assert_eq!(env.stop_events.unwrap().queue_url, "https://sqs/stop");
+        // One of a pair alone names the other.
+        for (set, missing) in [
+            (BOOTSTRAP_DLQ_URL, BOOTSTRAP_QUEUE_URL),
+            (BOOTSTRAP_QUEUE_URL, BOOTSTRAP_DLQ_URL),
+            (STOP_EVENTS_DLQ_URL, STOP_EVENTS_QUEUE_URL),
+            (STOP_EVENTS_QUEUE_URL, STOP_EVENTS_DLQ_URL),
+        ] {
+            let mut pairs = BASE.to_vec();
+            pairs.push((set, "https://sqs/x"));
+            let err = MoverEnv::from_lookup(lookup(&pairs)).unwrap_err();
+            assert_eq!(err, EnvError::Unpaired { missing, set });
+            assert!(err.to_string().contains(missing), "{err}");
         }
     }
 

@@ -2,15 +2,15 @@
 //!
 //! Environment: `SPOTRUNNER_CONFIG_PARAMETER` (or `SPOTRUNNER_CONFIG_FILE`),
 //! `SPOTRUNNER_DLQ_URL`, `SPOTRUNNER_JOBS_QUEUE_URL`, `SPOTRUNNER_LEDGER_TABLE`,
-//! optional `SPOTRUNNER_DLQ_MAX_PER_RUN` (default 1000) and
-//! `SPOTRUNNER_DLQ_RATE_PER_SECOND` (default 50). The function's timeout must
-//! cover `max_per_run / rate` seconds plus the calls.
+//! `SPOTRUNNER_BOOTSTRAP_DLQ_URL` + `SPOTRUNNER_BOOTSTRAP_QUEUE_URL` and
+//! `SPOTRUNNER_STOP_EVENTS_DLQ_URL` + `SPOTRUNNER_STOP_EVENTS_QUEUE_URL` (each
+//! pair optional), optional `SPOTRUNNER_DLQ_MAX_PER_RUN` (default 1000, over
+//! all the DLQs) and `SPOTRUNNER_DLQ_RATE_PER_SECOND` (default 50). The
+//! function's timeout must cover `max_per_run / rate` seconds plus the calls.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use spotrunner_aws::runtime::{self, init_tracing};
-use spotrunner_aws::{dynamodb::DynamoLedger, sqs::SqsJobQueue, sqs_dlq::SqsDeadLetterQueue};
-use spotrunner_core::dlq_mover::DlqMover;
-use spotrunner_dlq_mover::{env::MoverEnv, invoke, pacer::TokioPacer};
+use spotrunner_dlq_mover::{env::MoverEnv, invoke, mover_from_env};
 use std::sync::Arc;
 
 #[tokio::main]
@@ -23,13 +23,7 @@ async fn main() -> Result<(), Error> {
     let config = runtime::load_config(&sdk).await.inspect_err(|e| {
         tracing::error!(error = %e, "cold start failed");
     })?;
-    let mover = DlqMover {
-        dlq: Arc::new(SqsDeadLetterQueue::new(&sdk, env.dlq_url)),
-        jobs: Arc::new(SqsJobQueue::new(&sdk, env.jobs_queue_url)),
-        ledger: Arc::new(DynamoLedger::new(&sdk, env.ledger_table)),
-        pacer: Arc::new(TokioPacer::default()),
-        settings: env.settings,
-    };
+    let mover = mover_from_env(&sdk, env);
     let deployment: Arc<str> = config.deployment.into();
     tracing::info!("dlq-mover ready");
     lambda_runtime::run(service_fn(move |_event: LambdaEvent<serde_json::Value>| {
