@@ -172,23 +172,28 @@ async fn runner_state(w: &World, name: &str) -> RunnerState {
     w.ledger.get_runner(name).await.unwrap().unwrap().state
 }
 
+/// Job ids on the jobs queue, delayed ones included: a relaunch waits the
+/// pool's `relaunch.delay_secs` (1 s in this world) before it is visible.
 async fn jobs_on_queue(w: &World) -> Vec<u64> {
-    let out = w
-        .sqs
-        .receive_message()
-        .queue_url(&w.jobs_url)
-        .max_number_of_messages(10)
-        .send()
-        .await
-        .unwrap();
-    out.messages()
-        .iter()
-        .map(|m| {
+    let mut ids = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while std::time::Instant::now() < deadline {
+        let out = w
+            .sqs
+            .receive_message()
+            .queue_url(&w.jobs_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        ids.extend(out.messages().iter().map(|m| {
             spotrunner_core::job::JobMessage::parse(m.body().unwrap())
                 .unwrap()
                 .job_id
-        })
-        .collect()
+        }));
+    }
+    ids
 }
 
 #[tokio::test]

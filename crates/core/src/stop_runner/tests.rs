@@ -541,3 +541,76 @@ async fn repeated_start_failures_pause_the_pool_until_a_probe_succeeds() {
     let out = w.cr.handle_job(&job(44), later).await;
     assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
 }
+
+/// Issue 10, defect 6: a relaunch sends the job's message first and marks the
+/// job `requeued` after; a failed send leaves the job as it was, so the retried
+/// event relaunches it (it used to be marked first and then lost).
+#[tokio::test]
+async fn a_failed_requeue_send_changes_nothing_and_the_retry_relaunches() {
+    let w = world();
+    let (runner, instance) = w.running(51).await;
+    w.github.set_job(51, "queued");
+    let event = StopEvent::SpotInterruption {
+        instance_id: instance.clone(),
+    };
+    w.jobs.set_failing(true);
+    assert!(w.stop.handle(&event, Utc::now()).await.is_err());
+    assert_eq!(
+        w.job_state(51).await,
+        JobState::Launched,
+        "not marked before the send"
+    );
+    assert!(w.jobs.sent().is_empty());
+    w.jobs.set_failing(false);
+    let out = w.stop.handle(&event, Utc::now()).await.unwrap();
+    assert!(
+        matches!(
+            out,
+            StopOutcome::Ended {
+                job_state: Some(JobState::Requeued),
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    let sent = w.jobs.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!((sent[0].job_id, sent[0].launch_attempt), (51, 1));
+    assert_eq!(w.job_state(51).await, JobState::Requeued);
+    w.assert_cleaned(&runner, &instance).await;
+}
+
+/// The mark after the send is skipped when the message was claimed first.
+#[tokio::test]
+async fn a_relaunch_message_claimed_before_the_mark_keeps_its_claim() {
+    let w = world();
+    w.running(52).await;
+    w.github.set_job(52, "queued");
+    let job = w.ledger.get_job(52).await.unwrap().unwrap();
+    // The relaunch message is claimed (attempt 1) while the job still says
+    // `launched` at attempt 0: the claim rule lets the higher attempt take it.
+    let mut next = job.message.clone();
+    next.launch_attempt = 1;
+    let claimed = w
+        .ledger
+        .claim_job(&next, Utc::now(), chrono::Duration::minutes(5))
+        .await
+        .unwrap();
+    assert!(
+        matches!(claimed, crate::ports::ClaimOutcome::Claimed(_)),
+        "{claimed:?}"
+    );
+    // The late mark of the old attempt changes nothing.
+    crate::teardown::send_requeue(
+        w.ledger.as_ref(),
+        w.jobs.as_ref(),
+        &job,
+        std::time::Duration::ZERO,
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    let rec = w.ledger.get_job(52).await.unwrap().unwrap();
+    assert_eq!((rec.state, rec.launch_attempt), (JobState::Claimed, 1));
+    assert!(rec.lease_until.is_some(), "the claim keeps its lease");
+}

@@ -130,6 +130,7 @@ launch_template = "sr-cpu"
 instance_types = ["t3.micro", "t3.small"]
 subnets = ["{subnet}"]
 max_runners = {cpu_max}
+relaunch = {{ delay_secs = 1 }}
 [[pools]]
 name = "gpu"
 labels = ["gpu"]
@@ -138,6 +139,7 @@ instance_types = ["t3.medium"]
 subnets = ["{subnet}"]
 max_runners = 50
 weight = 3
+relaunch = {{ delay_secs = 1 }}
 "#,
         app = fake_github::APP_ID,
     ))
