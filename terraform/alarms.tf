@@ -1,5 +1,5 @@
 # CloudWatch alarms: dead-lettered jobs, bootstrap steps and stop events, Lambda
-# errors, jobs waiting too long.
+# errors, jobs waiting too long, and log lines that need a person.
 
 resource "aws_cloudwatch_metric_alarm" "dlq_not_empty" {
   alarm_name          = "${var.prefix}-dlq-not-empty"
@@ -76,6 +76,67 @@ resource "aws_cloudwatch_metric_alarm" "oldest_job" {
   period              = 60
   evaluation_periods  = 3
   threshold           = var.oldest_job_age_alarm_secs
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_actions
+  ok_actions          = var.alarm_actions
+  tags                = local.tags
+}
+
+# Log lines that carry `metric = "<name>"` (JSON logs, flattened: `$.metric`)
+# and need a person: a pool paused by its circuit breaker, jobs given up after
+# their runners kept ending before they started, a CreateFleet retry whose
+# launch could not be found.
+locals {
+  log_alarms = {
+    pool-circuit-opened = {
+      metric      = "pool_circuit_opened"
+      functions   = ["create-runner", "stop-runner", "janitor"]
+      description = "a pool was paused: its runners keep ending before their job starts (broken runner, AMI or startup script); `spotrunner status` shows the last reason"
+    }
+    jobs-failed-to-start = {
+      metric      = "jobs_failed_to_start"
+      functions   = ["create-runner", "stop-runner", "janitor"]
+      description = "jobs were given up after relaunch.max_launches runners ended before the job started"
+    }
+    launch-token-mismatch = {
+      metric      = "launch_token_mismatch"
+      functions   = ["create-runner"]
+      description = "a CreateFleet retry answered IdempotentParameterMismatch and the first launch was not found by its tags (retried; look at create-runner's logs)"
+    }
+  }
+  log_alarm_filters = merge([
+    for name, a in local.log_alarms : {
+      for fn in a.functions : "${name}-${fn}" => { metric = a.metric, fn = fn }
+    }
+  ]...)
+}
+
+resource "aws_cloudwatch_log_metric_filter" "log_alarm" {
+  for_each = local.log_alarm_filters
+
+  name           = "${var.prefix}-${each.key}"
+  log_group_name = aws_cloudwatch_log_group.lambda[each.value.fn].name
+  pattern        = "{ $.metric = \"${each.value.metric}\" }"
+
+  metric_transformation {
+    name      = each.value.metric
+    namespace = "spotrunner/${var.prefix}"
+    value     = "1"
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "log_alarm" {
+  for_each = local.log_alarms
+
+  alarm_name          = "${var.prefix}-${each.key}"
+  alarm_description   = "spotrunner ${var.prefix}: ${each.value.description}"
+  namespace           = "spotrunner/${var.prefix}"
+  metric_name         = each.value.metric
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
   comparison_operator = "GreaterThanThreshold"
   treat_missing_data  = "notBreaching"
   alarm_actions       = var.alarm_actions

@@ -27,9 +27,11 @@ locals {
     for kind, patterns in {
       jobs             = ["job#*"]
       jobs_and_runners = ["job#*", "runner#*"]
-      capacity         = ["capacity#*"]
-      pool_counters    = ["capacity#pool#*"]
-      any              = ["job#*", "runner#*", "capacity#*"]
+      # + the pools' circuit-breaker records (health#<pool>).
+      jobs_runners_health = ["job#*", "runner#*", "health#*"]
+      capacity            = ["capacity#*"]
+      pool_counters       = ["capacity#pool#*"]
+      any                 = ["job#*", "runner#*", "capacity#*"]
       } : kind => [
       { test = "ForAllValues:StringLike", variable = "dynamodb:LeadingKeys", values = patterns },
       { test = "Null", variable = "dynamodb:LeadingKeys", values = ["false"] },
@@ -147,10 +149,10 @@ locals {
       conditions = []
     }
     put_jobs_runners = {
-      sid        = "WriteJobsAndRunners"
+      sid        = "WriteJobsRunnersAndPoolHealth"
       actions    = ["dynamodb:PutItem"]
       resources  = [aws_dynamodb_table.ledger.arn]
-      conditions = local.ledger_keys.jobs_and_runners
+      conditions = local.ledger_keys.jobs_runners_health
     }
     update_capacity = {
       sid        = "CountCapacity"
@@ -214,6 +216,14 @@ locals {
           actions    = ["ssm:AddTagsToResource"]
           resources  = [local.jit_parameters_arn]
           conditions = [{ test = "ForAllValues:StringLike", variable = "aws:TagKeys", values = ["spotrunner:*"] }]
+        },
+        {
+          # A retried bootstrap step looks for the command an earlier step sent
+          # (ListCommands has no resource-level permissions).
+          sid        = "FindSentBootstrapCommands"
+          actions    = ["ssm:ListCommands"]
+          resources  = ["*"]
+          conditions = []
         },
         {
           sid        = "SendBootstrapDocument"
@@ -316,7 +326,8 @@ locals {
           conditions = [{ test = "StringEquals", variable = "iam:AWSServiceName", values = ["spot.amazonaws.com"] }]
         },
       ],
-      local.statement_terminate, # boot timeout
+      local.statement_terminate,          # boot timeout
+      local.statement_describe_instances, # a ClientToken mismatch: find the launch by its tags
     )
 
     stop-runner = concat(
@@ -382,18 +393,9 @@ locals {
       local.statement_send_jobs, # requeue
       [
         local.statement_ledger.read_scan,
-        merge(local.statement_ledger.put_jobs_runners, {
-          # set_capacity writes the counters outright.
-          conditions = local.ledger_keys.any
-        }),
+        local.statement_ledger.put_jobs_runners,
+        # release, and the capacity repair: a conditional UpdateItem per counter.
         local.statement_ledger.update_capacity,
-        {
-          # Capacity repair drops the counters of pools without live runners.
-          sid        = "DropPoolCounters"
-          actions    = ["dynamodb:DeleteItem"]
-          resources  = [aws_dynamodb_table.ledger.arn]
-          conditions = local.ledger_keys.pool_counters
-        },
       ],
       local.statement_delete_jit,
       [

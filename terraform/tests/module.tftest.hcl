@@ -351,8 +351,15 @@ run "ec2_and_parameter_reads_only_where_the_code_needs_them" {
     condition = toset([
       for fn, doc in data.aws_iam_policy_document.lambda : fn
       if anytrue([for s in doc.statement : contains(s.actions, "ec2:DescribeInstances")])
-    ]) == toset(["stop-runner", "janitor"])
-    error_message = "only stop-runner and janitor describe instances"
+    ]) == toset(["create-runner", "stop-runner", "janitor"])
+    error_message = "only create-runner (a ClientToken mismatch), stop-runner and janitor describe instances"
+  }
+  assert {
+    condition = toset([
+      for fn, doc in data.aws_iam_policy_document.lambda : fn
+      if anytrue([for s in doc.statement : contains(s.actions, "ssm:ListCommands")])
+    ]) == toset(["create-runner"])
+    error_message = "only create-runner lists commands (a retried bootstrap step)"
   }
   assert {
     condition = toset([
