@@ -15,7 +15,7 @@
 mod chaos;
 
 use chaos::play::Play;
-use chaos::pump::{Duplicates, Queue, depth, pump};
+use chaos::pump::{Poller, Queue, depth, pump};
 use chaos::report::{Samples, check, render};
 use chaos::{POOLS, Rng, world};
 use spotrunner_core::ports::{Ledger, PortError};
@@ -69,7 +69,7 @@ async fn three_hundred_jobs_under_faults_one_vm_each_no_job_killed_nothing_left(
     println!("{} jobs, {} deliveries", jobs.len(), bodies.len());
 
     let started = Instant::now();
-    let dups = Duplicates::default();
+    let poller = Poller::default();
     let mut play = Play::default();
     let mut samples = Samples::default();
     let mut janitor_actions: BTreeMap<String, usize> = BTreeMap::new();
@@ -89,8 +89,8 @@ async fn three_hundred_jobs_under_faults_one_vm_each_no_job_killed_nothing_left(
         };
         let t0 = Instant::now();
         let (j, b, report) = tokio::join!(
-            pump(&w, Queue::Jobs, 6, 4, &dups),
-            pump(&w, Queue::Bootstrap, 6, 4, &dups),
+            pump(&w, Queue::Jobs, 6, 4, &poller),
+            pump(&w, Queue::Bootstrap, 6, 4, &poller),
             janitor_pass,
         );
         match report {
@@ -162,7 +162,7 @@ async fn three_hundred_jobs_under_faults_one_vm_each_no_job_killed_nothing_left(
     let last = w.janitor.run(chrono::Utc::now(), false).await;
     let mut violations = play.violations.clone();
     violations.extend(samples.violations.iter().cloned());
-    violations.extend(check(&w, &jobs).await);
+    violations.extend(check(&w, &jobs, &poller).await);
 
     println!(
         "seed {seed}: {} rounds in {elapsed:?} ({}), {received} messages handled, {retried} retried, \

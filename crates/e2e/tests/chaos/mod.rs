@@ -136,18 +136,26 @@ pub async fn world(seed: u64) -> World {
     let installation = github.add_installation(RunnerScope::Org {
         org: "octo-org".into(),
     });
+    // SPOTRUNNER_CHAOS_RATE: the share of faulted calls (default 0.2).
+    let rate = std::env::var("SPOTRUNNER_CHAOS_RATE")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0.2);
     let aws = FaultProxy::start(
         moto.url(),
-        FaultConfig::new("aws", seed).record_bodies([
+        FaultConfig::new("aws", seed).rate(rate).record_bodies([
             "CreateFleet",
             "RunInstances",
             "SendCommand",
             "TerminateInstances",
             "DeleteParameter",
+            "PutItem",
+            "UpdateItem",
+            "TransactWriteItems",
         ]),
     )
     .await;
-    let gh = FaultProxy::start(&github.url(), FaultConfig::new("github", seed)).await;
+    let gh = FaultProxy::start(&github.url(), FaultConfig::new("github", seed).rate(rate)).await;
     put_param(
         &direct.ssm,
         "/sr/github/app-key",

@@ -112,3 +112,58 @@ pub fn parameter_deletions(records: &[Record]) -> BTreeMap<String, Vec<String>> 
     }
     out
 }
+
+/// Ledger writes that lost their answer and were then refused: what a write
+/// mentioning `key` (e.g. `runner#NAME`) went through, in order, for each SDK
+/// call that had a lost answer: "seq op attempt fault -> status".
+pub fn lost_ledger_writes(records: &[Record], key: &str) -> Vec<String> {
+    let quoted = format!("\"{key}\"");
+    let writes: Vec<&Record> = records
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.op.as_str(),
+                "PutItem" | "UpdateItem" | "TransactWriteItems"
+            )
+        })
+        .filter(|r| {
+            r.request_body
+                .as_deref()
+                .is_some_and(|b| b.contains(&quoted))
+        })
+        .collect();
+    let lost: std::collections::BTreeSet<&str> = writes
+        .iter()
+        .filter(|r| matches!(r.fault, Some(f) if f.kind().starts_with("lost")))
+        .filter_map(|r| r.sdk_invocation.as_deref())
+        .collect();
+    writes
+        .iter()
+        .filter(|r| {
+            r.sdk_invocation
+                .as_deref()
+                .is_some_and(|i| lost.contains(i))
+        })
+        .map(|r| {
+            format!(
+                "seq {} {} by {} attempt {} {} -> {}",
+                r.seq,
+                r.op,
+                r.front,
+                r.sdk_attempt.unwrap_or(0),
+                r.fault.map_or("ok", |f| f.kind()),
+                r.upstream_status
+                    .map_or("not applied".to_string(), |s| format!("applied, {s}"))
+                    + if r
+                        .upstream_body
+                        .as_deref()
+                        .is_some_and(|b| b.contains("ConditionalCheckFailed"))
+                    {
+                        " ConditionalCheckFailed"
+                    } else {
+                        ""
+                    }
+            )
+        })
+        .collect()
+}

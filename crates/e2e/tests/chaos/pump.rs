@@ -5,8 +5,9 @@
 
 use super::World;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Mutex;
+use std::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Queue {
@@ -22,9 +23,55 @@ pub struct Pumped {
     pub duplicated: usize,
 }
 
-/// Bodies already duplicated (each bootstrap message is copied at most once).
+/// What the poller did for one job (its job and bootstrap messages).
+#[derive(Debug, Clone, Copy)]
+pub struct History {
+    pub job_messages: usize,
+    pub job_retries: usize,
+    pub boot_messages: usize,
+    pub boot_retries: usize,
+    pub last: Instant,
+}
+
+/// The poller's memory: bodies already duplicated (each bootstrap message is
+/// copied at most once) and each job's history.
 #[derive(Default)]
-pub struct Duplicates(Mutex<HashSet<String>>);
+pub struct Poller {
+    duplicated: Mutex<HashSet<String>>,
+    history: Mutex<BTreeMap<u64, History>>,
+}
+
+impl Poller {
+    pub fn history(&self, job: u64) -> Option<History> {
+        self.history.lock().unwrap().get(&job).copied()
+    }
+
+    fn note(&self, queue: Queue, body: &str, retried: bool) {
+        let job = serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v["job_id"].as_u64());
+        let Some(job) = job else { return };
+        let mut h = self.history.lock().unwrap();
+        let e = h.entry(job).or_insert(History {
+            job_messages: 0,
+            job_retries: 0,
+            boot_messages: 0,
+            boot_retries: 0,
+            last: Instant::now(),
+        });
+        e.last = Instant::now();
+        match queue {
+            Queue::Jobs => {
+                e.job_messages += 1;
+                e.job_retries += usize::from(retried);
+            }
+            Queue::Bootstrap => {
+                e.boot_messages += 1;
+                e.boot_retries += usize::from(retried);
+            }
+        }
+    }
+}
 
 /// Receive up to `max_batches` batches of `queue` and run them through the
 /// handler, `invocations` batches at once.
@@ -33,7 +80,7 @@ pub async fn pump(
     queue: Queue,
     max_batches: usize,
     invocations: usize,
-    dups: &Duplicates,
+    poller: &Poller,
 ) -> Pumped {
     let (url, name) = match queue {
         Queue::Jobs => (&w.jobs_url, "sr-jobs"),
@@ -65,7 +112,7 @@ pub async fn pump(
         for m in batches.iter().flatten() {
             let body = m.body().unwrap_or_default().to_string();
             let h = body_hash(w.seed, &body);
-            if h.is_multiple_of(3) && dups.0.lock().unwrap().insert(body.clone()) {
+            if h.is_multiple_of(3) && poller.duplicated.lock().unwrap().insert(body.clone()) {
                 w.direct
                     .sqs
                     .send_message()
@@ -92,7 +139,9 @@ pub async fn pump(
                 .collect();
             for m in msgs {
                 let handle = m.receipt_handle().unwrap();
-                if failed.contains(m.message_id().unwrap()) {
+                let retried = failed.contains(m.message_id().unwrap());
+                poller.note(queue, m.body().unwrap_or_default(), retried);
+                if retried {
                     stats.retried += 1;
                     w.direct
                         .sqs

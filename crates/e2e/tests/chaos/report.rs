@@ -1,7 +1,8 @@
 //! The invariants, checked at the end (and sampled during the run), each
 //! broken one reported with its job ids and counts.
 
-use super::proxylog::{launches, send_commands};
+use super::proxylog::{launches, lost_ledger_writes, send_commands};
+use super::pump::Poller;
 use super::{DEPLOYMENT, MAX_TOTAL_WEIGHT, POOLS, World, is_live, tag};
 use spotrunner_core::ports::{Ledger, tags};
 use std::collections::{BTreeMap, BTreeSet};
@@ -82,7 +83,7 @@ impl Samples {
 
 /// One VM per job, one runner command per VM, every job completed; then the
 /// leftovers after the janitor's pass.
-pub async fn check(w: &World, jobs: &[u64]) -> Vec<Violation> {
+pub async fn check(w: &World, jobs: &[u64], poller: &Poller) -> Vec<Violation> {
     let mut v = Vec::new();
     let records = w.aws.records();
     let instances = w.instances().await;
@@ -196,22 +197,55 @@ pub async fn check(w: &World, jobs: &[u64]) -> Vec<Violation> {
     }
 
     // Every job completed.
-    let states: BTreeMap<u64, &str> = ledger_jobs
-        .iter()
-        .map(|j| (j.job_id, j.state.as_str()))
-        .collect();
+    let now = chrono::Utc::now();
+    let age = |t: chrono::DateTime<chrono::Utc>| (now - t).num_seconds();
+    let by_id: BTreeMap<u64, _> = ledger_jobs.iter().map(|j| (j.job_id, j)).collect();
     for job in jobs {
-        let state = states.get(job).copied().unwrap_or("unknown to the ledger");
+        let record = by_id.get(job);
+        let state = record.map_or("unknown to the ledger", |j| j.state.as_str());
         if state != "completed" {
             let its: Vec<String> = runners
                 .iter()
                 .filter(|r| r.job_id == *job)
-                .map(|r| format!("{} {} {:?}", r.name, r.state.as_str(), r.end_reason))
+                .map(|r| {
+                    let lost = lost_ledger_writes(&records, &format!("runner#{}", r.name));
+                    format!(
+                        "{} {} {:?} (updated {} s ago){}",
+                        r.name,
+                        r.state.as_str(),
+                        r.end_reason,
+                        age(r.updated_at),
+                        if lost.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", ledger writes with a lost answer: {lost:?}")
+                        }
+                    )
+                })
                 .collect();
+            let detail = record.map_or(String::new(), |j| {
+                format!(
+                    " (attempt {}, lease {}, updated {} s ago)",
+                    j.launch_attempt,
+                    j.lease_until
+                        .map_or("none".into(), |l| format!("{} s", -age(l))),
+                    age(j.updated_at)
+                )
+            });
+            let polled = poller.history(*job).map_or("never polled".to_string(), |h| {
+                format!(
+                    "polled {} job messages ({} retried), {} bootstrap ({} retried), last {:?} ago",
+                    h.job_messages,
+                    h.job_retries,
+                    h.boot_messages,
+                    h.boot_retries,
+                    h.last.elapsed()
+                )
+            });
             v.push(Violation::new(
                 "every job completed",
                 Some(*job),
-                format!("job is {state}; runners {its:?}"),
+                format!("job is {state}{detail}; runners {its:?}; {polled}"),
             ));
         }
     }
