@@ -115,8 +115,18 @@ impl DynamoLedger {
 
     /// Write `item` if the stored version is still `expected` (`None`: no item).
     /// `Ok(false)` when the condition failed (someone else wrote first).
+    ///
+    /// PutItem is not idempotent under the SDK's retries: when a write was
+    /// applied but its answer lost, the retry finds the version moved and
+    /// fails its condition. So a failed condition is checked against what is
+    /// stored: our very item (same version and document) means our write
+    /// happened (`Ok(true)`), never "someone else won".
     async fn put_if_version(&self, item: Item, expected: Option<i64>) -> Result<bool, PortError> {
         let pk = string_attr(&item, PK).unwrap_or_default().to_string();
+        let written = (
+            num_attr(&item, VERSION),
+            string_attr(&item, DOC).map(str::to_string),
+        );
         let mut req = self
             .client
             .put_item()
@@ -135,7 +145,21 @@ impl DynamoLedger {
                 if e.as_service_error()
                     .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
             {
-                Ok(false)
+                let stored = self.get_item(&pk).await?;
+                let ours = stored.is_some_and(|item| {
+                    written.1.is_some()
+                        && (
+                            num_attr(&item, VERSION),
+                            string_attr(&item, DOC).map(str::to_string),
+                        ) == written
+                });
+                if ours {
+                    tracing::info!(
+                        pk,
+                        "a retried write found itself applied (its first answer was lost)"
+                    );
+                }
+                Ok(ours)
             }
             Err(e) => Err(classify(SERVICE, &format!("put {pk}"), e, &[])),
         }

@@ -335,11 +335,16 @@ impl Commands for SsmCommands {
             .send_command()
             .instance_ids(&cmd.instance_id)
             .document_name(&self.document_name)
-            .comment(format!("spotrunner bootstrap {}", cmd.runner_name));
+            .comment(bootstrap_comment(&cmd.runner_name));
         for (k, v) in self.parameters(cmd) {
             req = req.parameters(k, vec![v]);
         }
-        match req.send().await {
+        // SendCommand is not idempotent: the SDK's own retry of a call whose
+        // answer was lost would start the runner command twice. One attempt;
+        // the bootstrap step retries through `find_bootstrap` first.
+        let once = aws_sdk_ssm::config::Builder::default()
+            .retry_config(aws_sdk_ssm::config::retry::RetryConfig::disabled());
+        match req.customize().config_override(once).send().await {
             Ok(out) => {
                 let command_id = out
                     .command()
@@ -366,8 +371,13 @@ impl Commands for SsmCommands {
         }
     }
 
-    async fn find_bootstrap(&self, instance_id: &str) -> Result<Option<String>, PortError> {
+    async fn find_bootstrap(
+        &self,
+        instance_id: &str,
+        runner_name: &str,
+    ) -> Result<Option<String>, PortError> {
         let ours = short_document_name(&self.document_name);
+        let comment = bootstrap_comment(runner_name);
         let mut newest: Option<(aws_sdk_ssm::primitives::DateTime, String)> = None;
         let mut token = None;
         loop {
@@ -390,7 +400,13 @@ impl Commands for SsmCommands {
                 let (Some(id), Some(doc)) = (c.command_id(), c.document_name()) else {
                     continue;
                 };
-                if short_document_name(doc) != ours {
+                // Our document, for this runner (the comment names it), sent
+                // to this instance (when the answer lists its targets).
+                if short_document_name(doc) != ours
+                    || c.comment() != Some(comment.as_str())
+                    || (!c.instance_ids().is_empty()
+                        && !c.instance_ids().iter().any(|i| i == instance_id))
+                {
                     continue;
                 }
                 let at = c
@@ -407,6 +423,11 @@ impl Commands for SsmCommands {
             }
         }
     }
+}
+
+/// The comment of a runner's bootstrap command (how `find_bootstrap` knows it).
+fn bootstrap_comment(runner_name: &str) -> String {
+    format!("spotrunner bootstrap {runner_name}")
 }
 
 /// A document's name whether given as a name or an ARN (`…:document/NAME`).

@@ -257,6 +257,29 @@ async fn bootstrap_command_sends_names_not_the_jit_value() {
     let everything = format!("{c:?}");
     assert!(!everything.contains(JIT), "the JIT value never leaves SSM");
 
+    // A retried bootstrap step finds this command again, for this runner only.
+    assert_eq!(
+        commands
+            .find_bootstrap(instance_id, "sr_ubuntu-1")
+            .await
+            .unwrap(),
+        Some(command_id.clone())
+    );
+    assert_eq!(
+        commands
+            .find_bootstrap(instance_id, "sr_ubuntu-2")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        commands
+            .find_bootstrap("i-0fffffffffffffff0", "sr_ubuntu-1")
+            .await
+            .unwrap(),
+        None
+    );
+
     // Every parameter we send is declared by the document and fits its pattern's shape.
     for name in got.keys() {
         assert!(
@@ -339,4 +362,30 @@ async fn bad_parameters_are_rejected() {
     let err = commands.send_bootstrap(&cmd()).await.unwrap_err();
     assert!(matches!(err, PortError::Rejected { .. }), "{err:?}");
     assert!(!err.is_transient());
+}
+
+/// SendCommand is not idempotent: an error the SDK would retry (a 500 after
+/// SSM may have accepted the command) is answered as is, never resent by the
+/// SDK; the bootstrap step looks the command up before it sends again.
+#[tokio::test]
+async fn send_command_is_never_retried_by_the_sdk() {
+    let rule = mock!(Client::send_command)
+        .sequence()
+        .http_status(500, None)
+        .output(|| {
+            aws_sdk_ssm::operation::send_command::SendCommandOutput::builder()
+                .command(
+                    aws_sdk_ssm::types::Command::builder()
+                        .command_id("c-second")
+                        .build(),
+                )
+                .build()
+        })
+        .build();
+    let client: Client = mock_client!(aws_sdk_ssm, RuleMode::Sequential, [&rule], |c| c
+        .retry_config(RetryConfig::standard().with_max_attempts(3)));
+    let commands = SsmCommands::from_client(client, "doc", "bucket", "key", "2.317.0", None);
+    let err = commands.send_bootstrap(&cmd()).await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert_eq!(rule.num_calls(), 1, "one SendCommand, no SDK retry");
 }

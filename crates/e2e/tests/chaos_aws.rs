@@ -36,7 +36,7 @@ async fn three_hundred_jobs_under_faults_one_vm_each_no_job_killed_nothing_left(
     let seed = seed_from_env();
     println!("chaos_aws seed={seed} (replay with SPOTRUNNER_FAULT_SEED={seed})");
     let n_jobs = env_or("SPOTRUNNER_CHAOS_JOBS", 300);
-    let budget = Duration::from_secs(env_or("SPOTRUNNER_CHAOS_SECS", 150));
+    let budget = Duration::from_secs(env_or("SPOTRUNNER_CHAOS_SECS", 240));
     let w = world(seed).await;
     let mut rng = Rng(seed | 1);
 

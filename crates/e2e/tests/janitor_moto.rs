@@ -13,8 +13,8 @@ use spotrunner_core::circuit::PoolHealth;
 use spotrunner_core::janitor::{ActionKind, Janitor, JanitorReport};
 use spotrunner_core::job::{JobMessage, JobStateUpdate, ObservedJobStatus};
 use spotrunner_core::ports::{
-    CapacityUse, ClaimOutcome, GitHubApi, GitHubTarget, HealthUpdate, JitRequest, JobChange,
-    JobRecord, JobState, JobStateSink, Ledger, Limits, PortError, ReserveOutcome, RunnerChange,
+    CapacityUse, ClaimOutcome, GitHubTarget, HealthUpdate, JitRequest, JobChange, JobRecord,
+    JobState, JobStateSink, Ledger, Limits, PortError, ReserveOutcome, RunnerChange,
     RunnerParameters, RunnerRecord, RunnerScope, RunnerState, tags,
 };
 use std::collections::BTreeSet;

@@ -646,10 +646,17 @@ impl Commands for LocalBackend {
         })
     }
 
-    async fn find_bootstrap(&self, instance_id: &str) -> Result<Option<String>, PortError> {
+    async fn find_bootstrap(
+        &self,
+        instance_id: &str,
+        runner_name: &str,
+    ) -> Result<Option<String>, PortError> {
         let Some(inst) = self.instance(instance_id)? else {
             return Ok(None);
         };
+        if inst.runner_name != runner_name {
+            return Ok(None);
+        }
         let started = matches!(inst.state.as_str(), "running" | "stopped")
             || read_pid(&inst.dir).is_some()
             || inst.dir.join("exit").exists();

@@ -103,7 +103,11 @@ impl CreateRunner {
         runner: &RunnerRecord,
         now: DateTime<Utc>,
     ) -> JobOutcome {
-        match self.commands.find_bootstrap(&msg.instance_id).await {
+        match self
+            .commands
+            .find_bootstrap(&msg.instance_id, &msg.runner_name)
+            .await
+        {
             Err(e) => retry(&e),
             Ok(Some(command_id)) => {
                 tracing::info!(
@@ -276,9 +280,13 @@ impl CreateRunner {
     }
 }
 
-/// How long a `Bootstrapping` runner with no command SSM knows of is left
-/// before the command is sent (again): SSM's command list is eventually consistent.
-const SEND_GRACE: Duration = Duration::from_secs(60);
+/// How long a `Bootstrapping` runner with no command SSM lists is left before
+/// the command is sent (again): a send whose answer was lost is usually listed
+/// by then. Short on purpose: sending twice is safe — `bootstrap.sh` runs once
+/// per VM and a second command waits for the first run and ends with its
+/// status, so whichever command is recorded ends when the runner does — while
+/// waiting long delays the job.
+const SEND_GRACE: Duration = Duration::from_secs(10);
 
 /// 5 s, 10 s, 20 s, then every 30 s.
 fn bootstrap_backoff(tries: u32) -> Duration {

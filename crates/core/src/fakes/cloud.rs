@@ -275,14 +275,18 @@ impl Commands for MemoryCommands {
         })
     }
 
-    async fn find_bootstrap(&self, instance_id: &str) -> Result<Option<String>, PortError> {
+    async fn find_bootstrap(
+        &self,
+        instance_id: &str,
+        runner_name: &str,
+    ) -> Result<Option<String>, PortError> {
         Ok(self
             .sent
             .lock()
             .unwrap()
             .iter()
             .enumerate()
-            .rfind(|(_, c)| c.instance_id == instance_id)
+            .rfind(|(_, c)| c.instance_id == instance_id && c.runner_name == runner_name)
             .map(|(i, _)| format!("cmd-{}", i + 1)))
     }
 }

@@ -145,10 +145,14 @@ pub enum SendOutcome {
 pub trait Commands: Send + Sync {
     /// Not idempotent: every call may start the runner command again.
     async fn send_bootstrap(&self, cmd: &BootstrapCommand) -> Result<SendOutcome, PortError>;
-    /// The newest bootstrap command (our document) sent to `instance_id`, if
-    /// the command service knows one: how a retried step finds the command an
-    /// earlier step sent before its answer was lost.
-    async fn find_bootstrap(&self, instance_id: &str) -> Result<Option<String>, PortError>;
+    /// The newest bootstrap command (our document) for `runner_name` sent to
+    /// `instance_id`, if the command service knows one: how a retried step
+    /// finds the command an earlier step sent before its answer was lost.
+    async fn find_bootstrap(
+        &self,
+        instance_id: &str,
+        runner_name: &str,
+    ) -> Result<Option<String>, PortError>;
 }
 
 /// The delayed message that drives the bootstrap step.
