@@ -13,8 +13,7 @@ use std::time::Duration;
 const LONG: Duration = Duration::from_secs(120);
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_runner_that_exits_at_once_is_launched_at_most_three_times_per_job_and_pauses_the_pool()
-{
+async fn a_runner_that_exits_at_once_is_launched_at_most_three_times_per_job_and_pauses_the_pool() {
     let tmp = tempfile::tempdir().unwrap();
     let github = FakeGitHub::start().await;
     github.set_pat(TOKEN);
@@ -63,7 +62,10 @@ async fn a_runner_that_exits_at_once_is_launched_at_most_three_times_per_job_and
         assert!((1..=3).contains(&n), "job {id}: {n} launches; {launches:?}");
     }
     let total: usize = launches.values().sum();
-    assert!(total >= 5, "the circuit opened after 5 failures: {launches:?}");
+    assert!(
+        total >= 5,
+        "the circuit opened after 5 failures: {launches:?}"
+    );
     let pool = &s["pools"]["linux"];
     assert!(pool["start_failures"].as_u64().unwrap() >= 5, "{pool}");
     assert!(pool["last_start_failure"].as_str().is_some(), "{pool}");
