@@ -214,7 +214,9 @@ async fn a_runner_lost_before_its_job_started_puts_the_job_back_once() {
         .await;
         assert_eq!(again["outcome"], "already_ended");
     }
-    // Exactly one fresh message: it launches a second runner (next attempt).
+    // Exactly one fresh message, after the pool's relaunch delay (1 s in this
+    // world): it launches a second runner (next attempt).
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     w.settle(1).await;
     let live = w.instances(Some("running")).await;
     assert_eq!(live.len(), 1);
