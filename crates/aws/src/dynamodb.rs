@@ -11,7 +11,8 @@
 //! | `drain#<pool>` | `since` (the pool is drained) |
 //! | `health#<pool>` | `doc` (the pool's circuit breaker, [`PoolHealth`] JSON), `version` |
 //!
-//! Every write of a job or runner is conditional: creations on
+//! Every write of a job or runner is conditional (and carries a `writer`
+//! token, so a retry whose first attempt was applied knows it): creations on
 //! `attribute_not_exists(pk)`, changes on the `version` read before (optimistic
 //! locking, retried on a lost race). Reservations and releases are one
 //! `TransactWriteItems` each, so the caps hold under any concurrency.
@@ -51,6 +52,8 @@ const VERSION: &str = "version";
 const LEASE_UNTIL: &str = "lease_until";
 const LAUNCH_ATTEMPT: &str = "launch_attempt";
 const EXPIRES_AT: &str = "expires_at";
+/// A token per versioned put: tells our own applied write from another's.
+const WRITER: &str = "writer";
 const COUNT: &str = "count";
 const WEIGHT_USED: &str = "weight_used";
 
@@ -118,15 +121,19 @@ impl DynamoLedger {
     ///
     /// PutItem is not idempotent under the SDK's retries: when a write was
     /// applied but its answer lost, the retry finds the version moved and
-    /// fails its condition. So a failed condition is checked against what is
-    /// stored: our very item (same version and document) means our write
-    /// happened (`Ok(true)`), never "someone else won".
-    async fn put_if_version(&self, item: Item, expected: Option<i64>) -> Result<bool, PortError> {
+    /// fails its condition. Every put carries a fresh `writer` token (the SDK
+    /// resends the same request, token included), so a failed condition is
+    /// checked against what is stored: our own token means our write happened
+    /// (`Ok(true)`), never "someone else won" — even when a concurrent writer
+    /// wrote an identical document.
+    async fn put_if_version(
+        &self,
+        mut item: Item,
+        expected: Option<i64>,
+    ) -> Result<bool, PortError> {
         let pk = string_attr(&item, PK).unwrap_or_default().to_string();
-        let written = (
-            num_attr(&item, VERSION),
-            string_attr(&item, DOC).map(str::to_string),
-        );
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        item.insert(WRITER.into(), s(&token));
         let mut req = self
             .client
             .put_item()
@@ -146,13 +153,8 @@ impl DynamoLedger {
                     .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
             {
                 let stored = self.get_item(&pk).await?;
-                let ours = stored.is_some_and(|item| {
-                    written.1.is_some()
-                        && (
-                            num_attr(&item, VERSION),
-                            string_attr(&item, DOC).map(str::to_string),
-                        ) == written
-                });
+                let ours =
+                    stored.is_some_and(|item| string_attr(&item, WRITER) == Some(token.as_str()));
                 if ours {
                     tracing::info!(
                         pk,

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use spotrunner_aws::dynamodb::DynamoLedger;
 use spotrunner_core::ports::{Ledger, RunnerChange, RunnerRecord, RunnerState};
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 fn record(state: RunnerState, at: DateTime<Utc>) -> RunnerRecord {
     RunnerRecord {
@@ -36,6 +37,7 @@ fn record(state: RunnerState, at: DateTime<Utc>) -> RunnerRecord {
 
 fn item(rec: &RunnerRecord, version: i64) -> HashMap<String, AttributeValue> {
     HashMap::from([
+        ("writer".into(), AttributeValue::S("someone-else".into())),
         (
             "pk".into(),
             AttributeValue::S(format!("runner#{}", rec.name)),
@@ -75,15 +77,27 @@ async fn a_transition_whose_answer_was_lost_is_ours() {
     let t0 = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
     let now = DateTime::from_timestamp(1_800_000_060, 0).unwrap();
     let before = record(RunnerState::Launched, t0);
-    let mut after = before.clone();
-    after.apply(&change(), now);
-    let (b, a) = (item(&before, 1), item(&after, 2));
+    let b = item(&before, 1);
+    // The put is applied (we keep what it wrote) but answers as the SDK's
+    // retry would: the condition failed.
+    let stored: Arc<Mutex<Option<HashMap<String, AttributeValue>>>> = Arc::default();
+    let seen = stored.clone();
+    let puts = mock!(Client::put_item)
+        .match_requests(move |r| {
+            *seen.lock().unwrap() = r.item().cloned();
+            true
+        })
+        .then_error(condition_failed);
+    let read_back = stored.clone();
     let gets = mock!(Client::get_item)
         .sequence()
         .output(move || GetItemOutput::builder().set_item(Some(b.clone())).build())
-        .output(move || GetItemOutput::builder().set_item(Some(a.clone())).build())
+        .output(move || {
+            GetItemOutput::builder()
+                .set_item(read_back.lock().unwrap().clone())
+                .build()
+        })
         .build();
-    let puts = mock!(Client::put_item).then_error(condition_failed);
     let l = ledger(&[&gets, &puts]);
     let won = l
         .transition_runner("sr_cpu-1-0", &[RunnerState::Launched], &change(), now)
@@ -98,9 +112,10 @@ async fn a_transition_that_lost_to_another_writer_is_not_ours() {
     let t0 = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
     let now = DateTime::from_timestamp(1_800_000_060, 0).unwrap();
     let before = record(RunnerState::Launched, t0);
-    // Another step moved it at another moment (a different document).
+    // Another step made the same transition at the same moment: an identical
+    // document, but written by someone else (another writer token).
     let mut theirs = before.clone();
-    theirs.apply(&change(), now + chrono::Duration::seconds(1));
+    theirs.apply(&change(), now);
     let (b, t1, t2) = (item(&before, 1), item(&theirs, 2), item(&theirs, 2));
     let gets = mock!(Client::get_item)
         .sequence()

@@ -18,6 +18,7 @@ fn message(tries: u32) -> BootstrapMessage {
         pool: "ubuntu".into(),
         launched_at: Utc.with_ymd_and_hms(2025, 1, 2, 3, 4, 5).unwrap(),
         tries,
+        resend_after: None,
     }
 }
 

@@ -397,6 +397,7 @@ fn step(job_id: u64, launched_hours_ago: i64) -> BootstrapMessage {
         pool: "cpu".into(),
         launched_at: chrono::Utc::now() - chrono::Duration::hours(launched_hours_ago),
         tries: 3,
+        resend_after: None,
     }
 }
 

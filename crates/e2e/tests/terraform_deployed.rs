@@ -259,14 +259,6 @@ async fn a_queued_job_runs_through_the_deployed_wiring() {
     // The example was queued years ago; create-runner drops jobs past GitHub's
     // 24 h queue limit, so it is queued now.
     payload["workflow_job"]["created_at"] = json!(chrono::Utc::now().to_rfc3339());
-    // GitHub's example names a repository (Codertocat/Hello-World) its owner
-    // (Octocoders) does not own; the webhook refuses that (400), as it should.
-    let owner = payload["repository"]["owner"]["login"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let name = payload["repository"]["name"].as_str().unwrap().to_string();
-    payload["repository"]["full_name"] = json!(format!("{owner}/{name}"));
     let job_id = payload["workflow_job"]["id"].as_u64().unwrap();
     let body = serde_json::to_vec(&payload).unwrap();
     let secret_param = out(&o, "webhook_secret_parameters")[0].as_str().unwrap();
@@ -334,6 +326,7 @@ async fn a_queued_job_runs_through_the_deployed_wiring() {
         pool: runner.pool.clone(),
         launched_at: chrono::Utc::now(),
         tries: 7,
+        resend_after: None,
     };
     for (dlq, body) in [
         ("stop_events_dlq_url", body.to_string()),

@@ -52,6 +52,11 @@ impl Example {
 }
 
 /// Every example of `event` in every index the package ships.
+///
+/// One repair: the examples name `Codertocat/Hello-World` as owned by
+/// `Octocoders`, which no real delivery does (a repository's `full_name`
+/// starts with its `owner.login`), and the webhook refuses such a payload with
+/// a 400. Where the two disagree, `full_name` becomes `{owner.login}/{name}`.
 pub fn examples(event: &str) -> Vec<Example> {
     ensure_installed();
     let root = npm_dir().join("node_modules/@octokit/webhooks-examples");
@@ -68,15 +73,33 @@ pub fn examples(event: &str) -> Vec<Example> {
         let index: Vec<Value> = serde_json::from_str(&text).expect("index.json parses");
         for entry in index.iter().filter(|e| e["name"] == event) {
             for ex in entry["examples"].as_array().into_iter().flatten() {
+                let mut payload = ex.clone();
+                owner_owns_repository(&mut payload);
                 out.push(Example {
                     source: source.clone(),
                     event: event.to_string(),
-                    payload: ex.clone(),
+                    payload,
                 });
             }
         }
     }
     out
+}
+
+/// `repository.full_name` = `{owner.login}/{name}` when its owner part differs.
+fn owner_owns_repository(payload: &mut Value) {
+    let repo = &payload["repository"];
+    let (Some(login), Some(name), Some(full)) = (
+        repo["owner"]["login"].as_str(),
+        repo["name"].as_str(),
+        repo["full_name"].as_str(),
+    ) else {
+        return;
+    };
+    if full.split_once('/').map(|(o, _)| o) != Some(login) {
+        let fixed = format!("{login}/{name}");
+        payload["repository"]["full_name"] = Value::String(fixed);
+    }
 }
 
 /// Signatures computed by `@octokit/webhooks-methods`' `sign(secret, payload)`,

@@ -118,19 +118,25 @@ impl CreateRunner {
                 );
                 self.record_sent(msg, command_id, now).await
             }
-            Ok(None) => {
-                let since = (now - runner.updated_at).to_std().unwrap_or_default();
-                if since < SEND_GRACE {
-                    return self
-                        .again(
-                            msg,
-                            SEND_GRACE - since,
-                            "a runner command may be on its way",
-                        )
-                        .await;
+            Ok(None) => match msg.resend_after {
+                Some(after) if after <= now => self.send(msg, runner, now).await,
+                Some(after) => {
+                    let left = (after - now).to_std().unwrap_or_default();
+                    self.again(msg, left, "a runner command may be on its way")
+                        .await
                 }
-                self.send(msg, runner, now).await
-            }
+                // First sight of a `bootstrapping` runner with nothing listed:
+                // the step that owns it may be sending right now. Look again
+                // after the grace before sending (the grace runs from this
+                // sight, not from the record's time, which a slow write makes old).
+                None => {
+                    let mut later = msg.clone();
+                    later.resend_after =
+                        Some(now + chrono::Duration::from_std(SEND_GRACE).unwrap_or_default());
+                    self.again(&later, SEND_GRACE, "a runner command may be on its way")
+                        .await
+                }
+            },
         }
     }
 

@@ -429,6 +429,7 @@ impl CreateRunner {
                 pool: pool.name.clone(),
                 launched_at: now,
                 tries: 0,
+                resend_after: None,
             };
             self.bootstrap_queue
                 .schedule(&bootstrap, self.settings.first_bootstrap_delay)

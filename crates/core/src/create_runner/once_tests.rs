@@ -96,9 +96,18 @@ async fn a_step_that_died_before_sending_is_finished_after_the_grace() {
         0,
         "SSM may still list it"
     );
+    // The grace runs from that first sight (t0 + 5 s), not from the record.
+    let (next, delay) = w.bootstrap.take_all().remove(0);
+    assert_eq!(delay, std::time::Duration::from_secs(10));
+    assert_eq!(next.resend_after, Some(t0 + CDuration::seconds(15)));
+    let early =
+        w.cr.handle_bootstrap(&next, t0 + CDuration::seconds(14))
+            .await;
+    assert!(matches!(early, JobOutcome::Deferred { .. }), "{early:?}");
+    assert_eq!(w.commands.sent_to(&msg.instance_id), 0);
     let (next, _) = w.bootstrap.take_all().remove(0);
     let out =
-        w.cr.handle_bootstrap(&next, t0 + CDuration::seconds(61))
+        w.cr.handle_bootstrap(&next, t0 + CDuration::seconds(15))
             .await;
     assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
     assert_eq!(w.commands.sent_to(&msg.instance_id), 1);

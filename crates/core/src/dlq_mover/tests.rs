@@ -449,6 +449,7 @@ fn step(job_id: u64, launched_ago: CDuration) -> BootstrapMessage {
         pool: "cpu".into(),
         launched_at: now() - launched_ago,
         tries: 2,
+        resend_after: None,
     }
 }
 

@@ -166,6 +166,11 @@ pub struct BootstrapMessage {
     pub pool: String,
     pub launched_at: DateTime<Utc>,
     pub tries: u32,
+    /// Set by a step that found the runner `bootstrapping` with no command
+    /// listed: until then the command another step is sending may not be
+    /// listed yet, so nothing is sent before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resend_after: Option<DateTime<Utc>>,
 }
 
 #[async_trait]
