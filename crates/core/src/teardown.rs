@@ -153,14 +153,20 @@ pub async fn record_start_failure(
     now: DateTime<Utc>,
     policy: &RelaunchPolicy,
 ) -> Result<(), PortError> {
-    let before = ledger.pool_health(pool).await?.state(now);
+    // Whether this failure opened the circuit, seen inside the one
+    // read-modify-write (no second read).
+    let opened = std::sync::atomic::AtomicBool::new(false);
     let health = ledger
         .update_pool_health(pool, &|h: &mut PoolHealth| {
-            h.record_failure(runner_name, reason, now, policy)
+            let was_open = matches!(h.state(now), CircuitState::Open { .. });
+            let changed = h.record_failure(runner_name, reason, now, policy);
+            let open = matches!(h.state(now), CircuitState::Open { .. });
+            opened.store(open && !was_open, std::sync::atomic::Ordering::Relaxed);
+            changed
         })
         .await?;
     if let CircuitState::Open { until } = health.state(now)
-        && !matches!(before, CircuitState::Open { .. })
+        && opened.load(std::sync::atomic::Ordering::Relaxed)
     {
         tracing::error!(
             pool,

@@ -6,19 +6,17 @@
 
 mod common;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use common::*;
-use spotrunner_core::circuit::PoolHealth;
+use spotrunner_core::fakes::{Hook, RacingLedger};
 use spotrunner_core::janitor::{ActionKind, Janitor, JanitorReport};
-use spotrunner_core::job::{JobMessage, JobStateUpdate, ObservedJobStatus};
+use spotrunner_core::job::{JobStateUpdate, ObservedJobStatus};
 use spotrunner_core::ports::{
-    CapacityUse, ClaimOutcome, GitHubTarget, HealthUpdate, JitRequest, JobChange, JobRecord,
-    JobState, JobStateSink, Ledger, Limits, PortError, ReserveOutcome, RunnerChange,
-    RunnerParameters, RunnerRecord, RunnerScope, RunnerState, tags,
+    CapacityUse, ClaimOutcome, GitHubTarget, JitRequest, JobChange, JobState, JobStateSink, Ledger,
+    Limits, ReserveOutcome, RunnerChange, RunnerParameters, RunnerRecord, RunnerScope, RunnerState,
+    tags,
 };
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// How a hand-built runner stands.
 struct R {
@@ -493,134 +491,17 @@ async fn messy_account_every_leak_gone_healthy_and_busy_untouched_dry_run_exact(
 
 // --- Races: another handler acts in the middle of a pass. ----------------------
 
-type Hook = Box<dyn FnOnce() -> futures::future::BoxFuture<'static, ()> + Send>;
-
-/// A ledger with two hooks, each run once: right after the janitor's read of
-/// the runners, and just before it writes the counters.
-struct Racing {
-    inner: Arc<dyn Ledger>,
-    after_list_runners: Mutex<Option<Hook>>,
-    before_counter_write: Mutex<Option<Hook>>,
-}
-
-impl Racing {
-    async fn fire(slot: &Mutex<Option<Hook>>) {
-        let hook = slot.lock().unwrap().take();
-        if let Some(hook) = hook {
-            hook().await;
-        }
-    }
-}
-
-#[async_trait]
-impl JobStateSink for Racing {
-    async fn record_job_state(&self, u: &JobStateUpdate) -> Result<(), PortError> {
-        self.inner.record_job_state(u).await
-    }
-}
-
-#[async_trait]
-impl Ledger for Racing {
-    async fn claim_job(
-        &self,
-        msg: &JobMessage,
-        now: DateTime<Utc>,
-        lease: Duration,
-    ) -> Result<ClaimOutcome, PortError> {
-        self.inner.claim_job(msg, now, lease).await
-    }
-    async fn get_job(&self, id: u64) -> Result<Option<JobRecord>, PortError> {
-        self.inner.get_job(id).await
-    }
-    async fn update_job(
-        &self,
-        id: u64,
-        change: &JobChange,
-        now: DateTime<Utc>,
-    ) -> Result<(), PortError> {
-        self.inner.update_job(id, change, now).await
-    }
-    async fn list_jobs(&self) -> Result<Vec<JobRecord>, PortError> {
-        self.inner.list_jobs().await
-    }
-    async fn reserve(&self, r: &RunnerRecord, l: Limits) -> Result<ReserveOutcome, PortError> {
-        self.inner.reserve(r, l).await
-    }
-    async fn release(&self, n: &str, why: &str, now: DateTime<Utc>) -> Result<bool, PortError> {
-        self.inner.release(n, why, now).await
-    }
-    async fn get_runner(&self, n: &str) -> Result<Option<RunnerRecord>, PortError> {
-        self.inner.get_runner(n).await
-    }
-    async fn update_runner(
-        &self,
-        n: &str,
-        change: &RunnerChange,
-        now: DateTime<Utc>,
-    ) -> Result<(), PortError> {
-        self.inner.update_runner(n, change, now).await
-    }
-    async fn list_runners(&self) -> Result<Vec<RunnerRecord>, PortError> {
-        let runners = self.inner.list_runners().await;
-        Self::fire(&self.after_list_runners).await;
-        runners
-    }
-    async fn transition_runner(
-        &self,
-        n: &str,
-        from: &[RunnerState],
-        change: &RunnerChange,
-        now: DateTime<Utc>,
-    ) -> Result<bool, PortError> {
-        self.inner.transition_runner(n, from, change, now).await
-    }
-    async fn capacity(&self) -> Result<CapacityUse, PortError> {
-        self.inner.capacity().await
-    }
-    async fn set_capacity(&self, counts: &CapacityUse) -> Result<(), PortError> {
-        Self::fire(&self.before_counter_write).await;
-        self.inner.set_capacity(counts).await
-    }
-    async fn repair_capacity(
-        &self,
-        seen: &CapacityUse,
-        counts: &CapacityUse,
-    ) -> Result<bool, PortError> {
-        Self::fire(&self.before_counter_write).await;
-        self.inner.repair_capacity(seen, counts).await
-    }
-    async fn pool_health(&self, pool: &str) -> Result<PoolHealth, PortError> {
-        self.inner.pool_health(pool).await
-    }
-    async fn list_pool_health(&self) -> Result<Vec<PoolHealth>, PortError> {
-        self.inner.list_pool_health().await
-    }
-    async fn update_pool_health(
-        &self,
-        pool: &str,
-        f: &HealthUpdate<'_>,
-    ) -> Result<PoolHealth, PortError> {
-        self.inner.update_pool_health(pool, f).await
-    }
-    async fn drained_pools(&self) -> Result<BTreeSet<String>, PortError> {
-        self.inner.drained_pools().await
-    }
-    async fn set_drained(&self, pool: &str, drained: bool) -> Result<(), PortError> {
-        self.inner.set_drained(pool, drained).await
-    }
-}
-
-/// `w`'s janitor on a [`Racing`] DynamoDB ledger.
+/// `w`'s janitor on a [`RacingLedger`] over DynamoDB.
 fn racing(
     w: &World,
     after_list_runners: Option<Hook>,
     before_counter_write: Option<Hook>,
 ) -> Janitor {
-    let ledger = Arc::new(Racing {
-        inner: w.ledger.clone(),
-        after_list_runners: Mutex::new(after_list_runners),
-        before_counter_write: Mutex::new(before_counter_write),
-    });
+    let ledger = Arc::new(RacingLedger::new(
+        w.ledger.clone(),
+        after_list_runners,
+        before_counter_write,
+    ));
     Janitor {
         ledger,
         ..w.janitor.clone()

@@ -4,8 +4,17 @@
 
 use super::tests::{World, config, job, world};
 use super::*;
-use crate::ports::{BootstrapMessage, Ledger, RunnerChange, RunnerState};
+use crate::ports::{BootstrapMessage, Ledger, RunnerChange, RunnerRecord, RunnerState};
 use chrono::{Duration as CDuration, Utc};
+
+/// The ledger's record of `msg`'s runner.
+async fn runner(w: &World, msg: &BootstrapMessage) -> RunnerRecord {
+    w.ledger
+        .get_runner(&msg.runner_name)
+        .await
+        .unwrap()
+        .unwrap()
+}
 
 /// Launch job `id` on the cpu pool; returns the world's bootstrap message.
 async fn launched(w: &World, id: u64) -> BootstrapMessage {
@@ -30,12 +39,7 @@ async fn a_duplicate_bootstrap_message_sends_the_runner_command_once() {
         .count();
     assert_eq!(launched, 1, "{a:?} {b:?} {third:?}");
     assert_eq!(w.commands.sent_to(&msg.instance_id), 1);
-    let r = w
-        .ledger
-        .get_runner(&msg.runner_name)
-        .await
-        .unwrap()
-        .unwrap();
+    let r = runner(&w, &msg).await;
     assert_eq!(r.state, RunnerState::Bootstrapped);
     assert_eq!(r.command_id.as_deref(), Some("cmd-1"));
 }
@@ -48,12 +52,7 @@ async fn a_lost_send_answer_is_adopted_not_sent_again() {
     let now = Utc::now();
     let out = w.cr.handle_bootstrap(&msg, now).await;
     assert!(out.keeps_message(), "retried: {out:?}");
-    let r = w
-        .ledger
-        .get_runner(&msg.runner_name)
-        .await
-        .unwrap()
-        .unwrap();
+    let r = runner(&w, &msg).await;
     assert_eq!(r.state, RunnerState::Bootstrapping);
     // The redelivered message finds the command SSM accepted and records it.
     let out =
@@ -61,12 +60,7 @@ async fn a_lost_send_answer_is_adopted_not_sent_again() {
             .await;
     assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
     assert_eq!(w.commands.sent_to(&msg.instance_id), 1, "never sent twice");
-    let r = w
-        .ledger
-        .get_runner(&msg.runner_name)
-        .await
-        .unwrap()
-        .unwrap();
+    let r = runner(&w, &msg).await;
     assert_eq!(r.state, RunnerState::Bootstrapped);
     assert_eq!(r.command_id.as_deref(), Some("cmd-1"));
 }
@@ -120,12 +114,7 @@ async fn an_agent_not_yet_online_hands_the_runner_back_for_the_next_step() {
     w.commands.set_not_ready(true);
     let out = w.cr.handle_bootstrap(&msg, Utc::now()).await;
     assert!(matches!(out, JobOutcome::Deferred { .. }), "{out:?}");
-    let r = w
-        .ledger
-        .get_runner(&msg.runner_name)
-        .await
-        .unwrap()
-        .unwrap();
+    let r = runner(&w, &msg).await;
     assert_eq!(r.state, RunnerState::Launched, "nothing was sent");
     w.commands.set_not_ready(false);
     let (next, _) = w.bootstrap.take_all().remove(0);

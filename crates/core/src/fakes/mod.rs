@@ -10,10 +10,12 @@ mod cloud;
 mod dlq;
 mod github;
 mod ledger;
+mod racing;
 pub use cloud::{MemoryBootstrapQueue, MemoryCommands, MemoryCompute, MemoryParameters};
 pub use dlq::{MemoryDeadLetterQueue, RecordingPacer};
 pub use github::MemoryGitHub;
 pub use ledger::MemoryLedger;
+pub use racing::{Hook, RacingLedger};
 
 /// A jobs queue in memory; `fail` makes every send fail as if SQS were down.
 #[derive(Default)]

@@ -1,9 +1,11 @@
 use super::*;
 use crate::config::Config;
-use crate::fakes::{MemoryCompute, MemoryGitHub, MemoryLedger, MemoryParameters, MemoryQueue};
+use crate::fakes::{
+    Hook, MemoryCompute, MemoryGitHub, MemoryLedger, MemoryParameters, MemoryQueue, RacingLedger,
+};
 use crate::job::{JOB_MESSAGE_VERSION, JobMessage};
 use crate::ports::{
-    CapacityUse, GitHubApi, GitHubRunner, Instance, JobChange, JobRecord, JobState, Ledger, Limits,
+    CapacityUse, GitHubApi, GitHubRunner, Instance, JobRecord, JobState, Ledger, Limits,
     ReserveOutcome, RunnerChange, RunnerParameters, RunnerRecord, RunnerState, tags,
 };
 use chrono::{Duration, Utc};
@@ -600,124 +602,6 @@ async fn messy_account_dry_run_lists_exactly_what_the_real_run_does() {
 
 // --- Races: another handler acts while a pass runs. ---------------------------
 
-type Hook = Box<dyn FnOnce() -> futures::future::BoxFuture<'static, ()> + Send>;
-
-/// The memory ledger with two hooks, each run once: right after the janitor's
-/// read of the runners (as if create-runner ran just then), and just before the
-/// counters are written (as if a reservation landed just then).
-struct Racing {
-    inner: Arc<MemoryLedger>,
-    after_list_runners: std::sync::Mutex<Option<Hook>>,
-    before_counter_write: std::sync::Mutex<Option<Hook>>,
-}
-
-impl Racing {
-    async fn fire(slot: &std::sync::Mutex<Option<Hook>>) {
-        let hook = slot.lock().unwrap().take();
-        if let Some(hook) = hook {
-            hook().await;
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl crate::ports::JobStateSink for Racing {
-    async fn record_job_state(&self, u: &crate::job::JobStateUpdate) -> Result<(), PortError> {
-        self.inner.record_job_state(u).await
-    }
-}
-
-#[async_trait::async_trait]
-impl Ledger for Racing {
-    async fn claim_job(
-        &self,
-        msg: &JobMessage,
-        now: DateTime<Utc>,
-        lease: Duration,
-    ) -> Result<crate::ports::ClaimOutcome, PortError> {
-        self.inner.claim_job(msg, now, lease).await
-    }
-    async fn get_job(&self, id: u64) -> Result<Option<JobRecord>, PortError> {
-        self.inner.get_job(id).await
-    }
-    async fn update_job(
-        &self,
-        id: u64,
-        change: &JobChange,
-        now: DateTime<Utc>,
-    ) -> Result<(), PortError> {
-        self.inner.update_job(id, change, now).await
-    }
-    async fn list_jobs(&self) -> Result<Vec<JobRecord>, PortError> {
-        self.inner.list_jobs().await
-    }
-    async fn reserve(&self, r: &RunnerRecord, l: Limits) -> Result<ReserveOutcome, PortError> {
-        self.inner.reserve(r, l).await
-    }
-    async fn release(&self, n: &str, why: &str, now: DateTime<Utc>) -> Result<bool, PortError> {
-        self.inner.release(n, why, now).await
-    }
-    async fn get_runner(&self, n: &str) -> Result<Option<RunnerRecord>, PortError> {
-        self.inner.get_runner(n).await
-    }
-    async fn update_runner(
-        &self,
-        n: &str,
-        change: &RunnerChange,
-        now: DateTime<Utc>,
-    ) -> Result<(), PortError> {
-        self.inner.update_runner(n, change, now).await
-    }
-    async fn list_runners(&self) -> Result<Vec<RunnerRecord>, PortError> {
-        let runners = self.inner.list_runners().await;
-        Self::fire(&self.after_list_runners).await;
-        runners
-    }
-    async fn transition_runner(
-        &self,
-        n: &str,
-        from: &[RunnerState],
-        change: &RunnerChange,
-        now: DateTime<Utc>,
-    ) -> Result<bool, PortError> {
-        self.inner.transition_runner(n, from, change, now).await
-    }
-    async fn capacity(&self) -> Result<CapacityUse, PortError> {
-        self.inner.capacity().await
-    }
-    async fn set_capacity(&self, counts: &CapacityUse) -> Result<(), PortError> {
-        Self::fire(&self.before_counter_write).await;
-        self.inner.set_capacity(counts).await
-    }
-    async fn repair_capacity(
-        &self,
-        seen: &CapacityUse,
-        counts: &CapacityUse,
-    ) -> Result<bool, PortError> {
-        Self::fire(&self.before_counter_write).await;
-        self.inner.repair_capacity(seen, counts).await
-    }
-    async fn pool_health(&self, pool: &str) -> Result<crate::circuit::PoolHealth, PortError> {
-        self.inner.pool_health(pool).await
-    }
-    async fn list_pool_health(&self) -> Result<Vec<crate::circuit::PoolHealth>, PortError> {
-        self.inner.list_pool_health().await
-    }
-    async fn update_pool_health(
-        &self,
-        pool: &str,
-        f: &crate::ports::HealthUpdate<'_>,
-    ) -> Result<crate::circuit::PoolHealth, PortError> {
-        self.inner.update_pool_health(pool, f).await
-    }
-    async fn drained_pools(&self) -> Result<std::collections::BTreeSet<String>, PortError> {
-        self.inner.drained_pools().await
-    }
-    async fn set_drained(&self, pool: &str, drained: bool) -> Result<(), PortError> {
-        self.inner.set_drained(pool, drained).await
-    }
-}
-
 const CAP: Limits = Limits {
     pool_max: 3,
     weight: 1,
@@ -745,17 +629,17 @@ fn reservation(job: u64, now: DateTime<Utc>) -> RunnerRecord {
 }
 
 impl World {
-    /// This world's janitor on a [`Racing`] ledger with the given hooks.
+    /// This world's janitor on a [`RacingLedger`] with the given hooks.
     fn racing(
         &self,
         after_list_runners: Option<Hook>,
         before_counter_write: Option<Hook>,
     ) -> Janitor {
-        let ledger = Arc::new(Racing {
-            inner: self.ledger.clone(),
-            after_list_runners: std::sync::Mutex::new(after_list_runners),
-            before_counter_write: std::sync::Mutex::new(before_counter_write),
-        });
+        let ledger = Arc::new(RacingLedger::new(
+            self.ledger.clone(),
+            after_list_runners,
+            before_counter_write,
+        ));
         Janitor {
             ledger,
             ..self.janitor.clone()
