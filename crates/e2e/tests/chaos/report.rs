@@ -164,8 +164,15 @@ pub async fn check(w: &World, jobs: &[u64], poller: &Poller) -> Vec<Violation> {
             ),
         ));
     }
+    // A step whose SendCommand lost its answer may send again when SSM still
+    // lists nothing after the grace (by design: bootstrap.sh runs once per VM,
+    // so the second command starts no second runner). A command sent after
+    // an earlier one was answered is a double send.
     for (instance, cmds) in &proxied {
-        if cmds.len() > 1 {
+        let mut by_seq: Vec<_> = cmds.iter().collect();
+        by_seq.sort_by_key(|c| c.seq);
+        let (earlier, _last) = by_seq.split_at(by_seq.len().saturating_sub(1));
+        if earlier.iter().any(|c| c.answered) {
             let job = instances
                 .iter()
                 .find(|i| i.instance_id() == Some(instance.as_str()))
@@ -176,7 +183,7 @@ pub async fn check(w: &World, jobs: &[u64], poller: &Poller) -> Vec<Violation> {
                 .find(|r| r.instance_id.as_deref() == Some(instance.as_str()))
                 .and_then(|r| r.command_id.clone());
             v.push(Violation::new(
-                "one SendCommand per VM",
+                "one SendCommand per VM (a resend only after a lost answer)",
                 job,
                 format!(
                     "{instance}: {} commands reached moto {:?}; the ledger records {recorded:?}",
