@@ -414,26 +414,37 @@ impl CreateRunner {
             self.parameters
                 .bind_to_instance(&parameter, instance_id)
                 .await?;
+            // Only a `reserved` runner becomes `launched`: a resumed delivery
+            // must never move a runner that is already being bootstrapped
+            // back, or its bootstrap would run (and send) a second time.
             let change = RunnerChange {
                 state: Some(RunnerState::Launched),
                 instance_id: Some(instance_id.to_string()),
                 launched_at: Some(now),
                 ..RunnerChange::default()
             };
-            self.ledger.update_runner(runner_name, &change, now).await?;
-            let bootstrap = BootstrapMessage {
-                version: 1,
-                job_id: msg.job_id,
-                runner_name: runner_name.to_string(),
-                instance_id: instance_id.to_string(),
-                pool: pool.name.clone(),
-                launched_at: now,
-                tries: 0,
-                resend_after: None,
-            };
-            self.bootstrap_queue
-                .schedule(&bootstrap, self.settings.first_bootstrap_delay)
+            self.ledger
+                .transition_runner(runner_name, &[RunnerState::Reserved], &change, now)
                 .await?;
+            let runner = self.ledger.get_runner(runner_name).await?;
+            // Schedule the bootstrap while the runner waits for it (a resumed
+            // delivery reschedules one that may have been lost; a duplicate
+            // step is a no-op at the bootstrap's compare-and-set).
+            if let Some(runner) = runner.filter(|r| r.state == RunnerState::Launched) {
+                let bootstrap = BootstrapMessage {
+                    version: 1,
+                    job_id: msg.job_id,
+                    runner_name: runner_name.to_string(),
+                    instance_id: instance_id.to_string(),
+                    pool: pool.name.clone(),
+                    launched_at: runner.launched_at.unwrap_or(now),
+                    tries: 0,
+                    resend_after: None,
+                };
+                self.bootstrap_queue
+                    .schedule(&bootstrap, self.settings.first_bootstrap_delay)
+                    .await?;
+            }
             let change = JobChange {
                 state: Some(JobState::Launched),
                 runner_name: Some(runner_name.to_string()),

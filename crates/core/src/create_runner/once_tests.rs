@@ -132,3 +132,30 @@ async fn a_bootstrap_message_for_another_instance_is_dropped() {
     assert!(matches!(out, JobOutcome::Dropped { .. }), "{out:?}");
     assert!(w.commands.sent().is_empty());
 }
+
+/// Found by the chaos test: a create-runner delivery resumed after the
+/// bootstrap step had already sent the command used to put the runner back to
+/// `launched` and schedule a second bootstrap, which sent a second command.
+#[tokio::test]
+async fn a_resumed_launch_never_moves_a_bootstrapped_runner_back() {
+    let w = world(config(""));
+    let msg = launched(&w, 6).await;
+    let out = w.cr.handle_bootstrap(&msg, Utc::now()).await;
+    assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
+    // The job message comes again with the job still claimed (its last
+    // ledger write failed): the claim resumes and finds the instance.
+    let change = crate::ports::JobChange {
+        state: Some(crate::ports::JobState::Claimed),
+        clear_lease: true,
+        ..Default::default()
+    };
+    w.ledger.update_job(6, &change, Utc::now()).await.unwrap();
+    let again = w.cr.handle_job(&job(6, "cpu"), Utc::now()).await;
+    assert!(matches!(again, JobOutcome::Launched { .. }), "{again:?}");
+    assert_eq!(runner(&w, &msg).await.state, RunnerState::Bootstrapped);
+    assert!(
+        w.bootstrap.take_all().is_empty(),
+        "no second bootstrap step"
+    );
+    assert_eq!(w.commands.sent_to(&msg.instance_id), 1);
+}
