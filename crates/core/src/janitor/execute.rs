@@ -365,7 +365,7 @@ impl Janitor {
 
 /// How long a runner's leftovers are kept after its record was last changed
 /// while it is `Released` (see the module documentation).
-pub(super) const LEFTOVER_GRACE: chrono::Duration = chrono::Duration::minutes(10);
+pub const LEFTOVER_GRACE: chrono::Duration = chrono::Duration::minutes(10);
 
 /// An action not taken because a re-check found its subject still in use.
 fn kept(why: String) -> PortError {

@@ -5,6 +5,7 @@
 //! exactly the list a real run would act on.
 
 mod execute;
+pub use execute::LEFTOVER_GRACE;
 mod plan;
 mod report;
 mod snapshot;
