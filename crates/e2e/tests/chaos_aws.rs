@@ -14,6 +14,7 @@
 
 mod chaos;
 
+use aws_smithy_runtime::client::retries::RetryPartition;
 use chaos::play::Play;
 use chaos::pump::{Poller, Queue, depth, pump};
 use chaos::report::{Samples, check, render};
@@ -259,42 +260,64 @@ async fn proxy_faults_are_classified_and_retried_by_the_sdk_as_aws_errors() {
             )
             .build();
         use spotrunner_aws::error::classify;
+        // The standard retry mode's token bucket is process-wide per retry partition (by default
+        // the service name), so the 300-job test running beside this one drains it and this
+        // test's retries would be refused: each client here gets a partition of its own.
+        fn own_partition(case: &str, service: &str) -> RetryPartition {
+            RetryPartition::new(format!("classify-{case}-{service}"))
+        }
         let errors: Vec<(&str, PortError)> = vec![
             (
                 "dynamodb",
-                aws_sdk_dynamodb::Client::new(&sdk)
-                    .list_tables()
-                    .send()
-                    .await
-                    .map_err(|e| classify("dynamodb", "list", e, &[]))
-                    .unwrap_err(),
+                aws_sdk_dynamodb::Client::from_conf(
+                    aws_sdk_dynamodb::config::Builder::from(&sdk)
+                        .retry_partition(own_partition(case, "dynamodb"))
+                        .build(),
+                )
+                .list_tables()
+                .send()
+                .await
+                .map_err(|e| classify("dynamodb", "list", e, &[]))
+                .unwrap_err(),
             ),
             (
                 "sqs",
-                aws_sdk_sqs::Client::new(&sdk)
-                    .list_queues()
-                    .send()
-                    .await
-                    .map_err(|e| classify("sqs", "list", e, &[]))
-                    .unwrap_err(),
+                aws_sdk_sqs::Client::from_conf(
+                    aws_sdk_sqs::config::Builder::from(&sdk)
+                        .retry_partition(own_partition(case, "sqs"))
+                        .build(),
+                )
+                .list_queues()
+                .send()
+                .await
+                .map_err(|e| classify("sqs", "list", e, &[]))
+                .unwrap_err(),
             ),
             (
                 "ssm",
-                aws_sdk_ssm::Client::new(&sdk)
-                    .describe_parameters()
-                    .send()
-                    .await
-                    .map_err(|e| classify("ssm", "list", e, &[]))
-                    .unwrap_err(),
+                aws_sdk_ssm::Client::from_conf(
+                    aws_sdk_ssm::config::Builder::from(&sdk)
+                        .retry_partition(own_partition(case, "ssm"))
+                        .build(),
+                )
+                .describe_parameters()
+                .send()
+                .await
+                .map_err(|e| classify("ssm", "list", e, &[]))
+                .unwrap_err(),
             ),
             (
                 "ec2",
-                aws_sdk_ec2::Client::new(&sdk)
-                    .describe_instances()
-                    .send()
-                    .await
-                    .map_err(|e| classify("ec2", "list", e, &[]))
-                    .unwrap_err(),
+                aws_sdk_ec2::Client::from_conf(
+                    aws_sdk_ec2::config::Builder::from(&sdk)
+                        .retry_partition(own_partition(case, "ec2"))
+                        .build(),
+                )
+                .describe_instances()
+                .send()
+                .await
+                .map_err(|e| classify("ec2", "list", e, &[]))
+                .unwrap_err(),
             ),
         ];
         for (service, e) in &errors {
