@@ -10,6 +10,7 @@
 //! | `capacity#global` | `weight_used` |
 //! | `drain#<pool>` | `since` (the pool is drained) |
 //! | `health#<pool>` | `doc` (the pool's circuit breaker, [`PoolHealth`] JSON), `version` |
+//! | `state#<key>` | `doc` (a scheduled task's state: `redelivery`, `sweep`), `version` |
 //!
 //! Every write of a job or runner is conditional (and carries a `writer`
 //! token, so a retry whose first attempt was applied knows it): creations on
@@ -32,9 +33,9 @@ use chrono::{DateTime, Utc};
 use spotrunner_core::circuit::PoolHealth;
 use spotrunner_core::job::{JobMessage, JobStateUpdate};
 use spotrunner_core::ports::{
-    CapacityUse, ClaimDecision, ClaimOutcome, HealthUpdate, JobChange, JobRecord, JobStateSink,
-    Ledger, Limits, PortError, ReserveOutcome, RunnerChange, RunnerRecord, RunnerState,
-    decide_claim,
+    CapacityUse, ClaimDecision, ClaimOutcome, DocUpdate, HealthUpdate, JobChange, JobRecord,
+    JobStateSink, Ledger, Limits, PortError, ReserveOutcome, RunnerChange, RunnerRecord,
+    RunnerState, decide_claim,
 };
 use std::collections::HashMap;
 use std::time::Duration;
@@ -65,6 +66,8 @@ const GLOBAL_PK: &str = "capacity#global";
 const DRAIN_PREFIX: &str = "drain#";
 /// `health#<pool>`: the pool's circuit breaker record (`doc`, `version`).
 const HEALTH_PREFIX: &str = "health#";
+/// `state#<key>`: a scheduled task's state document (`doc`, `version`).
+const STATE_PREFIX: &str = "state#";
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -180,6 +183,19 @@ impl DynamoLedger {
             Some(item) => {
                 let health = serde_json::from_str(doc(&item)?).map_err(|e| corrupt(&item, e))?;
                 Ok(Some((health, version(&item)?)))
+            }
+        }
+    }
+
+    async fn load_state_doc(
+        &self,
+        key: &str,
+    ) -> Result<Option<(serde_json::Value, i64)>, PortError> {
+        match self.get_item(&format!("{STATE_PREFIX}{key}")).await? {
+            None => Ok(None),
+            Some(item) => {
+                let value = serde_json::from_str(doc(&item)?).map_err(|e| corrupt(&item, e))?;
+                Ok(Some((value, version(&item)?)))
             }
         }
     }
@@ -838,6 +854,42 @@ impl Ledger for DynamoLedger {
             backoff(attempt).await;
         }
         Err(too_many(&format!("update health of pool {pool}")))
+    }
+
+    async fn state_doc(&self, key: &str) -> Result<Option<serde_json::Value>, PortError> {
+        Ok(self.load_state_doc(key).await?.map(|(d, _)| d))
+    }
+
+    async fn update_state_doc(
+        &self,
+        key: &str,
+        f: &DocUpdate<'_>,
+    ) -> Result<Option<serde_json::Value>, PortError> {
+        for attempt in 0..MAX_ATTEMPTS {
+            let loaded = self.load_state_doc(key).await?;
+            let expected = loaded.as_ref().map(|(_, v)| *v);
+            let mut value = loaded.map(|(d, _)| d);
+            if !f(&mut value) {
+                return Ok(value);
+            }
+            let Some(body) = &value else {
+                return Err(PortError::rejected(
+                    SERVICE,
+                    "a state document cannot be unset",
+                ));
+            };
+            let version = expected.map_or_else(first_version, |v| v + 1);
+            let item = Item::from([
+                (PK.into(), s(format!("{STATE_PREFIX}{key}"))),
+                (DOC.into(), s(body.to_string())),
+                (VERSION.into(), n(version)),
+            ]);
+            if self.put_if_version(item, expected).await? {
+                return Ok(value);
+            }
+            backoff(attempt).await;
+        }
+        Err(too_many(&format!("update state document {key}")))
     }
 
     async fn drained_pools(&self) -> Result<std::collections::BTreeSet<String>, PortError> {

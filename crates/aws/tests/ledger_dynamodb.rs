@@ -63,6 +63,7 @@ contract_tests!(
     transition_runner_compare_and_set,
     repair_capacity_only_if_unchanged,
     pool_health_no_lost_update,
+    state_doc_no_lost_update,
 );
 
 /// Every check is wired above (a new check in the contract fails this test until

@@ -33,6 +33,10 @@ CREATE TABLE IF NOT EXISTS pool_health (
     pool TEXT PRIMARY KEY,
     doc TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS state_docs (
+    key TEXT PRIMARY KEY,
+    doc TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS drained (
     pool TEXT PRIMARY KEY,
     since TEXT NOT NULL

@@ -9,9 +9,9 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use spotrunner_core::circuit::PoolHealth;
 use spotrunner_core::job::{JobMessage, JobStateUpdate};
 use spotrunner_core::ports::{
-    CapacityUse, ClaimDecision, ClaimOutcome, HealthUpdate, JobChange, JobRecord, JobStateSink,
-    Ledger, Limits, PortError, ReserveOutcome, RunnerChange, RunnerRecord, RunnerState,
-    decide_claim,
+    CapacityUse, ClaimDecision, ClaimOutcome, DocUpdate, HealthUpdate, JobChange, JobRecord,
+    JobStateSink, Ledger, Limits, PortError, ReserveOutcome, RunnerChange, RunnerRecord,
+    RunnerState, decide_claim,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -120,6 +120,22 @@ fn get_health(tx: &rusqlite::Connection, pool: &str) -> Result<Option<PoolHealth
         .query_row(
             "SELECT doc FROM pool_health WHERE pool = ?1",
             params![pool],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(err)?;
+    doc.map(|d| serde_json::from_str(&d).map_err(bad_doc))
+        .transpose()
+}
+
+fn get_state_doc(
+    c: &rusqlite::Connection,
+    key: &str,
+) -> Result<Option<serde_json::Value>, PortError> {
+    let doc: Option<String> = c
+        .query_row(
+            "SELECT doc FROM state_docs WHERE key = ?1",
+            params![key],
             |r| r.get(0),
         )
         .optional()
@@ -389,6 +405,35 @@ impl Ledger for SqliteLedger {
                 .map_err(err)?;
             }
             Ok(health)
+        })
+    }
+
+    async fn state_doc(&self, key: &str) -> Result<Option<serde_json::Value>, PortError> {
+        self.db.read(|c| get_state_doc(c, key))
+    }
+
+    async fn update_state_doc(
+        &self,
+        key: &str,
+        f: &DocUpdate<'_>,
+    ) -> Result<Option<serde_json::Value>, PortError> {
+        self.db.tx(|tx| {
+            let mut doc = get_state_doc(tx, key)?;
+            if f(&mut doc) {
+                let Some(value) = &doc else {
+                    return Err(PortError::rejected(
+                        "ledger",
+                        "a state document cannot be unset",
+                    ));
+                };
+                tx.execute(
+                    "INSERT INTO state_docs (key, doc) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET doc = excluded.doc",
+                    params![key, value.to_string()],
+                )
+                .map_err(err)?;
+            }
+            Ok(doc)
         })
     }
 

@@ -44,6 +44,7 @@ contract_tests!(
     transition_runner_compare_and_set,
     repair_capacity_only_if_unchanged,
     pool_health_no_lost_update,
+    state_doc_no_lost_update,
 );
 
 /// Two connections on one file (serve and an operator command) see one ledger,

@@ -5,9 +5,9 @@
 use crate::circuit::PoolHealth;
 use crate::job::{JobMessage, JobStateUpdate};
 use crate::ports::{
-    CapacityUse, ClaimDecision, ClaimOutcome, HealthUpdate, JobChange, JobRecord, JobStateSink,
-    Ledger, Limits, PortError, ReserveOutcome, RunnerChange, RunnerRecord, RunnerState,
-    decide_claim,
+    CapacityUse, ClaimDecision, ClaimOutcome, DocUpdate, HealthUpdate, JobChange, JobRecord,
+    JobStateSink, Ledger, Limits, PortError, ReserveOutcome, RunnerChange, RunnerRecord,
+    RunnerState, decide_claim,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -23,6 +23,7 @@ struct State {
     weight: u32,
     drained: BTreeSet<String>,
     health: BTreeMap<String, PoolHealth>,
+    docs: BTreeMap<String, serde_json::Value>,
     calls: BTreeMap<&'static str, usize>,
     fail_once: Vec<String>,
 }
@@ -318,6 +319,29 @@ impl Ledger for MemoryLedger {
         Ok(health)
     }
 
+    async fn state_doc(&self, key: &str) -> Result<Option<serde_json::Value>, PortError> {
+        Ok(self.begin("state_doc")?.docs.get(key).cloned())
+    }
+
+    async fn update_state_doc(
+        &self,
+        key: &str,
+        f: &DocUpdate<'_>,
+    ) -> Result<Option<serde_json::Value>, PortError> {
+        let mut st = self.begin("update_state_doc")?;
+        let mut doc = st.docs.get(key).cloned();
+        if f(&mut doc) {
+            let Some(value) = doc.clone() else {
+                return Err(PortError::rejected(
+                    "ledger",
+                    "a state document cannot be unset",
+                ));
+            };
+            st.docs.insert(key.to_string(), value);
+        }
+        Ok(doc)
+    }
+
     async fn drained_pools(&self) -> Result<BTreeSet<String>, PortError> {
         Ok(self.begin("drained_pools")?.drained.clone())
     }
@@ -371,6 +395,7 @@ mod tests {
         transition_runner_compare_and_set,
         repair_capacity_only_if_unchanged,
         pool_health_no_lost_update,
+        state_doc_no_lost_update,
     );
 
     #[tokio::test]

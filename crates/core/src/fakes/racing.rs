@@ -136,6 +136,16 @@ impl Ledger for RacingLedger {
     ) -> Result<PoolHealth, PortError> {
         self.inner.update_pool_health(pool, f).await
     }
+    async fn state_doc(&self, key: &str) -> Result<Option<serde_json::Value>, PortError> {
+        self.inner.state_doc(key).await
+    }
+    async fn update_state_doc(
+        &self,
+        key: &str,
+        f: &crate::ports::DocUpdate<'_>,
+    ) -> Result<Option<serde_json::Value>, PortError> {
+        self.inner.update_state_doc(key, f).await
+    }
     async fn drained_pools(&self) -> Result<BTreeSet<String>, PortError> {
         self.inner.drained_pools().await
     }

@@ -82,6 +82,10 @@ pub struct JobRecord {
 /// A read-modify-write of a pool's circuit record: `true` when it changed it.
 pub type HealthUpdate<'a> = dyn Fn(&mut PoolHealth) -> bool + Send + Sync + 'a;
 
+/// A read-modify-write of a task's state document (`None`: there is none yet):
+/// `true` when it changed it.
+pub type DocUpdate<'a> = dyn Fn(&mut Option<serde_json::Value>) -> bool + Send + Sync + 'a;
+
 /// The result of claiming a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimOutcome {
@@ -344,6 +348,18 @@ pub trait Ledger: JobStateSink {
         pool: &str,
         f: &HealthUpdate<'_>,
     ) -> Result<PoolHealth, PortError>;
+
+    /// A small JSON document a scheduled task keeps between runs (the
+    /// redelivery checkpoint, the sweep's place in the repository list), by key.
+    async fn state_doc(&self, key: &str) -> Result<Option<serde_json::Value>, PortError>;
+    /// Read-modify-write one document atomically: `f` returns whether it
+    /// changed it (only then is it written; `None` written deletes nothing, it
+    /// is refused); retried on a conflict. Returns the document as stored.
+    async fn update_state_doc(
+        &self,
+        key: &str,
+        f: &DocUpdate<'_>,
+    ) -> Result<Option<serde_json::Value>, PortError>;
 
     /// Pools an operator drained (`spotrunner drain POOL`): create-runner launches
     /// nothing for them and keeps their jobs waiting on the queue. A ledger without

@@ -41,6 +41,7 @@ pub const CHECKS: &[&str] = &[
     "transition_runner_compare_and_set",
     "repair_capacity_only_if_unchanged",
     "pool_health_no_lost_update",
+    "state_doc_no_lost_update",
 ];
 
 /// Run every check, each on a fresh, empty ledger from `make`.
@@ -82,6 +83,7 @@ pub async fn run(name: &str, l: &dyn Ledger) {
         "transition_runner_compare_and_set" => transition_runner_compare_and_set(l).await,
         "repair_capacity_only_if_unchanged" => repair_capacity_only_if_unchanged(l).await,
         "pool_health_no_lost_update" => pool_health_no_lost_update(l).await,
+        "state_doc_no_lost_update" => state_doc_no_lost_update(l).await,
         other => panic!("no ledger contract check called {other}"),
     }
 }
@@ -1153,4 +1155,50 @@ pub async fn pool_health_no_lost_update(l: &dyn Ledger) {
         .map(|h| h.pool)
         .collect();
     assert_eq!(pools, ["cpu"]);
+}
+
+/// Concurrent read-modify-writes of a state document lose no update; a no-op
+/// writes nothing; documents are kept apart by key.
+pub async fn state_doc_no_lost_update(l: &dyn Ledger) {
+    assert_eq!(l.state_doc("redelivery").await.expect("state_doc"), None);
+    let none = l
+        .update_state_doc("redelivery", &|_d: &mut Option<serde_json::Value>| false)
+        .await
+        .expect("no-op update");
+    assert_eq!(none, None);
+    assert_eq!(l.state_doc("redelivery").await.expect("state_doc"), None);
+    let add = |i: u64| async move {
+        l.update_state_doc("redelivery", &|d: &mut Option<serde_json::Value>| {
+            let doc = d.get_or_insert_with(|| serde_json::json!({ "seen": [] }));
+            doc["seen"]
+                .as_array_mut()
+                .expect("seen is an array")
+                .push(i.into());
+            true
+        })
+        .await
+        .expect("update_state_doc")
+    };
+    join_all((0..6).map(add)).await;
+    let doc = l
+        .state_doc("redelivery")
+        .await
+        .expect("state_doc")
+        .expect("written");
+    let mut seen: Vec<u64> = doc["seen"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|v| v.as_u64().expect("number"))
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, [0, 1, 2, 3, 4, 5], "{doc}");
+    assert_eq!(l.state_doc("sweep").await.expect("state_doc"), None);
+    let unset = l
+        .update_state_doc("sweep", &|d: &mut Option<serde_json::Value>| {
+            *d = None;
+            true
+        })
+        .await;
+    assert!(unset.is_err(), "unsetting a document is refused: {unset:?}");
 }
