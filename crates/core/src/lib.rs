@@ -11,6 +11,7 @@ pub mod job;
 pub mod matching;
 pub mod names;
 pub mod ports;
+pub mod recovery;
 pub mod stop_runner;
 pub mod teardown;
 pub mod webhook;

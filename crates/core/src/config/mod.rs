@@ -4,10 +4,12 @@
 //! [`Config::from_path`]); every error names the field and the rule it broke.
 
 mod local;
+mod recovery;
 mod secret_ref;
 mod validate;
 
 pub use local::LocalConfig;
+pub use recovery::{RecoveryConfig, RedeliveryConfig, SweepConfig};
 pub use secret_ref::SecretRef;
 pub use validate::{ConfigError, FieldError};
 
@@ -35,6 +37,9 @@ pub struct Config {
     #[serde(default = "defaults::runner_version")]
     pub runner_version: String,
     pub pools: Vec<Pool>,
+    /// The redelivery loop and the missed-job sweep (both on by default).
+    #[serde(default)]
+    pub recovery: RecoveryConfig,
     /// Settings of the embedded local mode (`spotrunner serve`); the Lambdas ignore them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local: Option<LocalConfig>,

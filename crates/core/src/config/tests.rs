@@ -260,6 +260,7 @@ prop_compose! {
             max_total_weight: Some(100),
             runner_version: "2.329.0".into(),
             pools,
+            recovery: Default::default(),
             local: None,
         }
     }

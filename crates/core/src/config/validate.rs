@@ -113,6 +113,12 @@ impl Config {
                 );
             }
         }
+        for (field, message) in self.recovery.redelivery.problems() {
+            p.add(format!("recovery.redelivery.{field}"), message);
+        }
+        for (field, message) in self.recovery.sweep.problems() {
+            p.add(format!("recovery.sweep.{field}"), message);
+        }
         if let Some(local) = &self.local {
             for (field, message) in local.problems() {
                 p.add(format!("local.{field}"), message);

@@ -11,11 +11,13 @@ mod dlq;
 mod github;
 mod ledger;
 mod racing;
+mod recovery;
 pub use cloud::{MemoryBootstrapQueue, MemoryCommands, MemoryCompute, MemoryParameters};
 pub use dlq::{MemoryDeadLetterQueue, RecordingPacer};
 pub use github::MemoryGitHub;
 pub use ledger::MemoryLedger;
 pub use racing::{Hook, RacingLedger};
+pub use recovery::{MemoryHookDeliveries, MemoryJobSource};
 
 /// A jobs queue in memory; `fail` makes every send fail as if SQS were down.
 #[derive(Default)]

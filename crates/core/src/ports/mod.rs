@@ -9,6 +9,7 @@ mod github;
 mod ledger;
 pub mod ledger_contract;
 mod queue;
+mod recovery;
 mod secrets;
 
 pub use compute::{
@@ -21,8 +22,13 @@ pub use github::{
     GitHubApi, GitHubJob, GitHubRunner, GitHubTarget, JitConfig, JitRequest, RunnerScope,
 };
 pub use ledger::{
-    CapacityUse, ClaimDecision, ClaimOutcome, HealthUpdate, JobChange, JobRecord, JobState, Ledger,
-    Limits, ReserveOutcome, RunnerChange, RunnerRecord, RunnerState, decide_claim,
+    CapacityUse, ClaimDecision, ClaimOutcome, DocUpdate, HealthUpdate, JobChange, JobRecord,
+    JobState, Ledger, Limits, ReserveOutcome, RunnerChange, RunnerRecord, RunnerState,
+    decide_claim,
 };
 pub use queue::{JobQueue, JobStateSink, NoJobStateSink};
+pub use recovery::{
+    DeliveryPage, HookDeliveries, HookDelivery, HookRef, ListedJob, Page, QueuedJobSource,
+    RateLimitState, RepoRef,
+};
 pub use secrets::{SecretStore, resolve_secret};

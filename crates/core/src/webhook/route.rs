@@ -167,30 +167,26 @@ fn route_workflow_job(config: &Config, req: &WebhookRequest<'_>, now: DateTime<U
     let pool = matching::match_pool(&config.pools, &job.labels);
     match ev.action.as_str() {
         "queued" => {
-            let Some(pool) = pool else {
-                return ignored(format!("no pool serves labels {:?}", job.labels));
-            };
-            let msg = JobMessage {
-                version: JOB_MESSAGE_VERSION,
+            let queued = QueuedJob {
                 job_id: job.id,
                 run_id: job.run_id,
                 run_attempt: job.run_attempt,
-                repository: repo.full_name.clone(),
-                owner: repo.owner.login.clone(),
-                owner_type: repo.owner.kind.clone(),
+                labels: &job.labels,
+                created_at: job.created_at,
+                repository: &repo.full_name,
+                owner: &repo.owner.login,
+                owner_type: &repo.owner.kind,
                 installation_id: ev.installation.as_ref().map(|i| i.id),
-                labels: job.labels.clone(),
-                pool: pool.name.clone(),
-                delivery_id: req.delivery.map(str::to_string),
-                received_at: now,
-                queued_at: job.created_at,
-                launch_attempt: 0,
-                deferrals: 0,
+                delivery_id: req.delivery,
+            };
+            let msg = match queued_job_message(config, &queued, now) {
+                Ok(msg) => msg,
+                Err(reason) => return ignored(reason),
             };
             Routed {
                 response: WebhookResponse::new(
                     202,
-                    json!({ "queued": true, "job_id": job.id, "pool": pool.name }),
+                    json!({ "queued": true, "job_id": job.id, "pool": msg.pool }),
                 ),
                 action: Action::Enqueue(msg),
                 job_id: Some(job.id),
@@ -229,4 +225,55 @@ fn route_workflow_job(config: &Config, req: &WebhookRequest<'_>, now: DateTime<U
         }
         other => ignored(format!("action {other} is not handled")),
     }
+}
+
+/// What a queued job message is made of, wherever the job was heard of (the
+/// webhook, or the missed-job sweep).
+#[derive(Debug, Clone)]
+pub struct QueuedJob<'a> {
+    pub job_id: u64,
+    pub run_id: u64,
+    pub run_attempt: u32,
+    pub labels: &'a [String],
+    pub created_at: Option<DateTime<Utc>>,
+    /// `owner/name`.
+    pub repository: &'a str,
+    pub owner: &'a str,
+    /// `Organization` or `User`.
+    pub owner_type: &'a str,
+    pub installation_id: Option<u64>,
+    /// `X-GitHub-Delivery`, or what found the job (`sweep`).
+    pub delivery_id: Option<&'a str>,
+}
+
+/// The job message for a queued job, or why none of our pools takes it (the
+/// repository is not allowed, or no pool serves its labels).
+pub fn queued_job_message(
+    config: &Config,
+    job: &QueuedJob<'_>,
+    now: DateTime<Utc>,
+) -> Result<JobMessage, String> {
+    if !config.allows(job.owner, job.repository) {
+        return Err(format!("repository {} is not allowed", job.repository));
+    }
+    let Some(pool) = matching::match_pool(&config.pools, job.labels) else {
+        return Err(format!("no pool serves labels {:?}", job.labels));
+    };
+    Ok(JobMessage {
+        version: JOB_MESSAGE_VERSION,
+        job_id: job.job_id,
+        run_id: job.run_id,
+        run_attempt: job.run_attempt,
+        repository: job.repository.to_string(),
+        owner: job.owner.to_string(),
+        owner_type: job.owner_type.to_string(),
+        installation_id: job.installation_id,
+        labels: job.labels.to_vec(),
+        pool: pool.name.clone(),
+        delivery_id: job.delivery_id.map(str::to_string),
+        received_at: now,
+        queued_at: job.created_at,
+        launch_attempt: 0,
+        deferrals: 0,
+    })
 }
