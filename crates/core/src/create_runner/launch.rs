@@ -557,13 +557,16 @@ fn retry(e: &PortError) -> JobOutcome {
     }
 }
 
-/// Where the job's runner registers.
+/// Where the job's runner registers: the pool's scope, except that a user's
+/// repository has no organisation to register with, so its runners are
+/// always the repository's (an org-scoped pool serves user repositories too).
 pub(crate) fn target(msg: &JobMessage, pool: &Pool) -> GitHubTarget {
+    let user_owned = msg.owner_type.eq_ignore_ascii_case("User");
     let scope = match pool.scope {
-        Scope::Org => RunnerScope::Org {
+        Scope::Org if !user_owned => RunnerScope::Org {
             org: msg.owner.clone(),
         },
-        Scope::Repo => RunnerScope::Repo {
+        Scope::Org | Scope::Repo => RunnerScope::Repo {
             owner: msg.owner.clone(),
             repo: msg
                 .repository

@@ -506,3 +506,35 @@ async fn a_launch_whose_answer_was_lost_is_found_again_by_a_later_retry() {
     );
     assert_eq!(w.bootstrap.take_all().len(), 1);
 }
+
+#[test]
+fn a_users_repository_gets_repository_runners_even_from_an_org_pool() {
+    use crate::ports::RunnerScope;
+    let config = config("");
+    let pool = config.pool("cpu").unwrap();
+    let org_job = job(1, "cpu");
+    assert_eq!(
+        github_target(&org_job, pool).scope,
+        RunnerScope::Org { org: "o".into() }
+    );
+    let user_job = JobMessage {
+        owner_type: "User".into(),
+        ..job(2, "cpu")
+    };
+    assert_eq!(
+        github_target(&user_job, pool).scope,
+        RunnerScope::Repo {
+            owner: "o".into(),
+            repo: "r".into()
+        }
+    );
+    let mut repo_pool = pool.clone();
+    repo_pool.scope = crate::config::Scope::Repo;
+    assert_eq!(
+        github_target(&org_job, &repo_pool).scope,
+        RunnerScope::Repo {
+            owner: "o".into(),
+            repo: "r".into()
+        }
+    );
+}

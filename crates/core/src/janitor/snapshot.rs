@@ -76,6 +76,14 @@ impl Janitor {
                         });
                     }
                 }
+                // An allowed owner that is a user (or has no installation)
+                // has no organisation runners: nothing of ours can be there.
+                Err(e @ PortError::NotFound { .. })
+                    if matches!(target.scope, RunnerScope::Org { .. }) =>
+                {
+                    snap.warnings
+                        .push(format!("no organisation runners at {target:?}: {e}"));
+                }
                 Err(e) => {
                     complete = false;
                     snap.warnings
