@@ -30,6 +30,7 @@ PACKAGES=(
   spotrunner-stop-runner:stop-runner
   spotrunner-dlq-mover:dlq-mover
   spotrunner-janitor:janitor
+  spotrunner-recovery:recovery
 )
 
 arch="x86_64"

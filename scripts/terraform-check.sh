@@ -63,7 +63,7 @@ export TF_IN_AUTOMATION=1
 export TF_INPUT=0
 export CHECKPOINT_DISABLE=1
 TF_DIR="$ROOT/terraform"
-FUNCTIONS=(webhook create-runner stop-runner dlq-mover janitor)
+FUNCTIONS=(webhook create-runner stop-runner dlq-mover janitor recovery)
 
 step() { printf '\n== %s\n' "$*" >&2; }
 

@@ -99,6 +99,11 @@ locals {
       functions   = ["create-runner", "stop-runner", "janitor"]
       description = "jobs were given up after relaunch.max_launches runners ended before the job started"
     }
+    webhook-redelivery-gave-up = {
+      metric      = "webhook_redelivery_gave_up"
+      functions   = ["recovery"]
+      description = "a workflow_job delivery still failed after recovery.redelivery.max_requests redeliveries (or GitHub forgot it); the sweep may still find its job; look at the webhook's and recovery's logs"
+    }
     launch-token-mismatch = {
       metric      = "launch_token_mismatch"
       functions   = ["create-runner"]

@@ -1,5 +1,5 @@
 # EventBridge: runner lifecycle events -> the stop-events queue -> stop-runner
-# (lambda.tf); schedules -> dlq-mover and janitor.
+# (lambda.tf); schedules -> dlq-mover, janitor and recovery (two tasks).
 
 locals {
   stop_runner_rules = {
@@ -35,9 +35,12 @@ locals {
     }
   }
 
+  # key -> the function, its schedule and the event it receives.
   schedules = {
-    dlq-mover = var.dlq_mover_schedule
-    janitor   = var.janitor_schedule
+    dlq-mover           = { function = "dlq-mover", expression = var.dlq_mover_schedule, input = null }
+    janitor             = { function = "janitor", expression = var.janitor_schedule, input = null }
+    recovery-redelivery = { function = "recovery", expression = var.redelivery_schedule, input = jsonencode({ task = "redelivery" }) }
+    recovery-sweep      = { function = "recovery", expression = var.sweep_schedule, input = jsonencode({ task = "sweep" }) }
   }
 }
 
@@ -77,23 +80,24 @@ resource "aws_cloudwatch_event_rule" "schedule" {
 
   name                = "${var.prefix}-${each.key}-schedule"
   description         = "spotrunner ${var.prefix}: run ${each.key}"
-  schedule_expression = each.value
+  schedule_expression = each.value.expression
   tags                = local.tags
 }
 
 resource "aws_cloudwatch_event_target" "schedule" {
   for_each = local.schedules
 
-  rule = aws_cloudwatch_event_rule.schedule[each.key].name
-  arn  = aws_lambda_function.fn[each.key].arn
+  rule  = aws_cloudwatch_event_rule.schedule[each.key].name
+  arn   = aws_lambda_function.fn[each.value.function].arn
+  input = each.value.input
 }
 
 resource "aws_lambda_permission" "schedule" {
   for_each = local.schedules
 
-  statement_id  = "events-schedule"
+  statement_id  = "events-${each.key}"
   action        = "lambda:InvokeFunction"
-  function_name = aws_lambda_function.fn[each.key].function_name
+  function_name = aws_lambda_function.fn[each.value.function].function_name
   principal     = "events.amazonaws.com"
   source_arn    = aws_cloudwatch_event_rule.schedule[each.key].arn
 }

@@ -20,7 +20,7 @@ locals {
   launch_template_arns = [for lt in aws_launch_template.pool : lt.arn]
 
   # Ledger keys (crates/aws/src/dynamodb.rs): job#<id>, runner#<name>,
-  # capacity#pool#<pool>, capacity#global, drain#<pool>.
+  # capacity#pool#<pool>, capacity#global, drain#<pool>, health#<pool>, state#<task>.
   # Conditions that limit a ledger call to items whose key (pk) matches the
   # patterns; a call naming no key at all (Scan) never matches.
   ledger_keys = {
@@ -30,8 +30,11 @@ locals {
       # + the pools' circuit-breaker records (health#<pool>).
       jobs_runners_health = ["job#*", "runner#*", "health#*"]
       capacity            = ["capacity#*"]
-      pool_counters       = ["capacity#pool#*"]
-      any                 = ["job#*", "runner#*", "capacity#*"]
+      # recovery: is the job known, is its pool drained, the task's state.
+      recovery_reads = ["job#*", "drain#*", "state#*"]
+      state          = ["state#*"]
+      pool_counters  = ["capacity#pool#*"]
+      any            = ["job#*", "runner#*", "capacity#*"]
       } : kind => [
       { test = "ForAllValues:StringLike", variable = "dynamodb:LeadingKeys", values = patterns },
       { test = "Null", variable = "dynamodb:LeadingKeys", values = ["false"] },
@@ -45,6 +48,7 @@ locals {
     stop-runner   = concat([local.config_parameter_arn], local.github_credential_arns)
     dlq-mover     = [local.config_parameter_arn]
     janitor       = concat([local.config_parameter_arn], local.github_credential_arns)
+    recovery      = concat([local.config_parameter_arn], local.github_credential_arns)
   }
 
   kms_via_ssm = { test = "StringEquals", variable = "kms:ViaService", values = ["ssm.${local.region}.amazonaws.com"] }
@@ -420,6 +424,26 @@ locals {
       ],
       local.statement_terminate,
       local.statement_describe_instances,
+    )
+
+    recovery = concat(
+      local.statement_github_credential,
+      local.statement_send_jobs, # the sweep enqueues jobs that were never delivered
+      [
+        {
+          sid        = "ReadJobsDrainAndTaskState"
+          actions    = ["dynamodb:GetItem"]
+          resources  = [aws_dynamodb_table.ledger.arn]
+          conditions = local.ledger_keys.recovery_reads
+        },
+        {
+          # The redelivery checkpoint and the sweep's place (state#<task>).
+          sid        = "WriteTaskState"
+          actions    = ["dynamodb:PutItem"]
+          resources  = [aws_dynamodb_table.ledger.arn]
+          conditions = local.ledger_keys.state
+        },
+      ],
     )
   }
 }

@@ -1,4 +1,4 @@
-# The five Lambdas: one role, one log group and one zip each.
+# The six Lambdas: one role, one log group and one zip each.
 
 locals {
   common_env = {
@@ -81,6 +81,16 @@ locals {
         },
         var.janitor_dry_run ? { SPOTRUNNER_DRY_RUN = "true" } : {},
       )
+    }
+    recovery = {
+      description = "redeliver failed webhook deliveries; sweep for queued jobs that never reached the webhook"
+      memory      = 256
+      timeout     = 120
+      reserved    = var.reserved_concurrency.recovery
+      env = {
+        SPOTRUNNER_LEDGER_TABLE   = aws_dynamodb_table.ledger.name
+        SPOTRUNNER_JOBS_QUEUE_URL = aws_sqs_queue.jobs.url
+      }
     }
   }
 

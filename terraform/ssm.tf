@@ -115,6 +115,7 @@ locals {
     allowed_repositories = var.allowed_repositories
     max_total_weight     = var.max_total_weight
     runner_version       = var.runner_version
+    recovery             = var.recovery
     pools = [for p in var.pools : {
       name               = p.name
       labels             = p.labels

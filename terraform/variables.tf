@@ -23,7 +23,7 @@ variable "tags" {
 # ---------------------------------------------------------------------------
 
 variable "lambda_zip_dir" {
-  description = "Directory holding `<function>/bootstrap.zip` for webhook, create-runner, stop-runner, dlq-mover and janitor, as `scripts/package-lambdas.sh` writes them (default output: target/lambda)."
+  description = "Directory holding `<function>/bootstrap.zip` for webhook, create-runner, stop-runner, dlq-mover, janitor and recovery, as `scripts/package-lambdas.sh` writes them (default output: target/lambda)."
   type        = string
 
   validation {
@@ -66,13 +66,14 @@ variable "log_retention_days" {
 }
 
 variable "reserved_concurrency" {
-  description = "Reserved concurrent executions per Lambda; -1 leaves a function unreserved. create-runner's bounds the rate of GitHub JIT calls and CreateFleet calls (its two SQS mappings get half each as maximum concurrency, so SQS never throttles it); janitor and dlq-mover run one at a time. Accounts with a low concurrency quota may need -1 everywhere."
+  description = "Reserved concurrent executions per Lambda; -1 leaves a function unreserved. create-runner's bounds the rate of GitHub JIT calls and CreateFleet calls (its two SQS mappings get half each as maximum concurrency, so SQS never throttles it); janitor, dlq-mover and recovery run one at a time. Accounts with a low concurrency quota may need -1 everywhere."
   type = object({
     webhook       = optional(number, -1)
     create_runner = optional(number, 10)
     stop_runner   = optional(number, -1)
     dlq_mover     = optional(number, 1)
     janitor       = optional(number, 1)
+    recovery      = optional(number, 1)
   })
   default = {}
 
@@ -116,6 +117,34 @@ variable "janitor_schedule" {
   validation {
     condition     = can(regex("^(rate|cron)\\(.+\\)$", var.janitor_schedule))
     error_message = "janitor_schedule must be a rate(...) or cron(...) expression."
+  }
+}
+
+variable "recovery" {
+  description = "The configuration document's `recovery` section as an object: `redelivery` { enabled, max_calls, max_requests, lookback_secs, hook_id, hook_org, hook_repository } and `sweep` { enabled, max_calls, min_age_secs, min_rate_remaining_percent } (README \"No queued job lost\"). Empty: both on with their defaults. With github_auth_type = \"pat\" the redelivery loop needs hook_id with hook_org or hook_repository. The Lambdas validate it at cold start and name a bad field."
+  type        = any
+  default     = {}
+}
+
+variable "redelivery_schedule" {
+  description = "EventBridge schedule expression for the redelivery loop (recovery Lambda, task redelivery): failed webhook deliveries are asked for again. GitHub never redelivers by itself."
+  type        = string
+  default     = "rate(1 minute)"
+
+  validation {
+    condition     = can(regex("^(rate|cron)\\(.+\\)$", var.redelivery_schedule))
+    error_message = "redelivery_schedule must be a rate(...) or cron(...) expression."
+  }
+}
+
+variable "sweep_schedule" {
+  description = "EventBridge schedule expression for the missed-job sweep (recovery Lambda, task sweep): queued jobs the webhook never brought are enqueued. Set recovery.sweep.enabled = false in the configuration to switch it off."
+  type        = string
+  default     = "rate(5 minutes)"
+
+  validation {
+    condition     = can(regex("^(rate|cron)\\(.+\\)$", var.sweep_schedule))
+    error_message = "sweep_schedule must be a rate(...) or cron(...) expression."
   }
 }
 

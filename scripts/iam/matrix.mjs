@@ -295,6 +295,7 @@ function lambdaRows(name) {
     'stop-runner': [credential],
     'dlq-mover': [],
     janitor: [credential],
+    recovery: [credential],
   }[name]
   for (const s of [credential, ...webhookSecrets]) {
     own.push([reads.includes(s) ? ALLOW : DENY, 'ssm:GetParameter', s, {}, reads.includes(s) ? 'secret it reads' : 'secret it does not read'])
@@ -463,6 +464,27 @@ function lambdaRows(name) {
       [DENY, 'ssm:SendCommand', document, {}, 'SendCommand'],
       [DENY, 'ec2:CreateFleet', ec2('fleet/*'), {}, 'launch'],
     ],
+    recovery: [
+      [ALLOW, 'sqs:SendMessage', jobs, {}, 'the sweep enqueues a job never delivered'],
+      [DENY, 'sqs:ReceiveMessage', jobs, {}, 'jobs queue'],
+      [DENY, 'sqs:SendMessage', bootstrapQ, {}, 'bootstrap queue'],
+      [DENY, 'sqs:SendMessage', stopEvents, {}, 'stop-events queue'],
+      [ALLOW, 'dynamodb:GetItem', ledger, keys('job#4242'), 'is the job known'],
+      [ALLOW, 'dynamodb:GetItem', ledger, keys('drain#cpu'), 'is the pool drained'],
+      [ALLOW, 'dynamodb:GetItem', ledger, keys('state#redelivery'), 'the checkpoint'],
+      [ALLOW, 'dynamodb:PutItem', ledger, keys('state#redelivery'), 'write the checkpoint'],
+      [ALLOW, 'dynamodb:PutItem', ledger, keys('state#sweep'), "write the sweep's place"],
+      [DENY, 'dynamodb:PutItem', ledger, keys('job#4242'), 'write a job (the claim is create-runner\'s)'],
+      [DENY, 'dynamodb:PutItem', ledger, keys('drain#cpu'), 'drain a pool'],
+      [DENY, 'dynamodb:GetItem', ledger, keys(`runner#${P}_cpu-4242-1`), 'read a runner'],
+      [DENY, 'dynamodb:UpdateItem', ledger, keys('capacity#global'), 'touch a counter'],
+      [DENY, 'dynamodb:Scan', ledger, {}, 'Scan'],
+      [DENY, 'ssm:DeleteParameter', ownJit, {}, 'delete a JIT parameter'],
+      [DENY, 'ssm:GetParameter', ownJit, {}, 'read a JIT parameter'],
+      [DENY, 'ec2:TerminateInstances', otherRunner, instanceTags(P), 'terminate'],
+      [DENY, 'ec2:CreateFleet', ec2('fleet/*'), {}, 'launch'],
+      [DENY, 'ssm:SendCommand', document, {}, 'SendCommand'],
+    ],
   }[name]
   return [...own, ...specific, ...otherDeploymentRows(name)]
 }
@@ -626,7 +648,7 @@ function exactIdentityCheck() {
 }
 
 // --- main ---------------------------------------------------------------------------------
-const expectedRoles = ['runner', 'webhook', 'create-runner', 'stop-runner', 'dlq-mover', 'janitor']
+const expectedRoles = ['runner', 'webhook', 'create-runner', 'stop-runner', 'dlq-mover', 'janitor', 'recovery']
 for (const r of expectedRoles) {
   if (!dump.roles[r]) {
     console.error(`matrix: role ${r} missing from ${file}`)
@@ -641,7 +663,7 @@ const runnerPolicies = policiesOf(dump.roles.runner)
 const rRows = runnerRows()
 failed += (await runMatrix('runner role (as deployed)', principalOf('runner'), runnerPolicies, rRows)).length
 total += rRows.length
-for (const name of ['webhook', 'create-runner', 'stop-runner', 'dlq-mover', 'janitor']) {
+for (const name of ['webhook', 'create-runner', 'stop-runner', 'dlq-mover', 'janitor', 'recovery']) {
   const rows = lambdaRows(name)
   failed += (await runMatrix(`${name} role (as deployed)`, principalOf(name), policiesOf(dump.roles[name]), rows)).length
   total += rows.length

@@ -135,6 +135,13 @@ override_resource {
 }
 
 override_resource {
+  target = aws_lambda_function.fn["recovery"]
+  values = {
+    arn = "arn:aws:lambda:eu-west-1:123456789012:function:srtest-recovery"
+  }
+}
+
+override_resource {
   target = aws_sqs_queue.jobs
   values = {
     arn = "arn:aws:sqs:eu-west-1:123456789012:srtest-jobs"
@@ -382,8 +389,8 @@ run "secrets_reach_only_the_functions_that_use_them" {
     condition = toset([
       for fn, doc in data.aws_iam_policy_document.lambda : fn
       if anytrue([for s in doc.statement : s.sid == "ReadGitHubCredential"])
-    ]) == toset(["create-runner", "stop-runner", "janitor"])
-    error_message = "only create-runner, stop-runner and janitor read the GitHub credential"
+    ]) == toset(["create-runner", "stop-runner", "janitor", "recovery"])
+    error_message = "only create-runner, stop-runner, janitor and recovery read the GitHub credential"
   }
   assert {
     condition = toset([
@@ -691,6 +698,23 @@ run "schedules_and_event_rules" {
   assert {
     condition     = aws_cloudwatch_event_rule.schedule["dlq-mover"].schedule_expression == "rate(1 hour)"
     error_message = "dlq-mover runs hourly by default"
+  }
+  assert {
+    condition = (
+      aws_cloudwatch_event_rule.schedule["recovery-redelivery"].schedule_expression == "rate(1 minute)" &&
+      aws_cloudwatch_event_rule.schedule["recovery-sweep"].schedule_expression == "rate(5 minutes)" &&
+      aws_cloudwatch_event_target.schedule["recovery-redelivery"].arn == aws_lambda_function.fn["recovery"].arn &&
+      jsondecode(aws_cloudwatch_event_target.schedule["recovery-redelivery"].input).task == "redelivery" &&
+      jsondecode(aws_cloudwatch_event_target.schedule["recovery-sweep"].input).task == "sweep"
+    )
+    error_message = "the recovery function runs the redelivery loop every minute and the sweep every 5 minutes, each with its task as input"
+  }
+  assert {
+    condition = alltrue([
+      for s in data.aws_iam_policy_document.lambda["recovery"].statement :
+      !contains(s.actions, "dynamodb:PutItem") || alltrue([for c in s.condition : c.variable != "dynamodb:LeadingKeys" || c.values == ["state#*"] || c.values == ["false"]])
+    ])
+    error_message = "recovery writes only its state documents (state#*) to the ledger"
   }
   assert {
     condition = (

@@ -139,6 +139,10 @@ async fn deployed_local_example_configuration_loads() {
             "janitor",
             &["SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_JOBS_QUEUE_URL"],
         ),
+        (
+            "recovery",
+            &["SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_JOBS_QUEUE_URL"],
+        ),
     ];
     for (function, vars) in expect {
         let e = &env[*function];
