@@ -14,6 +14,22 @@
 //! | `get-runner` | `GET /orgs/{org}/actions/runners/{id}`, repo alike |
 //! | `delete-runner` | `DELETE /orgs/{org}/actions/runners/{id}`, repo alike |
 //! | `get-job` | `GET /repos/{o}/{r}/actions/jobs/{id}` |
+//! | `list-deliveries` | `GET /app/hook/deliveries` (App JWT), `GET /orgs/{org}/hooks/{id}/deliveries`, repo alike (cursor paging) |
+//! | `get-delivery` | `GET /app/hook/deliveries/{delivery_id}`, org and repo hooks alike |
+//! | `redeliver` | `POST /app/hook/deliveries/{delivery_id}/attempts`, org and repo hooks alike (re-POSTs before answering 202) |
+//! | `list-installations` | `GET /app/installations` (App JWT) |
+//! | `installation` | also `GET /users/{user}/installation` (App JWT) |
+//! | `installation-repositories` | `GET /installation/repositories` (installation token) |
+//! | `get-repository` | `GET /repos/{o}/{r}` |
+//! | `owner-repositories` | `GET /orgs/{org}/repos`, `GET /users/{user}/repos` |
+//! | `list-runs` | `GET /repos/{o}/{r}/actions/runs` (`status` filter) |
+//! | `list-run-jobs` | `GET /repos/{o}/{r}/actions/runs/{run_id}/jobs` (`filter=latest|all`) |
+//!
+//! Webhooks ([`FakeGitHub::set_webhook`], [`FakeGitHub::deliver`]): the fake POSTs
+//! signed payloads the way GitHub does, records every attempt in the hook's
+//! delivery log, and redelivers only when asked to (`…/attempts`). Every answer
+//! carries `x-ratelimit-*` headers; every authenticated call spends one of the
+//! window's calls (15 000 an hour by default, [`FakeGitHub::set_rate_limit`]).
 //!
 //! It checks what GitHub checks: App JWTs (RS256 with the test key in
 //! `testdata/github/`, `iss`, a lifetime of at most 10 minutes, a `jti` never
@@ -26,6 +42,12 @@
 
 // Handlers return early with an axum `Response` as the error; size does not matter here.
 #![allow(clippy::result_large_err)]
+
+mod actions;
+mod hooks;
+
+pub use actions::FakeWorkflowJob;
+pub use hooks::{APP_HOOK_ID, FakeDelivery};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -58,6 +80,15 @@ pub mod endpoint {
     pub const GET_RUNNER: &str = "get-runner";
     pub const DELETE_RUNNER: &str = "delete-runner";
     pub const GET_JOB: &str = "get-job";
+    pub const LIST_DELIVERIES: &str = "list-deliveries";
+    pub const GET_DELIVERY: &str = "get-delivery";
+    pub const REDELIVER: &str = "redeliver";
+    pub const LIST_INSTALLATIONS: &str = "list-installations";
+    pub const INSTALLATION_REPOSITORIES: &str = "installation-repositories";
+    pub const GET_REPOSITORY: &str = "get-repository";
+    pub const OWNER_REPOSITORIES: &str = "owner-repositories";
+    pub const LIST_RUNS: &str = "list-runs";
+    pub const LIST_RUN_JOBS: &str = "list-run-jobs";
 }
 
 /// A runner registered with the fake.
@@ -159,7 +190,11 @@ struct State {
     next_group_id: u64,
     runners: Vec<FakeRunner>,
     next_runner_id: u64,
-    jobs: HashMap<(String, u64), FakeJob>,
+    /// One record per workflow job: what `set_job` sets plus its run and labels.
+    jobs: HashMap<(String, u64), actions::JobRecord>,
+    repos: actions::Repos,
+    hooks: hooks::Hooks,
+    rate: actions::RateLimit,
     calls: HashMap<&'static str, usize>,
     failures: HashMap<&'static str, VecDeque<Failure>>,
     requests: Vec<RecordedRequest>,
@@ -251,6 +286,9 @@ impl FakeGitHub {
             runners: Vec::new(),
             next_runner_id: 1,
             jobs: HashMap::new(),
+            repos: actions::Repos::default(),
+            hooks: hooks::Hooks::default(),
+            rate: actions::RateLimit::default(),
             calls: HashMap::new(),
             failures: HashMap::new(),
             requests: Vec::new(),
@@ -273,8 +311,11 @@ impl FakeGitHub {
                     if !latency.is_zero() {
                         tokio::time::sleep(latency).await;
                     }
-                    let resp = handle(&st, method, uri, headers, body);
-                    st.lock().unwrap().in_flight -= 1;
+                    let mut resp = handle(&st, method, uri, headers, body);
+                    hooks::after(&st, &mut resp).await;
+                    let mut s = st.lock().unwrap();
+                    actions::stamp_rate_limit(&mut s, &mut resp);
+                    s.in_flight -= 1;
                     resp
                 }
             },
@@ -386,11 +427,10 @@ impl FakeGitHub {
         );
     }
 
-    /// Add (or replace) a job with every field given.
+    /// Add (or replace) a job with every field given. A job added with
+    /// [`FakeGitHub::add_workflow_job`] keeps its run, attempt and labels.
     pub fn set_job(&self, repo: &str, job: FakeJob) {
-        self.st()
-            .jobs
-            .insert((repo.to_ascii_lowercase(), job.id), job);
+        actions::upsert_job(&mut self.st().jobs, repo, job);
     }
 
     /// Calls received by `endpoint` (see [`endpoint`]), failed ones included.
@@ -447,6 +487,28 @@ fn err(status: StatusCode, message: &str) -> Response {
 
 fn ok_json(status: StatusCode, v: Value) -> Response {
     (status, axum::Json(v)).into_response()
+}
+
+/// A route served by `hooks.rs` or `actions.rs`.
+enum Ext {
+    Hook(hooks::Route),
+    Actions(actions::Route),
+}
+
+impl Ext {
+    fn endpoint(&self) -> &'static str {
+        match self {
+            Ext::Hook(r) => r.endpoint,
+            Ext::Actions(r) => r.endpoint,
+        }
+    }
+    /// Does it take an App JWT (rather than a PAT or an installation token)?
+    fn jwt(&self) -> bool {
+        match self {
+            Ext::Hook(r) => r.jwt(),
+            Ext::Actions(r) => r.jwt(),
+        }
+    }
 }
 
 /// Who a request is from.
@@ -695,7 +757,16 @@ fn handle(
             Some((e.0, Some(scope), e.1))
         }),
     };
-    let Some((ep, scope, id)) = route else {
+    // Then the webhook endpoints (hooks.rs) and repositories and workflow runs (actions.rs).
+    let ext = match route {
+        Some(_) => None,
+        None => match hooks::route(m, &segs) {
+            Some(r) => Some(Ext::Hook(r)),
+            None => actions::route(m, &segs).map(Ext::Actions),
+        },
+    };
+    let Some((ep, scope, id)) = route.or_else(|| ext.as_ref().map(|e| (e.endpoint(), None, None)))
+    else {
         return err(StatusCode::NOT_FOUND, "Not Found");
     };
     *s.calls.entry(ep).or_default() += 1;
@@ -726,7 +797,9 @@ fn handle(
     let Some(token) = bearer(&headers).map(str::to_string) else {
         return err(StatusCode::UNAUTHORIZED, "Requires authentication");
     };
-    let jwt_endpoint = ep == endpoint::ACCESS_TOKENS || ep == endpoint::INSTALLATION;
+    let jwt_endpoint = ep == endpoint::ACCESS_TOKENS
+        || ep == endpoint::INSTALLATION
+        || ext.as_ref().is_some_and(Ext::jwt);
     let caller = if jwt_endpoint {
         check_jwt(&mut s, &token)
     } else {
@@ -736,6 +809,16 @@ fn handle(
         Ok(c) => c,
         Err(r) => return r,
     };
+    if let Err(r) = actions::spend_rate_limit(&mut s, &caller) {
+        return r;
+    }
+    match ext {
+        Some(Ext::Hook(r)) => return hooks::handle(&mut s, r, &caller, &path, query.as_deref()),
+        Some(Ext::Actions(r)) => {
+            return actions::handle(&mut s, r, &caller, &path, query.as_deref());
+        }
+        None => {}
+    }
 
     match ep {
         endpoint::ACCESS_TOKENS => {
@@ -767,16 +850,27 @@ fn handle(
         }
         endpoint::INSTALLATION => {
             let scope = scope.expect("scoped");
-            let found = s.installations.iter().find(|i| match (&i.scope, &scope) {
-                (RunnerScope::Org { org }, RunnerScope::Repo { owner, .. }) => {
-                    org.eq_ignore_ascii_case(owner)
-                }
-                _ => same_scope(&i.scope, &scope),
-            });
+            // A user's installation is at /users/{user}/installation only.
+            if let RunnerScope::Org { org } = &scope
+                && actions::is_user(&s, org)
+            {
+                return err(StatusCode::NOT_FOUND, "Not Found");
+            }
+            let found = s
+                .installations
+                .iter()
+                .find(|i| match (&i.scope, &scope) {
+                    (RunnerScope::Org { org }, RunnerScope::Repo { owner, .. }) => {
+                        org.eq_ignore_ascii_case(owner)
+                    }
+                    _ => same_scope(&i.scope, &scope),
+                })
+                .map(|i| i.id)
+                .or_else(|| actions::registered_installation(&s, &scope));
             match found {
-                Some(i) => ok_json(
+                Some(id) => ok_json(
                     StatusCode::OK,
-                    json!({ "id": i.id, "app_id": APP_ID.parse::<u64>().unwrap_or(0) }),
+                    json!({ "id": id, "app_id": APP_ID.parse::<u64>().unwrap_or(0) }),
                 ),
                 None => err(StatusCode::NOT_FOUND, "Not Found"),
             }
@@ -893,12 +987,7 @@ fn scoped(
                 id.unwrap_or(0),
             );
             match s.jobs.get(&key) {
-                Some(j) => {
-                    let mut v = serde_json::to_value(j).expect("job json");
-                    v["run_id"] = json!(1);
-                    v["labels"] = json!(["self-hosted"]);
-                    ok_json(StatusCode::OK, v)
-                }
+                Some(j) => ok_json(StatusCode::OK, actions::job_json(&s.base_url, &key.0, j)),
                 None => err(StatusCode::NOT_FOUND, "Not Found"),
             }
         }
