@@ -12,15 +12,16 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use spotrunner_core::names::{MAX_RUNNER_NAME, label_problem, name_part_problem};
 use spotrunner_core::ports::{
-    GitHubApi, GitHubJob, GitHubRunner, GitHubTarget, JitConfig, JitRequest, PortError, RunnerScope,
+    GitHubApi, GitHubJob, GitHubRunner, GitHubTarget, JitConfig, JitRequest, PortError,
+    RateLimitState, RunnerScope,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::{OnceCell, Semaphore};
 
-const SERVICE: &str = "github";
+pub(crate) const SERVICE: &str = "github";
 /// Installation tokens are renewed this long before GitHub's `expires_at`.
 pub const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
 /// GitHub's REST API version we speak.
@@ -103,17 +104,21 @@ struct Inner {
     installations: Mutex<HashMap<RunnerScope, Lookup>>,
     /// (org, group name), both lower-cased.
     groups: Mutex<HashMap<(String, String), Lookup>>,
+    /// `x-ratelimit-remaining` / `-limit` of the last answer that had them.
+    rate: Mutex<Option<RateLimitState>>,
+    /// Owners (lower-cased) known to be users, not organisations (`repos.rs`).
+    user_owners: Mutex<HashSet<String>>,
 }
 
 /// One HTTP answer, read whole.
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Vec<u8>,
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Reply {
-    fn json<T: DeserializeOwned>(&self, what: &str) -> Result<T, PortError> {
+    pub(crate) fn json<T: DeserializeOwned>(&self, what: &str) -> Result<T, PortError> {
         serde_json::from_slice(&self.body).map_err(|e| {
             PortError::unavailable(SERVICE, format!("unexpected answer for {what}: {e}"))
         })
@@ -151,7 +156,7 @@ fn github_message(body: &[u8]) -> String {
 }
 
 /// A path segment (org, owner, repo) we are willing to put into a URL.
-fn segment<'a>(s: &'a str, what: &str) -> Result<&'a str, PortError> {
+pub(crate) fn segment<'a>(s: &'a str, what: &str) -> Result<&'a str, PortError> {
     let ok = !s.is_empty()
         && s != "."
         && s != ".."
@@ -350,6 +355,8 @@ impl GitHubClient {
                 tokens: Mutex::new(HashMap::new()),
                 installations: Mutex::new(HashMap::new()),
                 groups: Mutex::new(HashMap::new()),
+                rate: Mutex::new(None),
+                user_owners: Mutex::new(HashSet::new()),
             }),
         })
     }
@@ -386,7 +393,7 @@ impl GitHubClient {
 
     /// One HTTP call. `url_or_path` is a path under the base URL, or a full URL
     /// (a `Link` target, already checked to be under the base URL).
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: Method,
         url_or_path: &str,
@@ -426,6 +433,7 @@ impl GitHubClient {
         })?;
         let status = resp.status();
         let headers = resp.headers().clone();
+        self.record_rate_limit(&headers);
         let body = resp
             .bytes()
             .await
@@ -469,8 +477,28 @@ impl GitHubClient {
         })
     }
 
+    /// Remember the primary rate limit an answer reported (`x-ratelimit-*`).
+    fn record_rate_limit(&self, headers: &HeaderMap) {
+        let num = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        if let (Some(remaining), Some(limit)) =
+            (num("x-ratelimit-remaining"), num("x-ratelimit-limit"))
+        {
+            *self.inner.rate.lock().unwrap() = Some(RateLimitState { remaining, limit });
+        }
+    }
+
+    /// The primary rate limit as of the last answer that reported it.
+    pub(crate) fn last_rate_limit(&self) -> Option<RateLimitState> {
+        *self.inner.rate.lock().unwrap()
+    }
+
     /// The error for a non-success answer about `what`.
-    fn error_for(&self, reply: &Reply, what: &str) -> PortError {
+    pub(crate) fn error_for(&self, reply: &Reply, what: &str) -> PortError {
         let msg = github_message(&reply.body);
         let code = reply.status.as_u16();
         match code {
@@ -492,7 +520,7 @@ impl GitHubClient {
 
     // ---- App auth -------------------------------------------------------------
 
-    fn jwt(&self) -> Result<String, PortError> {
+    pub(crate) fn jwt(&self) -> Result<String, PortError> {
         match &self.inner.creds {
             Credentials::App { app_id, key } => app_jwt(app_id, key, self.inner.clock.now())
                 .map_err(|e| PortError::rejected(SERVICE, format!("cannot sign App JWT: {e}"))),
@@ -516,7 +544,7 @@ impl GitHubClient {
     }
 
     /// The App installation on `scope` (looked up once, then cached).
-    async fn installation_for(&self, scope: &RunnerScope) -> Result<u64, PortError> {
+    pub(crate) async fn installation_for(&self, scope: &RunnerScope) -> Result<u64, PortError> {
         let cell = self
             .inner
             .installations
@@ -528,6 +556,35 @@ impl GitHubClient {
         cell.get_or_try_init(|| self.lookup_installation(scope))
             .await
             .copied()
+    }
+
+    /// Remember the installation on `scope` (found without a lookup), unless known.
+    pub(crate) fn remember_installation(&self, scope: RunnerScope, id: u64) {
+        let cell = self
+            .inner
+            .installations
+            .lock()
+            .unwrap()
+            .entry(scope)
+            .or_default()
+            .clone();
+        let _ = cell.set(id);
+    }
+
+    /// Is `owner` known to be a user account (its `/orgs/…` answered 404)?
+    pub(crate) fn known_user(&self, owner: &str) -> bool {
+        let owner = owner.to_ascii_lowercase();
+        self.inner.user_owners.lock().unwrap().contains(&owner)
+    }
+
+    pub(crate) fn remember_user(&self, owner: &str) {
+        let owner = owner.to_ascii_lowercase();
+        self.inner.user_owners.lock().unwrap().insert(owner);
+    }
+
+    /// Does this client use a GitHub App (rather than a PAT)?
+    pub(crate) fn is_app(&self) -> bool {
+        matches!(self.inner.creds, Credentials::App { .. })
     }
 
     async fn mint_token(&self, installation_id: u64) -> Result<CachedToken, PortError> {
@@ -622,7 +679,7 @@ impl GitHubClient {
 
     /// A call on `target`'s behalf; with App auth, a 401 (revoked token) drops the
     /// cached token and the call is tried once more with a fresh one.
-    async fn authed(
+    pub(crate) async fn authed(
         &self,
         target: &GitHubTarget,
         method: Method,

@@ -11,15 +11,26 @@
 //!   the client until the reset; calls in the meantime answer
 //!   [`PortError::Throttled`] without touching the network.
 //! - A semaphore bounds calls in flight ([`ClientConfig::max_concurrent_calls`]).
+//! - Recovery ports: [`HookDeliveries`] (a webhook's delivery log and
+//!   redelivery, `deliveries.rs`) and [`QueuedJobSource`] (installations,
+//!   repositories, workflow runs and jobs, `repos.rs`); each method is one page,
+//!   one request (plus token minting and installation lookups, which are
+//!   cached). The `x-ratelimit-*` headers of the last answer are kept for
+//!   [`QueuedJobSource::rate_limit`].
 //!
 //! [`GitHubApi`]: spotrunner_core::ports::GitHubApi
+//! [`HookDeliveries`]: spotrunner_core::ports::HookDeliveries
+//! [`QueuedJobSource`]: spotrunner_core::ports::QueuedJobSource
+//! [`QueuedJobSource::rate_limit`]: spotrunner_core::ports::QueuedJobSource::rate_limit
 //! [`PortError::Throttled`]: spotrunner_core::ports::PortError::Throttled
 
 mod client;
 mod config;
+mod deliveries;
 mod from_config;
 pub mod jwt;
 pub mod ratelimit;
+mod repos;
 
 pub use client::{
     API_VERSION, ClientError, DEFAULT_RUNNER_GROUP_ID, GitHubClient, MAX_LABELS, PER_PAGE,
