@@ -1,13 +1,17 @@
 //! The webhook handler: raw request in, status + small JSON body out, and at most
 //! one job message. [`route`] is pure (no I/O, benchmarked); [`WebhookService`]
-//! adds the queue and the job-state seam.
+//! adds the queue, the job-state seam and, with a [`SecretsSource`], a re-read
+//! of the secrets when a signature does not match (a rotation while warm).
 
 mod route;
 mod service;
 mod signature;
 
-pub use route::{Action, MAX_BODY_BYTES, Routed, WebhookRequest, WebhookResponse, route};
-pub use service::WebhookService;
+pub use route::{
+    Action, MAX_BODY_BYTES, QueuedJob, Routed, WebhookRequest, WebhookResponse, queued_job_message,
+    route,
+};
+pub use service::{DEFAULT_SECRET_REFRESH, SecretRefs, SecretsSource, WebhookService};
 pub use signature::{SignatureError, WebhookSecrets, sign};
 
 #[cfg(test)]

@@ -1,15 +1,65 @@
-use super::route::{Action, WebhookRequest, WebhookResponse, route};
-use super::signature::WebhookSecrets;
-use crate::config::Config;
-use crate::ports::{JobQueue, JobStateSink};
+use super::route::{Action, Routed, WebhookRequest, WebhookResponse, route};
+use super::signature::{SignatureError, WebhookSecrets};
+use crate::config::{Config, SecretRef};
+use crate::ports::{JobQueue, JobStateSink, PortError, SecretStore, resolve_secret};
+use async_trait::async_trait;
 use chrono::Utc;
 use serde_json::json;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// How often a warm webhook may re-read its secrets after a signature mismatch,
+/// unless told otherwise ([`WebhookService::with_secrets_source`]).
+pub const DEFAULT_SECRET_REFRESH: Duration = Duration::from_secs(30);
+
+/// Where the webhook's secrets come from now (SSM, a file, the environment):
+/// read again when a signature does not match, so a rotated secret is picked
+/// up by a warm handler without a restart.
+#[async_trait]
+pub trait SecretsSource: Send + Sync {
+    /// The accepted secrets, current first, then previous. Values are never logged.
+    async fn webhook_secrets(&self) -> Result<WebhookSecrets, PortError>;
+}
+
+/// The configured `webhook.secrets` references, resolved on every call: `ssm:`
+/// through `store`, `env:` / `file:` / `value:` locally.
+pub struct SecretRefs {
+    refs: Vec<SecretRef>,
+    store: Option<Arc<dyn SecretStore>>,
+}
+
+impl SecretRefs {
+    pub fn new(refs: Vec<SecretRef>, store: Option<Arc<dyn SecretStore>>) -> Self {
+        Self { refs, store }
+    }
+}
+
+#[async_trait]
+impl SecretsSource for SecretRefs {
+    async fn webhook_secrets(&self) -> Result<WebhookSecrets, PortError> {
+        let mut values = Vec::with_capacity(self.refs.len());
+        for r in &self.refs {
+            values.push(resolve_secret(self.store.as_deref(), r).await?);
+        }
+        Ok(WebhookSecrets::new(&values))
+    }
+}
+
+/// Re-reading the secrets after a mismatch: at most once per `min_interval`,
+/// one read at a time.
+struct Refresh {
+    source: Arc<dyn SecretsSource>,
+    min_interval: Duration,
+    /// When the last read started (`None`: never). Held across the read, so
+    /// concurrent mismatches wait for it instead of reading again.
+    last: futures::lock::Mutex<Option<Instant>>,
+}
 
 /// The webhook handler with its ports: route, then enqueue or record.
 pub struct WebhookService {
     config: Arc<Config>,
-    secrets: WebhookSecrets,
+    secrets: RwLock<Arc<WebhookSecrets>>,
+    refresh: Option<Refresh>,
     queue: Arc<dyn JobQueue>,
     job_states: Arc<dyn JobStateSink>,
 }
@@ -23,15 +73,91 @@ impl WebhookService {
     ) -> Self {
         Self {
             config,
-            secrets,
+            secrets: RwLock::new(Arc::new(secrets)),
+            refresh: None,
             queue,
             job_states,
         }
     }
 
+    /// When a signature matches none of the secrets held, read them again from
+    /// `source` (at most once per `min_interval`, one read at a time), swap them
+    /// in and verify once more: a secret rotated while this handler was warm is
+    /// accepted at once. A failed read is logged and the request refused as before.
+    pub fn with_secrets_source(
+        mut self,
+        source: Arc<dyn SecretsSource>,
+        min_interval: Duration,
+    ) -> Self {
+        self.refresh = Some(Refresh {
+            source,
+            min_interval,
+            last: futures::lock::Mutex::new(None),
+        });
+        self
+    }
+
     /// Handle one request. 5xx only when our side fails, so GitHub can redeliver.
     pub async fn handle(&self, req: &WebhookRequest<'_>) -> WebhookResponse {
-        let routed = route(&self.config, &self.secrets, req, Utc::now());
+        let now = Utc::now();
+        let secrets = self.current_secrets();
+        let mut routed = route(&self.config, &secrets, req, now);
+        if self.mismatched(&routed, &secrets, req)
+            && let Some(fresh) = self.refresh_secrets(&secrets).await
+        {
+            routed = route(&self.config, &fresh, req, now);
+        }
+        self.perform(req, routed).await
+    }
+
+    /// A 401 because the signature matched no secret (not a missing or malformed
+    /// header: no secret can fix those), with a source to ask again.
+    fn mismatched(&self, routed: &Routed, secrets: &WebhookSecrets, req: &WebhookRequest) -> bool {
+        self.refresh.is_some()
+            && routed.response.status == 401
+            && secrets.verify(req.signature, req.body) == Err(SignatureError::Mismatch)
+    }
+
+    fn current_secrets(&self) -> Arc<WebhookSecrets> {
+        self.secrets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Fresh secrets to verify with, or `None` (no source, read too recently,
+    /// or the read failed). `seen` are the secrets the request was refused with:
+    /// if another request swapped newer ones in meanwhile, those are returned
+    /// without a read.
+    async fn refresh_secrets(&self, seen: &Arc<WebhookSecrets>) -> Option<Arc<WebhookSecrets>> {
+        let refresh = self.refresh.as_ref()?;
+        let mut last = refresh.last.lock().await;
+        let current = self.current_secrets();
+        if !Arc::ptr_eq(&current, seen) {
+            return Some(current);
+        }
+        if last.is_some_and(|t| t.elapsed() < refresh.min_interval) {
+            return None;
+        }
+        *last = Some(Instant::now());
+        match refresh.source.webhook_secrets().await {
+            Ok(fresh) => {
+                let fresh = Arc::new(fresh);
+                *self.secrets.write().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
+                tracing::info!(secrets = fresh.len(), "webhook secrets refreshed");
+                Some(fresh)
+            }
+            Err(e) => {
+                tracing::error!(
+                    error = %e,
+                    "webhook secrets refresh failed; keeping the secrets held"
+                );
+                None
+            }
+        }
+    }
+
+    async fn perform(&self, req: &WebhookRequest<'_>, routed: Routed) -> WebhookResponse {
         let delivery = req.delivery.unwrap_or("-");
         let event = req.event.unwrap_or("-");
         let job_id = routed.job_id;

@@ -27,6 +27,15 @@ impl WebhookSecrets {
         Self(secrets.iter().map(|s| s.as_ref().to_vec()).collect())
     }
 
+    /// How many secrets are accepted (one, or two during a rotation).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Check `header` against `body`. Every secret is tried, so the time taken does
     /// not reveal which one matched.
     pub fn verify(&self, header: Option<&str>, body: &[u8]) -> Result<(), SignatureError> {

@@ -248,3 +248,201 @@ async fn a_repository_name_outside_githubs_grammar_is_refused_and_enqueues_nothi
     assert!(h.queue.sent().is_empty());
     assert!(h.states.updates.lock().unwrap().is_empty());
 }
+
+/// Secrets as a store holds them now; counts the reads, can be made to fail.
+#[derive(Default)]
+struct FakeSecrets {
+    values: std::sync::Mutex<Vec<String>>,
+    reads: std::sync::atomic::AtomicUsize,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl FakeSecrets {
+    fn holding(values: &[&str]) -> Arc<Self> {
+        let s = Arc::new(Self::default());
+        s.rotate(values);
+        s
+    }
+    fn rotate(&self, values: &[&str]) {
+        *self.values.lock().unwrap() = values.iter().map(|v| v.to_string()).collect();
+    }
+    fn reads(&self) -> usize {
+        self.reads.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl SecretsSource for FakeSecrets {
+    async fn webhook_secrets(&self) -> Result<WebhookSecrets, crate::ports::PortError> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // A read takes a while: let concurrent requests run into the lock.
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(crate::ports::PortError::unavailable(
+                "ssm",
+                "connection reset",
+            ));
+        }
+        Ok(WebhookSecrets::new(&self.values.lock().unwrap()))
+    }
+}
+
+fn refreshing(source: Arc<FakeSecrets>, min_interval: std::time::Duration) -> Harness {
+    let queue = Arc::new(MemoryQueue::default());
+    let states = Arc::new(MemoryJobStates::default());
+    let service = WebhookService::new(
+        Arc::new(config()),
+        WebhookSecrets::new(&[SECRET]),
+        queue.clone(),
+        states.clone(),
+    )
+    .with_secrets_source(source, min_interval);
+    Harness {
+        queue,
+        states,
+        service,
+    }
+}
+
+async fn post_signed(h: &Harness, secret: &str, body: &[u8]) -> WebhookResponse {
+    let sig = sign(secret.as_bytes(), body);
+    let req = WebhookRequest {
+        method: "POST",
+        event: Some("workflow_job"),
+        delivery: Some("d-2"),
+        signature: Some(&sig),
+        body,
+    };
+    h.service.handle(&req).await
+}
+
+#[tokio::test]
+async fn a_rotated_secret_is_read_again_and_accepted_by_the_warm_service() {
+    let source = FakeSecrets::holding(&[SECRET]);
+    let h = refreshing(source.clone(), DEFAULT_SECRET_REFRESH);
+    let body = job_body("queued", &["k8s"], None);
+    assert_eq!(post_signed(&h, SECRET, &body).await.status, 202);
+    assert_eq!(source.reads(), 0, "a matching signature reads nothing");
+
+    source.rotate(&["n3w"]);
+    let r = post_signed(&h, "n3w", &body).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(source.reads(), 1);
+    assert_eq!(h.queue.sent().len(), 2);
+
+    // The old secret is no longer configured: refused, without another read
+    // (the last one is younger than the interval).
+    assert_eq!(post_signed(&h, SECRET, &body).await.status, 401);
+    assert_eq!(post_signed(&h, "wrong", &body).await.status, 401);
+    assert_eq!(source.reads(), 1);
+    // The new secret keeps working without reads.
+    assert_eq!(post_signed(&h, "n3w", &body).await.status, 202);
+    assert_eq!(source.reads(), 1);
+    assert_eq!(h.queue.sent().len(), 3);
+}
+
+#[tokio::test]
+async fn two_bad_requests_within_the_interval_read_once() {
+    let source = FakeSecrets::holding(&[SECRET]);
+    let h = refreshing(source.clone(), DEFAULT_SECRET_REFRESH);
+    let body = job_body("queued", &["k8s"], None);
+    assert_eq!(post_signed(&h, "wrong", &body).await.status, 401);
+    assert_eq!(post_signed(&h, "wrong", &body).await.status, 401);
+    assert_eq!(source.reads(), 1);
+    assert!(h.queue.sent().is_empty());
+}
+
+#[tokio::test]
+async fn concurrent_mismatches_read_once() {
+    let source = FakeSecrets::holding(&["n3w"]);
+    let h = refreshing(source.clone(), DEFAULT_SECRET_REFRESH);
+    let body = job_body("queued", &["k8s"], None);
+    let rs = futures::future::join_all((0..8).map(|_| post_signed(&h, "n3w", &body))).await;
+    assert!(rs.iter().all(|r| r.status == 202), "{rs:?}");
+    assert_eq!(source.reads(), 1, "one read, the others used its result");
+    assert_eq!(h.queue.sent().len(), 8);
+}
+
+#[tokio::test]
+async fn a_missing_or_malformed_signature_reads_nothing() {
+    let source = FakeSecrets::holding(&[SECRET]);
+    let h = refreshing(source.clone(), std::time::Duration::ZERO);
+    let body = job_body("queued", &["k8s"], None);
+    let mut req = WebhookRequest {
+        method: "POST",
+        event: Some("workflow_job"),
+        delivery: None,
+        signature: None,
+        body: &body,
+    };
+    assert_eq!(h.service.handle(&req).await.status, 401);
+    req.signature = Some("sha256=xyz");
+    assert_eq!(h.service.handle(&req).await.status, 401);
+    assert_eq!(source.reads(), 0);
+}
+
+#[tokio::test]
+async fn a_failed_read_keeps_the_secrets_and_answers_401() {
+    let source = FakeSecrets::holding(&["n3w"]);
+    source
+        .failing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    // Interval zero: every mismatch may read.
+    let h = refreshing(source.clone(), std::time::Duration::ZERO);
+    let body = job_body("queued", &["k8s"], None);
+    assert_eq!(post_signed(&h, "n3w", &body).await.status, 401);
+    assert_eq!(source.reads(), 1);
+    assert_eq!(
+        post_signed(&h, SECRET, &body).await.status,
+        202,
+        "the secrets held are kept"
+    );
+    source
+        .failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(post_signed(&h, "n3w", &body).await.status, 202);
+    assert_eq!(source.reads(), 2);
+    assert_eq!(post_signed(&h, "wrong", &body).await.status, 401);
+    assert_eq!(
+        source.reads(),
+        3,
+        "interval zero: the next mismatch reads again"
+    );
+}
+
+#[tokio::test]
+async fn without_a_source_a_mismatch_is_refused_as_before() {
+    let h = harness();
+    let body = job_body("queued", &["k8s"], None);
+    assert_eq!(post_signed(&h, "n3w", &body).await.status, 401);
+    assert!(h.queue.sent().is_empty());
+}
+
+#[tokio::test]
+async fn secret_refs_resolve_each_call() {
+    let dir = std::env::temp_dir().join(format!("spotrunner-webhook-refs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("secret");
+    std::fs::write(&path, "first\n").unwrap();
+    let refs = SecretRefs::new(
+        vec![
+            crate::config::SecretRef::File(path.display().to_string()),
+            crate::config::SecretRef::Value("prev".into()),
+        ],
+        None,
+    );
+    let body = b"{}";
+    let s = refs.webhook_secrets().await.unwrap();
+    assert_eq!(s.len(), 2);
+    assert_eq!(s.verify(Some(&sign(b"first", body)), body), Ok(()));
+    assert_eq!(s.verify(Some(&sign(b"prev", body)), body), Ok(()));
+    std::fs::write(&path, "second").unwrap();
+    let s = refs.webhook_secrets().await.unwrap();
+    assert_eq!(s.verify(Some(&sign(b"second", body)), body), Ok(()));
+    assert!(s.verify(Some(&sign(b"first", body)), body).is_err());
+    let ssm = SecretRefs::new(vec![crate::config::SecretRef::Ssm("/x".into())], None);
+    assert!(ssm.webhook_secrets().await.is_err(), "ssm: needs a store");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
