@@ -8,7 +8,9 @@ use spotrunner_core::create_runner::{CreateRunner, Settings};
 use spotrunner_core::janitor::{Janitor, JanitorSettings};
 use spotrunner_core::ports::{GitHubApi, JobStateSink, resolve_secret};
 use spotrunner_core::stop_runner::StopRunner;
-use spotrunner_core::webhook::{WebhookSecrets, WebhookService};
+use spotrunner_core::webhook::{
+    DEFAULT_SECRET_REFRESH, SecretRefs, WebhookSecrets, WebhookService,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -85,12 +87,16 @@ pub async fn build(config: Config, adapters: &Adapters) -> Result<Handlers, Stri
         jobs_queue: adapters.jobs_queue.clone(),
     };
     let sink: Arc<dyn JobStateSink> = adapters.ledger.clone();
-    let webhook = Arc::new(WebhookService::new(
+    // A secret rotated in its file, variable or SSM parameter is read again on
+    // the first signature that matches none (at most every 30 s).
+    let source = SecretRefs::new(config.webhook.secrets.clone(), adapters.secrets.clone());
+    let webhook = WebhookService::new(
         config.clone(),
         WebhookSecrets::new(&secrets),
         adapters.jobs_queue.clone(),
         sink,
-    ));
+    );
+    let webhook = Arc::new(webhook.with_secrets_source(Arc::new(source), DEFAULT_SECRET_REFRESH));
     Ok(Handlers {
         config,
         create_runner,
