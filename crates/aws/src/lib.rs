@@ -6,6 +6,7 @@
 pub mod dynamodb;
 pub mod error;
 pub mod metrics;
+pub mod reload;
 pub mod runtime;
 pub mod sdk;
 pub mod sqs;

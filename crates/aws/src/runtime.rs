@@ -1,16 +1,27 @@
 //! What every Lambda binary does at cold start: JSON logs, the environment, the
 //! configuration document (from SSM or a file), validated with field-named errors.
+//! (Warm Lambdas build it all again after a TTL: [`crate::reload`].)
 
 use crate::ssm::SsmSecretStore;
-use aws_config::SdkConfig;
+/// The SDK configuration every `*_from_env` takes (re-exported: a function
+/// crate needs no `aws-config` dependency of its own to name it).
+pub use aws_config::SdkConfig;
 use spotrunner_core::Config;
 use spotrunner_core::ports::{SecretStore, resolve_secret};
-use spotrunner_core::webhook::WebhookSecrets;
+use spotrunner_core::webhook::{DEFAULT_SECRET_REFRESH, WebhookSecrets};
+use std::time::Duration;
 
 /// Names the SSM parameter holding the configuration document (JSON).
 pub const CONFIG_PARAMETER_ENV: &str = "SPOTRUNNER_CONFIG_PARAMETER";
 /// Alternatively, a path to the document (JSON or TOML), for local runs.
 pub const CONFIG_FILE_ENV: &str = "SPOTRUNNER_CONFIG_FILE";
+/// sha256 of the document Terraform wrote to the parameter: a changed document
+/// changes every function's environment, so Lambda starts new containers.
+/// Only logged (it names the document a container started with).
+pub const CONFIG_SHA256_ENV: &str = "SPOTRUNNER_CONFIG_SHA256";
+/// Minimum seconds between two re-reads of the webhook secrets after a
+/// signature mismatch (default 30).
+pub const SECRET_REFRESH_ENV: &str = "SPOTRUNNER_SECRET_REFRESH_SECS";
 
 /// A cold-start failure; the message names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +117,32 @@ pub async fn load_config_from(
     Ok(config)
 }
 
-/// Resolve the webhook secrets once (per container); values never logged.
+/// The sha256 of the configuration document Terraform deployed, if it says
+/// (`-` otherwise), for the "ready" log line.
+pub fn config_sha256(env: &dyn EnvSource) -> String {
+    env.get(CONFIG_SHA256_ENV)
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "-".into())
+}
+
+/// How often a warm webhook may re-read its secrets after a mismatch:
+/// [`SECRET_REFRESH_ENV`] seconds (`0` = on every mismatch), else 30 s.
+pub fn secret_refresh_interval(env: &dyn EnvSource) -> Result<Duration, StartupError> {
+    let Some(value) = env.get(SECRET_REFRESH_ENV).filter(|v| !v.trim().is_empty()) else {
+        return Ok(DEFAULT_SECRET_REFRESH);
+    };
+    value
+        .trim()
+        .parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|_| StartupError::BadEnv {
+            name: SECRET_REFRESH_ENV,
+            problem: format!("{value:?} is not a whole number of seconds"),
+        })
+}
+
+/// Resolve the webhook secrets (at cold start, and when the configuration is
+/// reloaded); values never logged.
 pub async fn webhook_secrets(
     config: &Config,
     store: &dyn SecretStore,
@@ -122,4 +158,30 @@ pub async fn webhook_secrets(
         values.push(v);
     }
     Ok(WebhookSecrets::new(&values))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn secret_refresh_interval_from_the_environment() {
+        let env = |v: &str| BTreeMap::from([(SECRET_REFRESH_ENV.to_string(), v.to_string())]);
+        assert_eq!(
+            secret_refresh_interval(&BTreeMap::new()).unwrap(),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            secret_refresh_interval(&env("")).unwrap(),
+            DEFAULT_SECRET_REFRESH
+        );
+        assert_eq!(secret_refresh_interval(&env("0")).unwrap(), Duration::ZERO);
+        assert_eq!(
+            secret_refresh_interval(&env("120")).unwrap(),
+            Duration::from_secs(120)
+        );
+        let err = secret_refresh_interval(&env("-1")).unwrap_err().to_string();
+        assert!(err.contains(SECRET_REFRESH_ENV), "{err}");
+    }
 }
