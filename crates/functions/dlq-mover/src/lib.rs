@@ -1,5 +1,6 @@
 //! The `dlq-mover` Lambda's glue: the environment ([`env`]), the adapters it
-//! names ([`mover_from_env`]), the real pacer ([`pacer`]), and one invocation:
+//! names ([`mover_from_env`]; with the configuration, [`function_from_env`]),
+//! the real pacer ([`pacer`]), and one invocation:
 //! run the core mover, log the report, publish it as EMF metrics.
 
 pub mod env;
@@ -7,6 +8,7 @@ pub mod pacer;
 
 use aws_config::SdkConfig;
 use chrono::{DateTime, Utc};
+use spotrunner_aws::runtime::{self, EnvSource};
 use spotrunner_aws::{
     dynamodb::DynamoLedger,
     sqs::SqsJobQueue,
@@ -39,6 +41,28 @@ pub fn mover_from_env(sdk: &SdkConfig, env: env::MoverEnv) -> DlqMover {
             queue: Arc::new(SqsRawQueue::new(sdk, r.queue_url)),
         }),
     }
+}
+
+/// What one container runs: the mover, and the deployment its metrics name.
+pub struct Function {
+    pub mover: DlqMover,
+    pub deployment: String,
+}
+
+pub type StartError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The variables [`env::MoverEnv`] reads, and `SPOTRUNNER_CONFIG_PARAMETER`
+/// (or `SPOTRUNNER_CONFIG_FILE`) for the deployment's name.
+pub async fn function_from_env(
+    sdk: &SdkConfig,
+    env: &dyn EnvSource,
+) -> Result<Function, StartError> {
+    let mover_env = env::MoverEnv::from_lookup(|name| env.get(name))?;
+    let config = runtime::load_config_from(sdk, env).await?;
+    Ok(Function {
+        mover: mover_from_env(sdk, mover_env),
+        deployment: config.deployment,
+    })
 }
 
 /// The report as metrics: `moved`, `dropped_<reason>` for every reason, `failed`,

@@ -7,29 +7,37 @@
 //! pair optional), optional `SPOTRUNNER_DLQ_MAX_PER_RUN` (default 1000, over
 //! all the DLQs) and `SPOTRUNNER_DLQ_RATE_PER_SECOND` (default 50). The
 //! function's timeout must cover `max_per_run / rate` seconds plus the calls.
+//! `SPOTRUNNER_CONFIG_TTL_SECS`: built again after that many seconds (default
+//! 300; 0 = never).
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use spotrunner_aws::runtime::{self, init_tracing};
-use spotrunner_dlq_mover::{env::MoverEnv, invoke, mover_from_env};
+use spotrunner_aws::reload::{self, Reloading};
+use spotrunner_aws::runtime::{self, ProcessEnv, init_tracing};
+use spotrunner_dlq_mover::{function_from_env, invoke};
 use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_tracing();
-    let env = MoverEnv::from_env().inspect_err(|e| {
-        tracing::error!(error = %e, "cold start failed");
-    })?;
     let sdk = spotrunner_aws::sdk::from_lambda_env()?;
-    let config = runtime::load_config(&sdk).await.inspect_err(|e| {
-        tracing::error!(error = %e, "cold start failed");
-    })?;
-    let mover = mover_from_env(&sdk, env);
-    let deployment: Arc<str> = config.deployment.into();
-    tracing::info!("dlq-mover ready");
+    let ttl = reload::ttl_from_env(&ProcessEnv)?;
+    let function = Reloading::new("dlq-mover", ttl, move || {
+        let sdk = sdk.clone();
+        async move { function_from_env(&sdk, &ProcessEnv).await }
+    })
+    .await
+    .inspect_err(|e| tracing::error!(error = %e, "cold start failed"))?;
+    let function = Arc::new(function);
+    tracing::info!(
+        config_sha256 = runtime::config_sha256(&ProcessEnv),
+        "dlq-mover ready"
+    );
     lambda_runtime::run(service_fn(move |_event: LambdaEvent<serde_json::Value>| {
-        let mover = mover.clone();
-        let deployment = deployment.clone();
-        async move { Ok::<_, Error>(invoke(&mover, &deployment, chrono::Utc::now()).await) }
+        let function = function.clone();
+        async move {
+            let f = function.get().await;
+            Ok::<_, Error>(invoke(&f.mover, &f.deployment, chrono::Utc::now()).await)
+        }
     }))
     .await
 }

@@ -2,8 +2,41 @@
 //! JSON, and one EMF metric line with the count of each action.
 
 use serde_json::Value;
-use spotrunner_core::janitor::{Janitor, JanitorReport};
+use spotrunner_aws::runtime::{self, EnvSource, SdkConfig};
+use spotrunner_aws::{
+    dynamodb::DynamoLedger, sqs::SqsJobQueue, ssm::SsmSecretStore, ssm_runner::SsmRunnerParameters,
+};
+use spotrunner_core::janitor::{Janitor, JanitorReport, JanitorSettings};
 use spotrunner_core::ports::PortError;
+use std::sync::Arc;
+
+pub type StartError = Box<dyn std::error::Error + Send + Sync>;
+
+/// `SPOTRUNNER_CONFIG_PARAMETER` (or `SPOTRUNNER_CONFIG_FILE`),
+/// `SPOTRUNNER_LEDGER_TABLE`, `SPOTRUNNER_JOBS_QUEUE_URL`, optional
+/// `SPOTRUNNER_DRY_RUN` (report only).
+pub async fn handler_from_env(sdk: &SdkConfig, env: &dyn EnvSource) -> Result<Handler, StartError> {
+    let dry_run = parse_dry_run(env.get("SPOTRUNNER_DRY_RUN").as_deref())?;
+    let config = runtime::load_config_from(sdk, env).await?;
+    let secrets = SsmSecretStore::new(sdk);
+    let github = spotrunner_github::client_from_config(&config.github, Some(&secrets)).await?;
+    let janitor = Janitor {
+        settings: JanitorSettings::for_deployment(&config.deployment),
+        ledger: Arc::new(DynamoLedger::new(
+            sdk,
+            env.require("SPOTRUNNER_LEDGER_TABLE")?,
+        )),
+        github: Arc::new(github),
+        compute: Arc::new(spotrunner_aws_ec2::Ec2Compute::new(sdk)),
+        parameters: Arc::new(SsmRunnerParameters::new(sdk)),
+        jobs_queue: Arc::new(SqsJobQueue::new(
+            sdk,
+            env.require("SPOTRUNNER_JOBS_QUEUE_URL")?,
+        )),
+        config: Arc::new(config),
+    };
+    Ok(Handler { janitor, dry_run })
+}
 
 pub struct Handler {
     pub janitor: Janitor,

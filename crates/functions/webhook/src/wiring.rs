@@ -3,19 +3,25 @@
 use aws_config::SdkConfig;
 use spotrunner_aws::runtime::{self, EnvSource, StartupError};
 use spotrunner_aws::{dynamodb::DynamoLedger, sqs::SqsJobQueue, ssm::SsmSecretStore};
-use spotrunner_core::ports::{JobStateSink, NoJobStateSink};
-use spotrunner_core::webhook::WebhookService;
+use spotrunner_core::ports::{JobStateSink, NoJobStateSink, SecretStore};
+use spotrunner_core::webhook::{SecretRefs, WebhookService};
 use std::sync::Arc;
 
 /// `SPOTRUNNER_CONFIG_PARAMETER` (or `SPOTRUNNER_CONFIG_FILE`),
 /// `SPOTRUNNER_JOBS_QUEUE_URL`, `SPOTRUNNER_LEDGER_TABLE` (where `in_progress` /
-/// `completed` are recorded; without it they are only logged).
+/// `completed` are recorded; without it they are only logged), optional
+/// `SPOTRUNNER_SECRET_REFRESH_SECS` (default 30): a signature that matches no
+/// secret makes the service read the configured secrets again, at most once
+/// per that many seconds, so a rotated secret is accepted by a warm container.
 pub async fn service_from_env(
     sdk: &SdkConfig,
     env: &dyn EnvSource,
 ) -> Result<WebhookService, StartupError> {
+    let refresh = runtime::secret_refresh_interval(env)?;
     let config = runtime::load_config_from(sdk, env).await?;
-    let secrets = runtime::webhook_secrets(&config, &SsmSecretStore::new(sdk)).await?;
+    let store: Arc<dyn SecretStore> = Arc::new(SsmSecretStore::new(sdk));
+    let secrets = runtime::webhook_secrets(&config, store.as_ref()).await?;
+    let source = SecretRefs::new(config.webhook.secrets.clone(), Some(store));
     let queue = SqsJobQueue::new(sdk, env.require("SPOTRUNNER_JOBS_QUEUE_URL")?);
     let job_states: Arc<dyn JobStateSink> = match env.get("SPOTRUNNER_LEDGER_TABLE") {
         Some(table) if !table.is_empty() => Arc::new(DynamoLedger::new(sdk, table)),
@@ -24,10 +30,8 @@ pub async fn service_from_env(
             Arc::new(NoJobStateSink)
         }
     };
-    Ok(WebhookService::new(
-        Arc::new(config),
-        secrets,
-        Arc::new(queue),
-        job_states,
-    ))
+    Ok(
+        WebhookService::new(Arc::new(config), secrets, Arc::new(queue), job_states)
+            .with_secrets_source(Arc::new(source), refresh),
+    )
 }
