@@ -3,7 +3,11 @@
 locals {
   common_env = {
     SPOTRUNNER_CONFIG_PARAMETER = local.config_parameter
-    RUST_LOG                    = var.log_level
+    # A changed document changes every function's configuration, so Lambda
+    # starts new containers at once (warm ones also reload it after
+    # SPOTRUNNER_CONFIG_TTL_SECS, default 300).
+    SPOTRUNNER_CONFIG_SHA256 = sha256(local.config_json)
+    RUST_LOG                 = var.log_level
   }
 
   # key: the binary name (= directory under lambda_zip_dir).

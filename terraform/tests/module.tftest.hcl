@@ -819,11 +819,11 @@ run "lambda_environment_contract" {
   }
   assert {
     condition = (
-      keys(aws_lambda_function.fn["webhook"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_JOBS_QUEUE_URL", "SPOTRUNNER_LEDGER_TABLE"]) &&
-      keys(aws_lambda_function.fn["create-runner"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_JOBS_QUEUE_URL", "SPOTRUNNER_BOOTSTRAP_QUEUE_URL", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_SSM_DOCUMENT", "SPOTRUNNER_BUCKET", "SPOTRUNNER_BOOTSTRAP_SCRIPT_KEY", "SPOTRUNNER_INSTANCE_ARN_PREFIX"]) &&
-      keys(aws_lambda_function.fn["stop-runner"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_SSM_DOCUMENT", "SPOTRUNNER_JOBS_QUEUE_URL"]) &&
-      keys(aws_lambda_function.fn["dlq-mover"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_DLQ_URL", "SPOTRUNNER_JOBS_QUEUE_URL", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_BOOTSTRAP_DLQ_URL", "SPOTRUNNER_BOOTSTRAP_QUEUE_URL", "SPOTRUNNER_STOP_EVENTS_DLQ_URL", "SPOTRUNNER_STOP_EVENTS_QUEUE_URL"]) &&
-      keys(aws_lambda_function.fn["janitor"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_JOBS_QUEUE_URL"])
+      keys(aws_lambda_function.fn["webhook"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_CONFIG_SHA256", "SPOTRUNNER_JOBS_QUEUE_URL", "SPOTRUNNER_LEDGER_TABLE"]) &&
+      keys(aws_lambda_function.fn["create-runner"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_CONFIG_SHA256", "SPOTRUNNER_JOBS_QUEUE_URL", "SPOTRUNNER_BOOTSTRAP_QUEUE_URL", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_SSM_DOCUMENT", "SPOTRUNNER_BUCKET", "SPOTRUNNER_BOOTSTRAP_SCRIPT_KEY", "SPOTRUNNER_INSTANCE_ARN_PREFIX"]) &&
+      keys(aws_lambda_function.fn["stop-runner"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_CONFIG_SHA256", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_SSM_DOCUMENT", "SPOTRUNNER_JOBS_QUEUE_URL"]) &&
+      keys(aws_lambda_function.fn["dlq-mover"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_CONFIG_SHA256", "SPOTRUNNER_DLQ_URL", "SPOTRUNNER_JOBS_QUEUE_URL", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_BOOTSTRAP_DLQ_URL", "SPOTRUNNER_BOOTSTRAP_QUEUE_URL", "SPOTRUNNER_STOP_EVENTS_DLQ_URL", "SPOTRUNNER_STOP_EVENTS_QUEUE_URL"]) &&
+      keys(aws_lambda_function.fn["janitor"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_CONFIG_SHA256", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_JOBS_QUEUE_URL"])
     )
     error_message = "each Lambda gets exactly the environment its code reads"
   }
@@ -834,6 +834,13 @@ run "lambda_environment_contract" {
   assert {
     condition     = aws_lambda_function.fn["create-runner"].environment[0].variables["SPOTRUNNER_BOOTSTRAP_SCRIPT_KEY"] == "bootstrap.sh" && aws_s3_object.bootstrap.key == "bootstrap.sh"
     error_message = "create-runner's script key is the uploaded bootstrap.sh"
+  }
+  assert {
+    condition = (
+      aws_lambda_function.fn["webhook"].environment[0].variables["SPOTRUNNER_CONFIG_SHA256"] == sha256(aws_ssm_parameter.config.value) &&
+      alltrue([for f in aws_lambda_function.fn : f.environment[0].variables["SPOTRUNNER_CONFIG_SHA256"] == sha256(aws_ssm_parameter.config.value)])
+    )
+    error_message = "every Lambda's SPOTRUNNER_CONFIG_SHA256 is sha256 of the configuration document in the parameter (a changed document rolls the functions)"
   }
   assert {
     condition     = aws_lambda_function.fn["create-runner"].reserved_concurrent_executions == 10 && aws_lambda_function.fn["webhook"].reserved_concurrent_executions == -1
