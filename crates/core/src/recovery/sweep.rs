@@ -17,7 +17,7 @@ use crate::ports::{JobQueue, Ledger, ListedJob, Page, PortError, QueuedJobSource
 use crate::webhook::{QueuedJob, queued_job_message};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The ledger key of the sweep's state document.
@@ -83,7 +83,8 @@ struct Run<'a> {
     sweep: &'a Sweep,
     budget: Budget,
     report: SweepReport,
-    drained: BTreeSet<String>,
+    /// Pools asked about this run: drained or not.
+    drained: BTreeMap<String, bool>,
     state: SweepState,
     now: DateTime<Utc>,
 }
@@ -105,7 +106,7 @@ impl Sweep {
             sweep: self,
             budget: Budget::new(settings.max_calls),
             report: SweepReport::default(),
-            drained: self.ledger.drained_pools().await?,
+            drained: BTreeMap::new(),
             state,
             now,
         };
@@ -334,13 +335,27 @@ impl Run<'_> {
             installation_id: repo.installation_id,
             delivery_id: Some(SWEEP_DELIVERY),
         };
-        let msg = match queued_job_message(&self.sweep.config, &queued, self.now) {
-            Ok(msg) if !self.drained.contains(&msg.pool) => msg,
-            _ => {
-                self.report.not_ours += 1;
-                return Ok(());
+        let Ok(msg) = queued_job_message(&self.sweep.config, &queued, self.now) else {
+            self.report.not_ours += 1;
+            return Ok(());
+        };
+        let drained = match self.drained.get(&msg.pool) {
+            Some(d) => *d,
+            None => {
+                let d = self
+                    .sweep
+                    .ledger
+                    .is_drained(&msg.pool)
+                    .await
+                    .map_err(Stop::Failed)?;
+                self.drained.insert(msg.pool.clone(), d);
+                d
             }
         };
+        if drained {
+            self.report.not_ours += 1;
+            return Ok(());
+        }
         self.sweep
             .queue
             .send_job(&msg)

@@ -1,0 +1,308 @@
+//! The recovery Lambda on moto, built by `spotrunner_recovery::handler_from_env`
+//! from the environment Terraform hands it, against the fake GitHub over HTTP
+//! (which delivers webhooks itself, keeps a delivery log and redelivers only
+//! when asked). The webhook is the real Lambda glue (`spotrunner_webhook`)
+//! behind a small HTTP server that can be made to answer 503.
+//!
+//! - A `workflow_job` delivery the webhook answered 503 is redelivered once by
+//!   the redelivery task and lands on the jobs queue once; the next run and a
+//!   cold start (the checkpoint is in DynamoDB) redeliver nothing more.
+//! - The sweep enqueues a queued job that was never delivered, once; a job
+//!   the ledger knows is left alone.
+//! - A bad event is refused, naming what is expected.
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+use spotrunner_core::job::JobMessage;
+use spotrunner_core::ports::{Ledger, RunnerScope};
+use spotrunner_testkit::fake_github::{APP_ID, APP_PRIVATE_KEY_PEM, FakeGitHub, FakeWorkflowJob};
+use spotrunner_testkit::moto;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+const SECRET: &str = "recovery-secret";
+const REPO: &str = "octo-org/repo";
+
+struct World {
+    _moto: moto::SharedMoto,
+    sdk: aws_config::SdkConfig,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    github: FakeGitHub,
+    /// While set, the webhook answers 503 (as when SQS is unreachable).
+    down: Arc<AtomicBool>,
+    env: BTreeMap<String, String>,
+}
+
+async fn put(ssm: &aws_sdk_ssm::Client, name: &str, value: &str) {
+    ssm.put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put {name}: {e:?}"));
+}
+
+async fn world() -> World {
+    let moto = moto::shared().await;
+    let sdk = spotrunner_aws::sdk::local(moto.url()).await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let queue_url = sqs
+        .create_queue()
+        .queue_name("sr-jobs")
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url
+        .expect("queue url");
+    spotrunner_aws::dynamodb::create_table(&aws_sdk_dynamodb::Client::new(&sdk), "sr-ledger")
+        .await
+        .expect("ledger table");
+    let github = FakeGitHub::start().await;
+    let installation = github.add_installation(RunnerScope::Org {
+        org: "octo-org".into(),
+    });
+    github.add_repository(REPO, "Organization", Some(installation));
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    put(&ssm, "/sr/github/key", APP_PRIVATE_KEY_PEM).await;
+    put(&ssm, "/sr/webhook/secret", SECRET).await;
+    let config = json!({
+        "deployment": "sr",
+        "github": {
+            "api_url": github.url(),
+            "auth": { "type": "app", "app_id": APP_ID.parse::<u64>().unwrap(), "private_key": "ssm:/sr/github/key" },
+        },
+        "webhook": { "secrets": ["ssm:/sr/webhook/secret"] },
+        "pools": [{
+            "name": "linux", "labels": ["linux"], "launch_template": "sr-linux",
+            "instance_types": ["t3.micro"], "max_runners": 3,
+        }],
+        "recovery": { "sweep": { "min_age_secs": 60 } },
+    });
+    put(&ssm, "/sr/config", &config.to_string()).await;
+    let env = BTreeMap::from([
+        (
+            "SPOTRUNNER_CONFIG_PARAMETER".to_string(),
+            "/sr/config".to_string(),
+        ),
+        ("SPOTRUNNER_JOBS_QUEUE_URL".to_string(), queue_url.clone()),
+        (
+            "SPOTRUNNER_LEDGER_TABLE".to_string(),
+            "sr-ledger".to_string(),
+        ),
+    ]);
+    let w = World {
+        _moto: moto,
+        sdk,
+        sqs,
+        queue_url,
+        github,
+        down: Arc::new(AtomicBool::new(false)),
+        env,
+    };
+    let url = w.serve_webhook().await;
+    w.github.set_webhook(&url, SECRET);
+    w
+}
+
+impl World {
+    /// The webhook Lambda's glue behind HTTP, built from its own environment.
+    async fn serve_webhook(&self) -> String {
+        let service = Arc::new(
+            spotrunner_webhook::service_from_env(&self.sdk, &self.env)
+                .await
+                .expect("webhook builds"),
+        );
+        let down = self.down.clone();
+        let app = axum::Router::new().route(
+            "/webhook",
+            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+                let service = service.clone();
+                let down = down.clone();
+                async move {
+                    if down.load(Ordering::SeqCst) {
+                        return (StatusCode::SERVICE_UNAVAILABLE, String::from("{}"));
+                    }
+                    let mut req = lambda_http::http::Request::builder()
+                        .method("POST")
+                        .uri("/webhook");
+                    for (k, v) in &headers {
+                        req = req.header(k, v);
+                    }
+                    let req = req
+                        .body(lambda_http::Body::Binary(body.to_vec()))
+                        .expect("request");
+                    let resp = spotrunner_webhook::handle(&service, req).await;
+                    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
+                    let body = match resp.body() {
+                        lambda_http::Body::Text(t) => t.clone(),
+                        _ => String::new(),
+                    };
+                    (status, body)
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/webhook")
+    }
+
+    async fn recovery(&self) -> spotrunner_recovery::Handler {
+        spotrunner_recovery::handler_from_env(&self.sdk, &self.env)
+            .await
+            .expect("recovery builds from its environment")
+    }
+
+    /// Every job message on the queue, removed.
+    async fn drain(&self) -> Vec<JobMessage> {
+        let mut out = Vec::new();
+        loop {
+            let r = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .expect("receive");
+            let msgs = r.messages.unwrap_or_default();
+            if msgs.is_empty() {
+                return out;
+            }
+            for m in msgs {
+                out.push(JobMessage::parse(m.body().unwrap()).expect("a job message"));
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
+    }
+}
+
+fn queued_payload(job: u64) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "action": "queued",
+        "workflow_job": {
+            "id": job, "run_id": job + 1_000_000, "run_attempt": 1, "status": "queued",
+            "labels": ["self-hosted", "linux"], "created_at": chrono::Utc::now().to_rfc3339(),
+        },
+        "repository": { "full_name": REPO, "owner": { "login": "octo-org", "type": "Organization" } },
+    }))
+    .unwrap()
+}
+
+fn ids(msgs: &[JobMessage]) -> Vec<u64> {
+    msgs.iter().map(|m| m.job_id).collect()
+}
+
+#[tokio::test]
+async fn a_delivery_answered_503_is_redelivered_once_and_lands_on_the_queue_once() {
+    let w = world().await;
+    w.down.store(true, Ordering::SeqCst);
+    assert_eq!(
+        w.github
+            .deliver("workflow_job", &queued_payload(5001))
+            .await,
+        503
+    );
+    w.down.store(false, Ordering::SeqCst);
+    assert_eq!(
+        w.github
+            .deliver("workflow_job", &queued_payload(5002))
+            .await,
+        202
+    );
+    assert_eq!(ids(&w.drain().await), [5002]);
+
+    let recovery = w.recovery().await;
+    let report = recovery
+        .handle(json!({ "task": "redelivery" }))
+        .await
+        .expect("redelivery run");
+    assert_eq!(report["redelivered"], 1, "{report}");
+    assert_eq!(report["failed_found"], 1, "{report}");
+    let msgs = w.drain().await;
+    assert_eq!(ids(&msgs), [5001], "the redelivered job is enqueued");
+    assert_eq!(w.github.redelivery_requests(), 1);
+
+    // The next run sees the redelivery succeed; a cold start reads the
+    // checkpoint from DynamoDB: nothing is asked for again.
+    let report = recovery
+        .handle(json!({ "task": "redelivery" }))
+        .await
+        .unwrap();
+    assert_eq!(report["recovered"], 1, "{report}");
+    assert_eq!(report["redelivered"], 0, "{report}");
+    let cold = w.recovery().await;
+    let report = cold.handle(json!({ "task": "redelivery" })).await.unwrap();
+    assert_eq!(report["redelivered"], 0, "{report}");
+    assert_eq!(w.github.redelivery_requests(), 1);
+    assert!(w.drain().await.is_empty());
+}
+
+#[tokio::test]
+async fn the_sweep_enqueues_a_job_never_delivered_once_and_leaves_known_jobs() {
+    let w = world().await;
+    let old = chrono::Utc::now() - chrono::Duration::minutes(10);
+    for job in [6001, 6002] {
+        w.github.add_workflow_job(
+            REPO,
+            FakeWorkflowJob::new(
+                job + 1_000_000,
+                job,
+                "queued",
+                &["self-hosted", "linux"],
+                old,
+            ),
+        );
+    }
+    // 6002 is known to the ledger (its webhook came and it was claimed).
+    let ledger = spotrunner_aws::dynamodb::DynamoLedger::new(&w.sdk, "sr-ledger");
+    let known = spotrunner_core::ports::ledger_contract::job_message(6002, "linux", 0);
+    ledger
+        .claim_job(&known, chrono::Utc::now(), chrono::Duration::minutes(5))
+        .await
+        .expect("claim");
+
+    let recovery = w.recovery().await;
+    let report = recovery.handle(json!({ "task": "sweep" })).await.unwrap();
+    assert_eq!(report["enqueued"], 1, "{report}");
+    assert_eq!(report["known"], 1, "{report}");
+    let msgs = w.drain().await;
+    assert_eq!(ids(&msgs), [6001], "{report}");
+    assert_eq!(msgs[0].delivery_id.as_deref(), Some("sweep"));
+    assert_eq!(msgs[0].repository, REPO);
+    assert_eq!(msgs[0].pool, "linux");
+
+    // Still queued on GitHub, still waiting on our queue: not enqueued again,
+    // also after a cold start.
+    let report = w
+        .recovery()
+        .await
+        .handle(json!({ "task": "sweep" }))
+        .await
+        .unwrap();
+    assert_eq!(report["enqueued"], 0, "{report}");
+    assert!(w.drain().await.is_empty());
+}
+
+#[tokio::test]
+async fn an_event_without_a_task_is_refused_naming_the_tasks() {
+    let w = world().await;
+    let err = w
+        .recovery()
+        .await
+        .handle(Value::Null)
+        .await
+        .expect_err("no task");
+    assert!(err.to_string().contains("redelivery"), "{err}");
+}
