@@ -7,6 +7,7 @@ use spotrunner_core::Config;
 use spotrunner_core::create_runner::{CreateRunner, Settings};
 use spotrunner_core::janitor::{Janitor, JanitorSettings};
 use spotrunner_core::ports::{GitHubApi, JobStateSink, resolve_secret};
+use spotrunner_core::recovery::{Redelivery, Sweep};
 use spotrunner_core::stop_runner::StopRunner;
 use spotrunner_core::webhook::{
     DEFAULT_SECRET_REFRESH, SecretRefs, WebhookSecrets, WebhookService,
@@ -21,6 +22,10 @@ pub struct Handlers {
     pub webhook: Arc<WebhookService>,
     pub stop_runner: StopRunner,
     pub janitor: Janitor,
+    /// The nets under the webhook: redelivery of failed deliveries, and the
+    /// sweep for queued jobs never delivered (`Schedule::Redelivery`, `Schedule::Sweep`).
+    pub redelivery: Arc<Redelivery>,
+    pub sweep: Arc<Sweep>,
 }
 
 /// The "SSM document" of local runner processes, as named in their exit events.
@@ -51,7 +56,8 @@ pub async fn build(config: Config, adapters: &Adapters) -> Result<Handlers, Stri
         st.backend.set_settings(runner_settings(&config));
     }
     let config = Arc::new(config);
-    let github: Arc<dyn GitHubApi> = Arc::new(github);
+    let client = Arc::new(github);
+    let github: Arc<dyn GitHubApi> = client.clone();
     let document = match &adapters.local {
         Some(_) => LOCAL_DOCUMENT.to_string(),
         None => std::env::var("SPOTRUNNER_SSM_DOCUMENT")
@@ -97,12 +103,26 @@ pub async fn build(config: Config, adapters: &Adapters) -> Result<Handlers, Stri
         sink,
     );
     let webhook = Arc::new(webhook.with_secrets_source(Arc::new(source), DEFAULT_SECRET_REFRESH));
+    let redelivery = Redelivery {
+        config: config.recovery.redelivery.clone(),
+        hook: config.recovery.redelivery.hook(&config.github.auth),
+        deliveries: client.clone(),
+        ledger: adapters.ledger.clone(),
+    };
+    let sweep = Sweep {
+        config: config.clone(),
+        source: client,
+        ledger: adapters.ledger.clone(),
+        queue: adapters.jobs_queue.clone(),
+    };
     Ok(Handlers {
         config,
         create_runner,
         webhook,
         stop_runner,
         janitor,
+        redelivery: Arc::new(redelivery),
+        sweep: Arc::new(sweep),
     })
 }
 

@@ -23,6 +23,8 @@ pub fn spawn_all(shared: &Arc<Shared>) -> Vec<JoinHandle<()>> {
         tokio::spawn(bootstrap_loop(shared.clone())),
         tokio::spawn(schedule(shared.clone(), Schedule::Janitor)),
         tokio::spawn(schedule(shared.clone(), Schedule::Redrive)),
+        tokio::spawn(schedule(shared.clone(), Schedule::Redelivery)),
+        tokio::spawn(schedule(shared.clone(), Schedule::Sweep)),
     ];
     if shared.adapters.local.is_some() {
         tasks.push(tokio::spawn(reaper_loop(shared.clone())));
@@ -142,25 +144,57 @@ async fn events_loop(shared: Arc<Shared>) {
 enum Schedule {
     Janitor,
     Redrive,
+    /// Failed webhook deliveries asked for again (GitHub never redelivers).
+    Redelivery,
+    /// Queued jobs whose webhook never came.
+    Sweep,
 }
 
+/// The first redelivery and sweep run this soon after a start (a restart is
+/// when deliveries were missed), then at their intervals.
+const FIRST_RECOVERY: Duration = Duration::from_secs(5);
+
 async fn schedule(shared: Arc<Shared>, which: Schedule) {
+    let mut first = true;
     loop {
-        let local = config_file::local(&shared.handlers().config);
-        let every = match which {
+        let config = shared.handlers().config;
+        let local = config_file::local(&config);
+        let every = Duration::from_secs(match which {
             Schedule::Janitor => local.janitor_interval_secs,
             Schedule::Redrive => local.redrive_interval_secs,
+            Schedule::Redelivery => config.recovery.redelivery.interval_secs,
+            Schedule::Sweep => config.recovery.sweep.interval_secs,
+        });
+        let wait = match which {
+            Schedule::Redelivery | Schedule::Sweep if first => every.min(FIRST_RECOVERY),
+            _ => every,
         };
-        shared.pause(Duration::from_secs(every)).await;
+        first = false;
+        shared.pause(wait).await;
         if shared.stopping() {
             return;
         }
         let h = shared.handlers();
+        let now = chrono::Utc::now();
         let result = match which {
             Schedule::Janitor => ops::run_janitor(&shared.adapters, &h, false).await,
             Schedule::Redrive => ops::run_redrive(&shared.adapters, &h, false).await,
+            // Their runs log their own summary line.
+            Schedule::Redelivery => h
+                .redelivery
+                .run(now)
+                .await
+                .map(|_| String::new())
+                .map_err(|e| e.to_string()),
+            Schedule::Sweep => h
+                .sweep
+                .run(now)
+                .await
+                .map(|_| String::new())
+                .map_err(|e| e.to_string()),
         };
         match result {
+            Ok(report) if report.is_empty() => {}
             Ok(report) => tracing::info!(schedule = ?which, %report, "scheduled run done"),
             Err(e) => tracing::warn!(schedule = ?which, error = %e, "scheduled run failed"),
         }

@@ -119,7 +119,7 @@ impl HookDeliveries for MemoryHookDeliveries {
         };
         let mut newest_first: Vec<&HookDelivery> =
             st.attempts.iter().filter(|d| d.id < below).collect();
-        newest_first.sort_by(|a, b| b.id.cmp(&a.id));
+        newest_first.sort_by_key(|d| std::cmp::Reverse(d.id));
         let page: Vec<HookDelivery> = newest_first
             .iter()
             .take(st.page_size)
