@@ -712,7 +712,7 @@ run "schedules_and_event_rules" {
   assert {
     condition = alltrue([
       for s in data.aws_iam_policy_document.lambda["recovery"].statement :
-      !contains(s.actions, "dynamodb:PutItem") || alltrue([for c in s.condition : c.variable != "dynamodb:LeadingKeys" || c.values == ["state#*"] || c.values == ["false"]])
+      !contains(s.actions, "dynamodb:PutItem") || alltrue([for c in s.condition : c.variable != "dynamodb:LeadingKeys" || toset(c.values) == toset(["state#*"]) || toset(c.values) == toset(["false"])])
     ])
     error_message = "recovery writes only its state documents (state#*) to the ledger"
   }
@@ -740,7 +740,7 @@ run "schedules_and_event_rules" {
     error_message = "the EC2 rule listens to shutting-down and terminated"
   }
   assert {
-    condition     = length(aws_lambda_permission.schedule) == 2
+    condition     = length(aws_lambda_permission.schedule) == 4
     error_message = "EventBridge may invoke the scheduled functions"
   }
 }
@@ -823,7 +823,8 @@ run "lambda_environment_contract" {
       keys(aws_lambda_function.fn["create-runner"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_CONFIG_SHA256", "SPOTRUNNER_JOBS_QUEUE_URL", "SPOTRUNNER_BOOTSTRAP_QUEUE_URL", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_SSM_DOCUMENT", "SPOTRUNNER_BUCKET", "SPOTRUNNER_BOOTSTRAP_SCRIPT_KEY", "SPOTRUNNER_INSTANCE_ARN_PREFIX"]) &&
       keys(aws_lambda_function.fn["stop-runner"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_CONFIG_SHA256", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_SSM_DOCUMENT", "SPOTRUNNER_JOBS_QUEUE_URL"]) &&
       keys(aws_lambda_function.fn["dlq-mover"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_CONFIG_SHA256", "SPOTRUNNER_DLQ_URL", "SPOTRUNNER_JOBS_QUEUE_URL", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_BOOTSTRAP_DLQ_URL", "SPOTRUNNER_BOOTSTRAP_QUEUE_URL", "SPOTRUNNER_STOP_EVENTS_DLQ_URL", "SPOTRUNNER_STOP_EVENTS_QUEUE_URL"]) &&
-      keys(aws_lambda_function.fn["janitor"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_CONFIG_SHA256", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_JOBS_QUEUE_URL"])
+      keys(aws_lambda_function.fn["janitor"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_CONFIG_SHA256", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_JOBS_QUEUE_URL"]) &&
+      keys(aws_lambda_function.fn["recovery"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_CONFIG_SHA256", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_JOBS_QUEUE_URL"])
     )
     error_message = "each Lambda gets exactly the environment its code reads"
   }

@@ -1,24 +1,34 @@
 //! `recovery` Lambda (two EventBridge schedules: `{"task": "redelivery"}`
 //! every minute, `{"task": "sweep"}` every few minutes).
-//! Environment: see [`spotrunner_recovery::handler_from_env`].
+//! Environment: see [`spotrunner_recovery::handler_from_env`], plus
+//! `SPOTRUNNER_CONFIG_TTL_SECS` (the handler is built again after that many
+//! seconds, default 300; 0 = never).
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
-use spotrunner_aws::runtime::{ProcessEnv, init_tracing};
+use spotrunner_aws::reload::{self, Reloading};
+use spotrunner_aws::runtime::{self, ProcessEnv, init_tracing};
 use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_tracing();
     let sdk = spotrunner_aws::sdk::from_lambda_env()?;
-    let handler = spotrunner_recovery::handler_from_env(&sdk, &ProcessEnv)
-        .await
-        .inspect_err(|e| tracing::error!(error = %e, "cold start failed"))?;
+    let ttl = reload::ttl_from_env(&ProcessEnv)?;
+    let handler = Reloading::new("recovery", ttl, move || {
+        let sdk = sdk.clone();
+        async move { spotrunner_recovery::handler_from_env(&sdk, &ProcessEnv).await }
+    })
+    .await
+    .inspect_err(|e| tracing::error!(error = %e, "cold start failed"))?;
     let handler = Arc::new(handler);
-    tracing::info!("recovery ready");
+    tracing::info!(
+        config_sha256 = runtime::config_sha256(&ProcessEnv),
+        "recovery ready"
+    );
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let handler = handler.clone();
-        async move { Ok::<_, Error>(handler.handle(event.payload).await?) }
+        async move { Ok::<_, Error>(handler.get().await.handle(event.payload).await?) }
     }))
     .await
 }
