@@ -97,7 +97,8 @@ impl WebhookService {
         self
     }
 
-    /// Handle one request. 5xx only when our side fails, so GitHub can redeliver.
+    /// Handle one request. 5xx only when our side fails; GitHub does not
+    /// redeliver it by itself: the redelivery loop (`crate::recovery`) asks it to.
     pub async fn handle(&self, req: &WebhookRequest<'_>) -> WebhookResponse {
         let now = Utc::now();
         let secrets = self.current_secrets();

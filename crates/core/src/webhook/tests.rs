@@ -203,7 +203,7 @@ async fn bad_requests_get_4xx_and_enqueue_nothing() {
 }
 
 #[tokio::test]
-async fn queue_failure_is_a_5xx_so_github_can_redeliver() {
+async fn queue_failure_is_a_5xx_for_the_redelivery_loop_to_find() {
     let h = harness();
     h.queue.set_failing(true);
     let r = post(&h, "workflow_job", &job_body("queued", &["k8s"], None)).await;
