@@ -25,6 +25,28 @@ pub struct Status {
     /// Local backend: every runner process, live or ended.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub instances: Vec<InstanceLine>,
+    /// The redelivery loop's and the sweep's state (from the ledger).
+    pub recovery: RecoveryStatus,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct RecoveryStatus {
+    /// Deliveries before this were looked at (none: the loop has not run).
+    pub redelivery_checkpoint: Option<DateTime<Utc>>,
+    /// Failed `workflow_job` deliveries waiting for a successful redelivery.
+    pub pending_deliveries: Vec<PendingDelivery>,
+    pub sweep_last_complete: Option<DateTime<Utc>>,
+    /// Where the next sweep starts (it stopped there for its budget).
+    pub sweep_next_repository: Option<String>,
+    /// Jobs the sweep enqueued in the last 24 h.
+    pub swept_jobs: Vec<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PendingDelivery {
+    pub delivery: String,
+    pub status_code: u16,
+    pub requests: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -219,6 +241,7 @@ pub async fn collect(a: &Adapters, config: &Config) -> Result<Status, String> {
             .collect(),
         None => Vec::new(),
     };
+    let recovery = recovery_status(a).await?;
     Ok(Status {
         deployment: config.deployment.clone(),
         backend: if a.local.is_some() { "local" } else { "aws" },
@@ -231,6 +254,35 @@ pub async fn collect(a: &Adapters, config: &Config) -> Result<Status, String> {
         },
         queues,
         instances,
+        recovery,
+    })
+}
+
+async fn recovery_status(a: &Adapters) -> Result<RecoveryStatus, String> {
+    use spotrunner_core::recovery::{RedeliveryState, SweepState, keys};
+    let redelivery: RedeliveryState =
+        match a.ledger.state_doc(keys::REDELIVERY).await.map_err(err)? {
+            Some(doc) => serde_json::from_value(doc).unwrap_or_default(),
+            None => RedeliveryState::default(),
+        };
+    let sweep: SweepState = match a.ledger.state_doc(keys::SWEEP).await.map_err(err)? {
+        Some(doc) => serde_json::from_value(doc).unwrap_or_default(),
+        None => SweepState::default(),
+    };
+    Ok(RecoveryStatus {
+        redelivery_checkpoint: redelivery.checkpoint,
+        pending_deliveries: redelivery
+            .pending
+            .iter()
+            .map(|(guid, p)| PendingDelivery {
+                delivery: guid.clone(),
+                status_code: p.status_code,
+                requests: p.requests,
+            })
+            .collect(),
+        sweep_last_complete: sweep.last_complete,
+        sweep_next_repository: sweep.next_repository,
+        swept_jobs: sweep.enqueued.keys().copied().collect(),
     })
 }
 
@@ -339,6 +391,47 @@ pub fn render(s: &Status) -> String {
         .collect();
     out.push_str(&q.join(", "));
     out.push('\n');
+    let r = &s.recovery;
+    let at = |t: Option<DateTime<Utc>>| {
+        t.map_or("never".to_string(), |t| t.format("%H:%M:%S").to_string())
+    };
+    out.push_str(&format!(
+        "redelivery: checkpoint {}, {} failed deliver{} pending\n",
+        at(r.redelivery_checkpoint),
+        r.pending_deliveries.len(),
+        if r.pending_deliveries.len() == 1 {
+            "y"
+        } else {
+            "ies"
+        }
+    ));
+    for p in &r.pending_deliveries {
+        out.push_str(&format!(
+            "  delivery {} answered {}, {} redelivery request(s)\n",
+            p.delivery, p.status_code, p.requests
+        ));
+    }
+    out.push_str(&format!(
+        "sweep: last complete {}{}, {} job(s) found in 24 h{}\n",
+        at(r.sweep_last_complete),
+        r.sweep_next_repository
+            .as_deref()
+            .map(|n| format!(", resumes at {n}"))
+            .unwrap_or_default(),
+        r.swept_jobs.len(),
+        if r.swept_jobs.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({})",
+                r.swept_jobs
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    ));
     let live: Vec<&InstanceLine> = s
         .instances
         .iter()

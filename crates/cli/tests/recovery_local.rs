@@ -188,6 +188,14 @@ async fn a_delivery_that_failed_while_serve_was_down_is_redelivered_and_runs_onc
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(w.github.redelivery_requests(), 1, "{}", serve.log_text());
     assert_eq!((w.runs_of(7001), w.runs_of(7002)), (1, 1));
+    // `status` shows where the loop stands: a checkpoint, nothing pending.
+    let st = status(&w.config, &w.state);
+    assert!(
+        st["recovery"]["redelivery_checkpoint"].is_string(),
+        "{}",
+        st["recovery"]
+    );
+    assert_eq!(st["recovery"]["pending_deliveries"], json!([]));
     let log = serve.log_text();
     assert!(
         log.contains("redelivery run"),
@@ -224,6 +232,17 @@ async fn a_job_never_delivered_is_found_by_the_sweep_and_runs_once_even_racing_i
     );
     assert_eq!(w.runs_of(8003), 0, "a young job is the webhook's");
     assert_eq!(w.job_state(8003), None);
+    let st = status(&w.config, &w.state);
+    let swept = st["recovery"]["swept_jobs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(swept.contains(&json!(8001)), "{}", st["recovery"]);
+    assert!(
+        st["recovery"]["sweep_last_complete"].is_string(),
+        "{}",
+        st["recovery"]
+    );
     let log = serve.log_text();
     assert!(
         log.contains("jobs_found_by_sweep") && log.contains("8001"),
