@@ -189,7 +189,7 @@ fn account_id(login: &str) -> u64 {
 }
 
 /// `Organization` or `User`, as far as the registered repositories tell.
-fn account_type(s: &State, login: &str) -> &'static str {
+pub(crate) fn account_type(s: &State, login: &str) -> &'static str {
     let user = s
         .repos
         .list

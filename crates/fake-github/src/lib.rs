@@ -780,6 +780,12 @@ fn handle(
             .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
             .collect(),
     });
+    // A user is not an organisation: GitHub answers 404 to `/orgs/{user}/…`.
+    if let ["orgs", login, ..] = segs.as_slice()
+        && actions::account_type(&s, login) == "User"
+    {
+        return err(StatusCode::NOT_FOUND, "Not Found");
+    }
     if let Some(f) = s.failures.get_mut(ep).and_then(VecDeque::pop_front) {
         let mut resp = ok_json(
             StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
