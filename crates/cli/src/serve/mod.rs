@@ -1,9 +1,13 @@
 //! `spotrunner serve`: the webhook over HTTP, the create-runner worker loops,
 //! the local event path for runner exits and the built-in schedules, in one
-//! process. SIGTERM/SIGINT: stop taking jobs, finish the batch in flight, keep
-//! all state, exit 0. SIGHUP or a change of the file: reload, or keep the old
-//! configuration and log the field-named errors.
+//! process. SIGTERM/SIGINT: the loops stop taking jobs and finish the batch in
+//! flight while `/webhook` goes on taking and queueing deliveries (GitHub does
+//! not redeliver a failed one); then the HTTP front stops accepting and
+//! finishes its requests in flight; all state is kept, exit 0. SIGHUP or a
+//! change of the file: reload, or keep the old configuration and log the
+//! field-named errors.
 
+mod front;
 mod http;
 mod reload;
 mod workers;
@@ -60,6 +64,9 @@ impl Shared {
 
 /// How long in-flight work may take after SIGTERM.
 const GRACE: Duration = Duration::from_secs(60);
+/// How long the HTTP front's requests in flight may take once it stops
+/// accepting (a request is bounded by the header and body timeouts).
+const HTTP_DRAIN: Duration = Duration::from_secs(35);
 
 pub async fn run(target: Target, listen: Option<String>) -> Result<ExitCode, String> {
     let config = config_file::load(&target.config).inspect_err(|e| {
@@ -68,6 +75,7 @@ pub async fn run(target: Target, listen: Option<String>) -> Result<ExitCode, Str
     let listen = listen.unwrap_or_else(|| config_file::local(&config).listen);
     let adapters = Adapters::open(&target, &config, true).await?;
     let handlers = handlers::build(config, &adapters).await?;
+    let max_connections = front::max_connections()?;
     let (stop, _) = watch::channel(false);
     let shared = Arc::new(Shared {
         handlers: RwLock::new(handlers),
@@ -88,20 +96,26 @@ pub async fn run(target: Target, listen: Option<String>) -> Result<ExitCode, Str
 
     let mut tasks = workers::spawn_all(&shared);
     tasks.push(tokio::spawn(reload::watch(shared.clone())));
-    let server = tokio::spawn(http::serve(listener, shared.clone()));
+    let front = front::Front::start(listener, http::router(shared.clone()), max_connections);
 
     wait_for_stop().await;
-    tracing::info!("stopping: no new jobs; finishing work in flight");
+    tracing::info!(
+        "stopping: no new jobs; finishing work in flight; webhooks are still taken and queued"
+    );
     shared.stop.send_replace(true);
     let drained = tokio::time::timeout(GRACE, async {
         for t in tasks {
             let _ = t.await;
         }
-        let _ = server.await;
     })
     .await;
     if drained.is_err() {
         tracing::warn!("grace time over; exiting with work in flight (state is kept)");
+    }
+    // Only now: until here every delivery was taken (GitHub does not redeliver).
+    tracing::info!("closing the HTTP listener; finishing requests in flight");
+    if !front.shutdown(HTTP_DRAIN).await {
+        tracing::warn!("HTTP requests still in flight at exit");
     }
     tracing::info!("stopped; state kept");
     Ok(ExitCode::SUCCESS)
