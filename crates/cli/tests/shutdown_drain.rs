@@ -9,8 +9,8 @@ mod common;
 use common::*;
 use spotrunner_testkit::fake_github::FakeGitHub;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const LONG: Duration = Duration::from_secs(180);
