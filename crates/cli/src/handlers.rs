@@ -109,6 +109,7 @@ pub async fn build(config: Config, adapters: &Adapters) -> Result<Handlers, Stri
         deliveries: client.clone(),
         ledger: adapters.ledger.clone(),
     };
+    redelivery.warn_if_inactive();
     let sweep = Sweep {
         config: config.clone(),
         source: client,

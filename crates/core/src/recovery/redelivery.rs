@@ -113,6 +113,17 @@ fn retryable(status_code: u16) -> bool {
 }
 
 impl Redelivery {
+    /// Say once (at start) why the loop will not run, if it will not.
+    pub fn warn_if_inactive(&self) {
+        if self.config.enabled && self.hook.is_none() {
+            tracing::warn!(
+                "redelivery loop off: with a PAT it cannot read the GitHub App's webhook; set \
+                 recovery.redelivery.hook_id and hook_org or hook_repository (failed deliveries \
+                 are then left to the sweep)"
+            );
+        }
+    }
+
     /// One run. Errors of GitHub end the run early (its state is still saved);
     /// an error of the ledger is returned.
     pub async fn run(&self, now: DateTime<Utc>) -> Result<RedeliveryReport, PortError> {
@@ -127,7 +138,7 @@ impl Redelivery {
                  or hook_repository"
                     .into(),
             );
-            tracing::warn!(reason = report.skipped.as_deref(), "redelivery skipped");
+            tracing::debug!(reason = report.skipped.as_deref(), "redelivery skipped");
             return Ok(report);
         };
         let mut state: RedeliveryState = match self.ledger.state_doc(STATE_KEY).await? {

@@ -33,14 +33,16 @@ pub async fn handler_from_env(
     ));
     let redelivery_config = config.recovery.redelivery.clone();
     let hook = redelivery_config.hook(&config.github.auth);
+    let redelivery = Redelivery {
+        config: redelivery_config,
+        hook,
+        deliveries: github.clone(),
+        ledger: ledger.clone(),
+    };
+    redelivery.warn_if_inactive();
     Ok(Handler {
         deployment: config.deployment.clone(),
-        redelivery: Redelivery {
-            config: redelivery_config,
-            hook,
-            deliveries: github.clone(),
-            ledger: ledger.clone(),
-        },
+        redelivery,
         sweep: Sweep {
             config,
             source: github,
