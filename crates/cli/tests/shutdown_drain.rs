@@ -155,7 +155,7 @@ async fn sigterm_during_a_burst_refuses_no_delivery_and_every_job_runs_once() {
     );
     assert!(
         after_sigterm > 0,
-        "no delivery was sent and answered during the drain"
+        "no delivery was sent and answered during the drain; serve's log:\n{log}"
     );
 
     // A restart: the unanswered ones are delivered again (as a GitHub user would),
