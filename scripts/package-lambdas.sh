@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the five spotrunner Lambdas as zips for Terraform, in ONE
+# Builds the six spotrunner Lambdas as zips for Terraform, in ONE
 # `cargo lambda build --release --output-format zip` invocation, and reports
 # each zip's size.
 #
@@ -62,7 +62,7 @@ else
   target_args=(--x86-64)
 fi
 
-# Which of the five packages does the workspace hold?
+# Which of the six packages does the workspace hold?
 workspace_packages="$(cargo metadata --no-deps --format-version 1 --offline 2>/dev/null ||
   cargo metadata --no-deps --format-version 1)"
 present=()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: install what it needs, lint, unit + integration tests
-# (moto, fake GitHub, GitHub's webhook examples), one release build of the five
+# (moto, fake GitHub, GitHub's webhook examples), one release build of the six
 # Lambdas, the release webhook behind cargo lambda's runtime API, and the
 # Terraform checks (fmt, validate, terraform test, checkov, apply + destroy of
 # examples/local on moto with the real handlers run against the deployment).
@@ -14,7 +14,7 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test"
 cargo test --workspace --no-fail-fast
-echo "== release Lambdas (one cargo lambda build for all five)"
+echo "== release Lambdas (one cargo lambda build for all six)"
 scripts/package-lambdas.sh
 echo "== release webhook smoke"
 scripts/webhook-smoke.sh

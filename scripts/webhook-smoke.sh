@@ -36,7 +36,7 @@ process.stdout.write(JSON.stringify(ex));' >"$work/queued.json"
 job_id=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["workflow_job"]["id"])' "$work/queued.json")
 
 # The release binary from scripts/package-lambdas.sh (one release build for all
-# five Lambdas; built here if absent).
+# six Lambdas; built here if absent).
 zip_dir=${SPOTRUNNER_LAMBDA_ZIP_DIR:-target/lambda}
 if [ ! -f "$zip_dir/webhook/bootstrap.zip" ]; then
   echo "== no $zip_dir/webhook/bootstrap.zip: building the Lambdas"
