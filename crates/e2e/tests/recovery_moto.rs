@@ -11,6 +11,8 @@
 //!   the ledger knows is left alone.
 //! - A bad event is refused, naming what is expected.
 
+mod common;
+
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
@@ -160,31 +162,7 @@ impl World {
 
     /// Every job message on the queue, removed.
     async fn drain(&self) -> Vec<JobMessage> {
-        let mut out = Vec::new();
-        loop {
-            let r = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.queue_url)
-                .max_number_of_messages(10)
-                .send()
-                .await
-                .expect("receive");
-            let msgs = r.messages.unwrap_or_default();
-            if msgs.is_empty() {
-                return out;
-            }
-            for m in msgs {
-                out.push(JobMessage::parse(m.body().unwrap()).expect("a job message"));
-                self.sqs
-                    .delete_message()
-                    .queue_url(&self.queue_url)
-                    .receipt_handle(m.receipt_handle().unwrap())
-                    .send()
-                    .await
-                    .expect("delete");
-            }
-        }
+        common::drain_jobs(&self.sqs, &self.queue_url).await
     }
 }
 

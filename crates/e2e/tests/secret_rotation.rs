@@ -11,6 +11,8 @@
 //! - `Reloading` around the same builder follows a changed document, and keeps
 //!   the one in use when SSM cannot be read.
 
+mod common;
+
 use aws_sdk_ssm::types::ParameterType;
 use serde_json::{Value, json};
 use spotrunner_aws::reload::Reloading;
@@ -122,31 +124,7 @@ impl World {
 
     /// Every message on the queue, removed.
     async fn drain(&self) -> Vec<JobMessage> {
-        let mut out = Vec::new();
-        loop {
-            let r = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.queue_url)
-                .max_number_of_messages(10)
-                .send()
-                .await
-                .expect("receive");
-            let msgs = r.messages.unwrap_or_default();
-            if msgs.is_empty() {
-                return out;
-            }
-            for m in msgs {
-                out.push(JobMessage::parse(m.body().expect("body")).expect("valid job message"));
-                self.sqs
-                    .delete_message()
-                    .queue_url(&self.queue_url)
-                    .receipt_handle(m.receipt_handle().expect("handle"))
-                    .send()
-                    .await
-                    .expect("delete");
-            }
-        }
+        common::drain_jobs(&self.sqs, &self.queue_url).await
     }
 }
 

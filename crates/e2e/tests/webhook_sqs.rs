@@ -1,6 +1,8 @@
 //! The webhook handler with the real SQS adapter against moto, fed GitHub's own
 //! examples (`@octokit/webhooks-examples`) signed by `@octokit/webhooks-methods`.
 
+mod common;
+
 use aws_sdk_sqs::Client;
 use serde_json::Value;
 use spotrunner_aws::sqs::SqsJobQueue;
@@ -88,31 +90,7 @@ impl Env {
 
     /// Every message on the queue, removed.
     async fn drain(&self) -> Vec<JobMessage> {
-        let mut out = Vec::new();
-        loop {
-            let r = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.queue_url)
-                .max_number_of_messages(10)
-                .send()
-                .await
-                .expect("receive");
-            let msgs = r.messages.unwrap_or_default();
-            if msgs.is_empty() {
-                return out;
-            }
-            for m in msgs {
-                out.push(JobMessage::parse(m.body().expect("body")).expect("valid job message"));
-                self.sqs
-                    .delete_message()
-                    .queue_url(&self.queue_url)
-                    .receipt_handle(m.receipt_handle().expect("handle"))
-                    .send()
-                    .await
-                    .expect("delete");
-            }
-        }
+        common::drain_jobs(&self.sqs, &self.queue_url).await
     }
 
     async fn assert_queue_empty(&self) {

@@ -439,3 +439,31 @@ pub fn tag(i: &aws_sdk_ec2::types::Instance, key: &str) -> Option<String> {
         .find(|t| t.key() == Some(key))
         .and_then(|t| t.value().map(String::from))
 }
+
+/// Every job message on the queue, received and deleted (a message that is
+/// not a job message fails the test).
+pub async fn drain_jobs(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<JobMessage> {
+    let mut out = Vec::new();
+    loop {
+        let r = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .expect("receive");
+        let msgs = r.messages.unwrap_or_default();
+        if msgs.is_empty() {
+            return out;
+        }
+        for m in msgs {
+            out.push(JobMessage::parse(m.body().expect("body")).expect("a job message"));
+            sqs.delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(m.receipt_handle().expect("receipt handle"))
+                .send()
+                .await
+                .expect("delete");
+        }
+    }
+}
