@@ -164,7 +164,6 @@ fn route_workflow_job(config: &Config, req: &WebhookRequest<'_>, now: DateTime<U
     if !config.allows(&repo.owner.login, &repo.full_name) {
         return ignored(format!("repository {} is not allowed", repo.full_name));
     }
-    let pool = matching::match_pool(&config.pools, &job.labels);
     match ev.action.as_str() {
         "queued" => {
             let queued = QueuedJob {
@@ -197,7 +196,7 @@ fn route_workflow_job(config: &Config, req: &WebhookRequest<'_>, now: DateTime<U
                 .runner_name
                 .as_deref()
                 .is_some_and(|r| names::is_ours(&config.deployment, r));
-            if pool.is_none() && !ours {
+            if !ours && matching::match_pool(&config.pools, &job.labels).is_none() {
                 return ignored(format!("job {} is not served by any pool", job.id));
             }
             let (status, at) = if action == "completed" {
