@@ -13,6 +13,7 @@
 //! `SPOTRUNNER_CHAOS_JOBS` / `SPOTRUNNER_CHAOS_SECS` change the size and budget.
 
 mod chaos;
+mod common;
 
 use aws_smithy_runtime::client::retries::RetryPartition;
 use chaos::play::Play;

@@ -13,7 +13,6 @@
 
 mod common;
 
-use aws_sdk_ssm::types::ParameterType;
 use serde_json::{Value, json};
 use spotrunner_aws::reload::Reloading;
 use spotrunner_core::job::JobMessage;
@@ -87,15 +86,7 @@ async fn world() -> World {
 impl World {
     /// Create or overwrite a SecureString parameter (a rotation is an overwrite).
     async fn put(&self, name: &str, value: &str) {
-        self.ssm
-            .put_parameter()
-            .name(name)
-            .value(value)
-            .r#type(ParameterType::SecureString)
-            .overwrite(true)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("put {name}: {e:?}"));
+        common::put_secure(&self.ssm, name, value).await;
     }
 
     /// What Terraform hands the webhook function.

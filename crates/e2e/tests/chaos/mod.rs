@@ -11,7 +11,7 @@ pub mod proxylog;
 pub mod pump;
 pub mod report;
 
-use aws_sdk_ec2::types::{Filter, InstanceType, RequestLaunchTemplateData};
+use aws_sdk_ec2::types::Filter;
 use spotrunner_aws::dynamodb::DynamoLedger;
 use spotrunner_aws::runtime::CONFIG_PARAMETER_ENV;
 use spotrunner_aws::sqs::SqsJobQueue;
@@ -117,7 +117,9 @@ pub async fn world(seed: u64) -> World {
             .unwrap();
         urls.push(out.queue_url.unwrap());
     }
-    let subnet = network(&direct.ec2).await;
+    let templates: Vec<String> = POOLS.iter().map(|p| format!("sr-{}", p.name)).collect();
+    let templates: Vec<&str> = templates.iter().map(String::as_str).collect();
+    let subnet = crate::common::network(&direct.ec2, &templates).await;
     direct
         .ssm
         .create_document()
@@ -156,18 +158,18 @@ pub async fn world(seed: u64) -> World {
     )
     .await;
     let gh = FaultProxy::start(&github.url(), FaultConfig::new("github", seed).rate(rate)).await;
-    put_param(
+    crate::common::put_secure(
         &direct.ssm,
         "/sr/github/app-key",
         fake_github::APP_PRIVATE_KEY_PEM,
     )
     .await;
-    put_param(&direct.ssm, "/sr/webhook/secret", "chaos-secret").await;
+    crate::common::put_secure(&direct.ssm, "/sr/webhook/secret", "chaos-secret").await;
     // One configuration document per handler, identical but for the GitHub
     // URL: each handler calls GitHub through its own proxy listener.
     for handler in ["create-runner", "stop-runner", "janitor"] {
         let url = gh.add_front(handler).await;
-        put_param(
+        crate::common::put_secure(
             &direct.ssm,
             &format!("/sr/config/{handler}"),
             &config_json(&url, &subnet),
@@ -250,55 +252,6 @@ pub async fn world(seed: u64) -> World {
         jobs_url: urls[0].clone(),
         boot_url: urls[1].clone(),
     }
-}
-
-async fn network(ec2: &aws_sdk_ec2::Client) -> String {
-    let vpc = ec2
-        .create_vpc()
-        .cidr_block("10.0.0.0/16")
-        .send()
-        .await
-        .unwrap();
-    let subnet = ec2
-        .create_subnet()
-        .vpc_id(vpc.vpc.and_then(|v| v.vpc_id).unwrap())
-        .cidr_block("10.0.0.0/17")
-        .availability_zone("us-east-1a")
-        .send()
-        .await
-        .unwrap()
-        .subnet
-        .and_then(|s| s.subnet_id)
-        .unwrap();
-    let image = ec2.describe_images().send().await.unwrap().images()[0]
-        .image_id()
-        .unwrap()
-        .to_string();
-    for pool in POOLS {
-        ec2.create_launch_template()
-            .launch_template_name(format!("sr-{}", pool.name))
-            .launch_template_data(
-                RequestLaunchTemplateData::builder()
-                    .image_id(&image)
-                    .instance_type(InstanceType::T3Micro)
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-    }
-    subnet
-}
-
-async fn put_param(ssm: &aws_sdk_ssm::Client, name: &str, value: &str) {
-    ssm.put_parameter()
-        .name(name)
-        .value(value)
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .overwrite(true)
-        .send()
-        .await
-        .unwrap();
 }
 
 /// The configuration document, as Terraform renders it into SSM.
@@ -387,13 +340,7 @@ impl World {
     }
 }
 
-/// An instance's tag.
-pub fn tag(i: &aws_sdk_ec2::types::Instance, key: &str) -> Option<String> {
-    i.tags()
-        .iter()
-        .find(|t| t.key() == Some(key))
-        .and_then(|t| t.value().map(String::from))
-}
+pub use crate::common::tag;
 
 /// pending or running.
 pub fn is_live(i: &aws_sdk_ec2::types::Instance) -> bool {

@@ -4,7 +4,6 @@
 //! Bootstrap messages are duplicated on the way (SQS delivers at least once).
 
 use super::World;
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -128,7 +127,7 @@ pub async fn pump(
     for group in batches.chunks(invocations.max(1)) {
         let calls = group.iter().map(|msgs| {
             let handler = w.create.clone();
-            let event = sqs_event(msgs, name);
+            let event = crate::common::sqs_event(msgs, name);
             async move { (msgs, handler.handle(event).await) }
         });
         for (msgs, resp) in futures::future::join_all(calls).await {
@@ -203,21 +202,4 @@ fn body_hash(seed: u64, body: &str) -> u64 {
     let mut z = (h ^ seed).wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z ^ (z >> 31)
-}
-
-/// The event Lambda's SQS poller would deliver for these messages.
-fn sqs_event(msgs: &[aws_sdk_sqs::types::Message], queue: &str) -> SqsEvent {
-    let mut event = SqsEvent::default();
-    event.records = msgs
-        .iter()
-        .map(|m| {
-            let mut r = SqsMessage::default();
-            r.message_id = m.message_id.clone();
-            r.receipt_handle = m.receipt_handle.clone();
-            r.body = m.body.clone();
-            r.event_source_arn = Some(format!("arn:aws:sqs:us-east-1:123456789012:{queue}"));
-            r
-        })
-        .collect();
-    event
 }

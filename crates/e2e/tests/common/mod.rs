@@ -63,41 +63,7 @@ pub async fn world(cpu_max: u32, max_total_weight: Option<u32>) -> World {
             .expect("queue");
         urls.push(out.queue_url.expect("url"));
     }
-    let vpc = ec2
-        .create_vpc()
-        .cidr_block("10.0.0.0/16")
-        .send()
-        .await
-        .unwrap();
-    let vpc = vpc.vpc.and_then(|v| v.vpc_id).unwrap();
-    let subnet = ec2
-        .create_subnet()
-        .vpc_id(&vpc)
-        .cidr_block("10.0.1.0/24")
-        .availability_zone("us-east-1a")
-        .send()
-        .await
-        .unwrap()
-        .subnet
-        .and_then(|s| s.subnet_id)
-        .unwrap();
-    let image = ec2.describe_images().send().await.unwrap().images()[0]
-        .image_id()
-        .unwrap()
-        .to_string();
-    for lt in ["sr-cpu", "sr-gpu"] {
-        ec2.create_launch_template()
-            .launch_template_name(lt)
-            .launch_template_data(
-                RequestLaunchTemplateData::builder()
-                    .image_id(&image)
-                    .instance_type(InstanceType::T3Micro)
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("launch template");
-    }
+    let subnet = network(&ec2, &["sr-cpu", "sr-gpu"]).await;
     ssm.create_document()
         .name("sr-runner")
         .content(include_str!("../../../../scripts/runner/ssm-document.yaml"))
@@ -466,4 +432,61 @@ pub async fn drain_jobs(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<JobMe
                 .expect("delete");
         }
     }
+}
+
+/// A VPC with one subnet and a launch template per name, from moto's first
+/// image; returns the subnet id.
+pub async fn network(ec2: &aws_sdk_ec2::Client, launch_templates: &[&str]) -> String {
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.0.0.0/16")
+        .send()
+        .await
+        .expect("vpc")
+        .vpc
+        .and_then(|v| v.vpc_id)
+        .expect("vpc id");
+    let subnet = ec2
+        .create_subnet()
+        .vpc_id(&vpc)
+        // Room for a few hundred instances: moto, like EC2, hands out each
+        // address of the subnet once (a /24 holds 251).
+        .cidr_block("10.0.0.0/17")
+        .availability_zone("us-east-1a")
+        .send()
+        .await
+        .expect("subnet")
+        .subnet
+        .and_then(|s| s.subnet_id)
+        .expect("subnet id");
+    let image = ec2.describe_images().send().await.expect("images").images()[0]
+        .image_id()
+        .expect("image id")
+        .to_string();
+    for lt in launch_templates {
+        ec2.create_launch_template()
+            .launch_template_name(*lt)
+            .launch_template_data(
+                RequestLaunchTemplateData::builder()
+                    .image_id(&image)
+                    .instance_type(InstanceType::T3Micro)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("launch template");
+    }
+    subnet
+}
+
+/// Create or overwrite a SecureString parameter (a rotation is an overwrite).
+pub async fn put_secure(ssm: &aws_sdk_ssm::Client, name: &str, value: &str) {
+    ssm.put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put {name}: {e:?}"));
 }
