@@ -80,14 +80,7 @@ async fn bodies_up_to_25_mib_are_taken_and_bigger_ones_get_a_json_413() {
     // 3 MiB, over axum's 2 MiB default: taken, and answered by its content.
     let body = padded_json(3 * MIB);
     let sig = spotrunner_core::webhook::sign(SECRET.as_bytes(), &body);
-    let resp = client
-        .post(serve.url("/webhook"))
-        .header("x-github-event", "push")
-        .header("x-hub-signature-256", sig)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let resp = post_push(&client, &serve, body, &sig).await.unwrap();
     assert_eq!(resp.status().as_u16(), 202);
     let v: serde_json::Value = resp.json().await.unwrap();
     assert!(
@@ -100,23 +93,11 @@ async fn bodies_up_to_25_mib_are_taken_and_bigger_ones_get_a_json_413() {
     // 3 MiB that is not JSON: the content decides (400), not the size.
     let body = vec![b'x'; 3 * MIB];
     let sig = spotrunner_core::webhook::sign(SECRET.as_bytes(), &body);
-    let resp = client
-        .post(serve.url("/webhook"))
-        .header("x-github-event", "push")
-        .header("x-hub-signature-256", sig)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let resp = post_push(&client, &serve, body, &sig).await.unwrap();
     assert_eq!(resp.status().as_u16(), 400);
 
     // 26 MiB with a Content-Length: 413, JSON naming the limit.
-    let resp = client
-        .post(serve.url("/webhook"))
-        .header("x-github-event", "push")
-        .header("x-hub-signature-256", "sha256=00")
-        .body(padded_json(26 * MIB))
-        .send()
+    let resp = post_push(&client, &serve, padded_json(26 * MIB), "sha256=00")
         .await
         .expect("the 413 is read, not lost to a reset");
     assert_eq!(resp.status().as_u16(), 413);
@@ -417,4 +398,20 @@ async fn every_error_answer_is_json() {
     let resp = client.get(serve.url("/nowhere")).send().await.unwrap();
     let v: serde_json::Value = resp.json().await.unwrap();
     assert!(v["error"].as_str().unwrap().contains("/nowhere"), "{v}");
+}
+
+/// POST `body` to serve's `/webhook` as a `push` event signed `sig`.
+async fn post_push(
+    client: &reqwest::Client,
+    serve: &Serve,
+    body: Vec<u8>,
+    sig: &str,
+) -> reqwest::Result<reqwest::Response> {
+    client
+        .post(serve.url("/webhook"))
+        .header("x-github-event", "push")
+        .header("x-hub-signature-256", sig)
+        .body(body)
+        .send()
+        .await
 }
