@@ -1,4 +1,5 @@
-//! The ledger on one DynamoDB table.
+//! The ledger's storage on one DynamoDB table: a [`LedgerStore`], so the
+//! rules are [`spotrunner_core::ledger`]'s, as for SQLite and memory.
 //!
 //! Items are keyed by a string `pk`:
 //!
@@ -9,14 +10,16 @@
 //! | `capacity#pool#<pool>` | `count` (live runners of the pool) |
 //! | `capacity#global` | `weight_used` |
 //! | `drain#<pool>` | `since` (the pool is drained) |
-//! | `health#<pool>` | `doc` (the pool's circuit breaker, [`PoolHealth`] JSON), `version` |
+//! | `health#<pool>` | `doc` (the pool's circuit breaker record as JSON), `version` |
 //! | `state#<key>` | `doc` (a scheduled task's state: `redelivery`, `sweep`), `version` |
 //!
-//! Every write of a job or runner is conditional (and carries a `writer`
+//! A commit of one document is a conditional `PutItem` (and carries a `writer`
 //! token, so a retry whose first attempt was applied knows it): creations on
-//! `attribute_not_exists(pk)`, changes on the `version` read before (optimistic
-//! locking, retried on a lost race). Reservations and releases are one
-//! `TransactWriteItems` each, so the caps hold under any concurrency.
+//! `attribute_not_exists(pk)`, changes on the `version` read before. A commit
+//! of several writes is one `TransactWriteItems` with the same conditions, and
+//! counters change by conditional `SET #c = #c ± n` (never read and
+//! overwritten), so reservations and releases hold the caps under any
+//! concurrency.
 //! `expires_at` (epoch seconds) lets DynamoDB's TTL drop jobs and runners
 //! [`TTL`] after their last update.
 
@@ -26,16 +29,13 @@ use aws_config::SdkConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put,
+    AttributeDefinition, AttributeValue, BillingMode, Delete, KeySchemaElement, KeyType, Put,
     ScalarAttributeType, TableStatus, TimeToLiveSpecification, TransactWriteItem, Update,
 };
 use chrono::{DateTime, Utc};
-use spotrunner_core::circuit::PoolHealth;
-use spotrunner_core::job::{JobMessage, JobStateUpdate};
 use spotrunner_core::ports::{
-    CapacityUse, ClaimDecision, ClaimOutcome, DocUpdate, HealthUpdate, JobChange, JobRecord,
-    JobStateSink, Ledger, Limits, PortError, ReserveOutcome, RunnerChange, RunnerRecord,
-    RunnerState, decide_claim,
+    CapacityUse, Commit, Counter, Doc, DocKey, DocKind, Expect, JobRecord, LedgerStore, PortError,
+    RunnerRecord, Write,
 };
 use std::collections::HashMap;
 use std::time::Duration;
@@ -43,8 +43,6 @@ use std::time::Duration;
 const SERVICE: &str = "dynamodb";
 /// How long jobs and runners stay after their last update.
 pub const TTL: chrono::Duration = chrono::Duration::days(7);
-/// Lost optimistic races / transaction conflicts before giving up.
-const MAX_ATTEMPTS: u32 = 25;
 
 const PK: &str = "pk";
 const DOC: &str = "doc";
@@ -170,43 +168,6 @@ impl DynamoLedger {
         }
     }
 
-    async fn load_job(&self, job_id: u64) -> Result<Option<(JobRecord, i64)>, PortError> {
-        match self.get_item(&job_pk(job_id)).await? {
-            None => Ok(None),
-            Some(item) => Ok(Some((decode_job(&item)?, version(&item)?))),
-        }
-    }
-
-    async fn load_health(&self, pool: &str) -> Result<Option<(PoolHealth, i64)>, PortError> {
-        match self.get_item(&format!("{HEALTH_PREFIX}{pool}")).await? {
-            None => Ok(None),
-            Some(item) => {
-                let health = serde_json::from_str(doc(&item)?).map_err(|e| corrupt(&item, e))?;
-                Ok(Some((health, version(&item)?)))
-            }
-        }
-    }
-
-    async fn load_state_doc(
-        &self,
-        key: &str,
-    ) -> Result<Option<(serde_json::Value, i64)>, PortError> {
-        match self.get_item(&format!("{STATE_PREFIX}{key}")).await? {
-            None => Ok(None),
-            Some(item) => {
-                let value = serde_json::from_str(doc(&item)?).map_err(|e| corrupt(&item, e))?;
-                Ok(Some((value, version(&item)?)))
-            }
-        }
-    }
-
-    async fn load_runner(&self, name: &str) -> Result<Option<(RunnerRecord, i64)>, PortError> {
-        match self.get_item(&runner_pk(name)).await? {
-            None => Ok(None),
-            Some(item) => Ok(Some((decode_runner(&item)?, version(&item)?))),
-        }
-    }
-
     /// Every item whose `pk` starts with `prefix`, page after page.
     async fn scan(&self, prefix: &str) -> Result<Vec<Item>, PortError> {
         let mut items = Vec::new();
@@ -297,13 +258,6 @@ async fn backoff(attempt: u32) {
     tokio::time::sleep(Duration::from_millis(base + jitter)).await;
 }
 
-fn too_many(what: &str) -> PortError {
-    PortError::Conflict {
-        service: SERVICE,
-        message: format!("{what}: still contended after {MAX_ATTEMPTS} attempts"),
-    }
-}
-
 fn build_err(e: impl std::fmt::Display) -> PortError {
     PortError::rejected(SERVICE, format!("building a request: {e}"))
 }
@@ -355,14 +309,6 @@ fn doc(item: &Item) -> Result<&str, PortError> {
     string_attr(item, DOC).ok_or_else(|| corrupt(item, "no doc"))
 }
 
-fn decode_job(item: &Item) -> Result<JobRecord, PortError> {
-    serde_json::from_str(doc(item)?).map_err(|e| corrupt(item, e))
-}
-
-fn decode_runner(item: &Item) -> Result<RunnerRecord, PortError> {
-    serde_json::from_str(doc(item)?).map_err(|e| corrupt(item, e))
-}
-
 fn expires_at(updated_at: DateTime<Utc>) -> AttributeValue {
     n((updated_at + TTL).timestamp())
 }
@@ -403,276 +349,220 @@ fn runner_item(rec: &RunnerRecord, version: i64) -> Item {
     item
 }
 
-fn not_found(what: String) -> PortError {
-    PortError::NotFound {
-        service: SERVICE,
-        what,
-    }
-}
-
-#[async_trait]
-impl JobStateSink for DynamoLedger {
-    async fn record_job_state(&self, update: &JobStateUpdate) -> Result<(), PortError> {
-        for attempt in 0..MAX_ATTEMPTS {
-            let Some((mut rec, v)) = self.load_job(update.job_id).await? else {
-                return Ok(());
-            };
-            if !rec.observe(update) {
-                return Ok(());
-            }
-            if self.put_if_version(job_item(&rec, v + 1), Some(v)).await? {
-                return Ok(());
-            }
-            backoff(attempt).await;
+/// The stored document of `item` (its key says which kind).
+fn decode(item: &Item) -> Result<(Doc, i64), PortError> {
+    let pk = string_attr(item, PK).unwrap_or_default();
+    let parse = |what: &str| -> Result<serde_json::Value, PortError> {
+        serde_json::from_str(doc(item)?).map_err(|e| corrupt(item, format!("{what}: {e}")))
+    };
+    let d = if pk.starts_with(JOB_PREFIX) {
+        Doc::Job(serde_json::from_value(parse("job")?).map_err(|e| corrupt(item, e))?)
+    } else if pk.starts_with(RUNNER_PREFIX) {
+        Doc::Runner(serde_json::from_value(parse("runner")?).map_err(|e| corrupt(item, e))?)
+    } else if pk.starts_with(HEALTH_PREFIX) {
+        Doc::Health(serde_json::from_value(parse("pool health")?).map_err(|e| corrupt(item, e))?)
+    } else if let Some(key) = pk.strip_prefix(STATE_PREFIX) {
+        Doc::State {
+            key: key.to_string(),
+            value: parse("state document")?,
         }
-        Err(too_many(&format!("record state of job {}", update.job_id)))
+    } else if let Some(pool) = pk.strip_prefix(DRAIN_PREFIX) {
+        let since = string_attr(item, "since")
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map_or_else(Utc::now, |t| t.to_utc());
+        // A flag: never written conditionally, so it has no version.
+        return Ok((
+            Doc::Drain {
+                pool: pool.to_string(),
+                since,
+            },
+            0,
+        ));
+    } else {
+        return Err(corrupt(item, "not a ledger document"));
+    };
+    Ok((d, version(item)?))
+}
+
+fn key_pk(key: &DocKey) -> String {
+    match key {
+        DocKey::Job(id) => job_pk(*id),
+        DocKey::Runner(name) => runner_pk(name),
+        DocKey::Health(pool) => format!("{HEALTH_PREFIX}{pool}"),
+        DocKey::State(key) => format!("{STATE_PREFIX}{key}"),
+        DocKey::Drain(pool) => format!("{DRAIN_PREFIX}{pool}"),
     }
 }
 
-#[async_trait]
-impl Ledger for DynamoLedger {
-    async fn claim_job(
-        &self,
-        msg: &JobMessage,
-        now: DateTime<Utc>,
-        lease: chrono::Duration,
-    ) -> Result<ClaimOutcome, PortError> {
-        for attempt in 0..MAX_ATTEMPTS {
-            let loaded = self.load_job(msg.job_id).await?;
-            let (next, expected) =
-                match decide_claim(loaded.as_ref().map(|(r, _)| r), msg, now, lease) {
-                    ClaimDecision::Take(next) => (next, loaded.map(|(_, v)| v)),
-                    ClaimDecision::Report(outcome) => return Ok(outcome),
+fn kind_prefix(kind: DocKind) -> &'static str {
+    match kind {
+        DocKind::Job => JOB_PREFIX,
+        DocKind::Runner => RUNNER_PREFIX,
+        DocKind::Health => HEALTH_PREFIX,
+        DocKind::State => STATE_PREFIX,
+        DocKind::Drain => DRAIN_PREFIX,
+    }
+}
+
+/// The item for `d` at `version`.
+fn encode(d: &Doc, version: i64) -> Result<Item, PortError> {
+    let json = |r: Result<String, serde_json::Error>| {
+        r.map_err(|e| PortError::rejected(SERVICE, format!("encode {}: {e}", key_pk(&d.key()))))
+    };
+    Ok(match d {
+        Doc::Job(j) => job_item(j, version),
+        Doc::Runner(r) => runner_item(r, version),
+        Doc::Health(h) => Item::from([
+            (PK.into(), s(key_pk(&d.key()))),
+            (DOC.into(), s(json(serde_json::to_string(h))?)),
+            (VERSION.into(), n(version)),
+        ]),
+        Doc::State { value, .. } => Item::from([
+            (PK.into(), s(key_pk(&d.key()))),
+            (DOC.into(), s(value.to_string())),
+            (VERSION.into(), n(version)),
+        ]),
+        Doc::Drain { since, .. } => Item::from([
+            (PK.into(), s(key_pk(&d.key()))),
+            ("since".into(), s(since.to_rfc3339())),
+        ]),
+    })
+}
+
+/// A counter's item and attribute.
+fn counter_place(counter: &Counter) -> (String, &'static str) {
+    match counter {
+        Counter::Pool(pool) => (pool_pk(pool), COUNT),
+        Counter::Weight => (GLOBAL_PK.to_string(), WEIGHT_USED),
+    }
+}
+
+impl DynamoLedger {
+    /// One write as a transaction item.
+    async fn transact_item(&self, w: &Write<i64>) -> Result<TransactWriteItem, PortError> {
+        let item = match w {
+            Write::Put { doc, expect } => {
+                let version = match expect {
+                    Expect::Version(v) => v + 1,
+                    Expect::Absent | Expect::Any => first_version(),
                 };
-            let version = expected.map_or_else(first_version, |v| v + 1);
-            if self
-                .put_if_version(job_item(&next, version), expected)
-                .await?
-            {
-                return Ok(ClaimOutcome::Claimed(next));
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(encode(doc, version)?));
+                let put = match expect {
+                    Expect::Absent => put.condition_expression("attribute_not_exists(pk)"),
+                    Expect::Version(v) => put
+                        .condition_expression("#v = :v")
+                        .expression_attribute_names("#v", VERSION)
+                        .expression_attribute_values(":v", n(v)),
+                    Expect::Any => put,
+                };
+                TransactWriteItem::builder()
+                    .put(put.build().map_err(build_err)?)
+                    .build()
             }
-            // Someone wrote the job meanwhile: look again (usually Busy now).
-            if attempt > 0 {
-                backoff(attempt).await;
+            Write::Delete(key) => TransactWriteItem::builder()
+                .delete(
+                    Delete::builder()
+                        .table_name(&self.table)
+                        .key(PK, s(key_pk(key)))
+                        .build()
+                        .map_err(build_err)?,
+                )
+                .build(),
+            Write::Take {
+                counter,
+                amount,
+                cap,
+            } => {
+                let (pk, attr) = counter_place(counter);
+                let mut u = self
+                    .update(&pk)
+                    .update_expression("SET #c = if_not_exists(#c, :zero) + :amount")
+                    .expression_attribute_names("#c", attr)
+                    .expression_attribute_values(":zero", n(0))
+                    .expression_attribute_values(":amount", n(amount));
+                if let Some(cap) = cap {
+                    u = u
+                        .condition_expression("attribute_not_exists(pk) OR #c <= :limit")
+                        .expression_attribute_values(
+                            ":limit",
+                            n(i64::from(*cap) - i64::from(*amount)),
+                        );
+                }
+                TransactWriteItem::builder()
+                    .update(u.build().map_err(build_err)?)
+                    .build()
             }
-        }
-        Err(too_many(&format!("claim job {}", msg.job_id)))
-    }
-
-    async fn get_job(&self, job_id: u64) -> Result<Option<JobRecord>, PortError> {
-        Ok(self.load_job(job_id).await?.map(|(rec, _)| rec))
-    }
-
-    async fn update_job(
-        &self,
-        job_id: u64,
-        change: &JobChange,
-        now: DateTime<Utc>,
-    ) -> Result<(), PortError> {
-        for attempt in 0..MAX_ATTEMPTS {
-            let (mut rec, v) = self
-                .load_job(job_id)
-                .await?
-                .ok_or_else(|| not_found(format!("job {job_id}")))?;
-            if !rec.apply(change, now) {
-                return Ok(());
+            Write::Give { counter, amount } => {
+                // Subtract when the counter holds that much, else set it to zero;
+                // the condition makes sure it is still on the side it was read on.
+                let (pk, attr) = counter_place(counter);
+                let current = self.counter(&pk, attr).await?;
+                let amount = i64::from(*amount);
+                let u = self
+                    .update(&pk)
+                    .expression_attribute_names("#a", attr)
+                    .expression_attribute_values(":amount", n(amount));
+                let u = if current.is_some_and(|c| c >= amount) {
+                    u.update_expression("SET #a = #a - :amount")
+                        .condition_expression("#a >= :amount")
+                } else {
+                    u.update_expression("SET #a = :zero")
+                        .condition_expression("attribute_not_exists(pk) OR #a < :amount")
+                        .expression_attribute_values(":zero", n(0))
+                };
+                TransactWriteItem::builder()
+                    .update(u.build().map_err(build_err)?)
+                    .build()
             }
-            if self.put_if_version(job_item(&rec, v + 1), Some(v)).await? {
-                return Ok(());
+            Write::Swap { counter, from, to } => {
+                let (pk, attr) = counter_place(counter);
+                let u = self
+                    .update(&pk)
+                    .update_expression("SET #c = :new")
+                    .expression_attribute_names("#c", attr)
+                    .expression_attribute_values(":new", n(to))
+                    .expression_attribute_values(":was", n(from));
+                // A counter seen as 0 may be absent.
+                let u = if *from == 0 {
+                    u.condition_expression("attribute_not_exists(#c) OR #c <= :was")
+                } else {
+                    u.condition_expression("#c = :was")
+                };
+                TransactWriteItem::builder()
+                    .update(u.build().map_err(build_err)?)
+                    .build()
             }
-            backoff(attempt).await;
-        }
-        Err(too_many(&format!("update job {job_id}")))
-    }
-
-    async fn list_jobs(&self) -> Result<Vec<JobRecord>, PortError> {
-        self.scan(JOB_PREFIX)
-            .await?
-            .iter()
-            .map(decode_job)
-            .collect()
-    }
-
-    async fn reserve(
-        &self,
-        runner: &RunnerRecord,
-        limits: Limits,
-    ) -> Result<ReserveOutcome, PortError> {
-        let mut rec = runner.clone();
-        rec.state = RunnerState::Reserved;
-        rec.weight = limits.weight;
-        let hopeless = if limits.pool_max == 0 {
-            Some(ReserveOutcome::PoolFull)
-        } else if limits
-            .global_max_weight
-            .is_some_and(|max| limits.weight > max)
-        {
-            Some(ReserveOutcome::GlobalFull)
-        } else {
-            None
         };
-        if let Some(outcome) = hopeless {
-            // No transaction can succeed; still report a retried step as such.
-            return Ok(match self.load_runner(&rec.name).await? {
-                Some((r, _)) if r.state != RunnerState::Released => ReserveOutcome::AlreadyReserved,
-                _ => outcome,
-            });
-        }
+        Ok(item)
+    }
+}
 
-        let put_runner = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(runner_item(&rec, first_version())))
-            .condition_expression("attribute_not_exists(pk) OR #s = :released")
-            .expression_attribute_names("#s", STATE)
-            .expression_attribute_values(":released", s(RunnerState::Released.as_str()))
-            .build()
-            .map_err(build_err)?;
-        let take_slot = self
-            .update(&pool_pk(&rec.pool))
-            .update_expression("SET #c = if_not_exists(#c, :zero) + :one")
-            .condition_expression("attribute_not_exists(pk) OR #c < :max")
-            .expression_attribute_names("#c", COUNT)
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":max", n(limits.pool_max))
-            .build()
-            .map_err(build_err)?;
-        let mut take_weight = self
-            .update(GLOBAL_PK)
-            .update_expression("SET #w = if_not_exists(#w, :zero) + :weight")
-            .expression_attribute_names("#w", WEIGHT_USED)
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":weight", n(limits.weight));
-        if let Some(max) = limits.global_max_weight {
-            take_weight = take_weight
-                .condition_expression("attribute_not_exists(pk) OR #w <= :limit")
-                .expression_attribute_values(":limit", n(max - limits.weight));
-        }
-        let take_weight = take_weight.build().map_err(build_err)?;
-        let items = vec![
-            TransactWriteItem::builder().put(put_runner).build(),
-            TransactWriteItem::builder().update(take_slot).build(),
-            TransactWriteItem::builder().update(take_weight).build(),
-        ];
+#[async_trait]
+impl LedgerStore for DynamoLedger {
+    type Version = i64;
 
-        for attempt in 0..MAX_ATTEMPTS {
-            match self.transact(items.clone()).await? {
-                TxOutcome::Done => return Ok(ReserveOutcome::Reserved),
-                TxOutcome::Cancelled(codes) if failed(&codes, 0) => {
-                    return Ok(ReserveOutcome::AlreadyReserved);
-                }
-                TxOutcome::Cancelled(codes) if failed(&codes, 1) => {
-                    return Ok(ReserveOutcome::PoolFull);
-                }
-                TxOutcome::Cancelled(codes) if failed(&codes, 2) => {
-                    return Ok(ReserveOutcome::GlobalFull);
-                }
-                TxOutcome::Cancelled(codes) if conflicted(&codes) => backoff(attempt).await,
-                TxOutcome::Cancelled(codes) => {
-                    return Err(PortError::rejected(
-                        SERVICE,
-                        format!("reserve {}: transaction cancelled: {codes:?}", rec.name),
-                    ));
-                }
-            }
-        }
-        Err(too_many(&format!("reserve {}", rec.name)))
+    fn service(&self) -> &'static str {
+        SERVICE
     }
 
-    async fn release(
-        &self,
-        runner_name: &str,
-        reason: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, PortError> {
-        for attempt in 0..MAX_ATTEMPTS {
-            let Some((mut rec, v)) = self.load_runner(runner_name).await? else {
-                return Ok(false);
-            };
-            if rec.state == RunnerState::Released {
-                return Ok(false);
-            }
-            rec.state = RunnerState::Released;
-            rec.end_reason = Some(reason.to_string());
-            rec.updated_at = now;
-            let mark = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(runner_item(&rec, v + 1)))
-                .condition_expression("#v = :v AND #s <> :released")
-                .expression_attribute_names("#v", VERSION)
-                .expression_attribute_names("#s", STATE)
-                .expression_attribute_values(":v", n(v))
-                .expression_attribute_values(":released", s(RunnerState::Released.as_str()))
-                .build()
-                .map_err(build_err)?;
-            // Decrement, or clamp at zero when a repair left the counter lower.
-            let pool = pool_pk(&rec.pool);
-            let count = self.counter(&pool, COUNT).await?;
-            let give_slot = give_back(self.update(&pool), COUNT, 1, count)?;
-            let used = self.counter(GLOBAL_PK, WEIGHT_USED).await?;
-            let give_weight =
-                give_back(self.update(GLOBAL_PK), WEIGHT_USED, rec.weight.into(), used)?;
-            let items = vec![
-                TransactWriteItem::builder().put(mark).build(),
-                TransactWriteItem::builder().update(give_slot).build(),
-                TransactWriteItem::builder().update(give_weight).build(),
-            ];
-            match self.transact(items).await? {
-                TxOutcome::Done => return Ok(true),
-                // Lost a race (the runner or a counter changed): look again.
-                TxOutcome::Cancelled(codes)
-                    if codes.iter().any(|c| c == "ConditionalCheckFailed")
-                        || conflicted(&codes) =>
-                {
-                    backoff(attempt).await
-                }
-                TxOutcome::Cancelled(codes) => {
-                    return Err(PortError::rejected(
-                        SERVICE,
-                        format!("release {runner_name}: transaction cancelled: {codes:?}"),
-                    ));
-                }
-            }
-        }
-        Err(too_many(&format!("release {runner_name}")))
+    async fn read(&self, key: &DocKey) -> Result<Option<(Doc, i64)>, PortError> {
+        self.get_item(&key_pk(key))
+            .await?
+            .map(|item| decode(&item))
+            .transpose()
     }
 
-    async fn get_runner(&self, name: &str) -> Result<Option<RunnerRecord>, PortError> {
-        Ok(self.load_runner(name).await?.map(|(rec, _)| rec))
-    }
-
-    async fn update_runner(
-        &self,
-        name: &str,
-        change: &RunnerChange,
-        now: DateTime<Utc>,
-    ) -> Result<(), PortError> {
-        for attempt in 0..MAX_ATTEMPTS {
-            let (mut rec, v) = self
-                .load_runner(name)
-                .await?
-                .ok_or_else(|| not_found(format!("runner {name}")))?;
-            rec.apply(change, now);
-            if self
-                .put_if_version(runner_item(&rec, v + 1), Some(v))
-                .await?
-            {
-                return Ok(());
-            }
-            backoff(attempt).await;
-        }
-        Err(too_many(&format!("update runner {name}")))
-    }
-
-    async fn list_runners(&self) -> Result<Vec<RunnerRecord>, PortError> {
-        self.scan(RUNNER_PREFIX)
+    async fn read_all(&self, kind: DocKind) -> Result<Vec<Doc>, PortError> {
+        self.scan(kind_prefix(kind))
             .await?
             .iter()
-            .map(decode_runner)
+            .map(|item| decode(item).map(|(d, _)| d))
             .collect()
     }
 
-    async fn capacity(&self) -> Result<CapacityUse, PortError> {
+    async fn counters(&self) -> Result<CapacityUse, PortError> {
         let mut cap = CapacityUse::default();
         for item in self.scan("capacity#").await? {
             let pk = string_attr(&item, PK).unwrap_or_default();
@@ -688,282 +578,92 @@ impl Ledger for DynamoLedger {
         Ok(cap)
     }
 
-    async fn set_capacity(&self, counts: &CapacityUse) -> Result<(), PortError> {
-        let mut puts: Vec<Item> = counts
-            .pools
+    async fn commit(&self, writes: Vec<Write<i64>>) -> Result<Commit, PortError> {
+        // A cap no counter can meet: refused without asking.
+        if let Some(i) = writes
             .iter()
-            .map(|(pool, count)| {
-                Item::from([(PK.into(), s(pool_pk(pool))), (COUNT.into(), n(count))])
-            })
-            .collect();
-        puts.push(Item::from([
-            (PK.into(), s(GLOBAL_PK)),
-            (WEIGHT_USED.into(), n(counts.weight)),
-        ]));
-        for item in puts {
-            let pk = string_attr(&item, PK).unwrap_or_default().to_string();
-            self.client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .send()
-                .await
-                .map_err(|e| classify(SERVICE, &format!("put {pk}"), e, &[]))?;
+            .position(|w| matches!(w, Write::Take { amount, cap: Some(cap), .. } if amount > cap))
+        {
+            return Ok(Commit::Refused(i));
         }
-        // Pools the repair does not mention have no live runners.
-        for item in self.scan(POOL_PREFIX).await? {
-            let pk = string_attr(&item, PK).unwrap_or_default();
-            let pool = pk.strip_prefix(POOL_PREFIX).unwrap_or_default();
-            if !counts.pools.contains_key(pool) {
-                self.client
-                    .delete_item()
-                    .table_name(&self.table)
-                    .key(PK, s(pk))
-                    .send()
-                    .await
-                    .map_err(|e| classify(SERVICE, &format!("delete {pk}"), e, &[]))?;
+        // One document: a plain conditional write (cheaper than a transaction,
+        // and its lost answer is told apart by the writer token).
+        if let [write] = writes.as_slice() {
+            match write {
+                Write::Put {
+                    doc,
+                    expect: expect @ (Expect::Absent | Expect::Version(_)),
+                } => {
+                    let expected = match expect {
+                        Expect::Version(v) => Some(*v),
+                        _ => None,
+                    };
+                    let version = expected.map_or_else(first_version, |v| v + 1);
+                    let ok = self.put_if_version(encode(doc, version)?, expected).await?;
+                    return Ok(if ok { Commit::Done } else { Commit::Refused(0) });
+                }
+                Write::Put {
+                    doc,
+                    expect: Expect::Any,
+                } => {
+                    let pk = key_pk(&doc.key());
+                    self.client
+                        .put_item()
+                        .table_name(&self.table)
+                        .set_item(Some(encode(doc, first_version())?))
+                        .send()
+                        .await
+                        .map_err(|e| classify(SERVICE, &format!("put {pk}"), e, &[]))?;
+                    return Ok(Commit::Done);
+                }
+                Write::Delete(key) => {
+                    let pk = key_pk(key);
+                    self.client
+                        .delete_item()
+                        .table_name(&self.table)
+                        .key(PK, s(&pk))
+                        .send()
+                        .await
+                        .map_err(|e| classify(SERVICE, &format!("delete {pk}"), e, &[]))?;
+                    return Ok(Commit::Done);
+                }
+                _ => {}
             }
         }
-        Ok(())
-    }
-
-    async fn transition_runner(
-        &self,
-        name: &str,
-        from: &[RunnerState],
-        change: &RunnerChange,
-        now: DateTime<Utc>,
-    ) -> Result<bool, PortError> {
-        for attempt in 0..MAX_ATTEMPTS {
-            let Some((mut rec, v)) = self.load_runner(name).await? else {
-                return Ok(false);
-            };
-            if !from.contains(&rec.state) {
-                return Ok(false);
-            }
-            rec.apply(change, now);
-            if self
-                .put_if_version(runner_item(&rec, v + 1), Some(v))
-                .await?
-            {
-                return Ok(true);
-            }
-            backoff(attempt).await;
-        }
-        Err(too_many(&format!("transition runner {name}")))
-    }
-
-    async fn repair_capacity(
-        &self,
-        seen: &CapacityUse,
-        counts: &CapacityUse,
-    ) -> Result<bool, PortError> {
-        // One transaction: every counter is written only if it still holds what
-        // the janitor saw (a counter it saw as 0 may be absent).
-        let pools: std::collections::BTreeSet<&String> =
-            seen.pools.keys().chain(counts.pools.keys()).collect();
-        let mut items = Vec::new();
-        let guarded = |pk: &str, attr: &str, was: u32, new: u32| {
-            let mut u = self
-                .update(pk)
-                .update_expression("SET #c = :new")
-                .expression_attribute_names("#c", attr)
-                .expression_attribute_values(":new", n(new))
-                .expression_attribute_values(":was", n(was));
-            u = if was == 0 {
-                u.condition_expression("attribute_not_exists(#c) OR #c <= :was")
-            } else {
-                u.condition_expression("#c = :was")
-            };
-            u.build().map_err(build_err)
-        };
-        for pool in pools {
-            let was = seen.pools.get(pool).copied().unwrap_or(0);
-            let new = counts.pools.get(pool).copied().unwrap_or(0);
-            items.push(
-                TransactWriteItem::builder()
-                    .update(guarded(&pool_pk(pool), COUNT, was, new)?)
-                    .build(),
-            );
-        }
-        items.push(
-            TransactWriteItem::builder()
-                .update(guarded(GLOBAL_PK, WEIGHT_USED, seen.weight, counts.weight)?)
-                .build(),
-        );
-        if items.len() > 100 {
+        if writes.len() > 100 {
             return Err(PortError::rejected(
                 SERVICE,
-                format!("repair of {} counters exceeds one transaction", items.len()),
+                format!("{} writes exceed one transaction", writes.len()),
             ));
         }
+        let mut items = Vec::with_capacity(writes.len());
+        for w in &writes {
+            items.push(self.transact_item(w).await?);
+        }
         match self.transact(items).await? {
-            TxOutcome::Done => Ok(true),
-            TxOutcome::Cancelled(codes)
-                if codes.iter().any(|c| c == "ConditionalCheckFailed") || conflicted(&codes) =>
-            {
-                Ok(false)
+            TxOutcome::Done => Ok(Commit::Done),
+            TxOutcome::Cancelled(codes) => {
+                match (0..writes.len()).find(|&i| failed(&codes, i)) {
+                    // A give-back's branch no longer holds: read and try again.
+                    Some(i) if matches!(writes[i], Write::Give { .. }) => Ok(Commit::Contended),
+                    Some(i) => Ok(Commit::Refused(i)),
+                    None if conflicted(&codes) => Ok(Commit::Contended),
+                    None => Err(PortError::rejected(
+                        SERVICE,
+                        format!("transaction cancelled: {codes:?}"),
+                    )),
+                }
             }
-            TxOutcome::Cancelled(codes) => Err(PortError::rejected(
-                SERVICE,
-                format!("repair capacity: transaction cancelled: {codes:?}"),
-            )),
         }
     }
 
-    async fn pool_health(&self, pool: &str) -> Result<PoolHealth, PortError> {
-        Ok(self
-            .load_health(pool)
-            .await?
-            .map_or_else(|| PoolHealth::new(pool), |(h, _)| h))
-    }
-
-    async fn list_pool_health(&self) -> Result<Vec<PoolHealth>, PortError> {
-        self.scan(HEALTH_PREFIX)
-            .await?
-            .iter()
-            .map(|item| serde_json::from_str(doc(item)?).map_err(|e| corrupt(item, e)))
-            .collect()
-    }
-
-    async fn update_pool_health(
-        &self,
-        pool: &str,
-        f: &HealthUpdate<'_>,
-    ) -> Result<PoolHealth, PortError> {
-        for attempt in 0..MAX_ATTEMPTS {
-            let loaded = self.load_health(pool).await?;
-            let (mut health, expected) = match loaded {
-                Some((h, v)) => (h, Some(v)),
-                None => (PoolHealth::new(pool), None),
-            };
-            if !f(&mut health) {
-                return Ok(health);
-            }
-            let version = expected.map_or_else(first_version, |v| v + 1);
-            let body = serde_json::to_string(&health)
-                .map_err(|e| PortError::rejected(SERVICE, format!("encode pool health: {e}")))?;
-            let item = Item::from([
-                (PK.into(), s(format!("{HEALTH_PREFIX}{pool}"))),
-                (DOC.into(), s(body)),
-                (VERSION.into(), n(version)),
-            ]);
-            if self.put_if_version(item, expected).await? {
-                return Ok(health);
-            }
-            backoff(attempt).await;
-        }
-        Err(too_many(&format!("update health of pool {pool}")))
-    }
-
-    async fn state_doc(&self, key: &str) -> Result<Option<serde_json::Value>, PortError> {
-        Ok(self.load_state_doc(key).await?.map(|(d, _)| d))
-    }
-
-    async fn update_state_doc(
-        &self,
-        key: &str,
-        f: &DocUpdate<'_>,
-    ) -> Result<Option<serde_json::Value>, PortError> {
-        for attempt in 0..MAX_ATTEMPTS {
-            let loaded = self.load_state_doc(key).await?;
-            let expected = loaded.as_ref().map(|(_, v)| *v);
-            let mut value = loaded.map(|(d, _)| d);
-            if !f(&mut value) {
-                return Ok(value);
-            }
-            let Some(body) = &value else {
-                return Err(PortError::rejected(
-                    SERVICE,
-                    "a state document cannot be unset",
-                ));
-            };
-            let version = expected.map_or_else(first_version, |v| v + 1);
-            let item = Item::from([
-                (PK.into(), s(format!("{STATE_PREFIX}{key}"))),
-                (DOC.into(), s(body.to_string())),
-                (VERSION.into(), n(version)),
-            ]);
-            if self.put_if_version(item, expected).await? {
-                return Ok(value);
-            }
-            backoff(attempt).await;
-        }
-        Err(too_many(&format!("update state document {key}")))
-    }
-
-    async fn drained_pools(&self) -> Result<std::collections::BTreeSet<String>, PortError> {
-        Ok(self
-            .scan(DRAIN_PREFIX)
-            .await?
-            .iter()
-            .filter_map(|item| string_attr(item, PK))
-            .filter_map(|pk| pk.strip_prefix(DRAIN_PREFIX))
-            .map(str::to_string)
-            .collect())
-    }
-
-    async fn is_drained(&self, pool: &str) -> Result<bool, PortError> {
-        Ok(self
-            .get_item(&format!("{DRAIN_PREFIX}{pool}"))
-            .await?
-            .is_some())
-    }
-
-    async fn set_drained(&self, pool: &str, drained: bool) -> Result<(), PortError> {
-        let pk = format!("{DRAIN_PREFIX}{pool}");
-        if drained {
-            let item = Item::from([
-                (PK.into(), s(&pk)),
-                ("since".into(), s(chrono::Utc::now().to_rfc3339())),
-            ]);
-            self.client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .send()
-                .await
-                .map_err(|e| classify(SERVICE, &format!("put {pk}"), e, &[]))?;
-        } else {
-            self.client
-                .delete_item()
-                .table_name(&self.table)
-                .key(PK, s(&pk))
-                .send()
-                .await
-                .map_err(|e| classify(SERVICE, &format!("delete {pk}"), e, &[]))?;
-        }
-        Ok(())
+    async fn pause(&self, attempt: u32) {
+        backoff(attempt).await;
     }
 }
 
 fn clamp(v: Option<i64>) -> u32 {
     v.unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32
-}
-
-/// Give `amount` back to counter `attr` as it was read (`current`): subtract when
-/// the counter holds that much, else set it to zero; the condition makes sure the
-/// counter still is on the side of `amount` it was read on.
-fn give_back(
-    update: aws_sdk_dynamodb::types::builders::UpdateBuilder,
-    attr: &str,
-    amount: i64,
-    current: Option<i64>,
-) -> Result<Update, PortError> {
-    let update = update
-        .expression_attribute_names("#a", attr)
-        .expression_attribute_values(":amount", n(amount));
-    let update = if current.is_some_and(|c| c >= amount) {
-        update
-            .update_expression("SET #a = #a - :amount")
-            .condition_expression("#a >= :amount")
-    } else {
-        update
-            .update_expression("SET #a = :zero")
-            .condition_expression("attribute_not_exists(pk) OR #a < :amount")
-            .expression_attribute_values(":zero", n(0))
-    };
-    update.build().map_err(build_err)
 }
 
 /// Create the ledger table (`pk` string hash key, on-demand) unless it exists, wait

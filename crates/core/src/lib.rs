@@ -8,6 +8,7 @@ pub mod dlq_mover;
 pub mod fakes;
 pub mod janitor;
 pub mod job;
+pub mod ledger;
 pub mod matching;
 pub mod names;
 pub mod ports;

@@ -1,21 +1,18 @@
-//! The ledger in SQLite: jobs and runners as JSON documents next to their state,
-//! the counters in their own tables. Each call is one `IMMEDIATE` transaction, so
-//! claims, reservations and releases are atomic across threads and processes.
+//! The ledger's storage in SQLite: jobs, runners, pool records and task state
+//! as JSON documents (a document's version is its stored text), the counters
+//! in their own tables. A commit is one `IMMEDIATE` transaction that checks
+//! every write's condition before it applies any, so commits are atomic across
+//! threads and processes. The rules are [`spotrunner_core::ledger`]'s.
 
-use crate::db::{Db, bad_doc, err};
+use crate::db::{Db, SERVICE, bad_doc, err};
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, Transaction, params};
-use spotrunner_core::circuit::PoolHealth;
-use spotrunner_core::job::{JobMessage, JobStateUpdate};
+use rusqlite::{Connection, OptionalExtension, params};
 use spotrunner_core::ports::{
-    CapacityUse, ClaimDecision, ClaimOutcome, DocUpdate, HealthUpdate, JobChange, JobRecord,
-    JobStateSink, Ledger, Limits, PortError, ReserveOutcome, RunnerChange, RunnerRecord,
-    RunnerState, decide_claim,
+    CapacityUse, Commit, Counter, Doc, DocKey, DocKind, Expect, LedgerStore, PortError, Write,
 };
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-/// A [`Ledger`] on the state database.
+/// The ledger on the state database.
 #[derive(Clone)]
 pub struct SqliteLedger {
     db: Db,
@@ -27,277 +24,218 @@ impl SqliteLedger {
     }
 }
 
-fn get_job(tx: &rusqlite::Connection, job_id: u64) -> Result<Option<JobRecord>, PortError> {
-    let doc: Option<String> = tx
-        .query_row(
-            "SELECT doc FROM jobs WHERE job_id = ?1",
-            params![job_id as i64],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(err)?;
-    doc.map(|d| serde_json::from_str(&d).map_err(bad_doc))
-        .transpose()
-}
-
-fn put_job(tx: &Transaction<'_>, job: &JobRecord) -> Result<(), PortError> {
-    let doc = serde_json::to_string(job).map_err(bad_doc)?;
-    tx.execute(
-        "INSERT INTO jobs (job_id, state, doc) VALUES (?1, ?2, ?3)
-         ON CONFLICT (job_id) DO UPDATE SET state = excluded.state, doc = excluded.doc",
-        params![job.job_id as i64, job.state.as_str(), doc],
-    )
-    .map_err(err)?;
-    Ok(())
-}
-
-fn get_runner(tx: &rusqlite::Connection, name: &str) -> Result<Option<RunnerRecord>, PortError> {
-    let doc: Option<String> = tx
-        .query_row(
-            "SELECT doc FROM runners WHERE name = ?1",
-            params![name],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(err)?;
-    doc.map(|d| serde_json::from_str(&d).map_err(bad_doc))
-        .transpose()
-}
-
-fn put_runner(tx: &Transaction<'_>, runner: &RunnerRecord) -> Result<(), PortError> {
-    let doc = serde_json::to_string(runner).map_err(bad_doc)?;
-    tx.execute(
-        "INSERT INTO runners (name, state, doc) VALUES (?1, ?2, ?3)
-         ON CONFLICT (name) DO UPDATE SET state = excluded.state, doc = excluded.doc",
-        params![runner.name, runner.state.as_str(), doc],
-    )
-    .map_err(err)?;
-    Ok(())
-}
-
-fn pool_count(tx: &rusqlite::Connection, pool: &str) -> Result<u32, PortError> {
-    let n: Option<i64> = tx
-        .query_row(
-            "SELECT count FROM capacity WHERE pool = ?1",
-            params![pool],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(err)?;
-    Ok(n.unwrap_or(0).max(0) as u32)
-}
-
-fn weight_used(tx: &rusqlite::Connection) -> Result<u32, PortError> {
-    let n: Option<i64> = tx
-        .query_row("SELECT used FROM weight WHERE id = 0", [], |r| r.get(0))
-        .optional()
-        .map_err(err)?;
-    Ok(n.unwrap_or(0).max(0) as u32)
-}
-
-fn set_pool_count(tx: &Transaction<'_>, pool: &str, n: u32) -> Result<(), PortError> {
-    tx.execute(
-        "INSERT INTO capacity (pool, count) VALUES (?1, ?2)
-         ON CONFLICT (pool) DO UPDATE SET count = excluded.count",
-        params![pool, n],
-    )
-    .map_err(err)?;
-    Ok(())
-}
-
-fn set_weight(tx: &Transaction<'_>, n: u32) -> Result<(), PortError> {
-    tx.execute(
-        "INSERT INTO weight (id, used) VALUES (0, ?1)
-         ON CONFLICT (id) DO UPDATE SET used = excluded.used",
-        params![n],
-    )
-    .map_err(err)?;
-    Ok(())
-}
-
-fn get_health(tx: &rusqlite::Connection, pool: &str) -> Result<Option<PoolHealth>, PortError> {
-    let doc: Option<String> = tx
-        .query_row(
-            "SELECT doc FROM pool_health WHERE pool = ?1",
-            params![pool],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(err)?;
-    doc.map(|d| serde_json::from_str(&d).map_err(bad_doc))
-        .transpose()
-}
-
-fn get_state_doc(
-    c: &rusqlite::Connection,
-    key: &str,
-) -> Result<Option<serde_json::Value>, PortError> {
-    let doc: Option<String> = c
-        .query_row(
-            "SELECT doc FROM state_docs WHERE key = ?1",
-            params![key],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(err)?;
-    doc.map(|d| serde_json::from_str(&d).map_err(bad_doc))
-        .transpose()
-}
-
-fn docs<T: serde::de::DeserializeOwned>(
-    conn: &rusqlite::Connection,
-    sql: &str,
-) -> Result<Vec<T>, PortError> {
-    let mut stmt = conn.prepare(sql).map_err(err)?;
-    let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(err)?;
-    let mut out = Vec::new();
-    for row in rows {
-        out.push(serde_json::from_str(&row.map_err(err)?).map_err(bad_doc)?);
+/// Where a document lives: table, key column, key value.
+fn place(key: &DocKey) -> (&'static str, &'static str, rusqlite::types::Value) {
+    use rusqlite::types::Value;
+    match key {
+        DocKey::Job(id) => ("jobs", "job_id", Value::Integer(*id as i64)),
+        DocKey::Runner(name) => ("runners", "name", Value::Text(name.clone())),
+        DocKey::Health(pool) => ("pool_health", "pool", Value::Text(pool.clone())),
+        DocKey::State(key) => ("state_docs", "key", Value::Text(key.clone())),
+        DocKey::Drain(pool) => ("drained", "pool", Value::Text(pool.clone())),
     }
-    Ok(out)
+}
+
+/// The stored text of a document (its version).
+fn stored(c: &Connection, key: &DocKey) -> Result<Option<String>, PortError> {
+    let (table, column, value) = place(key);
+    let text = if let DocKey::Drain(_) = key {
+        "since"
+    } else {
+        "doc"
+    };
+    c.query_row(
+        &format!("SELECT {text} FROM {table} WHERE {column} = ?1"),
+        params![value],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(err)
+}
+
+fn decode(key: &DocKey, text: &str) -> Result<Doc, PortError> {
+    Ok(match key {
+        DocKey::Job(_) => Doc::Job(serde_json::from_str(text).map_err(bad_doc)?),
+        DocKey::Runner(_) => Doc::Runner(serde_json::from_str(text).map_err(bad_doc)?),
+        DocKey::Health(_) => Doc::Health(serde_json::from_str(text).map_err(bad_doc)?),
+        DocKey::State(key) => Doc::State {
+            key: key.clone(),
+            value: serde_json::from_str(text).map_err(bad_doc)?,
+        },
+        DocKey::Drain(pool) => Doc::Drain {
+            pool: pool.clone(),
+            since: chrono::DateTime::parse_from_rfc3339(text)
+                .map_err(|e| PortError::rejected(SERVICE, format!("drain {pool}: {e}")))?
+                .to_utc(),
+        },
+    })
+}
+
+fn put(c: &Connection, doc: &Doc) -> Result<(), PortError> {
+    let result = match doc {
+        Doc::Job(j) => c.execute(
+            "INSERT INTO jobs (job_id, state, doc) VALUES (?1, ?2, ?3)
+             ON CONFLICT (job_id) DO UPDATE SET state = excluded.state, doc = excluded.doc",
+            params![j.job_id as i64, j.state.as_str(), json(j)?],
+        ),
+        Doc::Runner(r) => c.execute(
+            "INSERT INTO runners (name, state, doc) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET state = excluded.state, doc = excluded.doc",
+            params![r.name, r.state.as_str(), json(r)?],
+        ),
+        Doc::Health(h) => c.execute(
+            "INSERT INTO pool_health (pool, doc) VALUES (?1, ?2)
+             ON CONFLICT (pool) DO UPDATE SET doc = excluded.doc",
+            params![h.pool, json(h)?],
+        ),
+        Doc::State { key, value } => c.execute(
+            "INSERT INTO state_docs (key, doc) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET doc = excluded.doc",
+            params![key, value.to_string()],
+        ),
+        Doc::Drain { pool, since } => c.execute(
+            "INSERT INTO drained (pool, since) VALUES (?1, ?2)
+             ON CONFLICT (pool) DO UPDATE SET since = excluded.since",
+            params![pool, since.to_rfc3339()],
+        ),
+    };
+    result.map(|_| ()).map_err(err)
+}
+
+/// A record's stored text.
+fn json<T: serde::Serialize>(v: &T) -> Result<String, PortError> {
+    serde_json::to_string(v).map_err(bad_doc)
+}
+
+fn count(c: &Connection, counter: &Counter) -> Result<u32, PortError> {
+    let n: Option<i64> = match counter {
+        Counter::Pool(pool) => c
+            .query_row(
+                "SELECT count FROM capacity WHERE pool = ?1",
+                params![pool],
+                |r| r.get(0),
+            )
+            .optional(),
+        Counter::Weight => c
+            .query_row("SELECT used FROM weight WHERE id = 0", [], |r| r.get(0))
+            .optional(),
+    }
+    .map_err(err)?;
+    Ok(n.unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32)
+}
+
+fn set_count(c: &Connection, counter: &Counter, n: u32) -> Result<(), PortError> {
+    match counter {
+        Counter::Pool(pool) => c.execute(
+            "INSERT INTO capacity (pool, count) VALUES (?1, ?2)
+             ON CONFLICT (pool) DO UPDATE SET count = excluded.count",
+            params![pool, n],
+        ),
+        Counter::Weight => c.execute(
+            "INSERT INTO weight (id, used) VALUES (0, ?1)
+             ON CONFLICT (id) DO UPDATE SET used = excluded.used",
+            params![n],
+        ),
+    }
+    .map(|_| ())
+    .map_err(err)
+}
+
+/// Does `write` hold against the database as it is?
+fn holds(c: &Connection, write: &Write<String>) -> Result<bool, PortError> {
+    Ok(match write {
+        Write::Put { doc, expect } => {
+            let now = stored(c, &doc.key())?;
+            match expect {
+                Expect::Absent => now.is_none(),
+                Expect::Version(v) => now.as_ref() == Some(v),
+                Expect::Any => true,
+            }
+        }
+        Write::Take {
+            counter,
+            amount,
+            cap,
+        } => {
+            let n = u64::from(count(c, counter)?);
+            cap.is_none_or(|cap| n + u64::from(*amount) <= u64::from(cap))
+        }
+        Write::Swap { counter, from, .. } => count(c, counter)? == *from,
+        Write::Delete(_) | Write::Give { .. } => true,
+    })
+}
+
+fn apply(c: &Connection, write: &Write<String>) -> Result<(), PortError> {
+    match write {
+        Write::Put { doc, .. } => put(c, doc),
+        Write::Delete(key) => {
+            let (table, column, value) = place(key);
+            c.execute(
+                &format!("DELETE FROM {table} WHERE {column} = ?1"),
+                params![value],
+            )
+            .map(|_| ())
+            .map_err(err)
+        }
+        Write::Take {
+            counter, amount, ..
+        } => set_count(c, counter, count(c, counter)?.saturating_add(*amount)),
+        Write::Give { counter, amount } => {
+            set_count(c, counter, count(c, counter)?.saturating_sub(*amount))
+        }
+        Write::Swap { counter, to, .. } => set_count(c, counter, *to),
+    }
 }
 
 #[async_trait]
-impl JobStateSink for SqliteLedger {
-    async fn record_job_state(&self, update: &JobStateUpdate) -> Result<(), PortError> {
-        self.db.tx(|tx| {
-            let Some(mut job) = get_job(tx, update.job_id)? else {
-                return Ok(());
-            };
-            if !job.observe(update) {
-                return Ok(());
-            }
-            put_job(tx, &job)
-        })
-    }
-}
+impl LedgerStore for SqliteLedger {
+    type Version = String;
 
-#[async_trait]
-impl Ledger for SqliteLedger {
-    async fn claim_job(
-        &self,
-        msg: &JobMessage,
-        now: DateTime<Utc>,
-        lease: chrono::Duration,
-    ) -> Result<ClaimOutcome, PortError> {
-        self.db.tx(
-            |tx| match decide_claim(get_job(tx, msg.job_id)?.as_ref(), msg, now, lease) {
-                ClaimDecision::Take(record) => {
-                    put_job(tx, &record)?;
-                    Ok(ClaimOutcome::Claimed(record))
-                }
-                ClaimDecision::Report(outcome) => Ok(outcome),
-            },
-        )
+    fn service(&self) -> &'static str {
+        SERVICE
     }
 
-    async fn get_job(&self, job_id: u64) -> Result<Option<JobRecord>, PortError> {
-        self.db.read(|c| get_job(c, job_id))
-    }
-
-    async fn update_job(
-        &self,
-        job_id: u64,
-        change: &JobChange,
-        now: DateTime<Utc>,
-    ) -> Result<(), PortError> {
-        self.db.tx(|tx| {
-            let mut job = get_job(tx, job_id)?.ok_or_else(|| PortError::NotFound {
-                service: crate::db::SERVICE,
-                what: format!("job {job_id}"),
-            })?;
-            if !job.apply(change, now) {
-                return Ok(());
-            }
-            put_job(tx, &job)
+    async fn read(&self, key: &DocKey) -> Result<Option<(Doc, String)>, PortError> {
+        self.db.read(|c| {
+            stored(c, key)?
+                .map(|text| Ok((decode(key, &text)?, text)))
+                .transpose()
         })
     }
 
-    async fn list_jobs(&self) -> Result<Vec<JobRecord>, PortError> {
-        self.db
-            .read(|c| docs(c, "SELECT doc FROM jobs ORDER BY job_id"))
-    }
-
-    async fn reserve(
-        &self,
-        runner: &RunnerRecord,
-        limits: Limits,
-    ) -> Result<ReserveOutcome, PortError> {
-        self.db.tx(|tx| {
-            if get_runner(tx, &runner.name)?.is_some_and(|r| r.state != RunnerState::Released) {
-                return Ok(ReserveOutcome::AlreadyReserved);
+    async fn read_all(&self, kind: DocKind) -> Result<Vec<Doc>, PortError> {
+        let (sql, key): (&str, fn(String) -> DocKey) = match kind {
+            DocKind::Job => ("SELECT job_id, doc FROM jobs", |k| {
+                DocKey::Job(k.parse().unwrap_or_default())
+            }),
+            DocKind::Runner => ("SELECT name, doc FROM runners", DocKey::Runner),
+            DocKind::Health => ("SELECT pool, doc FROM pool_health", DocKey::Health),
+            DocKind::State => ("SELECT key, doc FROM state_docs", DocKey::State),
+            DocKind::Drain => ("SELECT pool, since FROM drained", DocKey::Drain),
+        };
+        self.db.read(|c| {
+            let mut stmt = c.prepare(sql).map_err(err)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    let k: rusqlite::types::Value = r.get(0)?;
+                    let k = match k {
+                        rusqlite::types::Value::Integer(i) => i.to_string(),
+                        rusqlite::types::Value::Text(t) => t,
+                        _ => String::new(),
+                    };
+                    Ok((k, r.get::<_, String>(1)?))
+                })
+                .map_err(err)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (k, text) = row.map_err(err)?;
+                out.push(decode(&key(k), &text)?);
             }
-            let count = pool_count(tx, &runner.pool)?;
-            if count >= limits.pool_max {
-                return Ok(ReserveOutcome::PoolFull);
-            }
-            let used = weight_used(tx)?;
-            if let Some(max) = limits.global_max_weight
-                && u64::from(used) + u64::from(limits.weight) > u64::from(max)
-            {
-                return Ok(ReserveOutcome::GlobalFull);
-            }
-            set_pool_count(tx, &runner.pool, count + 1)?;
-            set_weight(tx, used.saturating_add(limits.weight))?;
-            let mut record = runner.clone();
-            record.state = RunnerState::Reserved;
-            record.weight = limits.weight;
-            put_runner(tx, &record)?;
-            Ok(ReserveOutcome::Reserved)
+            Ok(out)
         })
     }
 
-    async fn release(
-        &self,
-        runner_name: &str,
-        reason: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, PortError> {
-        self.db.tx(|tx| {
-            let Some(mut runner) = get_runner(tx, runner_name)? else {
-                return Ok(false);
-            };
-            if runner.state == RunnerState::Released {
-                return Ok(false);
-            }
-            runner.state = RunnerState::Released;
-            runner.end_reason = Some(reason.to_string());
-            runner.updated_at = now;
-            put_runner(tx, &runner)?;
-            let count = pool_count(tx, &runner.pool)?;
-            set_pool_count(tx, &runner.pool, count.saturating_sub(1))?;
-            let used = weight_used(tx)?;
-            set_weight(tx, used.saturating_sub(runner.weight))?;
-            Ok(true)
-        })
-    }
-
-    async fn get_runner(&self, name: &str) -> Result<Option<RunnerRecord>, PortError> {
-        self.db.read(|c| get_runner(c, name))
-    }
-
-    async fn update_runner(
-        &self,
-        name: &str,
-        change: &RunnerChange,
-        now: DateTime<Utc>,
-    ) -> Result<(), PortError> {
-        self.db.tx(|tx| {
-            let mut runner = get_runner(tx, name)?.ok_or_else(|| PortError::NotFound {
-                service: crate::db::SERVICE,
-                what: format!("runner {name}"),
-            })?;
-            runner.apply(change, now);
-            put_runner(tx, &runner)
-        })
-    }
-
-    async fn list_runners(&self) -> Result<Vec<RunnerRecord>, PortError> {
-        self.db
-            .read(|c| docs(c, "SELECT doc FROM runners ORDER BY name"))
-    }
-
-    async fn capacity(&self) -> Result<CapacityUse, PortError> {
+    async fn counters(&self) -> Result<CapacityUse, PortError> {
         self.db.read(|c| {
             let mut stmt = c
                 .prepare("SELECT pool, count FROM capacity WHERE count > 0 ORDER BY pool")
@@ -308,155 +246,26 @@ impl Ledger for SqliteLedger {
             let mut pools = BTreeMap::new();
             for row in rows {
                 let (pool, n) = row.map_err(err)?;
-                pools.insert(pool, n as u32);
+                pools.insert(pool, n.clamp(0, i64::from(u32::MAX)) as u32);
             }
             Ok(CapacityUse {
                 pools,
-                weight: weight_used(c)?,
+                weight: count(c, &Counter::Weight)?,
             })
         })
     }
 
-    async fn set_capacity(&self, counts: &CapacityUse) -> Result<(), PortError> {
+    async fn commit(&self, writes: Vec<Write<String>>) -> Result<Commit, PortError> {
         self.db.tx(|tx| {
-            tx.execute("DELETE FROM capacity", []).map_err(err)?;
-            for (pool, n) in &counts.pools {
-                set_pool_count(tx, pool, *n)?;
+            for (i, w) in writes.iter().enumerate() {
+                if !holds(tx, w)? {
+                    return Ok(Commit::Refused(i));
+                }
             }
-            set_weight(tx, counts.weight)
-        })
-    }
-
-    async fn transition_runner(
-        &self,
-        name: &str,
-        from: &[RunnerState],
-        change: &RunnerChange,
-        now: DateTime<Utc>,
-    ) -> Result<bool, PortError> {
-        self.db.tx(|tx| {
-            let Some(mut runner) = get_runner(tx, name)? else {
-                return Ok(false);
-            };
-            if !from.contains(&runner.state) {
-                return Ok(false);
+            for w in &writes {
+                apply(tx, w)?;
             }
-            runner.apply(change, now);
-            put_runner(tx, &runner)?;
-            Ok(true)
-        })
-    }
-
-    async fn repair_capacity(
-        &self,
-        seen: &CapacityUse,
-        counts: &CapacityUse,
-    ) -> Result<bool, PortError> {
-        self.db.tx(|tx| {
-            let mut stmt = tx
-                .prepare("SELECT pool, count FROM capacity WHERE count > 0")
-                .map_err(err)?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-                .map_err(err)?;
-            let mut now_pools = BTreeMap::new();
-            for row in rows {
-                let (pool, n) = row.map_err(err)?;
-                now_pools.insert(pool, n as u32);
-            }
-            drop(stmt);
-            if now_pools != seen.pools || weight_used(tx)? != seen.weight {
-                return Ok(false);
-            }
-            tx.execute("DELETE FROM capacity", []).map_err(err)?;
-            for (pool, n) in &counts.pools {
-                set_pool_count(tx, pool, *n)?;
-            }
-            set_weight(tx, counts.weight)?;
-            Ok(true)
-        })
-    }
-
-    async fn pool_health(&self, pool: &str) -> Result<PoolHealth, PortError> {
-        self.db
-            .read(|c| get_health(c, pool))
-            .map(|h| h.unwrap_or_else(|| PoolHealth::new(pool)))
-    }
-
-    async fn list_pool_health(&self) -> Result<Vec<PoolHealth>, PortError> {
-        self.db
-            .read(|c| docs(c, "SELECT doc FROM pool_health ORDER BY pool"))
-    }
-
-    async fn update_pool_health(
-        &self,
-        pool: &str,
-        f: &HealthUpdate<'_>,
-    ) -> Result<PoolHealth, PortError> {
-        self.db.tx(|tx| {
-            let mut health = get_health(tx, pool)?.unwrap_or_else(|| PoolHealth::new(pool));
-            if f(&mut health) {
-                let doc = serde_json::to_string(&health).map_err(bad_doc)?;
-                tx.execute(
-                    "INSERT INTO pool_health (pool, doc) VALUES (?1, ?2)
-                     ON CONFLICT (pool) DO UPDATE SET doc = excluded.doc",
-                    params![pool, doc],
-                )
-                .map_err(err)?;
-            }
-            Ok(health)
-        })
-    }
-
-    async fn state_doc(&self, key: &str) -> Result<Option<serde_json::Value>, PortError> {
-        self.db.read(|c| get_state_doc(c, key))
-    }
-
-    async fn update_state_doc(
-        &self,
-        key: &str,
-        f: &DocUpdate<'_>,
-    ) -> Result<Option<serde_json::Value>, PortError> {
-        self.db.tx(|tx| {
-            let mut doc = get_state_doc(tx, key)?;
-            if f(&mut doc) {
-                let Some(value) = &doc else {
-                    return Err(PortError::rejected(
-                        "ledger",
-                        "a state document cannot be unset",
-                    ));
-                };
-                tx.execute(
-                    "INSERT INTO state_docs (key, doc) VALUES (?1, ?2)
-                     ON CONFLICT (key) DO UPDATE SET doc = excluded.doc",
-                    params![key, value.to_string()],
-                )
-                .map_err(err)?;
-            }
-            Ok(doc)
-        })
-    }
-
-    async fn drained_pools(&self) -> Result<BTreeSet<String>, PortError> {
-        self.db.read(|c| {
-            let mut stmt = c.prepare("SELECT pool FROM drained").map_err(err)?;
-            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(err)?;
-            rows.map(|r| r.map_err(err)).collect()
-        })
-    }
-
-    async fn set_drained(&self, pool: &str, drained: bool) -> Result<(), PortError> {
-        self.db.tx(|tx| {
-            if drained {
-                tx.execute(
-                    "INSERT OR IGNORE INTO drained (pool, since) VALUES (?1, ?2)",
-                    params![pool, Utc::now().to_rfc3339()],
-                )
-            } else {
-                tx.execute("DELETE FROM drained WHERE pool = ?1", params![pool])
-            }
-            .map_err(err)?;
-            Ok(())
+            Ok(Commit::Done)
         })
     }
 }

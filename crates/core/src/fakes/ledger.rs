@@ -1,42 +1,33 @@
-//! The ledger in memory: one mutex over jobs, runners and counters, so every call is
-//! atomic. Follows the same contract as the DynamoDB ledger
-//! ([`crate::ports::ledger_contract`]).
+//! The ledger in memory: a [`LedgerStore`] behind one mutex, so every commit is
+//! atomic; the rules are [`crate::ledger`]'s, as for DynamoDB and SQLite
+//! ([`crate::ports::ledger_contract`] checks all three).
 
-use crate::circuit::PoolHealth;
-use crate::job::{JobMessage, JobStateUpdate};
 use crate::ports::{
-    CapacityUse, ClaimDecision, ClaimOutcome, DocUpdate, HealthUpdate, JobChange, JobRecord,
-    JobStateSink, Ledger, Limits, PortError, ReserveOutcome, RunnerChange, RunnerRecord,
-    RunnerState, decide_claim,
+    CapacityUse, Commit, Counter, Doc, DocKey, DocKind, Expect, JobRecord, LedgerStore, PortError,
+    RunnerRecord, Write,
 };
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Default)]
 struct State {
-    jobs: BTreeMap<u64, JobRecord>,
-    runners: BTreeMap<String, RunnerRecord>,
-    pools: BTreeMap<String, u32>,
-    weight: u32,
-    drained: BTreeSet<String>,
-    health: BTreeMap<String, PoolHealth>,
-    docs: BTreeMap<String, serde_json::Value>,
+    docs: BTreeMap<DocKey, (Doc, u64)>,
+    counters: BTreeMap<Counter, u32>,
+    next_version: u64,
     calls: BTreeMap<&'static str, usize>,
     fail_once: Vec<String>,
 }
 
-/// A [`Ledger`] in memory. `set_failing(true)` makes every call fail as if DynamoDB
-/// were down; [`MemoryLedger::calls`] counts calls per method (failed ones included).
+/// A ledger in memory. `set_failing(true)` makes every call fail as if DynamoDB
+/// were down; [`MemoryLedger::calls`] counts calls per ledger operation (failed
+/// ones included).
 #[derive(Default)]
 pub struct MemoryLedger {
     state: Mutex<State>,
     fail: AtomicBool,
 }
-
-const SERVICE: &str = "ledger";
 
 impl MemoryLedger {
     pub fn new() -> Self {
@@ -59,307 +50,145 @@ impl MemoryLedger {
 
     /// Insert or replace a job record as is (test setup).
     pub fn put_job(&self, record: JobRecord) {
-        self.lock().jobs.insert(record.job_id, record);
+        self.lock().put(Doc::Job(record));
     }
 
     /// Insert or replace a runner record as is, counters untouched (test setup).
     pub fn put_runner(&self, record: RunnerRecord) {
-        self.lock().runners.insert(record.name.clone(), record);
+        self.lock().put(Doc::Runner(record));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
 
-    /// Count the call and fail it when told to; the guard is the call's transaction.
-    fn begin(&self, method: &'static str) -> Result<std::sync::MutexGuard<'_, State>, PortError> {
+impl State {
+    fn put(&mut self, doc: Doc) {
+        self.next_version += 1;
+        self.docs.insert(doc.key(), (doc, self.next_version));
+    }
+
+    fn count(&self, counter: &Counter) -> u32 {
+        self.counters.get(counter).copied().unwrap_or(0)
+    }
+
+    /// Does `write` hold against the state as it is?
+    fn holds(&self, write: &Write<u64>) -> bool {
+        match write {
+            Write::Put { doc, expect } => {
+                let stored = self.docs.get(&doc.key()).map(|(_, v)| *v);
+                match expect {
+                    Expect::Absent => stored.is_none(),
+                    Expect::Version(v) => stored == Some(*v),
+                    Expect::Any => true,
+                }
+            }
+            Write::Take {
+                counter,
+                amount,
+                cap,
+            } => cap.is_none_or(|cap| {
+                u64::from(self.count(counter)) + u64::from(*amount) <= u64::from(cap)
+            }),
+            Write::Swap { counter, from, .. } => self.count(counter) == *from,
+            Write::Delete(_) | Write::Give { .. } => true,
+        }
+    }
+
+    fn apply(&mut self, write: Write<u64>) {
+        match write {
+            Write::Put { doc, .. } => self.put(doc),
+            Write::Delete(key) => {
+                self.docs.remove(&key);
+            }
+            Write::Take {
+                counter, amount, ..
+            } => {
+                let n = self.count(&counter).saturating_add(amount);
+                self.counters.insert(counter, n);
+            }
+            Write::Give { counter, amount } => {
+                let n = self.count(&counter).saturating_sub(amount);
+                self.counters.insert(counter, n);
+            }
+            Write::Swap { counter, to, .. } => {
+                self.counters.insert(counter, to);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl LedgerStore for MemoryLedger {
+    type Version = u64;
+
+    fn service(&self) -> &'static str {
+        "ledger"
+    }
+
+    /// Count the call and fail it when told to.
+    fn enter(&self, op: &'static str) -> Result<(), PortError> {
         let mut st = self.lock();
-        *st.calls.entry(method).or_default() += 1;
-        let once = st.fail_once.iter().position(|m| m == method);
+        *st.calls.entry(op).or_default() += 1;
+        let once = st.fail_once.iter().position(|m| m == op);
         if let Some(i) = once {
             st.fail_once.remove(i);
         }
         if once.is_some() || self.fail.load(Ordering::SeqCst) {
-            return Err(PortError::unavailable(SERVICE, "connection refused (fake)"));
+            return Err(PortError::unavailable(
+                "ledger",
+                "connection refused (fake)",
+            ));
         }
-        Ok(st)
-    }
-}
-
-fn not_found(what: String) -> PortError {
-    PortError::NotFound {
-        service: SERVICE,
-        what,
-    }
-}
-
-#[async_trait]
-impl JobStateSink for MemoryLedger {
-    async fn record_job_state(&self, update: &JobStateUpdate) -> Result<(), PortError> {
-        let mut st = self.begin("record_job_state")?;
-        let Some(job) = st.jobs.get_mut(&update.job_id) else {
-            return Ok(());
-        };
-        job.observe(update);
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl Ledger for MemoryLedger {
-    async fn claim_job(
-        &self,
-        msg: &JobMessage,
-        now: DateTime<Utc>,
-        lease: chrono::Duration,
-    ) -> Result<ClaimOutcome, PortError> {
-        let mut st = self.begin("claim_job")?;
-        match decide_claim(st.jobs.get(&msg.job_id), msg, now, lease) {
-            ClaimDecision::Take(record) => {
-                st.jobs.insert(msg.job_id, record.clone());
-                Ok(ClaimOutcome::Claimed(record))
-            }
-            ClaimDecision::Report(outcome) => Ok(outcome),
-        }
-    }
-
-    async fn get_job(&self, job_id: u64) -> Result<Option<JobRecord>, PortError> {
-        let st = self.begin("get_job")?;
-        Ok(st.jobs.get(&job_id).cloned())
-    }
-
-    async fn update_job(
-        &self,
-        job_id: u64,
-        change: &JobChange,
-        now: DateTime<Utc>,
-    ) -> Result<(), PortError> {
-        let mut st = self.begin("update_job")?;
-        let job = st
-            .jobs
-            .get_mut(&job_id)
-            .ok_or_else(|| not_found(format!("job {job_id}")))?;
-        job.apply(change, now);
         Ok(())
     }
 
-    async fn list_jobs(&self) -> Result<Vec<JobRecord>, PortError> {
-        let st = self.begin("list_jobs")?;
-        Ok(st.jobs.values().cloned().collect())
+    async fn read(&self, key: &DocKey) -> Result<Option<(Doc, u64)>, PortError> {
+        Ok(self.lock().docs.get(key).cloned())
     }
 
-    async fn reserve(
-        &self,
-        runner: &RunnerRecord,
-        limits: Limits,
-    ) -> Result<ReserveOutcome, PortError> {
-        let mut st = self.begin("reserve")?;
-        if st
-            .runners
-            .get(&runner.name)
-            .is_some_and(|r| r.state != RunnerState::Released)
-        {
-            return Ok(ReserveOutcome::AlreadyReserved);
-        }
-        if st.pools.get(&runner.pool).copied().unwrap_or(0) >= limits.pool_max {
-            return Ok(ReserveOutcome::PoolFull);
-        }
-        if let Some(max) = limits.global_max_weight
-            && u64::from(st.weight) + u64::from(limits.weight) > u64::from(max)
-        {
-            return Ok(ReserveOutcome::GlobalFull);
-        }
-        *st.pools.entry(runner.pool.clone()).or_default() += 1;
-        st.weight = st.weight.saturating_add(limits.weight);
-        let mut record = runner.clone();
-        record.state = RunnerState::Reserved;
-        record.weight = limits.weight;
-        st.runners.insert(record.name.clone(), record);
-        Ok(ReserveOutcome::Reserved)
-    }
-
-    async fn release(
-        &self,
-        runner_name: &str,
-        reason: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, PortError> {
-        let mut st = self.begin("release")?;
-        let Some(runner) = st.runners.get_mut(runner_name) else {
-            return Ok(false);
-        };
-        if runner.state == RunnerState::Released {
-            return Ok(false);
-        }
-        runner.state = RunnerState::Released;
-        runner.end_reason = Some(reason.to_string());
-        runner.updated_at = now;
-        let (pool, weight) = (runner.pool.clone(), runner.weight);
-        if let Some(count) = st.pools.get_mut(&pool) {
-            *count = count.saturating_sub(1);
-        }
-        st.weight = st.weight.saturating_sub(weight);
-        Ok(true)
-    }
-
-    async fn get_runner(&self, name: &str) -> Result<Option<RunnerRecord>, PortError> {
-        let st = self.begin("get_runner")?;
-        Ok(st.runners.get(name).cloned())
-    }
-
-    async fn update_runner(
-        &self,
-        name: &str,
-        change: &RunnerChange,
-        now: DateTime<Utc>,
-    ) -> Result<(), PortError> {
-        let mut st = self.begin("update_runner")?;
-        let runner = st
-            .runners
-            .get_mut(name)
-            .ok_or_else(|| not_found(format!("runner {name}")))?;
-        runner.apply(change, now);
-        Ok(())
-    }
-
-    async fn list_runners(&self) -> Result<Vec<RunnerRecord>, PortError> {
-        let st = self.begin("list_runners")?;
-        Ok(st.runners.values().cloned().collect())
-    }
-
-    async fn capacity(&self) -> Result<CapacityUse, PortError> {
-        let st = self.begin("capacity")?;
-        Ok(CapacityUse {
-            pools: st
-                .pools
-                .iter()
-                .filter(|(_, n)| **n > 0)
-                .map(|(p, n)| (p.clone(), *n))
-                .collect(),
-            weight: st.weight,
-        })
-    }
-
-    async fn set_capacity(&self, counts: &CapacityUse) -> Result<(), PortError> {
-        let mut st = self.begin("set_capacity")?;
-        st.pools = counts.pools.clone();
-        st.weight = counts.weight;
-        Ok(())
-    }
-
-    async fn transition_runner(
-        &self,
-        name: &str,
-        from: &[RunnerState],
-        change: &RunnerChange,
-        now: DateTime<Utc>,
-    ) -> Result<bool, PortError> {
-        let mut st = self.begin("transition_runner")?;
-        match st.runners.get_mut(name) {
-            Some(runner) if from.contains(&runner.state) => {
-                runner.apply(change, now);
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
-    }
-
-    async fn repair_capacity(
-        &self,
-        seen: &CapacityUse,
-        counts: &CapacityUse,
-    ) -> Result<bool, PortError> {
-        let mut st = self.begin("repair_capacity")?;
-        let now_pools: BTreeMap<String, u32> = st
-            .pools
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(p, n)| (p.clone(), *n))
-            .collect();
-        if now_pools != seen.pools || st.weight != seen.weight {
-            return Ok(false);
-        }
-        st.pools = counts.pools.clone();
-        st.weight = counts.weight;
-        Ok(true)
-    }
-
-    async fn pool_health(&self, pool: &str) -> Result<PoolHealth, PortError> {
-        let st = self.begin("pool_health")?;
-        Ok(st
-            .health
-            .get(pool)
-            .cloned()
-            .unwrap_or_else(|| PoolHealth::new(pool)))
-    }
-
-    async fn list_pool_health(&self) -> Result<Vec<PoolHealth>, PortError> {
+    async fn read_all(&self, kind: DocKind) -> Result<Vec<Doc>, PortError> {
         Ok(self
-            .begin("list_pool_health")?
-            .health
-            .values()
-            .cloned()
+            .lock()
+            .docs
+            .iter()
+            .filter(|(k, _)| k.kind() == kind)
+            .map(|(_, (d, _))| d.clone())
             .collect())
     }
 
-    async fn update_pool_health(
-        &self,
-        pool: &str,
-        f: &HealthUpdate<'_>,
-    ) -> Result<PoolHealth, PortError> {
-        let mut st = self.begin("update_pool_health")?;
-        let mut health = st
-            .health
-            .get(pool)
-            .cloned()
-            .unwrap_or_else(|| PoolHealth::new(pool));
-        if f(&mut health) {
-            st.health.insert(pool.to_string(), health.clone());
+    async fn counters(&self) -> Result<CapacityUse, PortError> {
+        let st = self.lock();
+        let mut cap = CapacityUse::default();
+        for (counter, n) in &st.counters {
+            match counter {
+                Counter::Pool(pool) if *n > 0 => {
+                    cap.pools.insert(pool.clone(), *n);
+                }
+                Counter::Pool(_) => {}
+                Counter::Weight => cap.weight = *n,
+            }
         }
-        Ok(health)
+        Ok(cap)
     }
 
-    async fn state_doc(&self, key: &str) -> Result<Option<serde_json::Value>, PortError> {
-        Ok(self.begin("state_doc")?.docs.get(key).cloned())
-    }
-
-    async fn update_state_doc(
-        &self,
-        key: &str,
-        f: &DocUpdate<'_>,
-    ) -> Result<Option<serde_json::Value>, PortError> {
-        let mut st = self.begin("update_state_doc")?;
-        let mut doc = st.docs.get(key).cloned();
-        if f(&mut doc) {
-            let Some(value) = doc.clone() else {
-                return Err(PortError::rejected(
-                    "ledger",
-                    "a state document cannot be unset",
-                ));
-            };
-            st.docs.insert(key.to_string(), value);
+    async fn commit(&self, writes: Vec<Write<u64>>) -> Result<Commit, PortError> {
+        let mut st = self.lock();
+        if let Some(i) = writes.iter().position(|w| !st.holds(w)) {
+            return Ok(Commit::Refused(i));
         }
-        Ok(doc)
-    }
-
-    async fn drained_pools(&self) -> Result<BTreeSet<String>, PortError> {
-        Ok(self.begin("drained_pools")?.drained.clone())
-    }
-
-    async fn set_drained(&self, pool: &str, drained: bool) -> Result<(), PortError> {
-        let mut st = self.begin("set_drained")?;
-        if drained {
-            st.drained.insert(pool.to_string());
-        } else {
-            st.drained.remove(pool);
+        for w in writes {
+            st.apply(w);
         }
-        Ok(())
+        Ok(Commit::Done)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ports::Ledger;
     use crate::ports::ledger_contract as contract;
 
     macro_rules! contract_tests {

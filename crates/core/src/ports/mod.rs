@@ -8,6 +8,7 @@ mod error;
 mod github;
 mod ledger;
 pub mod ledger_contract;
+mod ledger_store;
 mod queue;
 mod recovery;
 mod secrets;
@@ -22,10 +23,10 @@ pub use github::{
     GitHubApi, GitHubJob, GitHubRunner, GitHubTarget, JitConfig, JitRequest, RunnerScope,
 };
 pub use ledger::{
-    CapacityUse, ClaimDecision, ClaimOutcome, DocUpdate, HealthUpdate, JobChange, JobRecord,
-    JobState, Ledger, Limits, ReserveOutcome, RunnerChange, RunnerRecord, RunnerState,
-    decide_claim,
+    CapacityUse, ClaimOutcome, DocUpdate, HealthUpdate, JobChange, JobRecord, JobState, Ledger,
+    Limits, ReserveOutcome, RunnerChange, RunnerRecord, RunnerState,
 };
+pub use ledger_store::{Commit, Counter, Doc, DocKey, DocKind, Expect, LedgerStore, Write};
 pub use queue::{JobQueue, JobStateSink, NoJobStateSink};
 pub use recovery::{
     DeliveryPage, HookDeliveries, HookDelivery, HookRef, ListedJob, Page, QueuedJobSource,
