@@ -239,3 +239,28 @@ async fn run_all_on_fresh_tables() {
         contract::CHECKS.len()
     );
 }
+
+/// Four clients at once over HTTP, 40 random requests each, over 3 seeds, each
+/// on a fresh table: the final state is what the clients were told
+/// ([`spotrunner_core::ports::ledger_interleave`]).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn random_interleavings_match_the_model() {
+    use spotrunner_core::ports::ledger_interleave as il;
+    let env = env().await;
+    for seed in 1..=3u64 {
+        let table = format!("sr-interleave-{seed}");
+        create_table(&env.client, &table)
+            .await
+            .expect("create table");
+        let t0 = il::start();
+        let clients: Vec<(DynamoLedger, Vec<il::Op>)> = (0..4)
+            .map(|c| {
+                let l = DynamoLedger::from_client(env.client.clone(), table.clone());
+                (l, il::ops(seed, c, 40))
+            })
+            .collect();
+        let told =
+            futures::future::join_all(clients.iter().map(|(l, ops)| il::client(l, ops, t0))).await;
+        il::check(&clients[0].0, &told).await;
+    }
+}

@@ -80,3 +80,29 @@ async fn two_connections_share_the_caps() {
     b.set_drained("cpu", true).await.expect("drain");
     assert!(a.is_drained("cpu").await.expect("is_drained"));
 }
+
+/// Four threads, each with its own connection to one file, 60 random requests
+/// each, over 8 seeds: the final state is what the clients were told
+/// ([`spotrunner_core::ports::ledger_interleave`]).
+#[tokio::test]
+async fn random_interleavings_across_connections_match_the_model() {
+    use spotrunner_core::ports::ledger_interleave as il;
+    for seed in 1..=8 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        let t0 = il::start();
+        let handles: Vec<_> = (0..4)
+            .map(|c| {
+                let l = SqliteLedger::new(Db::open(&path).expect("open"));
+                let ops = il::ops(seed, c, 60);
+                std::thread::spawn(move || futures::executor::block_on(il::client(&l, &ops, t0)))
+            })
+            .collect();
+        let told: Vec<_> = handles
+            .into_iter()
+            .map(|h| h.join().expect("client thread"))
+            .collect();
+        let l = SqliteLedger::new(Db::open(&path).expect("open"));
+        il::check(&l, &told).await;
+    }
+}

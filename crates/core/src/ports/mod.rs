@@ -8,6 +8,7 @@ mod error;
 mod github;
 mod ledger;
 pub mod ledger_contract;
+pub mod ledger_interleave;
 mod ledger_store;
 mod queue;
 mod recovery;
