@@ -34,8 +34,8 @@ use aws_sdk_dynamodb::types::{
 };
 use chrono::{DateTime, Utc};
 use spotrunner_core::ports::{
-    CapacityUse, Commit, Counter, Doc, DocKey, DocKind, Expect, JobRecord, LedgerStore, PortError,
-    RunnerRecord, Write,
+    CapacityUse, Commit, Counter, CounterChange, Doc, DocKey, DocKind, Expect, JobRecord,
+    LedgerStore, PortError, RunnerRecord, Write,
 };
 use std::collections::HashMap;
 use std::time::Duration;
@@ -470,11 +470,11 @@ impl DynamoLedger {
                         .map_err(build_err)?,
                 )
                 .build(),
-            Write::Take {
+            Write::Count(CounterChange::Take {
                 counter,
                 amount,
                 cap,
-            } => {
+            }) => {
                 let (pk, attr) = counter_place(counter);
                 let mut u = self
                     .update(&pk)
@@ -494,7 +494,7 @@ impl DynamoLedger {
                     .update(u.build().map_err(build_err)?)
                     .build()
             }
-            Write::Give { counter, amount } => {
+            Write::Count(CounterChange::Give { counter, amount }) => {
                 // Subtract when the counter holds that much, else set it to zero;
                 // the condition makes sure it is still on the side it was read on.
                 let (pk, attr) = counter_place(counter);
@@ -516,7 +516,7 @@ impl DynamoLedger {
                     .update(u.build().map_err(build_err)?)
                     .build()
             }
-            Write::Swap { counter, from, to } => {
+            Write::Count(CounterChange::Swap { counter, from, to }) => {
                 let (pk, attr) = counter_place(counter);
                 let u = self
                     .update(&pk)
@@ -582,7 +582,7 @@ impl LedgerStore for DynamoLedger {
         // A cap no counter can meet: refused without asking.
         if let Some(i) = writes
             .iter()
-            .position(|w| matches!(w, Write::Take { amount, cap: Some(cap), .. } if amount > cap))
+            .position(|w| matches!(w, Write::Count(CounterChange::Take { amount, cap: Some(cap), .. }) if amount > cap))
         {
             return Ok(Commit::Refused(i));
         }
@@ -645,7 +645,9 @@ impl LedgerStore for DynamoLedger {
             TxOutcome::Cancelled(codes) => {
                 match (0..writes.len()).find(|&i| failed(&codes, i)) {
                     // A give-back's branch no longer holds: read and try again.
-                    Some(i) if matches!(writes[i], Write::Give { .. }) => Ok(Commit::Contended),
+                    Some(i) if matches!(writes[i], Write::Count(CounterChange::Give { .. })) => {
+                        Ok(Commit::Contended)
+                    }
                     Some(i) => Ok(Commit::Refused(i)),
                     None if conflicted(&codes) => Ok(Commit::Contended),
                     None => Err(PortError::rejected(

@@ -8,7 +8,8 @@ use crate::db::{Db, SERVICE, bad_doc, err};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use spotrunner_core::ports::{
-    CapacityUse, Commit, Counter, Doc, DocKey, DocKind, Expect, LedgerStore, PortError, Write,
+    CapacityUse, Commit, Counter, CounterChange, Doc, DocKey, DocKind, Expect, LedgerStore,
+    PortError, Write,
 };
 use std::collections::BTreeMap;
 
@@ -152,16 +153,16 @@ fn holds(c: &Connection, write: &Write<String>) -> Result<bool, PortError> {
                 Expect::Any => true,
             }
         }
-        Write::Take {
+        Write::Count(CounterChange::Take {
             counter,
             amount,
             cap,
-        } => {
+        }) => {
             let n = u64::from(count(c, counter)?);
             cap.is_none_or(|cap| n + u64::from(*amount) <= u64::from(cap))
         }
-        Write::Swap { counter, from, .. } => count(c, counter)? == *from,
-        Write::Delete(_) | Write::Give { .. } => true,
+        Write::Count(CounterChange::Swap { counter, from, .. }) => count(c, counter)? == *from,
+        Write::Delete(_) | Write::Count(CounterChange::Give { .. }) => true,
     })
 }
 
@@ -177,13 +178,13 @@ fn apply(c: &Connection, write: &Write<String>) -> Result<(), PortError> {
             .map(|_| ())
             .map_err(err)
         }
-        Write::Take {
+        Write::Count(CounterChange::Take {
             counter, amount, ..
-        } => set_count(c, counter, count(c, counter)?.saturating_add(*amount)),
-        Write::Give { counter, amount } => {
+        }) => set_count(c, counter, count(c, counter)?.saturating_add(*amount)),
+        Write::Count(CounterChange::Give { counter, amount }) => {
             set_count(c, counter, count(c, counter)?.saturating_sub(*amount))
         }
-        Write::Swap { counter, to, .. } => set_count(c, counter, *to),
+        Write::Count(CounterChange::Swap { counter, to, .. }) => set_count(c, counter, *to),
     }
 }
 

@@ -3,8 +3,8 @@
 //! ([`crate::ports::ledger_contract`] checks all three).
 
 use crate::ports::{
-    CapacityUse, Commit, Counter, Doc, DocKey, DocKind, Expect, JobRecord, LedgerStore, PortError,
-    RunnerRecord, Write,
+    CapacityUse, Commit, Counter, CounterChange, Doc, DocKey, DocKind, Expect, JobRecord,
+    LedgerStore, PortError, RunnerRecord, Write,
 };
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -84,15 +84,15 @@ impl State {
                     Expect::Any => true,
                 }
             }
-            Write::Take {
+            Write::Count(CounterChange::Take {
                 counter,
                 amount,
                 cap,
-            } => cap.is_none_or(|cap| {
+            }) => cap.is_none_or(|cap| {
                 u64::from(self.count(counter)) + u64::from(*amount) <= u64::from(cap)
             }),
-            Write::Swap { counter, from, .. } => self.count(counter) == *from,
-            Write::Delete(_) | Write::Give { .. } => true,
+            Write::Count(CounterChange::Swap { counter, from, .. }) => self.count(counter) == *from,
+            Write::Delete(_) | Write::Count(CounterChange::Give { .. }) => true,
         }
     }
 
@@ -102,17 +102,17 @@ impl State {
             Write::Delete(key) => {
                 self.docs.remove(&key);
             }
-            Write::Take {
+            Write::Count(CounterChange::Take {
                 counter, amount, ..
-            } => {
+            }) => {
                 let n = self.count(&counter).saturating_add(amount);
                 self.counters.insert(counter, n);
             }
-            Write::Give { counter, amount } => {
+            Write::Count(CounterChange::Give { counter, amount }) => {
                 let n = self.count(&counter).saturating_sub(amount);
                 self.counters.insert(counter, n);
             }
-            Write::Swap { counter, to, .. } => {
+            Write::Count(CounterChange::Swap { counter, to, .. }) => {
                 self.counters.insert(counter, to);
             }
         }

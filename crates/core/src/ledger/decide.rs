@@ -5,16 +5,14 @@
 use crate::circuit::PoolHealth;
 use crate::job::{JobMessage, JobStateUpdate};
 use crate::ports::{
-    CapacityUse, ClaimOutcome, Counter, Doc, DocKey, JobChange, JobRecord, JobState, Limits,
-    PortError, ReserveOutcome, RunnerChange, RunnerRecord, RunnerState,
+    CapacityUse, ClaimOutcome, Counter, CounterChange, Doc, DocKey, JobChange, JobRecord, JobState,
+    Limits, PortError, ReserveOutcome, RunnerChange, RunnerRecord, RunnerState,
 };
 use chrono::{DateTime, Utc};
 use std::collections::BTreeSet;
 
 /// One change a decision asks for; the engine turns it into a store write
 /// guarded by the version it read.
-// A plan holds a handful of changes, briefly: boxing the document buys nothing.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     /// Write the document if it is still as read (absent if none was read).
@@ -22,23 +20,7 @@ pub enum Change {
     /// Write the document whatever is there (a flag).
     Set(Doc),
     Delete(DocKey),
-    /// Take `amount` of a counter, refused past `cap`.
-    Take {
-        counter: Counter,
-        amount: u32,
-        cap: Option<u32>,
-    },
-    /// Give `amount` back (never below zero).
-    Give {
-        counter: Counter,
-        amount: u32,
-    },
-    /// Set a counter to `to` if it still holds `from`.
-    Swap {
-        counter: Counter,
-        from: u32,
-        to: u32,
-    },
+    Count(CounterChange),
 }
 
 /// A decision: the changes to commit together, the answer once they commit
@@ -188,16 +170,16 @@ pub fn reserve(
     Plan {
         changes: vec![
             Change::Put(Doc::Runner(record)),
-            Change::Take {
+            Change::Count(CounterChange::Take {
                 counter: Counter::Pool(runner.pool.clone()),
                 amount: 1,
                 cap: Some(limits.pool_max),
-            },
-            Change::Take {
+            }),
+            Change::Count(CounterChange::Take {
                 counter: Counter::Weight,
                 amount: limits.weight,
                 cap: limits.global_max_weight,
-            },
+            }),
         ],
         outcome: ReserveOutcome::Reserved,
         // The runner changed since it was read: read again.
@@ -222,14 +204,14 @@ pub fn release(existing: Option<&RunnerRecord>, reason: &str, now: DateTime<Utc>
     Plan::commit(
         vec![
             Change::Put(Doc::Runner(next)),
-            Change::Give {
+            Change::Count(CounterChange::Give {
                 counter: Counter::Pool(runner.pool.clone()),
                 amount: 1,
-            },
-            Change::Give {
+            }),
+            Change::Count(CounterChange::Give {
                 counter: Counter::Weight,
                 amount: runner.weight,
-            },
+            }),
         ],
         true,
     )
@@ -276,17 +258,19 @@ pub fn swap_counters(
     let pools: BTreeSet<&String> = seen.pools.keys().chain(counts.pools.keys()).collect();
     let mut changes: Vec<Change> = pools
         .into_iter()
-        .map(|pool| Change::Swap {
-            counter: Counter::Pool(pool.clone()),
-            from: seen.pools.get(pool).copied().unwrap_or(0),
-            to: counts.pools.get(pool).copied().unwrap_or(0),
+        .map(|pool| {
+            Change::Count(CounterChange::Swap {
+                counter: Counter::Pool(pool.clone()),
+                from: seen.pools.get(pool).copied().unwrap_or(0),
+                to: counts.pools.get(pool).copied().unwrap_or(0),
+            })
         })
         .collect();
-    changes.push(Change::Swap {
+    changes.push(Change::Count(CounterChange::Swap {
         counter: Counter::Weight,
         from: seen.weight,
         to: counts.weight,
-    });
+    }));
     let refused = changes.iter().map(|_| refused_answer).collect();
     Plan {
         changes,

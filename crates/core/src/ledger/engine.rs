@@ -78,17 +78,7 @@ fn write<V: Clone>(change: Change, versions: &BTreeMap<DocKey, V>) -> Write<V> {
             expect: Expect::Any,
         },
         Change::Delete(key) => Write::Delete(key),
-        Change::Take {
-            counter,
-            amount,
-            cap,
-        } => Write::Take {
-            counter,
-            amount,
-            cap,
-        },
-        Change::Give { counter, amount } => Write::Give { counter, amount },
-        Change::Swap { counter, from, to } => Write::Swap { counter, from, to },
+        Change::Count(c) => Write::Count(c),
     }
 }
 

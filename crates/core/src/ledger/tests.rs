@@ -54,14 +54,14 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn runner_name(i: u8) -> String {
-    format!("rm-{}-{i}", if i % 2 == 0 { "a" } else { "b" })
+    format!("rm-{}-{i}", if i.is_multiple_of(2) { "a" } else { "b" })
 }
 
 fn runner_of(i: u8, now: DateTime<Utc>) -> RunnerRecord {
     let name = runner_name(i);
     runner(
         &name,
-        if i % 2 == 0 { "a" } else { "b" },
+        if i.is_multiple_of(2) { "a" } else { "b" },
         0,
         1 + u32::from(i % 3),
         now,

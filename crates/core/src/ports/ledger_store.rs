@@ -97,8 +97,27 @@ pub enum Expect<V> {
     Any,
 }
 
-/// One write of a commit. Counters are only ever changed conditionally on
-/// their current value, never read and overwritten.
+/// A change of one counter, only ever conditional on its current value
+/// (never read and overwritten).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CounterChange {
+    /// `counter += amount`, refused when the result would pass `cap`.
+    Take {
+        counter: Counter,
+        amount: u32,
+        cap: Option<u32>,
+    },
+    /// `counter -= amount`, never below zero (a repair may have lowered it).
+    Give { counter: Counter, amount: u32 },
+    /// `counter := to`, refused unless it holds `from` (absent holds 0).
+    Swap {
+        counter: Counter,
+        from: u32,
+        to: u32,
+    },
+}
+
+/// One write of a commit.
 // A commit holds a handful of writes, briefly: boxing the document buys nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
@@ -109,23 +128,7 @@ pub enum Write<V> {
     },
     /// Delete the document, whatever it holds (absent is fine).
     Delete(DocKey),
-    /// `counter += amount`, refused when the result would pass `cap`.
-    Take {
-        counter: Counter,
-        amount: u32,
-        cap: Option<u32>,
-    },
-    /// `counter -= amount`, never below zero (a repair may have lowered it).
-    Give {
-        counter: Counter,
-        amount: u32,
-    },
-    /// `counter := to`, refused unless it holds `from` (absent holds 0).
-    Swap {
-        counter: Counter,
-        from: u32,
-        to: u32,
-    },
+    Count(CounterChange),
 }
 
 /// How a commit ended.

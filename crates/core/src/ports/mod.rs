@@ -27,7 +27,9 @@ pub use ledger::{
     CapacityUse, ClaimOutcome, DocUpdate, HealthUpdate, JobChange, JobRecord, JobState, Ledger,
     Limits, ReserveOutcome, RunnerChange, RunnerRecord, RunnerState,
 };
-pub use ledger_store::{Commit, Counter, Doc, DocKey, DocKind, Expect, LedgerStore, Write};
+pub use ledger_store::{
+    Commit, Counter, CounterChange, Doc, DocKey, DocKind, Expect, LedgerStore, Write,
+};
 pub use queue::{JobQueue, JobStateSink, NoJobStateSink};
 pub use recovery::{
     DeliveryPage, HookDeliveries, HookDelivery, HookRef, ListedJob, Page, QueuedJobSource,
