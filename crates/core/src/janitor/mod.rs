@@ -9,6 +9,7 @@ pub use execute::LEFTOVER_GRACE;
 mod plan;
 mod report;
 mod snapshot;
+mod stale;
 
 pub use plan::plan;
 pub use report::{Action, ActionKind, ActionResult, JanitorReport};
