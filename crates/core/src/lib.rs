@@ -5,6 +5,7 @@ pub mod circuit;
 pub mod config;
 pub mod create_runner;
 pub mod dlq_mover;
+#[cfg(any(test, feature = "test-support"))]
 pub mod fakes;
 pub mod janitor;
 pub mod job;

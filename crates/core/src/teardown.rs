@@ -1,6 +1,8 @@
-//! Ending one runner: the steps stop-runner and the janitor share. Each step is
-//! idempotent and capacity is released last, so a runner marked `Released` has
-//! had every step done, and a failed step is simply redone by the next try.
+//! Ending one runner, and relaunching a job whose runner ended before it
+//! started: the steps stop-runner, the bootstrap step's boot timeout and the
+//! janitor share. Each step is idempotent and capacity is released last, so a
+//! runner marked `Released` has had every step done, and a failed step is simply
+//! redone by the next try.
 
 use crate::circuit::{CircuitState, PoolHealth};
 use crate::config::{Config, RelaunchPolicy};
@@ -13,13 +15,15 @@ use crate::ports::{
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
-/// The ports a teardown touches.
+/// The ports a teardown and a relaunch touch.
 pub struct Teardown<'a> {
     pub config: &'a Config,
     pub ledger: &'a dyn Ledger,
     pub github: &'a dyn GitHubApi,
     pub compute: &'a dyn Compute,
     pub parameters: &'a dyn RunnerParameters,
+    /// Where a relaunched job's next message goes.
+    pub jobs_queue: &'a dyn JobQueue,
 }
 
 impl Teardown<'_> {
@@ -69,16 +73,36 @@ impl Teardown<'_> {
         );
         Ok(released)
     }
-}
 
-/// The ports a relaunch touches.
-pub struct Relaunch<'a> {
-    pub config: &'a Config,
-    pub ledger: &'a dyn Ledger,
-    pub jobs_queue: &'a dyn JobQueue,
-}
+    /// Runner `runner` ended before its job started (it never booted, its
+    /// instance vanished, or its reservation never got one): end it
+    /// ([`Self::end_runner`], recording `end_reason`), then, if the job still
+    /// belongs to it — launched on it, or still `Claimed` (its launch on this
+    /// runner was never recorded) — relaunch or give up the job
+    /// ([`Self::after_failed_start`], counting `start_failure`). A job launched
+    /// on another runner is left alone, and so is one running, final, requeued
+    /// or claimed under a live lease. Returns the job's state when this changed it.
+    pub async fn end_before_start(
+        &self,
+        runner: &RunnerRecord,
+        terminate: bool,
+        end_reason: &str,
+        start_failure: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<JobState>, PortError> {
+        self.end_runner(runner, terminate, end_reason, now).await?;
+        match self.ledger.get_job(runner.job_id).await? {
+            Some(job)
+                if job.runner_name.as_deref() == Some(runner.name.as_str())
+                    || job.state == JobState::Claimed =>
+            {
+                self.after_failed_start(&job, &runner.name, start_failure, now)
+                    .await
+            }
+            _ => Ok(None),
+        }
+    }
 
-impl Relaunch<'_> {
     /// Runner `runner_name` ended before `job` started (it exited, never booted,
     /// or vanished): count a start failure against the pool's circuit breaker,
     /// then launch the job again after the pool's growing delay, or give it up
@@ -227,4 +251,213 @@ pub async fn send_requeue(
         ..JobChange::default()
     };
     ledger.update_job(job.job_id, &change, now).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fakes::{MemoryCompute, MemoryGitHub, MemoryLedger, MemoryParameters, MemoryQueue};
+    use crate::job::JOB_MESSAGE_VERSION;
+    use crate::names;
+    use crate::ports::RunnerState;
+
+    struct World {
+        config: Config,
+        ledger: MemoryLedger,
+        github: MemoryGitHub,
+        compute: MemoryCompute,
+        parameters: MemoryParameters,
+        queue: MemoryQueue,
+        now: DateTime<Utc>,
+    }
+
+    fn world() -> World {
+        let config = Config::from_toml(
+            r#"
+deployment = "sr"
+[github]
+auth = { type = "pat", token = "env:T" }
+[webhook]
+secrets = ["value:s"]
+[[pools]]
+name = "cpu"
+labels = ["linux"]
+launch_template = "sr-cpu"
+instance_types = ["m7i.large"]
+max_runners = 5
+"#,
+        )
+        .unwrap();
+        World {
+            config,
+            ledger: MemoryLedger::default(),
+            github: MemoryGitHub::default(),
+            compute: MemoryCompute::default(),
+            parameters: MemoryParameters::default(),
+            queue: MemoryQueue::default(),
+            now: Utc::now(),
+        }
+    }
+
+    impl World {
+        fn teardown(&self) -> Teardown<'_> {
+            Teardown {
+                config: &self.config,
+                ledger: &self.ledger,
+                github: &self.github,
+                compute: &self.compute,
+                parameters: &self.parameters,
+                jobs_queue: &self.queue,
+            }
+        }
+
+        /// Runner `sr_cpu-1-0` of job 1, reserved with no instance.
+        fn runner(&self) -> RunnerRecord {
+            let name = names::runner_name("sr", "cpu", 1, 0);
+            let runner = RunnerRecord {
+                name: name.clone(),
+                pool: "cpu".into(),
+                job_id: 1,
+                weight: 1,
+                state: RunnerState::Reserved,
+                instance_id: None,
+                command_id: None,
+                github_runner_id: None,
+                jit_parameter: format!("/sr/jit/{name}"),
+                created_at: self.now,
+                launched_at: None,
+                updated_at: self.now,
+                end_reason: None,
+            };
+            self.ledger.put_runner(runner.clone());
+            runner
+        }
+
+        /// Job 1 at launch attempt 0.
+        fn job(
+            &self,
+            state: JobState,
+            runner_name: Option<&str>,
+            lease_until: Option<DateTime<Utc>>,
+        ) -> JobRecord {
+            let record = JobRecord {
+                job_id: 1,
+                pool: "cpu".into(),
+                repository: "o/r".into(),
+                state,
+                launch_attempt: 0,
+                runner_name: runner_name.map(str::to_string),
+                taken_by: (state == JobState::Running)
+                    .then(|| runner_name.map(str::to_string))
+                    .flatten(),
+                lease_until,
+                message: JobMessage {
+                    version: JOB_MESSAGE_VERSION,
+                    job_id: 1,
+                    run_id: 1,
+                    run_attempt: 1,
+                    repository: "o/r".into(),
+                    owner: "o".into(),
+                    owner_type: "Organization".into(),
+                    installation_id: Some(1),
+                    labels: vec!["linux".into()],
+                    pool: "cpu".into(),
+                    delivery_id: None,
+                    received_at: self.now,
+                    queued_at: Some(self.now),
+                    launch_attempt: 0,
+                    deferrals: 0,
+                },
+                created_at: self.now,
+                updated_at: self.now,
+                end_reason: None,
+            };
+            self.ledger.put_job(record.clone());
+            record
+        }
+
+        /// End the runner before its job started; returns what changed the job.
+        async fn end(&self, runner: &RunnerRecord) -> Option<JobState> {
+            let later = self.now + chrono::Duration::seconds(1);
+            let changed = self
+                .teardown()
+                .end_before_start(runner, false, "release_lost", "its instance is gone", later)
+                .await
+                .unwrap();
+            let ended = self.ledger.get_runner(&runner.name).await.unwrap().unwrap();
+            assert_eq!(
+                ended.state,
+                RunnerState::Released,
+                "the runner is always ended"
+            );
+            assert_eq!(ended.end_reason.as_deref(), Some("release_lost"));
+            changed
+        }
+
+        async fn job_now(&self) -> JobRecord {
+            self.ledger.get_job(1).await.unwrap().unwrap()
+        }
+
+        /// The job, the queue and the pool's circuit are as they were.
+        async fn untouched(&self, before: &JobRecord) {
+            assert_eq!(&self.job_now().await, before);
+            assert!(self.queue.sent().is_empty(), "nothing sent");
+            let health = self.ledger.pool_health("cpu").await.unwrap();
+            assert!(health.failures.is_empty(), "no start failure counted");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_job_launched_on_another_runner_is_left_alone() {
+        let w = world();
+        let runner = w.runner();
+        let other = names::runner_name("sr", "cpu", 1, 1);
+        let before = w.job(JobState::Launched, Some(&other), None);
+        assert_eq!(w.end(&runner).await, None);
+        w.untouched(&before).await;
+    }
+
+    #[tokio::test]
+    async fn a_running_job_is_left_alone() {
+        let w = world();
+        let runner = w.runner();
+        let before = w.job(JobState::Running, Some(&runner.name), None);
+        assert_eq!(w.end(&runner).await, None);
+        w.untouched(&before).await;
+    }
+
+    #[tokio::test]
+    async fn a_job_claimed_under_a_live_lease_is_left_alone() {
+        let w = world();
+        let runner = w.runner();
+        let lease = w.now + chrono::Duration::minutes(5);
+        let before = w.job(JobState::Claimed, None, Some(lease));
+        assert_eq!(w.end(&runner).await, None);
+        w.untouched(&before).await;
+    }
+
+    #[tokio::test]
+    async fn a_job_launched_on_this_runner_is_requeued_with_the_next_attempt() {
+        let w = world();
+        let runner = w.runner();
+        w.job(JobState::Launched, Some(&runner.name), None);
+        assert_eq!(w.end(&runner).await, Some(JobState::Requeued));
+        let job = w.job_now().await;
+        assert_eq!((job.state, job.launch_attempt), (JobState::Requeued, 0));
+        let sent = w.queue.sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!((sent[0].job_id, sent[0].launch_attempt), (1, 1));
+        let health = w.ledger.pool_health("cpu").await.unwrap();
+        assert_eq!(health.failures.len(), 1, "one start failure counted");
+    }
+
+    #[tokio::test]
+    async fn a_claim_whose_lease_ran_out_is_requeued() {
+        let w = world();
+        let runner = w.runner();
+        let lease = w.now - chrono::Duration::seconds(1);
+        w.job(JobState::Claimed, None, Some(lease));
+        assert_eq!(w.end(&runner).await, Some(JobState::Requeued));
+        assert_eq!(w.queue.sent().len(), 1);
+    }
 }

@@ -12,7 +12,6 @@ use crate::ports::{
     BootstrapCommand, BootstrapMessage, PortError, RunnerChange, RunnerRecord, RunnerState,
     SendOutcome,
 };
-use crate::teardown::{Relaunch, Teardown};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
@@ -243,42 +242,23 @@ impl CreateRunner {
     }
 
     /// Boot timeout: end the runner (terminate, parameter, registration,
-    /// capacity), then relaunch or give up on its job — the same teardown and
-    /// relaunch as stop-runner and the janitor use.
+    /// capacity), then relaunch or give up on its job — the same
+    /// `Teardown::end_before_start` as the janitor's boot timeout.
     async fn give_up(
         &self,
         msg: &BootstrapMessage,
         runner: &RunnerRecord,
         now: DateTime<Utc>,
     ) -> JobOutcome {
-        let teardown = Teardown {
-            config: &self.config,
-            ledger: self.ledger.as_ref(),
-            github: self.github.as_ref(),
-            compute: self.compute.as_ref(),
-            parameters: self.parameters.as_ref(),
-        };
-        let relaunch = Relaunch {
-            config: &self.config,
-            ledger: self.ledger.as_ref(),
-            jobs_queue: self.jobs_queue.as_ref(),
-        };
         let mut runner = runner.clone();
         runner.instance_id = Some(msg.instance_id.clone());
         let reason = "boot timeout: the SSM agent never came online";
-        let steps = async {
-            teardown.end_runner(&runner, true, reason, now).await?;
-            if let Some(job) = self.ledger.get_job(msg.job_id).await?
-                && job.runner_name.as_deref() == Some(msg.runner_name.as_str())
-            {
-                relaunch
-                    .after_failed_start(&job, &msg.runner_name, reason, now)
-                    .await?;
-            }
-            Ok::<(), PortError>(())
-        };
-        match steps.await {
-            Ok(()) => JobOutcome::Dropped {
+        match self
+            .teardown()
+            .end_before_start(&runner, true, reason, reason, now)
+            .await
+        {
+            Ok(_) => JobOutcome::Dropped {
                 reason: "boot timeout: instance terminated, job relaunched or given up".into(),
             },
             Err(e) => retry(&e),

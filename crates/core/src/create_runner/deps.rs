@@ -2,6 +2,7 @@ use crate::config::Config;
 use crate::ports::{
     BootstrapQueue, Commands, Compute, GitHubApi, JobQueue, Ledger, RunnerParameters,
 };
+use crate::teardown::Teardown;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,4 +55,18 @@ pub struct CreateRunner {
     pub bootstrap_queue: Arc<dyn BootstrapQueue>,
     /// To put a job back (boot timeout).
     pub jobs_queue: Arc<dyn JobQueue>,
+}
+
+impl CreateRunner {
+    /// Its ports, to end a runner (boot timeout).
+    pub(crate) fn teardown(&self) -> Teardown<'_> {
+        Teardown {
+            config: &self.config,
+            ledger: self.ledger.as_ref(),
+            github: self.github.as_ref(),
+            compute: self.compute.as_ref(),
+            parameters: self.parameters.as_ref(),
+            jobs_queue: self.jobs_queue.as_ref(),
+        }
+    }
 }

@@ -36,7 +36,7 @@ use super::snapshot::{GitHubRunnerSeen, Snapshot};
 #[cfg(doc)]
 use crate::ports::Ledger;
 use crate::ports::{JobChange, JobState, PortError, RunnerChange, RunnerRecord, RunnerState, tags};
-use crate::teardown::{Relaunch, Teardown, send_requeue};
+use crate::teardown::send_requeue;
 use chrono::{DateTime, Utc};
 
 impl Janitor {
@@ -168,32 +168,17 @@ impl Janitor {
             action.kind,
             ActionKind::ReleaseLost | ActionKind::ReleaseStaleReservation
         );
-        let teardown = Teardown {
-            config: &self.config,
-            ledger: self.ledger.as_ref(),
-            github: self.github.as_ref(),
-            compute: self.compute.as_ref(),
-            parameters: self.parameters.as_ref(),
-        };
-        teardown
-            .end_runner(&runner, terminate, action.kind.as_str(), now)
-            .await?;
+        let teardown = self.teardown();
+        let reason = action.kind.as_str();
         if matches!(
             action.kind,
             ActionKind::BootTimeout | ActionKind::ReleaseLost | ActionKind::ReleaseStaleReservation
-        ) && let Some(job) = self.ledger.get_job(runner.job_id).await?
-            && (job.runner_name.as_deref() == Some(runner.name.as_str())
-                || job.state == JobState::Claimed)
-            && job.state != JobState::Running
-        {
-            let relaunch = Relaunch {
-                config: &self.config,
-                ledger: self.ledger.as_ref(),
-                jobs_queue: self.jobs_queue.as_ref(),
-            };
-            relaunch
-                .after_failed_start(&job, &runner.name, &action.reason, now)
+        ) {
+            teardown
+                .end_before_start(&runner, terminate, reason, &action.reason, now)
                 .await?;
+        } else {
+            teardown.end_runner(&runner, terminate, reason, now).await?;
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ pub use execute::LEFTOVER_GRACE;
 mod plan;
 mod report;
 mod snapshot;
+mod stale;
 
 pub use plan::plan;
 pub use report::{Action, ActionKind, ActionResult, JanitorReport};
@@ -16,6 +17,7 @@ pub use snapshot::{GitHubRunnerSeen, Snapshot};
 
 use crate::config::Config;
 use crate::ports::{Compute, GitHubApi, JobQueue, Ledger, PortError, RunnerParameters};
+use crate::teardown::Teardown;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
@@ -60,6 +62,18 @@ pub struct Janitor {
 }
 
 impl Janitor {
+    /// Its ports, to end a runner and relaunch its job.
+    fn teardown(&self) -> Teardown<'_> {
+        Teardown {
+            config: &self.config,
+            ledger: self.ledger.as_ref(),
+            github: self.github.as_ref(),
+            compute: self.compute.as_ref(),
+            parameters: self.parameters.as_ref(),
+            jobs_queue: self.jobs_queue.as_ref(),
+        }
+    }
+
     /// One reconciliation pass. With `dry_run`, nothing is changed and the report
     /// lists what would have been done.
     pub async fn run(&self, now: DateTime<Utc>, dry_run: bool) -> Result<JanitorReport, PortError> {

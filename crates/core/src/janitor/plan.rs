@@ -3,6 +3,7 @@
 use super::JanitorSettings;
 use super::report::{Action, ActionKind};
 use super::snapshot::{GitHubRunnerSeen, Snapshot};
+use super::stale::stale_jobs;
 use crate::config::{Config, Pool};
 use crate::ports::{CapacityUse, Instance, JobRecord, JobState, RunnerRecord, RunnerState, tags};
 use chrono::{DateTime, Utc};
@@ -30,37 +31,6 @@ fn timers(pool: Option<&Pool>) -> Timers {
         idle: secs(idle),
         max_run: secs(max_run),
     }
-}
-
-/// Jobs that wait with no live runner for longer than `stale_job_after`.
-pub(crate) fn stale_jobs<'a>(
-    settings: &JanitorSettings,
-    snap: &'a Snapshot,
-    now: DateTime<Utc>,
-) -> Vec<&'a JobRecord> {
-    let live: BTreeSet<&str> = snap
-        .instances
-        .iter()
-        .filter(|i| i.is_live())
-        .filter_map(|i| i.tag(tags::RUNNER_NAME))
-        .collect();
-    let has_live_runner = |job: &JobRecord| {
-        snap.runners.iter().any(|r| {
-            r.job_id == job.job_id
-                && r.state != RunnerState::Released
-                && (r.instance_id.is_none() || live.contains(r.name.as_str()))
-        })
-    };
-    snap.jobs
-        .iter()
-        .filter(|j| match j.state {
-            JobState::Launched | JobState::Requeued => true,
-            JobState::Claimed => j.lease_until.is_none_or(|t| t <= now),
-            _ => false,
-        })
-        .filter(|j| now - j.updated_at > settings.stale_job_after)
-        .filter(|j| !has_live_runner(j))
-        .collect()
 }
 
 /// Everything to do for this snapshot, each with its reason.
@@ -258,7 +228,13 @@ pub fn plan(
     }
 
     // 5. Jobs that wait with no live runner.
-    for job in stale_jobs(settings, snap, now) {
+    for job in stale_jobs(
+        &snap.jobs,
+        &snap.runners,
+        &snap.instances,
+        settings.stale_job_after,
+        now,
+    ) {
         if job
             .runner_name
             .as_deref()

@@ -16,7 +16,8 @@
 //! (execute.rs): a name released and reserved again between the snapshot and the
 //! action, a runner that launched after the instance list, a job that moved on.
 
-use super::{Janitor, plan::stale_jobs};
+use super::Janitor;
+use super::stale::stale_jobs;
 use crate::config::Scope;
 use crate::create_runner::github_target;
 use crate::names;
@@ -102,17 +103,23 @@ impl Janitor {
         // Then the ledger.
         snap.capacity = self.ledger.capacity().await?;
         snap.runners = self.ledger.list_runners().await?;
-        let stale: Vec<(u64, GitHubTarget, String)> = stale_jobs(&self.settings, &snap, now)
-            .into_iter()
-            .filter_map(|j| {
-                let pool = self.config.pool(&j.pool)?;
-                Some((
-                    j.job_id,
-                    github_target(&j.message, pool),
-                    j.repository.clone(),
-                ))
-            })
-            .collect();
+        let stale: Vec<(u64, GitHubTarget, String)> = stale_jobs(
+            &snap.jobs,
+            &snap.runners,
+            &snap.instances,
+            self.settings.stale_job_after,
+            now,
+        )
+        .into_iter()
+        .filter_map(|j| {
+            let pool = self.config.pool(&j.pool)?;
+            Some((
+                j.job_id,
+                github_target(&j.message, pool),
+                j.repository.clone(),
+            ))
+        })
+        .collect();
         for (job_id, target, repository) in stale {
             match self.github.get_job(&target, &repository, job_id).await {
                 Ok(found) => {

@@ -7,6 +7,7 @@ mod dlq;
 mod error;
 mod github;
 mod ledger;
+#[cfg(any(test, feature = "test-support"))]
 pub mod ledger_contract;
 pub mod ledger_interleave;
 mod ledger_store;

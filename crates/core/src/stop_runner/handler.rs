@@ -6,7 +6,7 @@ use crate::ports::{
     Compute, GitHubApi, JobChange, JobQueue, JobRecord, JobState, Ledger, PortError,
     RunnerParameters, RunnerRecord, RunnerState, tags,
 };
-use crate::teardown::{Relaunch, Teardown, record_start_success};
+use crate::teardown::{Teardown, record_start_success};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
@@ -40,6 +40,18 @@ pub enum StopOutcome {
 }
 
 impl StopRunner {
+    /// Its ports, to end a runner and relaunch a job that never started.
+    fn teardown(&self) -> Teardown<'_> {
+        Teardown {
+            config: &self.config,
+            ledger: self.ledger.as_ref(),
+            github: self.github.as_ref(),
+            compute: self.compute.as_ref(),
+            parameters: self.parameters.as_ref(),
+            jobs_queue: self.jobs_queue.as_ref(),
+        }
+    }
+
     /// Handle one event. An error means a step failed and the event should be
     /// delivered again (every step is idempotent).
     pub async fn handle(
@@ -97,14 +109,8 @@ impl StopRunner {
         }
         let job_state = self.settle_job(event, &runner, now).await?;
         let gone = matches!(event, StopEvent::InstanceState { state, .. } if state == "terminated");
-        let teardown = Teardown {
-            config: &self.config,
-            ledger: self.ledger.as_ref(),
-            github: self.github.as_ref(),
-            compute: self.compute.as_ref(),
-            parameters: self.parameters.as_ref(),
-        };
-        let released = teardown
+        let released = self
+            .teardown()
             .end_runner(&runner, !gone, &event.describe(), now)
             .await?;
         Ok(if released {
@@ -259,17 +265,12 @@ impl StopRunner {
             }
             // Still queued (or GitHub could not say): another runner must take it.
             _ => {
-                let relaunch = Relaunch {
-                    config: &self.config,
-                    ledger: self.ledger.as_ref(),
-                    jobs_queue: self.jobs_queue.as_ref(),
-                };
                 let reason = format!(
                     "its runner ended before the job started ({})",
                     event.describe()
                 );
                 Ok(Some(
-                    relaunch
+                    self.teardown()
                         .after_failed_start(job, &runner.name, &reason, now)
                         .await?
                         .unwrap_or(job.state),
