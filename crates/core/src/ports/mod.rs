@@ -1,6 +1,6 @@
 //! Ports: what the handlers need from the outside world. Adapters live in
 //! `spotrunner-aws` (AWS SDK), `spotrunner-github` (REST) and the local mode;
-//! in-memory fakes for unit tests live in [`crate::fakes`].
+//! in-memory fakes for unit tests live in `crate::fakes` (feature `test-support`).
 
 mod compute;
 mod dlq;
@@ -9,6 +9,7 @@ mod github;
 mod ledger;
 #[cfg(any(test, feature = "test-support"))]
 pub mod ledger_contract;
+#[cfg(any(test, feature = "test-support"))]
 pub mod ledger_interleave;
 mod ledger_store;
 mod queue;
