@@ -15,6 +15,7 @@ pub mod names;
 pub mod ports;
 pub mod recovery;
 pub mod stop_runner;
+pub mod target;
 pub mod teardown;
 pub mod webhook;
 

@@ -6,12 +6,12 @@
 
 use crate::circuit::{CircuitState, PoolHealth};
 use crate::config::{Config, RelaunchPolicy};
-use crate::create_runner::github_target;
 use crate::job::JobMessage;
 use crate::ports::{
     Compute, GitHubApi, JobChange, JobQueue, JobRecord, JobState, Ledger, PortError,
     RunnerParameters, RunnerRecord,
 };
+use crate::target::github_target;
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 

@@ -6,13 +6,14 @@
 use super::deps::CreateRunner;
 use super::outcome::{BatchItem, BatchResult, JobOutcome};
 use crate::circuit::{Admission, CircuitState, PoolHealth};
-use crate::config::{CapacityType, Pool, Scope};
+use crate::config::{CapacityType, Pool};
 use crate::job::JobMessage;
 use crate::ports::{
     BootstrapMessage, ClaimOutcome, GitHubTarget, JitRequest, JobChange, JobRecord, JobState,
     LaunchOutcome, LaunchRequest, Limits, PortError, ReserveOutcome, RunnerChange, RunnerRecord,
-    RunnerScope, RunnerState, tags,
+    RunnerState, tags,
 };
+use crate::target::github_target;
 use crate::{matching, names};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -147,7 +148,7 @@ impl CreateRunner {
             }
             Ok(ClaimOutcome::Claimed(r)) => r,
         };
-        let target = target(msg, &pool);
+        let target = github_target(msg, &pool);
         if pool.check_job_queued {
             match self
                 .github
@@ -554,29 +555,6 @@ fn retry(e: &PortError) -> JobOutcome {
     JobOutcome::Retry {
         reason: e.to_string(),
         after: after.min(MAX_DELAY),
-    }
-}
-
-/// Where the job's runner registers: the pool's scope, except that a user's
-/// repository has no organisation to register with, so its runners are
-/// always the repository's (an org-scoped pool serves user repositories too).
-pub(crate) fn target(msg: &JobMessage, pool: &Pool) -> GitHubTarget {
-    let user_owned = msg.owner_type.eq_ignore_ascii_case("User");
-    let scope = match pool.scope {
-        Scope::Org if !user_owned => RunnerScope::Org {
-            org: msg.owner.clone(),
-        },
-        Scope::Org | Scope::Repo => RunnerScope::Repo {
-            owner: msg.owner.clone(),
-            repo: msg
-                .repository
-                .split_once('/')
-                .map_or(msg.repository.clone(), |(_, r)| r.to_string()),
-        },
-    };
-    GitHubTarget {
-        scope,
-        installation_id: msg.installation_id,
     }
 }
 

@@ -9,7 +9,6 @@ mod launch;
 mod outcome;
 
 pub use deps::{CreateRunner, Settings};
-pub(crate) use launch::target as github_target;
 pub use outcome::{BatchItem, BatchResult, JobOutcome};
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use crate::fakes::{
 };
 use crate::job::{JOB_MESSAGE_VERSION, JobMessage};
 use crate::ports::{Compute, JobState, Ledger, PortError, RunnerState, tags};
+use crate::target::github_target;
 use chrono::{Duration as CDuration, Utc};
 use std::sync::Arc;
 use std::time::Duration;

@@ -19,12 +19,12 @@
 use super::Janitor;
 use super::stale::stale_jobs;
 use crate::config::Scope;
-use crate::create_runner::github_target;
 use crate::names;
 use crate::ports::{
     CapacityUse, GitHubJob, GitHubRunner, GitHubTarget, Instance, JobRecord, PortError,
     RunnerRecord, RunnerScope,
 };
+use crate::target::github_target;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 

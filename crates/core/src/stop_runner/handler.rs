@@ -1,11 +1,11 @@
 use super::event::{ENDING_INSTANCE_STATES, StopEvent, TERMINAL_COMMAND_STATUSES, document_name};
 use crate::config::Config;
-use crate::create_runner::github_target;
 use crate::job::{JobStateUpdate, ObservedJobStatus};
 use crate::ports::{
     Compute, GitHubApi, JobChange, JobQueue, JobRecord, JobState, Ledger, PortError,
     RunnerParameters, RunnerRecord, RunnerState, tags,
 };
+use crate::target::github_target;
 use crate::teardown::{Teardown, record_start_success};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
