@@ -246,3 +246,137 @@ proptest! {
         futures::executor::block_on(run(ops))?;
     }
 }
+
+// ------------------------------------------------- the decisions themselves
+
+mod plans {
+    use crate::ledger::decide::{self, Change};
+    use crate::ports::ledger_contract::{base_time, runner};
+    use crate::ports::{
+        CapacityUse, Counter, CounterChange, Doc, Limits, ReserveOutcome, RunnerState,
+    };
+
+    fn limits(pool_max: u32, weight: u32, global: Option<u32>) -> Limits {
+        Limits {
+            pool_max,
+            weight,
+            global_max_weight: global,
+        }
+    }
+
+    #[test]
+    fn a_reservation_takes_a_slot_and_weight_and_names_each_refusal() {
+        let r = runner("r-a-1", "a", 1, 3, base_time());
+        let plan = decide::reserve(None, &r, limits(2, 3, Some(5)));
+        assert_eq!(plan.outcome, ReserveOutcome::Reserved);
+        assert_eq!(
+            plan.changes[1..],
+            [
+                Change::Count(CounterChange::Take {
+                    counter: Counter::Pool("a".into()),
+                    amount: 1,
+                    cap: Some(2),
+                }),
+                Change::Count(CounterChange::Take {
+                    counter: Counter::Weight,
+                    amount: 3,
+                    cap: Some(5),
+                }),
+            ]
+        );
+        // The runner written first changed meanwhile: read again; a counter
+        // refused: that cap is full.
+        assert_eq!(
+            plan.refused,
+            [
+                None,
+                Some(ReserveOutcome::PoolFull),
+                Some(ReserveOutcome::GlobalFull)
+            ]
+        );
+    }
+
+    #[test]
+    fn reservations_no_counter_can_take_write_nothing() {
+        let r = runner("r-a-1", "a", 1, 6, base_time());
+        let full = decide::reserve(None, &r, limits(0, 1, None));
+        assert!(full.changes.is_empty());
+        assert_eq!(full.outcome, ReserveOutcome::PoolFull);
+        let heavy = decide::reserve(None, &r, limits(2, 6, Some(5)));
+        assert!(heavy.changes.is_empty());
+        assert_eq!(heavy.outcome, ReserveOutcome::GlobalFull);
+        let live = decide::reserve(Some(&r), &r, limits(2, 1, None));
+        assert_eq!(live.outcome, ReserveOutcome::AlreadyReserved);
+        assert!(live.changes.is_empty());
+    }
+
+    #[test]
+    fn a_release_gives_back_what_the_runner_took_once() {
+        let t0 = base_time();
+        let mut r = runner("r-b-2", "b", 2, 2, t0);
+        let plan = decide::release(Some(&r), "done", t0);
+        assert!(plan.outcome);
+        let Change::Put(Doc::Runner(marked)) = &plan.changes[0] else {
+            panic!("{:?}", plan.changes[0]);
+        };
+        assert_eq!(marked.state, RunnerState::Released);
+        assert_eq!(marked.end_reason.as_deref(), Some("done"));
+        assert_eq!(
+            plan.changes[2],
+            Change::Count(CounterChange::Give {
+                counter: Counter::Weight,
+                amount: 2,
+            })
+        );
+        r.state = RunnerState::Released;
+        let again = decide::release(Some(&r), "done", t0);
+        assert!(!again.outcome && again.changes.is_empty());
+        let unknown = decide::release(None, "done", t0);
+        assert!(!unknown.outcome && unknown.changes.is_empty());
+    }
+
+    #[test]
+    fn a_repair_swaps_every_counter_seen_and_reports_a_moved_one() {
+        let seen = CapacityUse {
+            pools: [("a".to_string(), 2)].into(),
+            weight: 4,
+        };
+        let counts = CapacityUse {
+            pools: [("b".to_string(), 1)].into(),
+            weight: 1,
+        };
+        let plan = decide::swap_counters(&seen, &counts, Some(false));
+        assert_eq!(plan.changes.len(), 3, "a, b and the weight");
+        assert!(plan.changes.contains(&Change::Count(CounterChange::Swap {
+            counter: Counter::Pool("a".into()),
+            from: 2,
+            to: 0,
+        })));
+        assert!(plan.refused.iter().all(|r| *r == Some(false)));
+        let set = decide::swap_counters(&seen, &counts, None);
+        assert!(
+            set.refused.iter().all(Option::is_none),
+            "set_capacity reads again"
+        );
+    }
+
+    #[test]
+    fn flags_and_documents_write_only_what_changes() {
+        let t0 = base_time();
+        assert!(decide::set_drained(true, "a", true, t0).changes.is_empty());
+        assert!(
+            decide::set_drained(false, "a", false, t0)
+                .changes
+                .is_empty()
+        );
+        assert_eq!(decide::set_drained(false, "a", true, t0).changes.len(), 1);
+        assert!(
+            decide::update_state_doc("k", None, false, "ledger")
+                .unwrap()
+                .changes
+                .is_empty()
+        );
+        let err = decide::update_state_doc("k", None, true, "ledger").unwrap_err();
+        assert!(err.to_string().contains("cannot be unset"), "{err}");
+    }
+}
