@@ -586,50 +586,6 @@ impl LedgerStore for DynamoLedger {
         {
             return Ok(Commit::Refused(i));
         }
-        // One document: a plain conditional write (cheaper than a transaction,
-        // and its lost answer is told apart by the writer token).
-        if let [write] = writes.as_slice() {
-            match write {
-                Write::Put {
-                    doc,
-                    expect: expect @ (Expect::Absent | Expect::Version(_)),
-                } => {
-                    let expected = match expect {
-                        Expect::Version(v) => Some(*v),
-                        _ => None,
-                    };
-                    let version = expected.map_or_else(first_version, |v| v + 1);
-                    let ok = self.put_if_version(encode(doc, version)?, expected).await?;
-                    return Ok(if ok { Commit::Done } else { Commit::Refused(0) });
-                }
-                Write::Put {
-                    doc,
-                    expect: Expect::Any,
-                } => {
-                    let pk = key_pk(&doc.key());
-                    self.client
-                        .put_item()
-                        .table_name(&self.table)
-                        .set_item(Some(encode(doc, first_version())?))
-                        .send()
-                        .await
-                        .map_err(|e| classify(SERVICE, &format!("put {pk}"), e, &[]))?;
-                    return Ok(Commit::Done);
-                }
-                Write::Delete(key) => {
-                    let pk = key_pk(key);
-                    self.client
-                        .delete_item()
-                        .table_name(&self.table)
-                        .key(PK, s(&pk))
-                        .send()
-                        .await
-                        .map_err(|e| classify(SERVICE, &format!("delete {pk}"), e, &[]))?;
-                    return Ok(Commit::Done);
-                }
-                _ => {}
-            }
-        }
         if writes.len() > 100 {
             return Err(PortError::rejected(
                 SERVICE,
@@ -656,6 +612,55 @@ impl LedgerStore for DynamoLedger {
                     )),
                 }
             }
+        }
+    }
+
+    /// One document: a plain conditional write (cheaper than a transaction,
+    /// and its lost answer is told apart by the writer token).
+    async fn commit_one(&self, write: Write<i64>) -> Result<Commit, PortError> {
+        match &write {
+            Write::Put {
+                doc,
+                expect: expect @ (Expect::Absent | Expect::Version(_)),
+            } => {
+                let expected = match expect {
+                    Expect::Version(v) => Some(*v),
+                    _ => None,
+                };
+                let version = expected.map_or_else(first_version, |v| v + 1);
+                let ok = self.put_if_version(encode(doc, version)?, expected).await?;
+                Ok(if ok { Commit::Done } else { Commit::Refused(0) })
+            }
+            Write::Put {
+                doc,
+                expect: Expect::Any,
+            } => {
+                let pk = key_pk(&doc.key());
+                self.client
+                    .put_item()
+                    .table_name(&self.table)
+                    .set_item(Some(encode(doc, first_version())?))
+                    .send()
+                    .await
+                    .map_err(|e| classify(SERVICE, &format!("put {pk}"), e, &[]))?;
+                Ok(Commit::Done)
+            }
+            Write::Delete(key) => {
+                let pk = key_pk(key);
+                self.client
+                    .delete_item()
+                    .table_name(&self.table)
+                    .key(PK, s(&pk))
+                    .send()
+                    .await
+                    .map_err(|e| classify(SERVICE, &format!("delete {pk}"), e, &[]))?;
+                Ok(Commit::Done)
+            }
+            // Counters change only in `commit` (with their runner).
+            Write::Count(_) => Err(PortError::rejected(
+                SERVICE,
+                "a counter change commits in a transaction, not alone",
+            )),
         }
     }
 

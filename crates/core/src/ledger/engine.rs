@@ -82,8 +82,16 @@ fn write<V: Clone>(change: Change, versions: &BTreeMap<DocKey, V>) -> Write<V> {
     }
 }
 
-/// Read, decide, commit; again when the commit lost a race.
-async fn run<S, T, F>(store: &S, reading: Reading<'_>, decide: F) -> Result<T, PortError>
+/// Read, decide, commit; again when the commit lost a race. `SEVERAL`:
+/// whether the operation's plans may hold more than one write (then
+/// [`LedgerStore::commit`], a transaction), or at most one document write
+/// ([`LedgerStore::commit_one`]). Known when compiling, so a Lambda that only
+/// records job states (the webhook) carries no transaction code.
+async fn run<const SEVERAL: bool, S, T, F>(
+    store: &S,
+    reading: Reading<'_>,
+    decide: F,
+) -> Result<T, PortError>
 where
     S: LedgerStore + ?Sized,
     T: Clone + Send,
@@ -105,13 +113,31 @@ where
         if plan.changes.is_empty() {
             return Ok(plan.outcome);
         }
-        let writes = plan
+        let mut writes: Vec<_> = plan
             .changes
             .iter()
             .cloned()
             .map(|c| write(c, &versions))
             .collect();
-        match store.commit(writes).await? {
+        let committed = if SEVERAL {
+            store.commit(writes).await?
+        } else {
+            match (writes.pop(), writes.is_empty()) {
+                (Some(one @ Write::Put { .. } | one @ Write::Delete(_)), true) => {
+                    store.commit_one(one).await?
+                }
+                _ => {
+                    return Err(PortError::rejected(
+                        store.service(),
+                        format!(
+                            "{}: a one-document operation planned other writes",
+                            reading.what
+                        ),
+                    ));
+                }
+            }
+        };
+        match committed {
             Commit::Done => return Ok(plan.outcome),
             Commit::Refused(i) => {
                 if let Some(Some(answer)) = plan.refused.get(i) {
@@ -149,7 +175,7 @@ impl<S: LedgerStore> JobStateSink for S {
         self.enter("record_job_state")?;
         let keys = [DocKey::Job(update.job_id)];
         let what = format!("record state of job {}", update.job_id);
-        run(self, docs_only(what, &keys), |r| {
+        run::<false, _, _, _>(self, docs_only(what, &keys), |r| {
             Ok(decide::record_job_state(r.job(update.job_id), update))
         })
         .await
@@ -167,7 +193,7 @@ impl<S: LedgerStore> Ledger for S {
         self.enter("claim_job")?;
         let keys = [DocKey::Job(msg.job_id)];
         let what = format!("claim job {}", msg.job_id);
-        run(self, docs_only(what, &keys), |r| {
+        run::<false, _, _, _>(self, docs_only(what, &keys), |r| {
             Ok(decide::claim(r.job(msg.job_id), msg, now, lease))
         })
         .await
@@ -190,7 +216,7 @@ impl<S: LedgerStore> Ledger for S {
         self.enter("update_job")?;
         let keys = [DocKey::Job(job_id)];
         let service = self.service();
-        run(
+        run::<false, _, _, _>(
             self,
             docs_only(format!("update job {job_id}"), &keys),
             |r| decide::update_job(r.job(job_id), job_id, change, now, service),
@@ -221,7 +247,7 @@ impl<S: LedgerStore> Ledger for S {
         self.enter("reserve")?;
         let keys = [DocKey::Runner(runner.name.clone())];
         let what = format!("reserve {}", runner.name);
-        run(self, docs_only(what, &keys), |r| {
+        run::<true, _, _, _>(self, docs_only(what, &keys), |r| {
             Ok(decide::reserve(r.runner(&runner.name), runner, limits))
         })
         .await
@@ -236,7 +262,7 @@ impl<S: LedgerStore> Ledger for S {
         self.enter("release")?;
         let keys = [DocKey::Runner(runner_name.to_string())];
         let what = format!("release {runner_name}");
-        run(self, docs_only(what, &keys), |r| {
+        run::<true, _, _, _>(self, docs_only(what, &keys), |r| {
             Ok(decide::release(r.runner(runner_name), reason, now))
         })
         .await
@@ -259,7 +285,7 @@ impl<S: LedgerStore> Ledger for S {
         self.enter("update_runner")?;
         let keys = [DocKey::Runner(name.to_string())];
         let service = self.service();
-        run(
+        run::<false, _, _, _>(
             self,
             docs_only(format!("update runner {name}"), &keys),
             |r| decide::update_runner(r.runner(name), name, change, now, service),
@@ -292,7 +318,7 @@ impl<S: LedgerStore> Ledger for S {
         self.enter("transition_runner")?;
         let keys = [DocKey::Runner(name.to_string())];
         let what = format!("transition runner {name}");
-        run(self, docs_only(what, &keys), |r| {
+        run::<false, _, _, _>(self, docs_only(what, &keys), |r| {
             Ok(decide::transition_runner(r.runner(name), from, change, now))
         })
         .await
@@ -310,7 +336,7 @@ impl<S: LedgerStore> Ledger for S {
             keys: &[],
             counters: true,
         };
-        run(self, reading, |r| {
+        run::<true, _, _, _>(self, reading, |r| {
             Ok(decide::swap_counters(&r.counters(), counts, None))
         })
         .await
@@ -323,7 +349,7 @@ impl<S: LedgerStore> Ledger for S {
         counts: &CapacityUse,
     ) -> Result<bool, PortError> {
         self.enter("repair_capacity")?;
-        run(self, docs_only("repair capacity".into(), &[]), |_| {
+        run::<true, _, _, _>(self, docs_only("repair capacity".into(), &[]), |_| {
             Ok(decide::swap_counters(seen, counts, Some(false)))
         })
         .await
@@ -360,7 +386,7 @@ impl<S: LedgerStore> Ledger for S {
         self.enter("update_pool_health")?;
         let keys = [DocKey::Health(pool.to_string())];
         let what = format!("update health of pool {pool}");
-        run(self, docs_only(what, &keys), |r| {
+        run::<false, _, _, _>(self, docs_only(what, &keys), |r| {
             let mut health = r.health(pool);
             let changed = f(&mut health);
             Ok(decide::update_health(health, changed))
@@ -385,7 +411,7 @@ impl<S: LedgerStore> Ledger for S {
         let keys = [DocKey::State(key.to_string())];
         let service = self.service();
         let what = format!("update state document {key}");
-        run(self, docs_only(what, &keys), |r| {
+        run::<false, _, _, _>(self, docs_only(what, &keys), |r| {
             let mut doc = r.state_doc(key);
             let changed = f(&mut doc);
             decide::update_state_doc(key, doc, changed, service)
@@ -415,7 +441,7 @@ impl<S: LedgerStore> Ledger for S {
         self.enter("set_drained")?;
         let keys = [DocKey::Drain(pool.to_string())];
         let now = Utc::now();
-        run(self, docs_only(format!("drain {pool}"), &keys), |r| {
+        run::<false, _, _, _>(self, docs_only(format!("drain {pool}"), &keys), |r| {
             Ok(decide::set_drained(r.has(&keys[0]), pool, drained, now))
         })
         .await

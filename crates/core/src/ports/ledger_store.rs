@@ -163,6 +163,11 @@ pub trait LedgerStore: Send + Sync {
     async fn counters(&self) -> Result<CapacityUse, PortError>;
     /// Apply all of `writes` atomically, or none.
     async fn commit(&self, writes: Vec<Write<Self::Version>>) -> Result<Commit, PortError>;
+    /// Apply one document write (`Put` or `Delete`; never a counter): a store
+    /// whose `commit` is a costlier transaction makes it a plain conditional write.
+    async fn commit_one(&self, write: Write<Self::Version>) -> Result<Commit, PortError> {
+        self.commit(vec![write]).await
+    }
 
     /// Called once at the start of every ledger operation (`"claim_job"`, …):
     /// test stores count calls and fail them on demand here.
