@@ -352,19 +352,17 @@ fn runner_item(rec: &RunnerRecord, version: i64) -> Item {
 /// The stored document of `item` (its key says which kind).
 fn decode(item: &Item) -> Result<(Doc, i64), PortError> {
     let pk = string_attr(item, PK).unwrap_or_default();
-    let parse = |what: &str| -> Result<serde_json::Value, PortError> {
-        serde_json::from_str(doc(item)?).map_err(|e| corrupt(item, format!("{what}: {e}")))
-    };
+    let bad = |e: serde_json::Error| corrupt(item, e);
     let d = if pk.starts_with(JOB_PREFIX) {
-        Doc::Job(serde_json::from_value(parse("job")?).map_err(|e| corrupt(item, e))?)
+        Doc::Job(serde_json::from_str(doc(item)?).map_err(bad)?)
     } else if pk.starts_with(RUNNER_PREFIX) {
-        Doc::Runner(serde_json::from_value(parse("runner")?).map_err(|e| corrupt(item, e))?)
+        Doc::Runner(serde_json::from_str(doc(item)?).map_err(bad)?)
     } else if pk.starts_with(HEALTH_PREFIX) {
-        Doc::Health(serde_json::from_value(parse("pool health")?).map_err(|e| corrupt(item, e))?)
+        Doc::Health(serde_json::from_str(doc(item)?).map_err(bad)?)
     } else if let Some(key) = pk.strip_prefix(STATE_PREFIX) {
         Doc::State {
             key: key.to_string(),
-            value: parse("state document")?,
+            value: serde_json::from_str(doc(item)?).map_err(bad)?,
         }
     } else if let Some(pool) = pk.strip_prefix(DRAIN_PREFIX) {
         let since = string_attr(item, "since")
@@ -645,21 +643,10 @@ impl LedgerStore for DynamoLedger {
                     .map_err(|e| classify(SERVICE, &format!("put {pk}"), e, &[]))?;
                 Ok(Commit::Done)
             }
-            Write::Delete(key) => {
-                let pk = key_pk(key);
-                self.client
-                    .delete_item()
-                    .table_name(&self.table)
-                    .key(PK, s(&pk))
-                    .send()
-                    .await
-                    .map_err(|e| classify(SERVICE, &format!("delete {pk}"), e, &[]))?;
-                Ok(Commit::Done)
-            }
-            // Counters change only in `commit` (with their runner).
-            Write::Count(_) => Err(PortError::rejected(
+            // Deletes (undrain) and counters commit in `commit`.
+            Write::Delete(_) | Write::Count(_) => Err(PortError::rejected(
                 SERVICE,
-                "a counter change commits in a transaction, not alone",
+                "only a document put commits alone",
             )),
         }
     }

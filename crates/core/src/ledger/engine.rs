@@ -123,9 +123,7 @@ where
             store.commit(writes).await?
         } else {
             match (writes.pop(), writes.is_empty()) {
-                (Some(one @ Write::Put { .. } | one @ Write::Delete(_)), true) => {
-                    store.commit_one(one).await?
-                }
+                (Some(one @ Write::Put { .. }), true) => store.commit_one(one).await?,
                 _ => {
                     return Err(PortError::rejected(
                         store.service(),
@@ -441,7 +439,7 @@ impl<S: LedgerStore> Ledger for S {
         self.enter("set_drained")?;
         let keys = [DocKey::Drain(pool.to_string())];
         let now = Utc::now();
-        run::<false, _, _, _>(self, docs_only(format!("drain {pool}"), &keys), |r| {
+        run::<true, _, _, _>(self, docs_only(format!("drain {pool}"), &keys), |r| {
             Ok(decide::set_drained(r.has(&keys[0]), pool, drained, now))
         })
         .await

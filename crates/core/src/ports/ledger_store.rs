@@ -163,8 +163,8 @@ pub trait LedgerStore: Send + Sync {
     async fn counters(&self) -> Result<CapacityUse, PortError>;
     /// Apply all of `writes` atomically, or none.
     async fn commit(&self, writes: Vec<Write<Self::Version>>) -> Result<Commit, PortError>;
-    /// Apply one document write (`Put` or `Delete`; never a counter): a store
-    /// whose `commit` is a costlier transaction makes it a plain conditional write.
+    /// Apply one document `Put` (never a delete or a counter): a store whose
+    /// `commit` is a costlier transaction makes it a plain conditional write.
     async fn commit_one(&self, write: Write<Self::Version>) -> Result<Commit, PortError> {
         self.commit(vec![write]).await
     }
