@@ -42,14 +42,7 @@ async fn world() -> World {
     let moto = moto::shared().await;
     let sdk = spotrunner_aws::sdk::local(moto.url()).await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let queue_url = sqs
-        .create_queue()
-        .queue_name("sr-jobs")
-        .send()
-        .await
-        .expect("create queue")
-        .queue_url
-        .expect("queue url");
+    let queue_url = common::create_queue(&sqs, "sr-jobs").await;
     spotrunner_aws::dynamodb::create_table(&aws_sdk_dynamodb::Client::new(&sdk), "sr-ledger")
         .await
         .expect("ledger table");

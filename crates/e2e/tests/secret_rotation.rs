@@ -66,14 +66,7 @@ async fn world() -> World {
     let moto = moto::shared().await;
     let sdk = spotrunner_aws::sdk::local(moto.url()).await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let queue_url = sqs
-        .create_queue()
-        .queue_name("sr-jobs")
-        .send()
-        .await
-        .expect("create queue")
-        .queue_url
-        .expect("queue url");
+    let queue_url = common::create_queue(&sqs, "sr-jobs").await;
     World {
         _moto: moto,
         ssm: aws_sdk_ssm::Client::new(&sdk),

@@ -53,14 +53,7 @@ async fn env() -> Env {
     let moto = moto::shared().await;
     let sdk = spotrunner_aws::sdk::local(moto.url()).await;
     let sqs = Client::new(&sdk);
-    let queue_url = sqs
-        .create_queue()
-        .queue_name("sr-jobs")
-        .send()
-        .await
-        .expect("create queue")
-        .queue_url
-        .expect("queue url");
+    let queue_url = common::create_queue(&sqs, "sr-jobs").await;
     let cfg = config();
     let service = WebhookService::new(
         Arc::new(cfg),

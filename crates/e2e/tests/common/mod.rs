@@ -490,3 +490,14 @@ pub async fn put_secure(ssm: &aws_sdk_ssm::Client, name: &str, value: &str) {
         .await
         .unwrap_or_else(|e| panic!("put {name}: {e:?}"));
 }
+
+/// Create queue `name` (moto answers an existing one with its URL) and return its URL.
+pub async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
+    sqs.create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create queue {name}: {e:?}"))
+        .queue_url
+        .unwrap_or_else(|| panic!("queue {name}: no url"))
+}
