@@ -64,6 +64,7 @@ contract_tests!(
     repair_capacity_only_if_unchanged,
     pool_health_no_lost_update,
     state_doc_no_lost_update,
+    waiting_line_order_and_races,
 );
 
 /// Every check is wired above (a new check in the contract fails this test until

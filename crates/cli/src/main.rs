@@ -7,6 +7,7 @@ mod demo;
 mod explain;
 mod handlers;
 mod inbox;
+mod job_view;
 mod logging;
 mod ops;
 mod pacer;
@@ -59,10 +60,23 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
-    /// Jobs, runners, capacity and queues.
+    /// Jobs, runners, capacity, waiting lines, queue times and queues.
     Status {
         #[command(flatten)]
         target: Target,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Queue-time percentiles over the jobs that started in the last SECS.
+        #[arg(long, value_name = "SECS", default_value_t = status::DEFAULT_WINDOW_SECS)]
+        window: i64,
+    },
+    /// One job's timeline: each stage from GitHub's queue to its end.
+    Job {
+        #[command(flatten)]
+        target: Target,
+        /// GitHub's job id (`workflow_job.id`).
+        job_id: u64,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -150,9 +164,21 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             logging::init_json();
             serve::run(target, listen).await
         }
-        Command::Status { target, json } => {
+        Command::Status {
+            target,
+            json,
+            window,
+        } => {
             logging::init_quiet();
-            status::run(&target, json).await
+            status::run(&target, json, window).await
+        }
+        Command::Job {
+            target,
+            job_id,
+            json,
+        } => {
+            logging::init_quiet();
+            job_view::run(&target, job_id, json).await
         }
         Command::Config {
             command: ConfigCommand::Check { file },

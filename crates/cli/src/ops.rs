@@ -11,6 +11,7 @@ use spotrunner_core::dlq_mover::{
 };
 use spotrunner_core::ports::DeadLetter;
 use spotrunner_core::stop_runner::StopEvent;
+use spotrunner_core::waiting::Waker;
 use spotrunner_local::RunnerExited;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -39,9 +40,21 @@ pub async fn set_drained(target: &Target, pool: &str, drained: bool) -> Result<E
         .await
         .map_err(|e| e.to_string())?;
     if drained {
-        println!("pool {pool} drained: no new runners; its jobs stay queued");
+        println!("pool {pool} drained: no new runners; its jobs wait in its line");
     } else {
-        println!("pool {pool} undrained: launching again");
+        let waker = Waker {
+            config: &config,
+            ledger: adapters.ledger.as_ref(),
+            jobs_queue: adapters.jobs_queue.as_ref(),
+        };
+        let woken = waker
+            .wake(pool, Utc::now())
+            .await
+            .map_err(|e| e.to_string())?;
+        println!(
+            "pool {pool} undrained: launching again ({} waiting job(s) woken)",
+            woken.len()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use spotrunner_core::Config;
 use spotrunner_core::circuit::{CircuitState, PoolHealth};
 use spotrunner_core::job::JobMessage;
-use spotrunner_core::ports::RunnerState;
+use spotrunner_core::ports::{RunnerState, Stage};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
@@ -86,6 +86,43 @@ pub struct PoolStatus {
     pub last_start_failure: Option<String>,
     pub runners_by_state: BTreeMap<String, u64>,
     pub runners: Vec<RunnerLine>,
+    /// Jobs in the pool's waiting line (the pool or the global quota is full,
+    /// or the pool is drained).
+    pub waiting: usize,
+    /// How long the pool's jobs waited on GitHub (created → `in_progress`).
+    pub queue_time: QueueTime,
+}
+
+/// Queue-time percentiles of the jobs that started within the window.
+#[derive(Debug, Default, Serialize)]
+pub struct QueueTime {
+    pub window_secs: i64,
+    pub jobs: usize,
+    pub p50_secs: Option<f64>,
+    pub p95_secs: Option<f64>,
+    pub p99_secs: Option<f64>,
+}
+
+impl QueueTime {
+    /// From the queue times (milliseconds) of the jobs in the window.
+    pub fn of(mut millis: Vec<i64>, window_secs: i64) -> Self {
+        millis.sort_unstable();
+        let pick = |p: f64| -> Option<f64> {
+            if millis.is_empty() {
+                return None;
+            }
+            // Nearest rank: the smallest value with at least p of them at or below it.
+            let rank = ((p * millis.len() as f64).ceil() as usize).clamp(1, millis.len());
+            Some(millis[rank - 1] as f64 / 1000.0)
+        };
+        Self {
+            window_secs,
+            jobs: millis.len(),
+            p50_secs: pick(0.50),
+            p95_secs: pick(0.95),
+            p99_secs: pick(0.99),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -117,7 +154,18 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
+/// Queue times count over the last hour unless `status --window` says otherwise.
+pub const DEFAULT_WINDOW_SECS: i64 = 3600;
+
 pub async fn collect(a: &Adapters, config: &Config) -> Result<Status, String> {
+    collect_window(a, config, DEFAULT_WINDOW_SECS).await
+}
+
+pub async fn collect_window(
+    a: &Adapters,
+    config: &Config,
+    window_secs: i64,
+) -> Result<Status, String> {
     let now = Utc::now();
     let jobs = a.ledger.list_jobs().await.map_err(err)?;
     let runners = a.ledger.list_runners().await.map_err(err)?;
@@ -196,6 +244,8 @@ pub async fn collect(a: &Adapters, config: &Config) -> Result<Status, String> {
                     last_start_failure: h.last_reason().map(str::to_string),
                     runners_by_state: BTreeMap::new(),
                     runners: Vec::new(),
+                    waiting: 0,
+                    queue_time: QueueTime::default(),
                 },
             )
         })
@@ -219,6 +269,22 @@ pub async fn collect(a: &Adapters, config: &Config) -> Result<Status, String> {
                 end_reason: r.end_reason.clone(),
             });
         }
+    }
+
+    let since = now - chrono::Duration::seconds(window_secs);
+    for (name, pool) in pools.iter_mut() {
+        pool.waiting = a.ledger.waiting_line(name).await.map_err(err)?.len();
+        let millis = jobs
+            .iter()
+            .filter(|j| &j.pool == name)
+            .filter(|j| {
+                j.timeline
+                    .get(Stage::InProgress)
+                    .is_some_and(|t| t >= since)
+            })
+            .filter_map(|j| j.timeline.queue_millis())
+            .collect();
+        pool.queue_time = QueueTime::of(millis, window_secs);
     }
 
     let mut queues = BTreeMap::new();
@@ -286,10 +352,10 @@ async fn recovery_status(a: &Adapters) -> Result<RecoveryStatus, String> {
     })
 }
 
-pub async fn run(target: &Target, json: bool) -> Result<ExitCode, String> {
+pub async fn run(target: &Target, json: bool, window_secs: i64) -> Result<ExitCode, String> {
     let config = config_file::load(&target.config)?;
     let adapters = Adapters::open(target, &config, false).await?;
-    let s = collect(&adapters, &config).await?;
+    let s = collect_window(&adapters, &config, window_secs).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&s).map_err(err)?);
     } else {
@@ -339,19 +405,32 @@ pub fn render(s: &Status) -> String {
     }
     out.push('\n');
     out.push_str(&format!(
-        "{:<14} {:>9} {:>7} {:<8} {:<10} runners\n",
-        "pool", "used/max", "weight", "drained", "circuit"
+        "{:<14} {:>9} {:>7} {:>7} {:<8} {:<10} runners\n",
+        "pool", "used/max", "waiting", "weight", "drained", "circuit"
     ));
     for (name, p) in &s.pools {
         out.push_str(&format!(
-            "{:<14} {:>9} {:>7} {:<8} {:<10} {}\n",
+            "{:<14} {:>9} {:>7} {:>7} {:<8} {:<10} {}\n",
             name,
             format!("{}/{}", p.used, p.max_runners),
+            p.waiting,
             p.weight,
             if p.drained { "yes" } else { "no" },
             p.circuit,
             counts(&p.runners_by_state)
         ));
+        let q = &p.queue_time;
+        if q.jobs > 0 {
+            let secs = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}s"));
+            out.push_str(&format!(
+                "  queue time (created → in_progress, {} job(s) in the last {}): p50 {} p95 {} p99 {}\n",
+                q.jobs,
+                human_window(q.window_secs),
+                secs(q.p50_secs),
+                secs(q.p95_secs),
+                secs(q.p99_secs)
+            ));
+        }
         if p.circuit != "closed" || p.start_failures > 0 {
             out.push_str(&format!(
                 "  {} start failure(s) in a row{}{}\n",
@@ -450,4 +529,31 @@ pub fn render(s: &Status) -> String {
         }
     }
     out
+}
+
+fn human_window(secs: i64) -> String {
+    match secs {
+        s if s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank_over_the_jobs_in_the_window() {
+        let q = QueueTime::of((1..=100).rev().map(|s| s * 1000).collect(), 3600);
+        assert_eq!(q.jobs, 100);
+        assert_eq!(q.p50_secs, Some(50.0));
+        assert_eq!(q.p95_secs, Some(95.0));
+        assert_eq!(q.p99_secs, Some(99.0));
+        let one = QueueTime::of(vec![1500], 60);
+        assert_eq!((one.p50_secs, one.p99_secs), (Some(1.5), Some(1.5)));
+        assert_eq!(QueueTime::of(Vec::new(), 60).p50_secs, None);
+        assert_eq!(human_window(3600), "1 h");
+        assert_eq!(human_window(900), "15 min");
+    }
 }

@@ -17,6 +17,7 @@ pub mod recovery;
 pub mod stop_runner;
 pub mod target;
 pub mod teardown;
+pub mod waiting;
 pub mod webhook;
 
 pub use config::Config;

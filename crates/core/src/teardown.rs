@@ -7,11 +7,13 @@
 use crate::circuit::{CircuitState, PoolHealth};
 use crate::config::{Config, RelaunchPolicy};
 use crate::job::JobMessage;
+use crate::ports::Stage;
 use crate::ports::{
     Compute, GitHubApi, JobChange, JobQueue, JobRecord, JobState, Ledger, PortError,
     RunnerParameters, RunnerRecord,
 };
 use crate::target::github_target;
+use crate::waiting::Waker;
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
@@ -63,6 +65,9 @@ impl Teardown<'_> {
             }
         }
         let released = self.ledger.release(&runner.name, reason, now).await?;
+        if released {
+            self.after_release(runner, reason, now).await;
+        }
         tracing::info!(
             job_id = runner.job_id,
             runner_name = runner.name,
@@ -72,6 +77,40 @@ impl Teardown<'_> {
             "runner ended"
         );
         Ok(released)
+    }
+
+    /// The runner's slot is free: stamp its job's timeline (if the job is still
+    /// its own) and wake the pool's waiting line. Neither can undo the release;
+    /// a failure is logged.
+    async fn after_release(&self, runner: &RunnerRecord, reason: &str, now: DateTime<Utc>) {
+        self.waker().after_release(&runner.pool, now).await;
+        let change = JobChange {
+            stamps: vec![(Stage::Released, now)],
+            ..JobChange::default()
+        };
+        match self.ledger.get_job(runner.job_id).await {
+            Ok(Some(job)) if job.runner_name.as_deref() == Some(runner.name.as_str()) => {
+                if let Err(e) = self.ledger.update_job(job.job_id, &change, now).await {
+                    tracing::warn!(job_id = job.job_id, error = %e, "could not stamp the job's release");
+                }
+            }
+            _ => {}
+        }
+        tracing::info!(
+            job_id = runner.job_id,
+            pool = runner.pool,
+            metric = "runners_ended",
+            reason = metric_reason(reason),
+            "runner slot released"
+        );
+    }
+
+    pub fn waker(&self) -> Waker<'_> {
+        Waker {
+            config: self.config,
+            ledger: self.ledger,
+            jobs_queue: self.jobs_queue,
+        }
     }
 
     /// Runner `runner` ended before its job started (it never booted, its
@@ -253,6 +292,20 @@ pub async fn send_requeue(
     ledger.update_job(job.job_id, &change, now).await
 }
 
+/// A release reason as a metric dimension: its first words, before any detail
+/// (`"command Failed: exit 1"` → `command_Failed`).
+pub fn metric_reason(reason: &str) -> String {
+    reason
+        .split([':', '(', ','])
+        .next()
+        .unwrap_or(reason)
+        .trim()
+        .chars()
+        .take(40)
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,6 +424,7 @@ max_runners = 5
                 created_at: self.now,
                 updated_at: self.now,
                 end_reason: None,
+                timeline: Default::default(),
             };
             self.ledger.put_job(record.clone());
             record
@@ -400,7 +454,11 @@ max_runners = 5
 
         /// The job, the queue and the pool's circuit are as they were.
         async fn untouched(&self, before: &JobRecord) {
-            assert_eq!(&self.job_now().await, before);
+            // The release is stamped on the job's timeline; nothing else changes.
+            let mut now = self.job_now().await;
+            now.timeline = before.timeline.clone();
+            now.updated_at = before.updated_at;
+            assert_eq!(&now, before);
             assert!(self.queue.sent().is_empty(), "nothing sent");
             let health = self.ledger.pool_health("cpu").await.unwrap();
             assert!(health.failures.is_empty(), "no start failure counted");

@@ -45,6 +45,7 @@ contract_tests!(
     repair_capacity_only_if_unchanged,
     pool_health_no_lost_update,
     state_doc_no_lost_update,
+    waiting_line_order_and_races,
 );
 
 /// Two connections on one file (serve and an operator command) see one ledger,

@@ -6,11 +6,11 @@
 //! with a short backoff; then end the instance and relaunch the job.
 
 use super::deps::CreateRunner;
-use super::launch::MAX_DELAY;
+use super::launch::{Clock, MAX_DELAY};
 use super::outcome::JobOutcome;
 use crate::ports::{
-    BootstrapCommand, BootstrapMessage, PortError, RunnerChange, RunnerRecord, RunnerState,
-    SendOutcome,
+    BootstrapCommand, BootstrapMessage, JobChange, PortError, RunnerChange, RunnerRecord,
+    RunnerState, SendOutcome, Stage,
 };
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -115,7 +115,7 @@ impl CreateRunner {
                     command_id,
                     "adopting the runner command an earlier step sent"
                 );
-                self.record_sent(msg, command_id, now).await
+                self.record_sent(msg, command_id, now, now).await
             }
             Ok(None) => match msg.resend_after {
                 Some(after) if after <= now => self.send(msg, runner, now).await,
@@ -157,8 +157,11 @@ impl CreateRunner {
                 .and_then(|p| p.startup_script.as_ref())
                 .map(|_| format!("startup/{}.sh", msg.pool)),
         };
+        let clock = Clock::start(now);
         match self.commands.send_bootstrap(&cmd).await {
-            Ok(SendOutcome::Sent { command_id }) => self.record_sent(msg, command_id, now).await,
+            Ok(SendOutcome::Sent { command_id }) => {
+                self.record_sent(msg, command_id, now, clock.at()).await
+            }
             Ok(SendOutcome::NotReady) => {
                 // Nothing was sent: hand the runner back for the next step.
                 let change = RunnerChange {
@@ -202,6 +205,7 @@ impl CreateRunner {
         msg: &BootstrapMessage,
         command_id: String,
         now: DateTime<Utc>,
+        sent: DateTime<Utc>,
     ) -> JobOutcome {
         let change = RunnerChange {
             state: Some(RunnerState::Bootstrapped),
@@ -218,13 +222,47 @@ impl CreateRunner {
             )
             .await
         {
-            Ok(true) => JobOutcome::Launched {
-                runner_name: msg.runner_name.clone(),
-                instance_id: msg.instance_id.clone(),
-            },
+            Ok(true) => {
+                self.stamp_sent(msg, now, sent).await;
+                JobOutcome::Launched {
+                    runner_name: msg.runner_name.clone(),
+                    instance_id: msg.instance_id.clone(),
+                }
+            }
             // Released meanwhile (boot timeout, stop event) or recorded by a twin.
             Ok(false) => JobOutcome::Duplicate,
             Err(e) => retry(&e),
+        }
+    }
+
+    /// Stamp the job's timeline (its agent answered at `now`, the command is
+    /// sent) and publish the two stage times. A failure is logged: the
+    /// timeline is for people, the runner is on its way either way.
+    async fn stamp_sent(&self, msg: &BootstrapMessage, now: DateTime<Utc>, sent: DateTime<Utc>) {
+        let change = JobChange {
+            stamps: vec![(Stage::InstanceRunning, now), (Stage::BootstrapSent, sent)],
+            ..JobChange::default()
+        };
+        if let Err(e) = self.ledger.update_job(msg.job_id, &change, now).await {
+            tracing::warn!(job_id = msg.job_id, error = %e, "could not stamp the job's timeline");
+        }
+        let stages = [
+            (
+                "launch_to_running",
+                (now - msg.launched_at).num_milliseconds(),
+            ),
+            ("running_to_bootstrap_sent", (sent - now).num_milliseconds()),
+        ];
+        for (stage, ms) in stages {
+            tracing::info!(
+                job_id = msg.job_id,
+                pool = %msg.pool,
+                stage,
+                value = ms.max(0),
+                unit = "Milliseconds",
+                metric = "stage_ms",
+                "stage time"
+            );
         }
     }
 

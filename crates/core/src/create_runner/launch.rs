@@ -10,8 +10,8 @@ use crate::config::{CapacityType, Pool};
 use crate::job::JobMessage;
 use crate::ports::{
     BootstrapMessage, ClaimOutcome, GitHubTarget, JitRequest, JobChange, JobRecord, JobState,
-    LaunchOutcome, LaunchRequest, Limits, PortError, ReserveOutcome, RunnerChange, RunnerRecord,
-    RunnerState, tags,
+    LaunchOutcome, LaunchRequest, Limits, LineOutcome, MAX_LINE, PortError, ReserveOutcome,
+    RunnerChange, RunnerRecord, RunnerState, Stage, tags,
 };
 use crate::target::github_target;
 use crate::{matching, names};
@@ -63,10 +63,20 @@ impl CreateRunner {
             } => {
                 tracing::info!(job_id, pool = %msg.pool, runner_name, instance_id, "runner launched")
             }
-            JobOutcome::Duplicate => tracing::info!(job_id, "duplicate delivery; nothing launched"),
+            JobOutcome::Duplicate => tracing::info!(
+                job_id,
+                metric = "jobs_duplicate",
+                "duplicate delivery; nothing launched"
+            ),
             JobOutcome::Dropped { reason } => {
                 tracing::warn!(job_id, reason, metric = "jobs_dropped", "job dropped")
             }
+            JobOutcome::Waiting { reason } => tracing::info!(
+                job_id,
+                pool = %msg.pool,
+                reason,
+                "job waiting for capacity"
+            ),
             JobOutcome::Retry { reason, after } => {
                 tracing::warn!(
                     job_id,
@@ -105,29 +115,26 @@ impl CreateRunner {
                 reason: format!("pool {} no longer exists and no pool matches", msg.pool),
             };
         };
-        match self.ledger.is_drained(&pool.name).await {
+        let drained = match self.ledger.is_drained(&pool.name).await {
             Err(e) => return retry(&e),
-            Ok(true) => {
-                return self
-                    .hold(msg, &format!("pool {} is drained", pool.name))
-                    .await;
+            Ok(d) => d,
+        };
+        if !drained {
+            match self.admit(&pool, now).await {
+                Err(e) => return retry(&e),
+                Ok(Admission::Wait { until, reason }) => {
+                    let left = (until - now).to_std().unwrap_or_default();
+                    return self
+                        .hold_for(msg, &reason, left.clamp(Duration::from_secs(1), MAX_DELAY))
+                        .await;
+                }
+                Ok(Admission::Probe) => tracing::warn!(
+                    job_id = msg.job_id,
+                    pool = %pool.name,
+                    "pool half-open: this launch is the probe"
+                ),
+                Ok(Admission::Go) => {}
             }
-            Ok(false) => {}
-        }
-        match self.admit(&pool, now).await {
-            Err(e) => return retry(&e),
-            Ok(Admission::Wait { until, reason }) => {
-                let left = (until - now).to_std().unwrap_or_default();
-                return self
-                    .hold_for(msg, &reason, left.clamp(Duration::from_secs(1), MAX_DELAY))
-                    .await;
-            }
-            Ok(Admission::Probe) => tracing::warn!(
-                job_id = msg.job_id,
-                pool = %pool.name,
-                "pool half-open: this launch is the probe"
-            ),
-            Ok(Admission::Go) => {}
         }
         let record = match self
             .ledger
@@ -135,7 +142,14 @@ impl CreateRunner {
             .await
         {
             Err(e) => return retry(&e),
-            Ok(ClaimOutcome::Duplicate(_)) => return JobOutcome::Duplicate,
+            Ok(ClaimOutcome::Duplicate(r)) => {
+                // A wake (or a copy of it) for a job that got its slot already:
+                // make sure it left the line.
+                if r.state != JobState::Waiting && r.timeline.get(Stage::WaitingSince).is_some() {
+                    self.leave_line(&r.pool, r.job_id).await;
+                }
+                return JobOutcome::Duplicate;
+            }
             Ok(ClaimOutcome::Busy(r)) => {
                 let left = r
                     .lease_until
@@ -148,6 +162,10 @@ impl CreateRunner {
             }
             Ok(ClaimOutcome::Claimed(r)) => r,
         };
+        if drained {
+            let reason = format!("pool {} is drained", pool.name);
+            return self.wait(msg, &pool, &record, &reason, false, now).await;
+        }
         let target = github_target(msg, &pool);
         if pool.check_job_queued {
             match self
@@ -166,6 +184,9 @@ impl CreateRunner {
                     if let Err(e) = self.ledger.update_job(msg.job_id, &change, now).await {
                         return retry(&e);
                     }
+                    if record.timeline.get(Stage::WaitingSince).is_some() {
+                        self.leave_line(&pool.name, msg.job_id).await;
+                    }
                     return JobOutcome::Dropped {
                         reason: format!("GitHub says the job is {status}, not queued"),
                     };
@@ -173,7 +194,8 @@ impl CreateRunner {
                 Err(e) => return self.hand_back(msg, now, retry(&e)).await,
             }
         }
-        let outcome = self.launch(msg, &pool, &record, &target, now).await;
+        let clock = Clock::start(now);
+        let outcome = self.launch(msg, &pool, &record, &target, &clock).await;
         if outcome.keeps_message() || matches!(outcome, JobOutcome::Deferred { .. }) {
             return self.hand_back(msg, now, outcome).await;
         }
@@ -203,8 +225,9 @@ impl CreateRunner {
         pool: &Pool,
         record: &JobRecord,
         target: &GitHubTarget,
-        now: DateTime<Utc>,
+        clock: &Clock,
     ) -> JobOutcome {
+        let now = clock.now;
         let deployment = &self.config.deployment;
         let attempt = record.launch_attempt;
         let runner_name = names::runner_name(deployment, &pool.name, msg.job_id, attempt);
@@ -230,11 +253,34 @@ impl CreateRunner {
             global_max_weight: self.config.max_total_weight,
         };
         let mut github_runner_id = None;
-        match self.ledger.reserve(&runner, limits).await {
+        let mut stamps = Vec::new();
+        let reserved = self.ledger.reserve(&runner, limits).await;
+        if matches!(
+            reserved,
+            Ok(ReserveOutcome::Reserved | ReserveOutcome::AlreadyReserved)
+        ) && record.timeline.get(Stage::WaitingSince).is_some()
+        {
+            stamps.push((Stage::WaitingUntil, clock.at()));
+            self.leave_line(&pool.name, msg.job_id).await;
+        }
+        match reserved {
             Err(e) => return retry(&e),
-            Ok(ReserveOutcome::PoolFull) => return self.defer(msg, "pool is at max_runners").await,
+            Ok(ReserveOutcome::PoolFull) => {
+                return self
+                    .wait(msg, pool, record, "pool is at max_runners", true, now)
+                    .await;
+            }
             Ok(ReserveOutcome::GlobalFull) => {
-                return self.defer(msg, "global weighted quota is reached").await;
+                return self
+                    .wait(
+                        msg,
+                        pool,
+                        record,
+                        "global weighted quota is reached",
+                        true,
+                        now,
+                    )
+                    .await;
             }
             Ok(ReserveOutcome::Reserved) => {}
             Ok(ReserveOutcome::AlreadyReserved) => {
@@ -245,7 +291,15 @@ impl CreateRunner {
                         github_runner_id = existing.github_runner_id;
                         if let Some(instance_id) = existing.instance_id {
                             return self
-                                .after_launch(msg, pool, &runner_name, &instance_id, now)
+                                .after_launch(
+                                    msg,
+                                    pool,
+                                    record,
+                                    &runner_name,
+                                    &instance_id,
+                                    stamps,
+                                    clock,
+                                )
                                 .await;
                         }
                     }
@@ -262,9 +316,13 @@ impl CreateRunner {
                 .register(msg, pool, target, &runner_name, &parameter, now)
                 .await
             {
-                Ok(id) => github_runner_id = Some(id),
+                Ok(id) => {
+                    github_runner_id = Some(id);
+                    stamps.push((Stage::JitRegistered, clock.at()));
+                }
                 Err(e) => {
                     self.undo(
+                        pool,
                         &runner_name,
                         &parameter,
                         target,
@@ -298,7 +356,12 @@ impl CreateRunner {
                 (tags::RUNNER_NAME.into(), runner_name.clone()),
             ],
         };
+        stamps.push((Stage::LaunchRequested, clock.at()));
         let mut outcome = self.compute.launch(&req).await;
+        let mut capacity = "spot";
+        if pool.capacity_type == CapacityType::OnDemand {
+            capacity = "on_demand";
+        }
         if let Ok(LaunchOutcome::NoCapacity { code, .. }) = &outcome
             && pool.capacity_type == CapacityType::Spot
             && pool.on_demand_fallback
@@ -312,15 +375,24 @@ impl CreateRunner {
             req.capacity_type = CapacityType::OnDemand;
             req.client_token =
                 client_token(deployment, msg.job_id, attempt, CapacityType::OnDemand);
+            capacity = "fallback";
             outcome = self.compute.launch(&req).await;
         }
         match outcome {
             Ok(LaunchOutcome::Launched { instance_id, .. }) => {
-                self.after_launch(msg, pool, &runner_name, &instance_id, now)
+                tracing::info!(
+                    job_id = msg.job_id,
+                    pool = %pool.name,
+                    capacity,
+                    metric = "jobs_launched",
+                    "launch requested"
+                );
+                self.after_launch(msg, pool, record, &runner_name, &instance_id, stamps, clock)
                     .await
             }
             Ok(LaunchOutcome::NoCapacity { code, message }) => {
                 self.undo(
+                    pool,
                     &runner_name,
                     &parameter,
                     target,
@@ -338,6 +410,7 @@ impl CreateRunner {
             Err(e) if e.is_transient() => retry(&e),
             Err(e) => {
                 self.undo(
+                    pool,
                     &runner_name,
                     &parameter,
                     target,
@@ -402,14 +475,19 @@ impl CreateRunner {
         Ok(jit.runner_id)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn after_launch(
         &self,
         msg: &JobMessage,
         pool: &Pool,
+        record: &JobRecord,
         runner_name: &str,
         instance_id: &str,
-        now: DateTime<Utc>,
+        stamps: Vec<(Stage, DateTime<Utc>)>,
+        clock: &Clock,
     ) -> JobOutcome {
+        let now = clock.now;
+        stage_metrics(record, &stamps, &pool.name);
         let parameter = format!("{}{runner_name}", self.settings.jit_parameter_prefix);
         let steps = async {
             self.parameters
@@ -450,6 +528,7 @@ impl CreateRunner {
                 state: Some(JobState::Launched),
                 runner_name: Some(runner_name.to_string()),
                 clear_lease: true,
+                stamps,
                 ..JobChange::default()
             };
             self.ledger.update_job(msg.job_id, &change, now).await
@@ -463,9 +542,12 @@ impl CreateRunner {
         }
     }
 
-    /// Take back what a failed launch left: GitHub registration, parameter, capacity.
+    /// Take back what a failed launch left: GitHub registration, parameter,
+    /// capacity (and wake the pool's line: the slot is free again).
+    #[allow(clippy::too_many_arguments)]
     async fn undo(
         &self,
+        pool: &Pool,
         runner_name: &str,
         parameter: &str,
         target: &GitHubTarget,
@@ -481,8 +563,62 @@ impl CreateRunner {
         if let Err(e) = self.parameters.delete(parameter).await {
             tracing::warn!(runner_name, error = %e, "could not delete the JIT parameter; the janitor will");
         }
-        if let Err(e) = self.ledger.release(runner_name, reason, now).await {
-            tracing::warn!(runner_name, error = %e, "could not release capacity; the janitor will repair it");
+        match self.ledger.release(runner_name, reason, now).await {
+            Err(e) => {
+                tracing::warn!(runner_name, error = %e, "could not release capacity; the janitor will repair it")
+            }
+            Ok(true) => self.teardown().waker().after_release(&pool.name, now).await,
+            Ok(false) => {}
+        }
+    }
+
+    /// The pool (or the global quota) is full, or the pool is drained: the job
+    /// enters the pool's waiting line and this delivery is acknowledged. Then
+    /// it looks for a free slot itself (`wake`: a slot freed between its
+    /// refused reservation and its entry would otherwise wake nobody).
+    async fn wait(
+        &self,
+        msg: &JobMessage,
+        pool: &Pool,
+        record: &JobRecord,
+        reason: &str,
+        wake: bool,
+        now: DateTime<Utc>,
+    ) -> JobOutcome {
+        match self
+            .ledger
+            .enter_line(&pool.name, msg.job_id, record.launch_attempt, now)
+            .await
+        {
+            Err(e) => self.hand_back(msg, now, retry(&e)).await,
+            Ok(LineOutcome::NotOurs) => JobOutcome::Duplicate,
+            Ok(LineOutcome::Full) => {
+                let reason = format!("{reason}; the waiting line holds {MAX_LINE} jobs");
+                let outcome = self.defer(msg, &reason).await;
+                self.hand_back(msg, now, outcome).await
+            }
+            Ok(LineOutcome::Entered) => {
+                tracing::info!(
+                    job_id = msg.job_id,
+                    pool = %pool.name,
+                    metric = "jobs_waiting",
+                    "job entered the waiting line"
+                );
+                if wake && let Err(e) = self.teardown().waker().wake(&pool.name, now).await {
+                    tracing::warn!(job_id = msg.job_id, pool = %pool.name, error = %e, "could not look for a free slot; the next release will");
+                }
+                JobOutcome::Waiting {
+                    reason: reason.to_string(),
+                }
+            }
+        }
+    }
+
+    /// Take the job out of its pool's line (a failure is logged: a woken
+    /// entry left behind is woken again later and then taken out).
+    async fn leave_line(&self, pool: &str, job_id: u64) {
+        if let Err(e) = self.ledger.leave_line(pool, job_id).await {
+            tracing::warn!(job_id, pool, error = %e, "could not take the job out of the waiting line");
         }
     }
 
@@ -503,13 +639,10 @@ impl CreateRunner {
 }
 
 impl CreateRunner {
-    /// Keep the job for later without growing its backoff (a drained pool): a
-    /// delayed copy goes back on the queue and this delivery is acknowledged, so
-    /// waiting never walks the job into the DLQ and nothing is claimed.
-    async fn hold(&self, msg: &JobMessage, reason: &str) -> JobOutcome {
-        self.hold_for(msg, reason, self.settings.busy_retry).await
-    }
-
+    /// Keep the job for later without growing its backoff (the pool's circuit
+    /// is open): a delayed copy goes back on the queue and this delivery is
+    /// acknowledged, so waiting never walks the job into the DLQ and nothing is
+    /// claimed.
     async fn hold_for(&self, msg: &JobMessage, reason: &str, after: Duration) -> JobOutcome {
         match self.jobs_queue.send_job_after(msg, after).await {
             Ok(()) => JobOutcome::Deferred {
@@ -565,4 +698,81 @@ pub fn client_token(deployment: &str, job_id: u64, attempt: u32, capacity: Capac
         CapacityType::OnDemand => "od",
     };
     format!("{deployment}-{job_id}-{attempt}-{kind}")
+}
+
+/// The handler's `now` moved on by the real time spent since, so the stage
+/// stamps of one delivery are in order and measure the steps (tests pass a
+/// fixed `now`).
+pub(crate) struct Clock {
+    pub now: DateTime<Utc>,
+    started: std::time::Instant,
+}
+
+impl Clock {
+    pub fn start(now: DateTime<Utc>) -> Self {
+        Self {
+            now,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    pub fn at(&self) -> DateTime<Utc> {
+        self.now + chrono::Duration::from_std(self.started.elapsed()).unwrap_or_default()
+    }
+}
+
+/// `stage_ms` and `queue_time_ms` of a job whose launch was just requested.
+fn stage_metrics(record: &JobRecord, stamps: &[(Stage, DateTime<Utc>)], pool: &str) {
+    let mut t = record.timeline.clone();
+    for (stage, at) in stamps {
+        t.set(*stage, *at);
+    }
+    let start = if t.get(Stage::WaitingUntil).is_some() {
+        Stage::WaitingUntil
+    } else {
+        Stage::Claimed
+    };
+    let stages = [
+        (
+            "created_to_received",
+            t.millis(Stage::Created, Stage::Received),
+        ),
+        (
+            "received_to_claimed",
+            t.millis(Stage::Received, Stage::Claimed),
+        ),
+        (
+            "waiting",
+            t.millis(Stage::WaitingSince, Stage::WaitingUntil),
+        ),
+        (
+            "claimed_to_launch_requested",
+            t.millis(start, Stage::LaunchRequested),
+        ),
+    ];
+    for (stage, ms) in stages {
+        if let Some(ms) = ms {
+            tracing::info!(
+                job_id = record.job_id,
+                pool,
+                stage,
+                value = ms,
+                unit = "Milliseconds",
+                metric = "stage_ms",
+                "stage time"
+            );
+        }
+    }
+    let queued = t.get(Stage::Created).or(t.get(Stage::Received));
+    if let (Some(q), Some(l)) = (queued, t.get(Stage::LaunchRequested)) {
+        let ms = (l - q).num_milliseconds().max(0);
+        tracing::info!(
+            job_id = record.job_id,
+            pool,
+            value = ms,
+            unit = "Milliseconds",
+            metric = "queue_time_ms",
+            "queued until launch requested"
+        );
+    }
 }

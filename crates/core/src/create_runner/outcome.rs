@@ -15,6 +15,9 @@ pub enum JobOutcome {
     /// Waiting for capacity: a delayed copy was sent and this one acknowledged, so
     /// waiting never walks a job into the DLQ.
     Deferred { reason: String, after: Duration },
+    /// In the pool's waiting line (the pool or the global quota is full, or
+    /// the pool is drained): acknowledged; a freed slot wakes it, oldest first.
+    Waiting { reason: String },
     /// Try again later (the message stays; its receive count grows toward the DLQ).
     Retry { reason: String, after: Duration },
     /// This message can never succeed (malformed): let it reach the DLQ.

@@ -5,7 +5,7 @@ use crate::fakes::{
     MemoryParameters, MemoryQueue,
 };
 use crate::job::{JOB_MESSAGE_VERSION, JobMessage};
-use crate::ports::{Compute, JobState, Ledger, PortError, RunnerState, tags};
+use crate::ports::{JobState, Ledger, PortError, RunnerState, Stage, tags};
 use crate::target::github_target;
 use chrono::{Duration as CDuration, Utc};
 use std::sync::Arc;
@@ -208,48 +208,193 @@ async fn each_message_three_times_in_eight_concurrent_batches_gives_one_vm_per_j
     assert_eq!(w.params.names().len(), 40);
 }
 
-#[tokio::test]
-async fn max_runners_holds_and_the_rest_are_deferred_then_served() {
-    let w = world(config(""));
-    let mut served = std::collections::BTreeSet::new();
-    let mut queue: Vec<JobMessage> = (0..20).map(|i| job(i, "cpu")).collect();
-    let mut rounds = 0;
-    while !queue.is_empty() {
-        rounds += 1;
-        assert!(rounds < 20, "jobs never all served");
-        for m in std::mem::take(&mut queue) {
-            match w.cr.handle_job(&m, Utc::now()).await {
-                JobOutcome::Launched { .. } => {
-                    served.insert(m.job_id);
-                }
-                JobOutcome::Deferred { .. } => {}
-                other => panic!("unexpected {other:?}"),
-            }
-        }
+/// A job queued `secs` after a fixed start (GitHub's order).
+fn queued_job(id: u64, pool: &str, secs: i64) -> JobMessage {
+    let mut m = job(id, pool);
+    m.queued_at = Some(t0() + CDuration::seconds(secs));
+    m
+}
+
+fn t0() -> chrono::DateTime<Utc> {
+    "2026-11-26T10:00:00Z".parse().unwrap()
+}
+
+/// End every live runner of the fake cloud through the teardown stop-runner
+/// and the janitor use (which wakes the waiting line); their names.
+async fn end_all(w: &World) -> Vec<String> {
+    let mut ended = Vec::new();
+    for inst in w.compute.live() {
+        let name = inst.tag(tags::RUNNER_NAME).unwrap().to_string();
+        let runner = w.ledger.get_runner(&name).await.unwrap().unwrap();
         assert!(
-            w.compute.live().len() <= 5,
-            "never more than 5 live VMs of the pool"
-        );
-        assert!(w.ledger.capacity().await.unwrap().pools["cpu"] <= 5);
-        // Deferred jobs were re-sent with a growing delay.
-        queue = std::mem::take(&mut *w.jobs.sent.lock().unwrap());
-        assert!(queue.iter().all(|m| m.deferrals >= 1));
-        // Runners finish: the test releases them.
-        for inst in w.compute.live() {
-            let name = inst.tag(tags::RUNNER_NAME).unwrap().to_string();
-            w.compute
-                .terminate(std::slice::from_ref(&inst.instance_id))
+            w.cr.teardown()
+                .end_runner(&runner, true, "done", Utc::now())
                 .await
-                .unwrap();
-            assert!(w.ledger.release(&name, "done", Utc::now()).await.unwrap());
+                .unwrap()
+        );
+        ended.push(name);
+    }
+    ended
+}
+
+#[tokio::test]
+async fn a_full_pool_lines_jobs_up_and_each_freed_slot_launches_the_oldest() {
+    let w = world(config(""));
+    // 20 jobs delivered newest first: GitHub's order is the reverse.
+    let mut launched = Vec::new();
+    for i in (0..20u64).rev() {
+        match w
+            .cr
+            .handle_job(&queued_job(i, "cpu", i as i64), Utc::now())
+            .await
+        {
+            JobOutcome::Launched { .. } => launched.push(i),
+            JobOutcome::Waiting { reason } => assert!(reason.contains("max_runners"), "{reason}"),
+            other => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!(served.len(), 20);
-    assert_eq!(w.compute.all().len(), 20);
-    assert!(
-        rounds >= 4,
-        "20 jobs through 5 slots take at least 4 rounds"
+    assert_eq!(
+        launched,
+        vec![19, 18, 17, 16, 15],
+        "the first five to arrive"
     );
+    assert!(
+        w.jobs.sent().is_empty(),
+        "waiting jobs are not re-sent on a timer"
+    );
+    let line = w.ledger.waiting_line("cpu").await.unwrap();
+    let order: Vec<u64> = line.waiters.iter().map(|w| w.job_id).collect();
+    assert_eq!(
+        order,
+        (0..15).collect::<Vec<_>>(),
+        "the line is in GitHub's order"
+    );
+    assert_eq!(
+        w.ledger.get_job(0).await.unwrap().unwrap().state,
+        JobState::Waiting
+    );
+    let mut rounds = 0;
+    while !w.ledger.waiting_line("cpu").await.unwrap().is_empty() {
+        rounds += 1;
+        assert!(rounds <= 3, "15 waiting jobs through 5 slots take 3 rounds");
+        end_all(&w).await;
+        // Each freed slot woke exactly one waiting job, oldest first.
+        let woken = std::mem::take(&mut *w.jobs.sent.lock().unwrap());
+        assert_eq!(woken.len(), 5);
+        for m in woken {
+            let out = w.cr.handle_job(&m, Utc::now()).await;
+            assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
+            launched.push(m.job_id);
+            assert!(w.compute.live().len() <= 5, "never more than max_runners");
+        }
+    }
+    assert_eq!(
+        launched[5..],
+        (0..15).collect::<Vec<_>>(),
+        "FIFO after the first five"
+    );
+    assert_eq!(w.compute.all().len(), 20, "one VM per job");
+    let job = w.ledger.get_job(3).await.unwrap().unwrap();
+    for stage in [
+        Stage::Created,
+        Stage::Received,
+        Stage::Claimed,
+        Stage::WaitingSince,
+        Stage::WaitingUntil,
+        Stage::JitRegistered,
+        Stage::LaunchRequested,
+    ] {
+        assert!(
+            job.timeline.get(stage).is_some(),
+            "{stage:?} stamped: {:?}",
+            job.timeline
+        );
+    }
+    assert!(
+        job.timeline
+            .millis(Stage::WaitingSince, Stage::WaitingUntil)
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn concurrent_releases_and_duplicate_wakes_launch_each_waiting_job_once() {
+    let w = world(config(""));
+    for i in 0..12u64 {
+        w.cr.handle_job(&queued_job(i, "cpu", i as i64), Utc::now())
+            .await;
+    }
+    assert_eq!(w.compute.live().len(), 5);
+    for _ in 0..3 {
+        // Five runners end at once (five stop-runner invocations racing).
+        let runners: Vec<_> = futures::future::join_all(w.compute.live().into_iter().map(|inst| {
+            let ledger = w.ledger.clone();
+            async move {
+                let name = inst.tag(tags::RUNNER_NAME).unwrap().to_string();
+                ledger.get_runner(&name).await.unwrap().unwrap()
+            }
+        }))
+        .await;
+        let teardown = w.cr.teardown();
+        futures::future::join_all(
+            runners
+                .iter()
+                .map(|r| teardown.end_runner(r, true, "done", Utc::now())),
+        )
+        .await;
+        // Every wake delivered twice (SQS), handled concurrently.
+        let woken = std::mem::take(&mut *w.jobs.sent.lock().unwrap());
+        let twice: Vec<_> = woken.iter().chain(woken.iter()).cloned().collect();
+        futures::future::join_all(twice.iter().map(|m| w.cr.handle_job(m, Utc::now()))).await;
+        assert!(w.compute.live().len() <= 5, "the cap holds");
+    }
+    let all = w.compute.all();
+    assert_eq!(all.len(), 12, "each job launched exactly once");
+    let mut ids: Vec<String> = all
+        .iter()
+        .map(|(i, _)| i.tag(tags::JOB_ID).unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 12);
+    assert!(w.ledger.waiting_line("cpu").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_slot_freed_before_a_job_enters_the_line_is_not_lost() {
+    let w = world(config(""));
+    for i in 0..5u64 {
+        w.cr.handle_job(&queued_job(i, "cpu", i as i64), Utc::now())
+            .await;
+    }
+    // Job 9 is claimed and refused a slot; before it enters the line, every
+    // runner ends: their releases find the line empty and wake nobody.
+    let lease = chrono::Duration::minutes(5);
+    let claimed = w
+        .ledger
+        .claim_job(&queued_job(9, "cpu", 9), Utc::now(), lease)
+        .await;
+    assert!(matches!(
+        claimed,
+        Ok(crate::ports::ClaimOutcome::Claimed(_))
+    ));
+    assert_eq!(end_all(&w).await.len(), 5);
+    assert!(w.jobs.sent().is_empty(), "nobody was waiting");
+    // Then it enters the line and looks for a slot itself (as `wait` does).
+    let pool = w.cr.config.pool("cpu").unwrap().clone();
+    assert_eq!(
+        w.ledger.enter_line("cpu", 9, 0, Utc::now()).await.unwrap(),
+        crate::ports::LineOutcome::Entered
+    );
+    let woken =
+        w.cr.teardown()
+            .waker()
+            .wake(&pool.name, Utc::now())
+            .await
+            .unwrap();
+    assert_eq!(woken, vec![9]);
+    let out = w.cr.handle_job(&w.jobs.sent()[0], Utc::now()).await;
+    assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
 }
 
 #[tokio::test]
@@ -445,26 +590,44 @@ async fn boot_timeout_terminates_and_requeues_with_the_next_attempt() {
 }
 
 #[tokio::test]
-async fn a_drained_pool_keeps_its_jobs_waiting_and_launches_nothing() {
+async fn a_drained_pool_holds_its_line_and_undrain_wakes_it_in_order() {
     let w = world(config(""));
     w.ledger.set_drained("cpu", true).await.unwrap();
-    let out = w.cr.handle_job(&job(11, "cpu"), Utc::now()).await;
-    assert!(
-        matches!(&out, JobOutcome::Deferred { reason, .. } if reason.contains("drained")),
-        "{out:?}"
-    );
-    assert!(!out.keeps_message(), "acknowledged: a copy waits instead");
+    for i in [12u64, 11] {
+        let out =
+            w.cr.handle_job(&queued_job(i, "cpu", i as i64), Utc::now())
+                .await;
+        assert!(
+            matches!(&out, JobOutcome::Waiting { reason } if reason.contains("drained")),
+            "{out:?}"
+        );
+        assert!(!out.keeps_message(), "acknowledged: the line keeps it");
+    }
     assert!(w.compute.live().is_empty());
-    assert_eq!(w.ledger.get_job(11).await.unwrap(), None, "nothing claimed");
-    let held = w.jobs.sent();
-    assert_eq!(held.len(), 1);
-    assert_eq!(held[0].deferrals, 0, "holding does not grow the backoff");
-    // Other pools are not affected; undrained, the held copy launches.
-    let gpu = w.cr.handle_job(&job(12, "gpu"), Utc::now()).await;
+    assert!(w.jobs.sent().is_empty(), "no copies on a timer");
+    // A release while drained wakes nobody.
+    assert!(
+        w.cr.teardown()
+            .waker()
+            .wake("cpu", Utc::now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Other pools are not affected.
+    let gpu = w.cr.handle_job(&job(20, "gpu"), Utc::now()).await;
     assert!(matches!(gpu, JobOutcome::Launched { .. }), "{gpu:?}");
+    // Undrained (as `spotrunner undrain` does: flag, then wake), oldest first.
     w.ledger.set_drained("cpu", false).await.unwrap();
-    let out = w.cr.handle_job(&held[0], Utc::now()).await;
-    assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
+    assert_eq!(
+        w.cr.teardown().waker().wake_all(Utc::now()).await,
+        vec![11, 12]
+    );
+    for m in w.jobs.sent() {
+        let out = w.cr.handle_job(&m, Utc::now()).await;
+        assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
+    }
+    assert_eq!(w.compute.live().len(), 3);
 }
 
 /// Issue 10, defect 1: CreateFleet applied but its answer was lost; the retry

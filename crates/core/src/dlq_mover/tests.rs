@@ -84,6 +84,7 @@ fn record(msg: &JobMessage, state: JobState) -> JobRecord {
         created_at: now(),
         updated_at: now(),
         end_reason: None,
+        timeline: Default::default(),
     }
 }
 

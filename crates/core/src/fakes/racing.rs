@@ -146,6 +146,29 @@ impl Ledger for RacingLedger {
     ) -> Result<Option<serde_json::Value>, PortError> {
         self.inner.update_state_doc(key, f).await
     }
+    async fn enter_line(
+        &self,
+        pool: &str,
+        job_id: u64,
+        attempt: u32,
+        now: DateTime<Utc>,
+    ) -> Result<crate::ports::LineOutcome, PortError> {
+        self.inner.enter_line(pool, job_id, attempt, now).await
+    }
+    async fn waiting_line(&self, pool: &str) -> Result<crate::ports::WaitLine, PortError> {
+        self.inner.waiting_line(pool).await
+    }
+    async fn mark_woken(
+        &self,
+        pool: &str,
+        ids: &[u64],
+        now: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        self.inner.mark_woken(pool, ids, now).await
+    }
+    async fn leave_line(&self, pool: &str, job_id: u64) -> Result<(), PortError> {
+        self.inner.leave_line(pool, job_id).await
+    }
     async fn drained_pools(&self) -> Result<BTreeSet<String>, PortError> {
         self.inner.drained_pools().await
     }

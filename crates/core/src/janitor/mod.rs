@@ -99,7 +99,14 @@ impl Janitor {
                 })
                 .collect()
         } else {
-            self.execute(actions, &snap, now).await
+            let results = self.execute(actions, &snap, now).await;
+            // The safety net of the waiting lines: a wake lost to a crash
+            // between a release and its wake is made here.
+            let woken = self.teardown().waker().wake_all(now).await;
+            if !woken.is_empty() {
+                tracing::info!(woken = ?woken, "janitor woke waiting jobs for free slots");
+            }
+            results
         };
         let report = JanitorReport::new(dry_run, results, snap.warnings.clone());
         tracing::info!(

@@ -137,6 +137,7 @@ impl World {
             created_at: self.now - updated_ago,
             updated_at: self.now - updated_ago,
             end_reason: None,
+            timeline: Default::default(),
         });
     }
 

@@ -6,7 +6,8 @@ use crate::circuit::PoolHealth;
 use crate::job::{JobMessage, JobStateUpdate};
 use crate::ports::{
     CapacityUse, ClaimOutcome, Counter, CounterChange, Doc, DocKey, JobChange, JobRecord, JobState,
-    Limits, PortError, ReserveOutcome, RunnerChange, RunnerRecord, RunnerState,
+    Limits, LineOutcome, PortError, ReserveOutcome, RunnerChange, RunnerRecord, RunnerState, Stage,
+    Timeline, WaitLine, Waiter, line_key,
 };
 use chrono::{DateTime, Utc};
 use std::collections::BTreeSet;
@@ -55,7 +56,7 @@ impl<T> Plan<T> {
 }
 
 /// The claim rule: a new job is taken; a `Claimed` one whose lease ran out is
-/// resumed; a `Requeued` or `Launched` one is taken again by a message with a
+/// resumed, and so is a `Waiting` one (its wake, or a copy of its message); a `Requeued` or `Launched` one is taken again by a message with a
 /// higher launch attempt (a requeue sends the message *before* it marks the job
 /// `Requeued`, so the message may arrive while the job still says `Launched`);
 /// anything else is `Busy` (live lease) or a `Duplicate`.
@@ -66,6 +67,12 @@ pub fn claim(
     lease: chrono::Duration,
 ) -> Plan<ClaimOutcome> {
     let Some(rec) = existing else {
+        let mut timeline = Timeline::default();
+        if let Some(t) = msg.queued_at {
+            timeline.set(Stage::Created, t);
+        }
+        timeline.set(Stage::Received, msg.received_at);
+        timeline.set(Stage::Claimed, now);
         return take(JobRecord {
             job_id: msg.job_id,
             pool: msg.pool.clone(),
@@ -79,13 +86,14 @@ pub fn claim(
             created_at: now,
             updated_at: now,
             end_reason: None,
+            timeline,
         });
     };
     match rec.state {
         JobState::Claimed if rec.lease_until.is_some_and(|l| l >= now) => {
             Plan::answer(ClaimOutcome::Busy(rec.clone()))
         }
-        JobState::Claimed | JobState::Requeued | JobState::Launched
+        JobState::Claimed | JobState::Requeued | JobState::Launched | JobState::Waiting
             if rec.launch_attempt < msg.launch_attempt =>
         {
             let mut next = rec.clone();
@@ -96,8 +104,10 @@ pub fn claim(
             next.updated_at = now;
             take(next)
         }
-        JobState::Claimed => {
+        // Woken from its pool's waiting line (or a copy of its message).
+        JobState::Claimed | JobState::Waiting => {
             let mut next = rec.clone();
+            next.state = JobState::Claimed;
             next.lease_until = Some(now + lease);
             next.updated_at = now;
             take(next)
@@ -327,4 +337,62 @@ pub fn set_drained(already: bool, pool: &str, drained: bool, now: DateTime<Utc>)
         Change::Delete(DocKey::Drain(pool.to_string()))
     };
     Plan::commit(vec![change], ())
+}
+
+fn line_doc(line: &WaitLine) -> Doc {
+    Doc::State {
+        key: line_key(&line.pool),
+        value: serde_json::to_value(line).expect("a line serializes"),
+    }
+}
+
+/// The job (claimed by the caller at `attempt`) enters its pool's line and
+/// becomes `Waiting`, both or neither.
+pub fn enter_line(
+    job: Option<&JobRecord>,
+    line: WaitLine,
+    attempt: u32,
+    now: DateTime<Utc>,
+) -> Plan<LineOutcome> {
+    let Some(job) = job.filter(|j| j.state == JobState::Claimed && j.launch_attempt == attempt)
+    else {
+        return Plan::answer(LineOutcome::NotOurs);
+    };
+    let mut line = line;
+    let waiter = Waiter {
+        job_id: job.job_id,
+        queued_at: job.message.queued_since(),
+        since: now,
+        woken_at: None,
+    };
+    if !line.enter(waiter) {
+        return Plan::answer(LineOutcome::Full);
+    }
+    let mut next = job.clone();
+    next.state = JobState::Waiting;
+    next.lease_until = None;
+    next.timeline.set_once(Stage::WaitingSince, now);
+    next.updated_at = now;
+    Plan::commit(
+        vec![Change::Put(Doc::Job(next)), Change::Put(line_doc(&line))],
+        LineOutcome::Entered,
+    )
+}
+
+/// Mark those of `job_ids` still in line woken at `now`.
+pub fn mark_woken(line: WaitLine, job_ids: &[u64], now: DateTime<Utc>) -> Plan<()> {
+    let mut line = line;
+    if !line.mark_woken(job_ids, now) {
+        return Plan::answer(());
+    }
+    Plan::commit(vec![Change::Put(line_doc(&line))], ())
+}
+
+/// Take `job_id` out of the line (nothing when it is not in it).
+pub fn leave_line(line: WaitLine, job_id: u64) -> Plan<()> {
+    let mut line = line;
+    if !line.leave(job_id) {
+        return Plan::answer(());
+    }
+    Plan::commit(vec![Change::Put(line_doc(&line))], ())
 }

@@ -7,8 +7,8 @@ use crate::circuit::PoolHealth;
 use crate::job::{JobMessage, JobStateUpdate};
 use crate::ports::{
     CapacityUse, ClaimOutcome, Commit, Doc, DocKey, DocKind, DocUpdate, Expect, HealthUpdate,
-    JobChange, JobRecord, JobStateSink, Ledger, LedgerStore, Limits, PortError, ReserveOutcome,
-    RunnerChange, RunnerRecord, RunnerState, Write,
+    JobChange, JobRecord, JobStateSink, Ledger, LedgerStore, Limits, LineOutcome, PortError,
+    ReserveOutcome, RunnerChange, RunnerRecord, RunnerState, WaitLine, Write, line_key,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -49,6 +49,12 @@ impl Reads {
             Some(Doc::State { value, .. }) => Some(value.clone()),
             _ => None,
         }
+    }
+    /// `pool`'s waiting line (empty when there is none, or it cannot be read).
+    pub fn line(&self, pool: &str) -> WaitLine {
+        self.state_doc(&line_key(pool))
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_else(|| WaitLine::new(pool))
     }
     pub fn has(&self, key: &DocKey) -> bool {
         self.docs.contains_key(key)
@@ -427,6 +433,62 @@ impl<S: LedgerStore> Ledger for S {
             let mut doc = r.state_doc(key);
             let changed = f(&mut doc);
             decide::update_state_doc(key, doc, changed, service)
+        })
+        .await
+    }
+
+    async fn enter_line(
+        &self,
+        pool: &str,
+        job_id: u64,
+        attempt: u32,
+        now: DateTime<Utc>,
+    ) -> Result<LineOutcome, PortError> {
+        self.enter("enter_line")?;
+        let keys = [DocKey::Job(job_id), DocKey::State(line_key(pool))];
+        let what = format!("job {job_id} enters the line of pool {pool}");
+        run::<true, _, _, _>(self, docs_only(what, &keys), |r| {
+            Ok(decide::enter_line(
+                r.job(job_id),
+                r.line(pool),
+                attempt,
+                now,
+            ))
+        })
+        .await
+    }
+
+    async fn waiting_line(&self, pool: &str) -> Result<WaitLine, PortError> {
+        self.enter("waiting_line")?;
+        let mut reads = Reads::default();
+        let key = DocKey::State(line_key(pool));
+        if let Some((doc, _)) = self.read(&key).await? {
+            reads.docs.insert(key, doc);
+        }
+        Ok(reads.line(pool))
+    }
+
+    async fn mark_woken(
+        &self,
+        pool: &str,
+        job_ids: &[u64],
+        now: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        self.enter("mark_woken")?;
+        let keys = [DocKey::State(line_key(pool))];
+        let what = format!("wake jobs of pool {pool}");
+        run::<false, _, _, _>(self, docs_only(what, &keys), |r| {
+            Ok(decide::mark_woken(r.line(pool), job_ids, now))
+        })
+        .await
+    }
+
+    async fn leave_line(&self, pool: &str, job_id: u64) -> Result<(), PortError> {
+        self.enter("leave_line")?;
+        let keys = [DocKey::State(line_key(pool))];
+        let what = format!("job {job_id} leaves the line of pool {pool}");
+        run::<false, _, _, _>(self, docs_only(what, &keys), |r| {
+            Ok(decide::leave_line(r.line(pool), job_id))
         })
         .await
     }

@@ -5,8 +5,8 @@
 use crate::fakes::MemoryLedger;
 use crate::ports::ledger_contract::{base_time, job_message, runner};
 use crate::ports::{
-    CapacityUse, ClaimOutcome, JobChange, JobRecord, JobState, Ledger, Limits, PortError,
-    ReserveOutcome, RunnerRecord, RunnerState,
+    CapacityUse, ClaimOutcome, JobChange, JobRecord, JobState, Ledger, Limits, LineOutcome,
+    PortError, ReserveOutcome, RunnerRecord, RunnerState, Stage,
 };
 use chrono::{DateTime, Duration, Utc};
 use proptest::prelude::*;
@@ -37,6 +37,14 @@ enum Op {
     Release {
         runner: u8,
     },
+    /// The job's claimant puts it in its pool's waiting line.
+    Wait {
+        job: u64,
+        attempt: u32,
+    },
+    Leave {
+        job: u64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -50,7 +58,13 @@ fn op() -> impl Strategy<Value = Op> {
         (1..4u64).prop_map(|job| Op::Launch { job }),
         (0..6u8).prop_map(|runner| Op::Reserve { runner }),
         (0..6u8).prop_map(|runner| Op::Release { runner }),
+        (1..4u64, 0..3u32).prop_map(|(job, attempt)| Op::Wait { job, attempt }),
+        (1..4u64).prop_map(|job| Op::Leave { job }),
     ]
+}
+
+fn msg_received(job: u64) -> DateTime<Utc> {
+    job_message(job, "a", 0).received_at
 }
 
 fn runner_name(i: u8) -> String {
@@ -73,6 +87,8 @@ fn runner_of(i: u8, now: DateTime<Utc>) -> RunnerRecord {
 struct Model {
     jobs: BTreeMap<u64, JobRecord>,
     runners: BTreeMap<String, RunnerRecord>,
+    /// Pool "a"'s waiting line: (queued_at, job) in order.
+    line: Vec<u64>,
 }
 
 impl Model {
@@ -107,14 +123,18 @@ impl Model {
                 created_at: now,
                 updated_at: now,
                 end_reason: None,
+                timeline: Default::default(),
             };
+            let mut rec = rec;
+            rec.timeline.set(Stage::Received, msg_received(job));
+            rec.timeline.set(Stage::Claimed, now);
             self.jobs.insert(job, rec.clone());
             return ClaimOutcome::Claimed(rec);
         };
         let live_lease = rec.lease_until.is_some_and(|l| l >= now);
         let takeable = matches!(
             rec.state,
-            JobState::Claimed | JobState::Requeued | JobState::Launched
+            JobState::Claimed | JobState::Requeued | JobState::Launched | JobState::Waiting
         );
         if rec.state == JobState::Claimed && live_lease {
             ClaimOutcome::Busy(rec.clone())
@@ -125,7 +145,8 @@ impl Model {
             rec.lease_until = Some(now + LEASE);
             rec.updated_at = now;
             ClaimOutcome::Claimed(rec.clone())
-        } else if rec.state == JobState::Claimed {
+        } else if matches!(rec.state, JobState::Claimed | JobState::Waiting) {
+            rec.state = JobState::Claimed;
             rec.lease_until = Some(now + LEASE);
             rec.updated_at = now;
             ClaimOutcome::Claimed(rec.clone())
@@ -153,6 +174,26 @@ impl Model {
         }
         self.runners.insert(r.name.clone(), r);
         ReserveOutcome::Reserved
+    }
+
+    fn wait(&mut self, job: u64, attempt: u32, now: DateTime<Utc>) -> LineOutcome {
+        let Some(rec) = self
+            .jobs
+            .get_mut(&job)
+            .filter(|r| r.state == JobState::Claimed && r.launch_attempt == attempt)
+        else {
+            return LineOutcome::NotOurs;
+        };
+        rec.state = JobState::Waiting;
+        rec.lease_until = None;
+        rec.timeline.set_once(Stage::WaitingSince, now);
+        rec.updated_at = now;
+        if !self.line.contains(&job) {
+            // Every job here was queued at the same time: the job id orders them.
+            self.line.push(job);
+            self.line.sort();
+        }
+        LineOutcome::Entered
     }
 
     fn release(&mut self, name: &str, now: DateTime<Utc>) -> bool {
@@ -226,6 +267,17 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let got = ledger.release(&name, "done", now).await.expect("release");
                 prop_assert_eq!(got, model.release(&name, now), "{:?}", op);
             }
+            Op::Wait { job, attempt } => {
+                let got = ledger
+                    .enter_line("a", job, attempt, now)
+                    .await
+                    .expect("wait");
+                prop_assert_eq!(got, model.wait(job, attempt, now), "{:?}", op);
+            }
+            Op::Leave { job } => {
+                ledger.leave_line("a", job).await.expect("leave");
+                model.line.retain(|j| *j != job);
+            }
         }
     }
     let jobs = ledger.list_jobs().await.expect("jobs");
@@ -233,6 +285,9 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let runners = ledger.list_runners().await.expect("runners");
     prop_assert_eq!(runners, model.runners.values().cloned().collect::<Vec<_>>());
     prop_assert_eq!(ledger.capacity().await.expect("capacity"), model.capacity());
+    let line = ledger.waiting_line("a").await.expect("line");
+    let order: Vec<u64> = line.waiters.iter().map(|w| w.job_id).collect();
+    prop_assert_eq!(order, model.line);
     Ok(())
 }
 

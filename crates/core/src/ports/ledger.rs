@@ -1,7 +1,7 @@
 //! The ledger: jobs by id, runners by name, per-pool and global capacity counters.
 //! Conditional writes make claims idempotent and the caps hold under any concurrency.
 
-use super::{JobStateSink, PortError};
+use super::{JobStateSink, PortError, Stage, Timeline, WaitLine};
 use crate::circuit::PoolHealth;
 use crate::job::{JobMessage, JobStateUpdate, ObservedJobStatus};
 use async_trait::async_trait;
@@ -29,6 +29,9 @@ pub enum JobState {
     /// Given up on after its pool's `relaunch.max_launches` runners all ended
     /// before the job started (a broken runner, AMI or startup script).
     Failed,
+    /// In its pool's waiting line (the pool or the global quota was full, or
+    /// the pool is drained): launched when a slot is freed, oldest first.
+    Waiting,
 }
 
 impl JobState {
@@ -49,6 +52,7 @@ impl JobState {
             Self::Requeued => "requeued",
             Self::Dropped => "dropped",
             Self::Failed => "failed",
+            Self::Waiting => "waiting",
         }
     }
 }
@@ -77,6 +81,9 @@ pub struct JobRecord {
     /// Why the job was given up on (`Dropped`, `Failed`), for status and logs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_reason: Option<String>,
+    /// When it reached each stage (GitHub's queue, ours, the runner's).
+    #[serde(default, skip_serializing_if = "Timeline::is_empty")]
+    pub timeline: Timeline,
 }
 
 /// A read-modify-write of a pool's circuit record: `true` when it changed it.
@@ -160,6 +167,17 @@ pub struct Limits {
     pub global_max_weight: Option<u32>,
 }
 
+/// The answer of [`Ledger::enter_line`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineOutcome {
+    /// The job is `Waiting` in its pool's line.
+    Entered,
+    /// The job is not claimed at that attempt any more (someone else moved it).
+    NotOurs,
+    /// The line holds [`super::MAX_LINE`] jobs already.
+    Full,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReserveOutcome {
     Reserved,
@@ -190,6 +208,8 @@ pub struct JobChange {
     /// Apply only while the job is still at this launch attempt (a requeue's
     /// mark must not touch the claim its own message already made).
     pub only_at_attempt: Option<u32>,
+    /// Stages reached (written into the job's timeline).
+    pub stamps: Vec<(Stage, DateTime<Utc>)>,
 }
 
 /// Changes to a runner record; `None` leaves a field as it is.
@@ -228,6 +248,9 @@ impl JobRecord {
         if let Some(reason) = &change.end_reason {
             self.end_reason = Some(reason.clone());
         }
+        for (stage, at) in &change.stamps {
+            self.timeline.set(*stage, *at);
+        }
         self.updated_at = now;
         true
     }
@@ -243,6 +266,11 @@ impl JobRecord {
         if let Some(name) = &update.runner_name {
             self.taken_by = Some(name.clone());
         }
+        let stage = match update.status {
+            ObservedJobStatus::InProgress => Stage::InProgress,
+            ObservedJobStatus::Completed => Stage::Completed,
+        };
+        self.timeline.set_once(stage, update.at);
         self.updated_at = update.at;
         true
     }
@@ -360,6 +388,29 @@ pub trait Ledger: JobStateSink {
         key: &str,
         f: &DocUpdate<'_>,
     ) -> Result<Option<serde_json::Value>, PortError>;
+
+    /// Put a job this caller claimed (`Claimed` at `attempt`) into its pool's
+    /// waiting line, in GitHub's queue order, and mark it `Waiting` (lease
+    /// dropped), together. A job already in line keeps its place.
+    async fn enter_line(
+        &self,
+        pool: &str,
+        job_id: u64,
+        attempt: u32,
+        now: DateTime<Utc>,
+    ) -> Result<LineOutcome, PortError>;
+    /// `pool`'s line as stored (empty when there is none).
+    async fn waiting_line(&self, pool: &str) -> Result<WaitLine, PortError>;
+    /// Mark the jobs of `job_ids` still in `pool`'s line woken at `now`.
+    async fn mark_woken(
+        &self,
+        pool: &str,
+        job_ids: &[u64],
+        now: DateTime<Utc>,
+    ) -> Result<(), PortError>;
+    /// Take `job_id` out of `pool`'s line (it got a slot, or is given up);
+    /// idempotent.
+    async fn leave_line(&self, pool: &str, job_id: u64) -> Result<(), PortError>;
 
     /// Pools an operator drained (`spotrunner drain POOL`): create-runner launches
     /// nothing for them and keeps their jobs waiting on the queue. A ledger without

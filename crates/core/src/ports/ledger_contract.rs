@@ -7,8 +7,8 @@
 //! [`futures::future::join_all`], so they need no particular runtime.
 
 use super::{
-    CapacityUse, ClaimOutcome, JobChange, JobRecord, JobState, Ledger, Limits, PortError,
-    ReserveOutcome, RunnerChange, RunnerRecord, RunnerState,
+    CapacityUse, ClaimOutcome, JobChange, JobRecord, JobState, Ledger, Limits, LineOutcome,
+    PortError, ReserveOutcome, RunnerChange, RunnerRecord, RunnerState, Stage,
 };
 use crate::job::{JobMessage, JobStateUpdate};
 use chrono::{DateTime, Duration, DurationRound, Utc};
@@ -42,6 +42,7 @@ pub const CHECKS: &[&str] = &[
     "repair_capacity_only_if_unchanged",
     "pool_health_no_lost_update",
     "state_doc_no_lost_update",
+    "waiting_line_order_and_races",
 ];
 
 /// Run every check, each on a fresh, empty ledger from `make`.
@@ -84,6 +85,7 @@ pub async fn run(name: &str, l: &dyn Ledger) {
         "repair_capacity_only_if_unchanged" => repair_capacity_only_if_unchanged(l).await,
         "pool_health_no_lost_update" => pool_health_no_lost_update(l).await,
         "state_doc_no_lost_update" => state_doc_no_lost_update(l).await,
+        "waiting_line_order_and_races" => waiting_line_order_and_races(l).await,
         other => panic!("no ledger contract check called {other}"),
     }
 }
@@ -1201,4 +1203,70 @@ pub async fn state_doc_no_lost_update(l: &dyn Ledger) {
         })
         .await;
     assert!(unset.is_err(), "unsetting a document is refused: {unset:?}");
+}
+
+/// Jobs enter a pool's line at once (concurrent create-runner invocations):
+/// every one lands, in GitHub's queue order, `Waiting` with its lease dropped;
+/// only the claimant at that attempt may put a job in line; a woken job is
+/// claimed again and leaves the line once; marks and leaves are idempotent.
+pub async fn waiting_line_order_and_races(l: &dyn Ledger) {
+    let t = base_time();
+    let lease = Duration::minutes(5);
+    let queued = |job_id: u64| {
+        let mut m = job_message(job_id, "a", 0);
+        // Delivered in any order; GitHub queued job n at t - 100 + n.
+        m.queued_at = Some(t - Duration::seconds(100) + Duration::seconds(job_id as i64));
+        m
+    };
+    for job_id in 1..=6 {
+        claimed(claim(l, &queued(job_id), t).await);
+    }
+    let entered = join_all((1..=6).rev().map(|j| l.enter_line("a", j, 0, t))).await;
+    for e in entered {
+        assert_eq!(e.expect("enter_line"), LineOutcome::Entered);
+    }
+    let line = l.waiting_line("a").await.expect("line");
+    let order: Vec<u64> = line.waiters.iter().map(|w| w.job_id).collect();
+    assert_eq!(order, [1, 2, 3, 4, 5, 6], "GitHub's order, none lost");
+    let j3 = job(l, 3).await;
+    assert_eq!(j3.state, JobState::Waiting);
+    assert_eq!(j3.lease_until, None);
+    assert_eq!(j3.timeline.get(Stage::WaitingSince), Some(t));
+    // Not claimed at that attempt: refused, nothing changes.
+    assert_eq!(
+        l.enter_line("a", 3, 1, t).await.expect("enter_line"),
+        LineOutcome::NotOurs
+    );
+    assert_eq!(
+        l.enter_line("a", 99, 0, t).await.expect("enter_line"),
+        LineOutcome::NotOurs
+    );
+    // Two wakes of the same jobs at once, and the woken job claimed again.
+    join_all([l.mark_woken("a", &[1, 2], t), l.mark_woken("a", &[2, 1], t)]).await;
+    let line = l.waiting_line("a").await.expect("line");
+    let woken: Vec<u64> = line
+        .waiters
+        .iter()
+        .filter(|w| w.woken_at.is_some())
+        .map(|w| w.job_id)
+        .collect();
+    assert_eq!(woken, [1, 2]);
+    assert_eq!(
+        claimed(claim(l, &queued(1), t).await).state,
+        JobState::Claimed
+    );
+    // Leaving at once from several callers, and for jobs not in line.
+    join_all([
+        l.leave_line("a", 1),
+        l.leave_line("a", 1),
+        l.leave_line("a", 4),
+        l.leave_line("a", 77),
+    ])
+    .await
+    .into_iter()
+    .for_each(|r| r.expect("leave_line"));
+    let line = l.waiting_line("a").await.expect("line");
+    let order: Vec<u64> = line.waiters.iter().map(|w| w.job_id).collect();
+    assert_eq!(order, [2, 3, 5, 6]);
+    assert!(l.waiting_line("b").await.expect("line").is_empty());
 }

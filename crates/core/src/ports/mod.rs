@@ -15,6 +15,8 @@ mod ledger_store;
 mod queue;
 mod recovery;
 mod secrets;
+mod timeline;
+mod wait_line;
 
 pub use compute::{
     BootstrapCommand, BootstrapMessage, BootstrapQueue, Commands, Compute, Instance, LaunchOutcome,
@@ -27,7 +29,7 @@ pub use github::{
 };
 pub use ledger::{
     CapacityUse, ClaimOutcome, DocUpdate, HealthUpdate, JobChange, JobRecord, JobState, Ledger,
-    Limits, ReserveOutcome, RunnerChange, RunnerRecord, RunnerState,
+    Limits, LineOutcome, ReserveOutcome, RunnerChange, RunnerRecord, RunnerState,
 };
 pub use ledger_store::{
     Commit, Counter, CounterChange, Doc, DocKey, DocKind, Expect, LedgerStore, Write,
@@ -38,3 +40,5 @@ pub use recovery::{
     RateLimitState, RepoRef,
 };
 pub use secrets::{SecretStore, resolve_secret};
+pub use timeline::{Stage, Timeline};
+pub use wait_line::{MAX_LINE, WaitLine, Waiter, line_key};
