@@ -1,5 +1,6 @@
 //! Crash safety of the local mode: `serve` is killed with SIGKILL at random
-//! points while 30 jobs, each delivered twice, flow. After a last restart every
+//! points while 30 jobs, each delivered twice, flow through a pool of 3 slots
+//! (so most of them wait in its line and are woken by releases). After a last restart every
 //! job has been served exactly once (one runner process ran for it, one JIT
 //! registration, one deletion) and no runner process or working directory is left.
 
@@ -59,7 +60,9 @@ async fn sigkill_at_random_points_loses_no_job_and_launches_none_twice() {
         &path,
         &config(
             &github,
-            serde_json::json!([{ "name": "linux", "labels": ["linux"], "max_runners": 8 }]),
+            // Fewer slots than jobs: most wait in the line and are woken by
+            // releases, across the kills.
+            serde_json::json!([{ "name": "linux", "labels": ["linux"], "max_runners": 3 }]),
             serde_json::json!({
                 "runner_command": runner.display().to_string(),
                 "redrive_interval_secs": 5,

@@ -1,6 +1,6 @@
 //! End to end on the local backend, through HTTP: GitHub's own queued
 //! `workflow_job` examples (signed by `@octokit/webhooks-methods`) → jobs wait
-//! while their pools are drained → undrained, runners start as processes → the
+//! in their drained pools' lines → undrained, runners start as processes → the
 //! jobs run → the runners exit → everything is cleaned up. `status --json` shows
 //! each stage, and the fake GitHub saw one JIT call and one deletion per job.
 //! While the runners run, no process's command line holds a JIT config; after
@@ -103,15 +103,17 @@ async fn webhook_to_runner_process_to_cleanup_with_every_stage_in_status() {
     }
     let ids: Vec<u64> = jobs.iter().map(|(id, _, _)| *id).collect();
 
-    // Stage 1: queued (on the jobs queue, nothing claimed, nothing launched).
-    wait_until("every job to show as queued", LONG, || {
+    // Stage 1: waiting (in their drained pools' lines, nothing launched).
+    wait_until("every job to show as waiting", LONG, || {
         let s = status(&cfg_path, &state);
         let states = job_states(&s);
         ids.iter()
-            .all(|id| states.get(id).map(String::as_str) == Some("queued"))
+            .all(|id| states.get(id).map(String::as_str) == Some("waiting"))
     });
     let s = status(&cfg_path, &state);
     assert_eq!(s["pools"]["ubuntu"]["drained"], true);
+    assert_eq!(s["pools"]["ubuntu"]["waiting"], 2);
+    assert_eq!(s["pools"]["k8s"]["waiting"], 2);
     assert_eq!(github.calls(endpoint::GENERATE_JITCONFIG), 0);
     assert!(instance_dirs(&state).is_empty());
 

@@ -10,6 +10,7 @@ use crate::ops;
 use chrono::Utc;
 use spotrunner_core::create_runner::JobOutcome;
 use spotrunner_core::ports::BootstrapMessage;
+use spotrunner_core::waiting::Waker;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -25,6 +26,7 @@ pub fn spawn_all(shared: &Arc<Shared>) -> Vec<JoinHandle<()>> {
         tokio::spawn(schedule(shared.clone(), Schedule::Redrive)),
         tokio::spawn(schedule(shared.clone(), Schedule::Redelivery)),
         tokio::spawn(schedule(shared.clone(), Schedule::Sweep)),
+        tokio::spawn(wake_at_start(shared.clone())),
     ];
     if shared.adapters.local.is_some() {
         tasks.push(tokio::spawn(reaper_loop(shared.clone())));
@@ -137,6 +139,21 @@ async fn events_loop(shared: Arc<Shared>) {
             let outcome = ops::on_runner_exit(&shared.adapters, &h, &d.body).await;
             settle(inbox, d, &outcome).await;
         }
+    }
+}
+
+/// A start may follow a crash between a release and its wake: look at every
+/// pool's waiting line once (the janitor does it again at each pass).
+async fn wake_at_start(shared: Arc<Shared>) {
+    let h = shared.handlers();
+    let waker = Waker {
+        config: &h.config,
+        ledger: shared.adapters.ledger.as_ref(),
+        jobs_queue: shared.adapters.jobs_queue.as_ref(),
+    };
+    let woken = waker.wake_all(Utc::now()).await;
+    if !woken.is_empty() {
+        tracing::info!(woken = ?woken, "waiting jobs woken at start for free slots");
     }
 }
 
