@@ -1,7 +1,8 @@
 //! The loops of `serve`: jobs and bootstrap queues through create-runner, and
 //! locally the runner-exit reaper and the events queue through stop-runner, plus
-//! the built-in schedules. Each loop checks for a stop between batches only, so
-//! a launch in flight always finishes.
+//! the built-in schedules. Each loop handles a batch's messages concurrently
+//! and checks for a stop between batches only, so a launch in flight always
+//! finishes.
 
 use super::Shared;
 use crate::config_file;
@@ -94,18 +95,23 @@ async fn bootstrap_loop(shared: Arc<Shared>) {
             continue;
         }
         let h = shared.handlers();
-        for d in &deliveries {
-            let outcome = match serde_json::from_str::<BootstrapMessage>(&d.body) {
-                Ok(msg) => h.create_runner.handle_bootstrap(&msg, Utc::now()).await,
-                Err(e) => {
-                    tracing::error!(error = %e, "malformed bootstrap message");
-                    JobOutcome::Invalid {
-                        reason: e.to_string(),
+        // Each step concurrently, as concurrent Lambda invocations would.
+        futures::future::join_all(deliveries.iter().map(|d| {
+            let (h, inbox) = (&h, inbox.as_ref());
+            async move {
+                let outcome = match serde_json::from_str::<BootstrapMessage>(&d.body) {
+                    Ok(msg) => h.create_runner.handle_bootstrap(&msg, Utc::now()).await,
+                    Err(e) => {
+                        tracing::error!(error = %e, "malformed bootstrap message");
+                        JobOutcome::Invalid {
+                            reason: e.to_string(),
+                        }
                     }
-                }
-            };
-            settle(inbox.as_ref(), d, &outcome).await;
-        }
+                };
+                settle(inbox, d, &outcome).await;
+            }
+        }))
+        .await;
     }
 }
 
@@ -135,10 +141,16 @@ async fn events_loop(shared: Arc<Shared>) {
             continue;
         }
         let h = shared.handlers();
-        for d in &deliveries {
-            let outcome = ops::on_runner_exit(&shared.adapters, &h, &d.body).await;
-            settle(inbox, d, &outcome).await;
-        }
+        // Each runner's end concurrently (stop-runner is idempotent and safe
+        // to run at once for different runners, as concurrent Lambdas do).
+        futures::future::join_all(deliveries.iter().map(|d| {
+            let (h, adapters) = (&h, &shared.adapters);
+            async move {
+                let outcome = ops::on_runner_exit(adapters, h, &d.body).await;
+                settle(inbox, d, &outcome).await;
+            }
+        }))
+        .await;
     }
 }
 
