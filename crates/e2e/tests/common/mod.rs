@@ -329,7 +329,8 @@ impl World {
             .collect()
     }
 
-    /// Stop runners as stop-runner will: terminate the VM, release the capacity.
+    /// Stop runners as stop-runner will: terminate the VM, release the capacity,
+    /// wake the pool's waiting line.
     pub async fn finish_all(&self) -> usize {
         let live = self.instances(Some("running")).await;
         for i in &live {
@@ -346,6 +347,13 @@ impl World {
                     .await
                     .unwrap()
             );
+            let waker = spotrunner_core::waiting::Waker {
+                config: &self.config,
+                ledger: self.ledger.as_ref(),
+                jobs_queue: self.handler.create_runner.jobs_queue.as_ref(),
+            };
+            let pool = tag(i, tags::POOL).unwrap();
+            waker.after_release(&pool, chrono::Utc::now()).await;
         }
         live.len()
     }
