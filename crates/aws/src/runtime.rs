@@ -41,20 +41,41 @@ pub enum StartupError {
 }
 
 /// JSON logs on stdout, one level from `RUST_LOG` (`error` … `trace`, default
-/// `info`; no per-module directives: that would link a regex engine).
-pub fn init_tracing() {
+/// `info`; no per-module directives: that would link a regex engine), and the
+/// [`MetricsLayer`](crate::metrics::MetricsLayer) for `function` (the
+/// `function` dimension), which sees every event with a `metric` field
+/// whatever the level; each invocation flushes it
+/// ([`crate::metrics::invocation`]).
+pub fn init_tracing(function: &str) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let level = std::env::var("RUST_LOG")
         .ok()
         .and_then(|v| v.parse::<tracing_subscriber::filter::LevelFilter>().ok())
         .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
-    tracing_subscriber::fmt()
+    tracing_subscriber::registry()
+        .with(json_log_layer(std::io::stdout).with_filter(level))
+        .with(crate::metrics::MetricsLayer::new(function).filtered())
+        .init();
+}
+
+/// The JSON log format: the event's fields flattened next to `message` and
+/// `level`, the current span once (`span`; no `spans` list repeating it), no
+/// timestamp (CloudWatch stamps each line), no target.
+pub fn json_log_layer<S, W>(writer: W) -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer()
         .json()
-        .with_max_level(level)
         .with_current_span(true)
+        .with_span_list(false)
         .flatten_event(true)
         .without_time()
         .with_target(false)
-        .init();
+        .with_writer(writer)
 }
 
 /// Where a Lambda reads its settings: the process environment in production, a
@@ -114,6 +135,7 @@ pub async fn load_config_from(
         return Err(StartupError::NoConfig);
     };
     config.validate_for_aws()?;
+    crate::metrics::set_deployment(&config.deployment);
     Ok(config)
 }
 
@@ -164,6 +186,45 @@ pub async fn webhook_secrets(
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    /// A writer the test reads back.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_log_line_names_its_span_once_and_its_fields_flat() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber =
+            tracing_subscriber::registry().with(json_log_layer(move || writer.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("invocation", request_id = "r-1");
+            let _entered = span.enter();
+            tracing::info!(github_message = "Bad credentials", "GitHub refused");
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let line = text.lines().next().expect("one line");
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["message"], "GitHub refused");
+        assert_eq!(v["github_message"], "Bad credentials");
+        assert_eq!(v["level"], "INFO");
+        assert_eq!(v["span"]["name"], "invocation");
+        assert!(v.get("spans").is_none(), "{line}");
+        assert_eq!(line.matches("\"invocation\"").count(), 1, "{line}");
+        assert_eq!(line.matches("\"r-1\"").count(), 1, "{line}");
+        assert_eq!(line.matches("\"message\"").count(), 1, "{line}");
+    }
 
     #[test]
     fn secret_refresh_interval_from_the_environment() {
