@@ -131,7 +131,7 @@ pub fn sanitize_reason(reason: &str) -> String {
 /// name and the unit.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Series {
-    dims: Vec<(&'static str, String)>,
+    dims: DimValues,
     name: String,
     unit: Unit,
 }
@@ -143,6 +143,13 @@ enum Aggregate {
 }
 
 type Output = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Dimension values present on an event, in [`DIMENSIONS`] order.
+type DimValues = Vec<(&'static str, String)>;
+/// One metric of a line: name, unit, value (a number or an array).
+type Entry<'a> = (&'a str, Unit, Value);
+/// The entries of one set of dimension values.
+type Group = (DimValues, Vec<(String, Unit, Value)>);
 
 /// Collects the metric events of one invocation; [`MetricsLayer::flush`]
 /// prints them as EMF lines (stdout unless [`MetricsLayer::with_output`]).
@@ -217,7 +224,7 @@ impl MetricsLayer {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         // Group the series by their dimension values (adjacent: dims sort first).
-        let mut groups: Vec<(Vec<(&'static str, String)>, Vec<(String, Unit, Value)>)> = Vec::new();
+        let mut groups: Vec<Group> = Vec::new();
         for (series, agg) in batch {
             let entries: Vec<Value> = match agg {
                 Aggregate::Sum(s) => vec![json!(s)],
@@ -245,7 +252,7 @@ impl MetricsLayer {
             dimensions.extend(dims.iter().map(|(k, v)| (*k, v.as_str())));
             // A name appears once per document: a second chunk (or the same
             // name in another unit) goes to the next line.
-            let mut docs: Vec<(BTreeSet<&str>, Vec<(&str, Unit, Value)>)> = Vec::new();
+            let mut docs: Vec<(BTreeSet<&str>, Vec<Entry>)> = Vec::new();
             for (name, unit, value) in &entries {
                 let slot = match docs
                     .iter()
