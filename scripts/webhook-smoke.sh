@@ -58,6 +58,7 @@ wait_port "$api_port" 120
 start=$(date +%s%N)
 env AWS_ENDPOINT_URL="$endpoint" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
   SPOTRUNNER_CONFIG_PARAMETER=/smoke/config SPOTRUNNER_JOBS_QUEUE_URL="$queue_url" \
+  SPOTRUNNER_LEDGER_TABLE=smoke-ledger SPOTRUNNER_WEBHOOK_SECRET_PARAMETERS=/smoke/webhook-secret \
   AWS_LAMBDA_FUNCTION_NAME=webhook AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128 AWS_LAMBDA_FUNCTION_VERSION=1 \
   AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$api_port/.rt" "$bin" >"$work/cold.log" 2>&1 &
 pids+=($!)
@@ -71,6 +72,8 @@ messages=$("$PY" scripts/lib/smoke_aws.py receive "$endpoint" "$queue_url")
 ok=1
 case "$result" in "202 "*"\"queued\":true"*) ;; *) echo "FAIL: expected 202 queued" >&2; ok=0 ;; esac
 if ! grep -q "\"job_id\":$job_id" <<<"$messages"; then echo "FAIL: job $job_id not on the queue: $messages" >&2; ok=0; fi
+# The environment is Terraform's (terraform/lambda.tf): a correct start warns about nothing.
+if grep -q '"level":"\(WARN\|ERROR\)"' "$work/cold.log"; then echo "FAIL: WARN/ERROR logged:" >&2; grep '"level":"\(WARN\|ERROR\)"' "$work/cold.log" >&2; ok=0; fi
 if [ "$ok" != 1 ]; then sed 's/^/lambda: /' "$work/cold.log" "$work/api.log" | tail -40 >&2; exit 1; fi
 echo "webhook smoke: 202 and job $job_id on the queue"
 echo "release binary: $size bytes (stripped), exec to ready: $(( (ready - start) / 1000000 )) ms"

@@ -1,5 +1,6 @@
 # CloudWatch alarms: dead-lettered jobs, bootstrap steps and stop events, Lambda
-# errors, jobs waiting too long, and log lines that need a person.
+# errors, jobs waiting too long (queue age; queue time p95 per pool), and log
+# lines that need a person.
 
 resource "aws_cloudwatch_metric_alarm" "dlq_not_empty" {
   alarm_name          = "${var.prefix}-dlq-not-empty"
@@ -76,6 +77,27 @@ resource "aws_cloudwatch_metric_alarm" "oldest_job" {
   period              = 60
   evaluation_periods  = 3
   threshold           = var.oldest_job_age_alarm_secs
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_actions
+  ok_actions          = var.alarm_actions
+  tags                = local.tags
+}
+
+# Queue time per pool: the p95 of create-runner's queue_time_ms (EMF, GitHub's
+# created_at to the launch request) above var.queue_time_alarm_p95_ms.
+resource "aws_cloudwatch_metric_alarm" "queue_time" {
+  for_each = var.queue_time_alarm_p95_ms == null ? toset([]) : toset([for p in var.pools : p.name])
+
+  alarm_name          = "${var.prefix}-${each.key}-queue-time-p95"
+  alarm_description   = "spotrunner ${var.prefix}: pool ${each.key}'s jobs waited more than ${var.queue_time_alarm_p95_ms} ms (p95) from GitHub queueing them to their launch (capacity full, spot shortage, a paused pool; see the dashboard's queue time by stage)"
+  namespace           = "spotrunner"
+  metric_name         = "queue_time_ms"
+  dimensions          = { deployment = var.prefix, function = "create-runner", pool = each.key }
+  extended_statistic  = "p95"
+  period              = 300
+  evaluation_periods  = var.queue_time_alarm_evaluation_periods
+  threshold           = var.queue_time_alarm_p95_ms
   comparison_operator = "GreaterThanThreshold"
   treat_missing_data  = "notBreaching"
   alarm_actions       = var.alarm_actions

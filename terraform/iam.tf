@@ -176,6 +176,14 @@ locals {
           conditions = []
         },
         {
+          # Cold start: the document and its secrets in one GetParameters call
+          # (SPOTRUNNER_WEBHOOK_SECRET_PARAMETERS).
+          sid        = "ReadConfigAndSecretsAtOnce"
+          actions    = ["ssm:GetParameters"]
+          resources  = concat([local.config_parameter_arn], local.webhook_secret_arns)
+          conditions = []
+        },
+        {
           # in_progress / completed: read and write job#<id> items only.
           sid        = "RecordJobStates"
           actions    = ["dynamodb:GetItem", "dynamodb:PutItem"]

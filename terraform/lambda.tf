@@ -20,6 +20,9 @@ locals {
       env = {
         SPOTRUNNER_JOBS_QUEUE_URL = aws_sqs_queue.jobs.url
         SPOTRUNNER_LEDGER_TABLE   = aws_dynamodb_table.ledger.name
+        # The secrets the document references (ssm:<name>), read with it in
+        # one GetParameters call at cold start.
+        SPOTRUNNER_WEBHOOK_SECRET_PARAMETERS = join(",", compact([local.webhook_secret_name, local.webhook_previous_secret_name]))
       }
     }
     create-runner = {

@@ -534,6 +534,35 @@ variable "oldest_job_age_alarm_secs" {
   }
 }
 
+variable "queue_time_alarm_p95_ms" {
+  description = "Alarm (one per pool) when the p95 of queue_time_ms (GitHub's created_at to the launch request, published by create-runner) stays above this many milliseconds for queue_time_alarm_evaluation_periods periods of 5 minutes. null: no queue-time alarms."
+  type        = number
+  default     = 300000
+  nullable    = true
+
+  validation {
+    condition     = var.queue_time_alarm_p95_ms == null || try(var.queue_time_alarm_p95_ms >= 1000, false)
+    error_message = "queue_time_alarm_p95_ms must be at least 1000 (ms), or null."
+  }
+}
+
+variable "queue_time_alarm_evaluation_periods" {
+  description = "How many consecutive 5-minute periods the queue-time p95 must exceed queue_time_alarm_p95_ms before the alarm fires."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.queue_time_alarm_evaluation_periods >= 1 && var.queue_time_alarm_evaluation_periods <= 288 && floor(var.queue_time_alarm_evaluation_periods) == var.queue_time_alarm_evaluation_periods
+    error_message = "queue_time_alarm_evaluation_periods must be a whole number from 1 to 288."
+  }
+}
+
+variable "create_dashboard" {
+  description = "Create the CloudWatch dashboard <prefix>-spotrunner (queue time by stage, launches by capacity, failures, DLQ depths, capacity per pool, webhook deliveries)."
+  type        = bool
+  default     = true
+}
+
 variable "enable_point_in_time_recovery" {
   description = "DynamoDB point-in-time recovery on the ledger. Keep true on AWS; examples/local turns it off only if the emulator lacks it."
   type        = bool

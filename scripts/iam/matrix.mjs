@@ -310,6 +310,9 @@ function lambdaRows(name) {
   }
   const specific = {
     webhook: [
+      [ALLOW, 'ssm:GetParameters', config, {}, 'configuration and secrets in one call (cold start)'],
+      ...webhookSecrets.map((s) => [ALLOW, 'ssm:GetParameters', s, {}, 'configuration and secrets in one call (cold start)']),
+      [DENY, 'ssm:GetParameters', credential, {}, 'GitHub credential (GetParameters)'],
       [ALLOW, 'sqs:SendMessage', jobs, {}, 'enqueue a job'],
       [DENY, 'sqs:SendMessage', bootstrapQ, {}, 'bootstrap queue'],
       [DENY, 'sqs:SendMessage', stopEvents, {}, 'stop-events queue'],

@@ -808,6 +808,57 @@ run "stop_events_queue_feeds_stop_runner" {
   }
 }
 
+run "dashboard_and_queue_time_alarms" {
+  assert {
+    condition     = aws_cloudwatch_dashboard.main[0].dashboard_name == "srtest-spotrunner"
+    error_message = "the dashboard is <prefix>-spotrunner"
+  }
+  assert {
+    condition = alltrue([
+      for m in ["stage_ms", "queue_time_ms", "jobs_launched", "jobs_failed_to_start", "jobs_dropped", "runners_ended", "capacity_used", "capacity_max", "ApproximateNumberOfMessagesVisible"] :
+      strcontains(aws_cloudwatch_dashboard.main[0].dashboard_body, m)
+      ]) && alltrue([
+      for stat in ["p50", "p95", "p99"] : strcontains(aws_cloudwatch_dashboard.main[0].dashboard_body, "'${stat}'")
+      ]) && alltrue([
+      for q in [aws_sqs_queue.dlq.name, aws_sqs_queue.bootstrap_dlq.name, aws_sqs_queue.stop_events_dlq.name] :
+      strcontains(aws_cloudwatch_dashboard.main[0].dashboard_body, q)
+    ])
+    error_message = "the dashboard shows stage_ms and queue_time_ms percentiles, launches, failures, the three DLQs and capacity"
+  }
+  assert {
+    condition = (
+      toset(keys(aws_cloudwatch_metric_alarm.queue_time)) == toset(["cpu", "od", "arm"]) &&
+      alltrue([for name, a in aws_cloudwatch_metric_alarm.queue_time :
+        a.namespace == "spotrunner" && a.metric_name == "queue_time_ms" && a.extended_statistic == "p95" &&
+        a.threshold == 300000 && a.evaluation_periods == 3 &&
+        length(a.dimensions) == 3 && a.dimensions["deployment"] == "srtest" &&
+        a.dimensions["function"] == "create-runner" && a.dimensions["pool"] == name
+      ])
+    )
+    error_message = "one queue-time p95 alarm per pool on create-runner's queue_time_ms, default 300000 ms"
+  }
+}
+
+run "queue_time_alarm_threshold_and_no_dashboard" {
+  variables {
+    queue_time_alarm_p95_ms             = 60000
+    queue_time_alarm_evaluation_periods = 1
+    create_dashboard                    = false
+  }
+  assert {
+    condition     = alltrue([for a in aws_cloudwatch_metric_alarm.queue_time : a.threshold == 60000 && a.evaluation_periods == 1]) && length(aws_cloudwatch_dashboard.main) == 0
+    error_message = "the queue-time threshold and periods are variables; create_dashboard = false creates none"
+  }
+}
+
+run "queue_time_alarm_validation" {
+  command = plan
+  variables {
+    queue_time_alarm_p95_ms = 10
+  }
+  expect_failures = [var.queue_time_alarm_p95_ms]
+}
+
 run "lambda_environment_contract" {
   assert {
     condition = alltrue([for f in aws_lambda_function.fn :
@@ -819,7 +870,7 @@ run "lambda_environment_contract" {
   }
   assert {
     condition = (
-      keys(aws_lambda_function.fn["webhook"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_CONFIG_SHA256", "SPOTRUNNER_JOBS_QUEUE_URL", "SPOTRUNNER_LEDGER_TABLE"]) &&
+      keys(aws_lambda_function.fn["webhook"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_CONFIG_SHA256", "SPOTRUNNER_JOBS_QUEUE_URL", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_WEBHOOK_SECRET_PARAMETERS"]) &&
       keys(aws_lambda_function.fn["create-runner"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_CONFIG_SHA256", "SPOTRUNNER_JOBS_QUEUE_URL", "SPOTRUNNER_BOOTSTRAP_QUEUE_URL", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_SSM_DOCUMENT", "SPOTRUNNER_BUCKET", "SPOTRUNNER_BOOTSTRAP_SCRIPT_KEY", "SPOTRUNNER_INSTANCE_ARN_PREFIX"]) &&
       keys(aws_lambda_function.fn["stop-runner"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_CONFIG_SHA256", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_SSM_DOCUMENT", "SPOTRUNNER_JOBS_QUEUE_URL"]) &&
       keys(aws_lambda_function.fn["dlq-mover"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_CONFIG_SHA256", "SPOTRUNNER_DLQ_URL", "SPOTRUNNER_JOBS_QUEUE_URL", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_BOOTSTRAP_DLQ_URL", "SPOTRUNNER_BOOTSTRAP_QUEUE_URL", "SPOTRUNNER_STOP_EVENTS_DLQ_URL", "SPOTRUNNER_STOP_EVENTS_QUEUE_URL"]) &&
@@ -827,6 +878,10 @@ run "lambda_environment_contract" {
       keys(aws_lambda_function.fn["recovery"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_CONFIG_SHA256", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_JOBS_QUEUE_URL"])
     )
     error_message = "each Lambda gets exactly the environment its code reads"
+  }
+  assert {
+    condition     = aws_lambda_function.fn["webhook"].environment[0].variables["SPOTRUNNER_WEBHOOK_SECRET_PARAMETERS"] == "/srtest/webhook/secret"
+    error_message = "the webhook is told its secret parameter's name (one GetParameters at cold start)"
   }
   assert {
     condition     = aws_lambda_function.fn["create-runner"].environment[0].variables["SPOTRUNNER_INSTANCE_ARN_PREFIX"] == "arn:aws:ec2:eu-west-1:123456789012:instance/"

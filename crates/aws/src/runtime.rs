@@ -7,8 +7,10 @@ use crate::ssm::SsmSecretStore;
 /// crate needs no `aws-config` dependency of its own to name it).
 pub use aws_config::SdkConfig;
 use spotrunner_core::Config;
+use spotrunner_core::config::SecretRef;
 use spotrunner_core::ports::{SecretStore, resolve_secret};
 use spotrunner_core::webhook::{DEFAULT_SECRET_REFRESH, WebhookSecrets};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Names the SSM parameter holding the configuration document (JSON).
@@ -19,6 +21,10 @@ pub const CONFIG_FILE_ENV: &str = "SPOTRUNNER_CONFIG_FILE";
 /// changes every function's environment, so Lambda starts new containers.
 /// Only logged (it names the document a container started with).
 pub const CONFIG_SHA256_ENV: &str = "SPOTRUNNER_CONFIG_SHA256";
+/// The webhook's secret parameters (comma-separated SSM names, as in the
+/// document's `ssm:` references): read in the same `GetParameters` call as the
+/// configuration at cold start ([`load_webhook_config_and_secrets`]).
+pub const WEBHOOK_SECRET_PARAMETERS_ENV: &str = "SPOTRUNNER_WEBHOOK_SECRET_PARAMETERS";
 /// Minimum seconds between two re-reads of the webhook secrets after a
 /// signature mismatch (default 30).
 pub const SECRET_REFRESH_ENV: &str = "SPOTRUNNER_SECRET_REFRESH_SECS";
@@ -41,20 +47,41 @@ pub enum StartupError {
 }
 
 /// JSON logs on stdout, one level from `RUST_LOG` (`error` … `trace`, default
-/// `info`; no per-module directives: that would link a regex engine).
-pub fn init_tracing() {
+/// `info`; no per-module directives: that would link a regex engine), and the
+/// [`MetricsLayer`](crate::metrics::MetricsLayer) for `function` (the
+/// `function` dimension), which sees every event with a `metric` field
+/// whatever the level; each invocation flushes it
+/// ([`crate::metrics::invocation`]).
+pub fn init_tracing(function: &str) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let level = std::env::var("RUST_LOG")
         .ok()
         .and_then(|v| v.parse::<tracing_subscriber::filter::LevelFilter>().ok())
         .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
-    tracing_subscriber::fmt()
+    tracing_subscriber::registry()
+        .with(json_log_layer(std::io::stdout).with_filter(level))
+        .with(crate::metrics::MetricsLayer::new(function).filtered())
+        .init();
+}
+
+/// The JSON log format: the event's fields flattened next to `message` and
+/// `level`, the current span once (`span`; no `spans` list repeating it), no
+/// timestamp (CloudWatch stamps each line), no target.
+pub fn json_log_layer<S, W>(writer: W) -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer()
         .json()
-        .with_max_level(level)
         .with_current_span(true)
+        .with_span_list(false)
         .flatten_event(true)
         .without_time()
         .with_target(false)
-        .init();
+        .with_writer(writer)
 }
 
 /// Where a Lambda reads its settings: the process environment in production, a
@@ -113,8 +140,53 @@ pub async fn load_config_from(
     } else {
         return Err(StartupError::NoConfig);
     };
+    accept(config)
+}
+
+/// Validate a loaded document for AWS; it names the `deployment` dimension.
+fn accept(config: Config) -> Result<Config, StartupError> {
     config.validate_for_aws()?;
+    crate::metrics::set_deployment(&config.deployment);
     Ok(config)
+}
+
+/// The webhook's cold start: the configuration and its webhook secrets. With
+/// [`CONFIG_PARAMETER_ENV`] and [`WEBHOOK_SECRET_PARAMETERS_ENV`] set (as
+/// Terraform does), one `GetParameters` call reads the document and the
+/// secrets together; a secret the document references but that call did not
+/// return (the variable and the document disagree) is then read on its own.
+/// Otherwise: [`load_config_from`], then [`webhook_secrets`].
+pub async fn load_webhook_config_and_secrets(
+    sdk: &SdkConfig,
+    env: &dyn EnvSource,
+) -> Result<(Config, WebhookSecrets), StartupError> {
+    let store = SsmSecretStore::new(sdk);
+    let secret_names: Vec<String> = env
+        .get(WEBHOOK_SECRET_PARAMETERS_ENV)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect();
+    let config_name = env.get(CONFIG_PARAMETER_ENV).filter(|n| !n.is_empty());
+    let (config, fetched) = match config_name {
+        // GetParameters takes at most 10 names.
+        Some(name) if !secret_names.is_empty() && secret_names.len() < 10 => {
+            let mut names = vec![name.clone()];
+            names.extend(secret_names);
+            let mut values = store.get_many(&names).await.map_err(|e| {
+                StartupError::Read(format!("SSM parameters {}: {e}", names.join(", ")))
+            })?;
+            let text = values
+                .remove(&name)
+                .ok_or_else(|| StartupError::Read(format!("SSM parameter {name}: not found")))?;
+            (accept(Config::from_json(&text)?)?, values)
+        }
+        _ => (load_config_from(sdk, env).await?, BTreeMap::new()),
+    };
+    let secrets = webhook_secrets_with(&config, &store, &fetched).await?;
+    Ok((config, secrets))
 }
 
 /// The sha256 of the configuration document Terraform deployed, if it says
@@ -147,8 +219,30 @@ pub async fn webhook_secrets(
     config: &Config,
     store: &dyn SecretStore,
 ) -> Result<WebhookSecrets, StartupError> {
+    webhook_secrets_with(config, store, &BTreeMap::new()).await
+}
+
+/// [`webhook_secrets`], taking `ssm:` values already read from `fetched`
+/// (SSM name → value) and reading only the others.
+async fn webhook_secrets_with(
+    config: &Config,
+    store: &dyn SecretStore,
+    fetched: &BTreeMap<String, String>,
+) -> Result<WebhookSecrets, StartupError> {
     let mut values = Vec::with_capacity(config.webhook.secrets.len());
     for r in &config.webhook.secrets {
+        if let SecretRef::Ssm(name) = r
+            && let Some(v) = fetched.get(name)
+        {
+            values.push(v.clone());
+            continue;
+        }
+        if !fetched.is_empty() {
+            tracing::info!(
+                reference = %r,
+                "webhook secret not among {WEBHOOK_SECRET_PARAMETERS_ENV}: read on its own"
+            );
+        }
         let v = resolve_secret(Some(store), r)
             .await
             .map_err(|e| StartupError::Secret {
@@ -164,6 +258,45 @@ pub async fn webhook_secrets(
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    /// A writer the test reads back.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_log_line_names_its_span_once_and_its_fields_flat() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber =
+            tracing_subscriber::registry().with(json_log_layer(move || writer.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("invocation", request_id = "r-1");
+            let _entered = span.enter();
+            tracing::info!(github_message = "Bad credentials", "GitHub refused");
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let line = text.lines().next().expect("one line");
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["message"], "GitHub refused");
+        assert_eq!(v["github_message"], "Bad credentials");
+        assert_eq!(v["level"], "INFO");
+        assert_eq!(v["span"]["name"], "invocation");
+        assert!(v.get("spans").is_none(), "{line}");
+        assert_eq!(line.matches("\"invocation\"").count(), 1, "{line}");
+        assert_eq!(line.matches("\"r-1\"").count(), 1, "{line}");
+        assert_eq!(line.matches("\"message\"").count(), 1, "{line}");
+    }
 
     #[test]
     fn secret_refresh_interval_from_the_environment() {

@@ -18,6 +18,28 @@ impl SsmSecretStore {
             client: Client::new(sdk),
         }
     }
+
+    /// Up to 10 parameters in one `GetParameters` call, decrypted: name →
+    /// value for those that exist (a missing name is simply absent).
+    pub async fn get_many(
+        &self,
+        names: &[String],
+    ) -> Result<std::collections::BTreeMap<String, String>, PortError> {
+        let out = self
+            .client
+            .get_parameters()
+            .set_names(Some(names.to_vec()))
+            .with_decryption(true)
+            .send()
+            .await
+            .map_err(|e| classify("ssm", &format!("parameters {}", names.join(", ")), e, &[]))?;
+        Ok(out
+            .parameters
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|p| Some((p.name?, p.value?)))
+            .collect())
+    }
 }
 
 #[async_trait]

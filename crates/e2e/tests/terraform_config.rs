@@ -102,7 +102,11 @@ async fn deployed_local_example_configuration_loads() {
     let expect: &[(&str, &[&str])] = &[
         (
             "webhook",
-            &["SPOTRUNNER_JOBS_QUEUE_URL", "SPOTRUNNER_LEDGER_TABLE"],
+            &[
+                "SPOTRUNNER_JOBS_QUEUE_URL",
+                "SPOTRUNNER_LEDGER_TABLE",
+                "SPOTRUNNER_WEBHOOK_SECRET_PARAMETERS",
+            ],
         ),
         (
             "create-runner",

@@ -459,7 +459,7 @@ impl GitHubClient {
                 %path,
                 status = status.as_u16(),
                 retry_after_s = d.as_secs(),
-                message = %message,
+                github_message = %message,
                 "github rate limit: no calls until it resets"
             );
             return Err(PortError::Throttled {
@@ -468,7 +468,7 @@ impl GitHubClient {
             });
         }
         if !status.is_success() {
-            tracing::info!(%method, %path, status = status.as_u16(), message = %message, "github error");
+            tracing::info!(%method, %path, status = status.as_u16(), github_message = %message, "github error");
         }
         Ok(Reply {
             status,

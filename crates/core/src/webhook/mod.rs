@@ -8,8 +8,8 @@ mod service;
 mod signature;
 
 pub use route::{
-    Action, MAX_BODY_BYTES, QueuedJob, Routed, WebhookRequest, WebhookResponse, queued_job_message,
-    route,
+    Action, MAX_BODY_BYTES, Outcome, QueuedJob, Routed, WebhookRequest, WebhookResponse,
+    queued_job_message, route,
 };
 pub use service::{DEFAULT_SECRET_REFRESH, SecretRefs, SecretsSource, WebhookService};
 pub use signature::{SignatureError, WebhookSecrets, sign};

@@ -76,6 +76,41 @@ pub enum Action {
     RecordJobState(JobStateUpdate),
 }
 
+/// What became of a request, for the metrics: `webhook_accepted` (a queued
+/// job for a pool), `webhook_recorded` (a job state of ours), `webhook_ignored`
+/// and `webhook_refused`, the last two with a short stable reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted,
+    Recorded,
+    /// `not_workflow_job`, `ping`, `not_allowed`, `no_pool_matched`,
+    /// `action_not_handled`.
+    Ignored(&'static str),
+    /// `method_not_allowed`, `too_large`, `bad_signature`, `missing_event`,
+    /// `form_encoded`, `malformed`.
+    Refused(&'static str),
+}
+
+impl Outcome {
+    /// The metric counting it.
+    pub fn metric(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "webhook_accepted",
+            Outcome::Recorded => "webhook_recorded",
+            Outcome::Ignored(_) => "webhook_ignored",
+            Outcome::Refused(_) => "webhook_refused",
+        }
+    }
+
+    /// The `reason` dimension (ignored and refused requests only).
+    pub fn reason(self) -> Option<&'static str> {
+        match self {
+            Outcome::Ignored(r) | Outcome::Refused(r) => Some(r),
+            Outcome::Accepted | Outcome::Recorded => None,
+        }
+    }
+}
+
 /// The routing decision for one request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Routed {
@@ -83,14 +118,28 @@ pub struct Routed {
     pub action: Action,
     /// For logs: the job this request is about, if any.
     pub job_id: Option<u64>,
+    /// For the metrics.
+    pub outcome: Outcome,
 }
 
-impl From<WebhookResponse> for Routed {
-    fn from(response: WebhookResponse) -> Self {
+impl Routed {
+    /// An error answer, refused for `reason`.
+    fn refused(status: u16, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            response: WebhookResponse::error(status, message),
+            action: Action::None,
+            job_id: None,
+            outcome: Outcome::Refused(reason),
+        }
+    }
+
+    /// A 2xx answer with nothing to do, ignored for `reason`.
+    fn ignored(response: WebhookResponse, reason: &'static str, job_id: Option<u64>) -> Self {
         Self {
             response,
             action: Action::None,
-            job_id: None,
+            job_id,
+            outcome: Outcome::Ignored(reason),
         }
     }
 }
@@ -103,36 +152,49 @@ pub fn route(
     now: DateTime<Utc>,
 ) -> Routed {
     if !req.method.eq_ignore_ascii_case("POST") {
-        return WebhookResponse::error(405, format!("method {} not allowed; use POST", req.method))
-            .into();
+        return Routed::refused(
+            405,
+            "method_not_allowed",
+            format!("method {} not allowed; use POST", req.method),
+        );
     }
     if req.body.len() > MAX_BODY_BYTES {
-        return WebhookResponse::error(413, "body exceeds GitHub's 25 MiB webhook limit").into();
+        return Routed::refused(
+            413,
+            "too_large",
+            "body exceeds GitHub's 25 MiB webhook limit",
+        );
     }
     if let Err(e) = secrets.verify(req.signature, req.body) {
         tracing::warn!(delivery = req.delivery, reason = %e, "webhook signature refused");
-        return WebhookResponse::error(401, "invalid or missing X-Hub-Signature-256").into();
+        return Routed::refused(
+            401,
+            "bad_signature",
+            "invalid or missing X-Hub-Signature-256",
+        );
     }
     let Some(event) = req.event else {
-        return WebhookResponse::error(400, "X-GitHub-Event header is missing").into();
+        return Routed::refused(400, "missing_event", "X-GitHub-Event header is missing");
     };
     if req.body.starts_with(b"payload=") {
-        return WebhookResponse::error(
+        return Routed::refused(
             400,
+            "form_encoded",
             "form-encoded payload: set the webhook's content type to application/json",
-        )
-        .into();
+        );
     }
     match event {
         "workflow_job" => route_workflow_job(config, req, now),
         other => {
             if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(req.body) {
-                return WebhookResponse::error(400, format!("body is not JSON: {e}")).into();
+                return Routed::refused(400, "malformed", format!("body is not JSON: {e}"));
             }
             if other == "ping" {
-                WebhookResponse::new(200, json!({ "ok": true, "message": "pong" })).into()
+                let pong = WebhookResponse::new(200, json!({ "ok": true, "message": "pong" }));
+                Routed::ignored(pong, "ping", None)
             } else {
-                WebhookResponse::ignored(format!("event {other} is not handled")).into()
+                let response = WebhookResponse::ignored(format!("event {other} is not handled"));
+                Routed::ignored(response, "not_workflow_job", None)
             }
         }
     }
@@ -148,21 +210,22 @@ fn route_workflow_job(config: &Config, req: &WebhookRequest<'_>, now: DateTime<U
                 e.path(),
                 e.inner()
             );
-            return WebhookResponse::error(400, msg).into();
+            return Routed::refused(400, "malformed", msg);
         }
     };
     let job = &ev.workflow_job;
     let repo = &ev.repository;
-    let ignored = |reason: String| Routed {
-        response: WebhookResponse::ignored(reason),
-        action: Action::None,
-        job_id: Some(job.id),
+    let ignored = |message: String, reason: &'static str| {
+        Routed::ignored(WebhookResponse::ignored(message), reason, Some(job.id))
     };
     if let Some(problem) = names::repository_problem(&repo.full_name, &repo.owner.login) {
-        return WebhookResponse::error(400, format!("repository.full_name: {problem}")).into();
+        return Routed::refused(400, "malformed", format!("repository.full_name: {problem}"));
     }
     if !config.allows(&repo.owner.login, &repo.full_name) {
-        return ignored(format!("repository {} is not allowed", repo.full_name));
+        return ignored(
+            format!("repository {} is not allowed", repo.full_name),
+            "not_allowed",
+        );
     }
     match ev.action.as_str() {
         "queued" => {
@@ -178,9 +241,10 @@ fn route_workflow_job(config: &Config, req: &WebhookRequest<'_>, now: DateTime<U
                 installation_id: ev.installation.as_ref().map(|i| i.id),
                 delivery_id: req.delivery,
             };
+            // The repository is allowed (above): only the labels can miss.
             let msg = match queued_job_message(config, &queued, now) {
                 Ok(msg) => msg,
-                Err(reason) => return ignored(reason),
+                Err(message) => return ignored(message, "no_pool_matched"),
             };
             Routed {
                 response: WebhookResponse::new(
@@ -189,6 +253,7 @@ fn route_workflow_job(config: &Config, req: &WebhookRequest<'_>, now: DateTime<U
                 ),
                 action: Action::Enqueue(msg),
                 job_id: Some(job.id),
+                outcome: Outcome::Accepted,
             }
         }
         action @ ("in_progress" | "completed") => {
@@ -197,7 +262,10 @@ fn route_workflow_job(config: &Config, req: &WebhookRequest<'_>, now: DateTime<U
                 .as_deref()
                 .is_some_and(|r| names::is_ours(&config.deployment, r));
             if !ours && matching::match_pool(&config.pools, &job.labels).is_none() {
-                return ignored(format!("job {} is not served by any pool", job.id));
+                return ignored(
+                    format!("job {} is not served by any pool", job.id),
+                    "no_pool_matched",
+                );
             }
             let (status, at) = if action == "completed" {
                 (ObservedJobStatus::Completed, job.completed_at)
@@ -220,9 +288,13 @@ fn route_workflow_job(config: &Config, req: &WebhookRequest<'_>, now: DateTime<U
                 ),
                 action: Action::RecordJobState(update),
                 job_id: Some(job.id),
+                outcome: Outcome::Recorded,
             }
         }
-        other => ignored(format!("action {other} is not handled")),
+        other => ignored(
+            format!("action {other} is not handled"),
+            "action_not_handled",
+        ),
     }
 }
 

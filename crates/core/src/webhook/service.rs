@@ -162,25 +162,40 @@ impl WebhookService {
         let delivery = req.delivery.unwrap_or("-");
         let event = req.event.unwrap_or("-");
         let job_id = routed.job_id;
-        let result = match &routed.action {
-            Action::None => Ok(()),
-            Action::Enqueue(msg) => self.queue.send_job(msg).await,
-            Action::RecordJobState(update) => self.job_states.record_job_state(update).await,
+        let (result, pool) = match &routed.action {
+            Action::None => (Ok(()), None),
+            Action::Enqueue(msg) => (self.queue.send_job(msg).await, Some(msg.pool.as_str())),
+            Action::RecordJobState(update) => {
+                (self.job_states.record_job_state(update).await, None)
+            }
         };
         match result {
             Ok(()) => {
+                // One line per request, counted by its metric (`pool` for an
+                // accepted job, `reason` for an ignored or refused request).
                 tracing::info!(
                     delivery,
                     event,
                     job_id,
                     status = routed.response.status,
                     outcome = %routed.response.body,
+                    metric = routed.outcome.metric(),
+                    pool,
+                    reason = routed.outcome.reason(),
                     "webhook handled"
                 );
                 routed.response
             }
             Err(e) => {
-                tracing::error!(delivery, event, job_id, error = %e, "webhook failed on our side");
+                tracing::error!(
+                    delivery,
+                    event,
+                    job_id,
+                    error = %e,
+                    metric = "webhook_failed",
+                    pool,
+                    "webhook failed on our side"
+                );
                 WebhookResponse {
                     status: 503,
                     body: json!({ "error": format!("temporarily unable to accept the job: {e}") }),

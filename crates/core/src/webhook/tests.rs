@@ -446,3 +446,111 @@ async fn secret_refs_resolve_each_call() {
     assert!(ssm.webhook_secrets().await.is_err(), "ssm: needs a store");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn every_route_names_its_metric_and_a_stable_reason() {
+    let cfg = config();
+    let secrets = WebhookSecrets::new(&[SECRET]);
+    let now = chrono::Utc::now();
+    let outcome = |method: &str, event: Option<&str>, body: &[u8], sig: Option<String>| {
+        let req = WebhookRequest {
+            method,
+            event,
+            delivery: Some("d-1"),
+            signature: sig.as_deref(),
+            body,
+        };
+        route(&cfg, &secrets, &req, now).outcome
+    };
+    let signed = |body: &[u8]| Some(sign(SECRET.as_bytes(), body));
+    let queued = job_body("queued", &["k8s"], None);
+    let cases: Vec<(Outcome, &str, Option<&str>)> = vec![
+        (
+            outcome("POST", Some("workflow_job"), &queued, signed(&queued)),
+            "webhook_accepted",
+            None,
+        ),
+        (
+            outcome("GET", Some("workflow_job"), &queued, signed(&queued)),
+            "webhook_refused",
+            Some("method_not_allowed"),
+        ),
+        (
+            outcome(
+                "POST",
+                Some("workflow_job"),
+                &queued,
+                Some(sign(b"other", &queued)),
+            ),
+            "webhook_refused",
+            Some("bad_signature"),
+        ),
+        (
+            outcome("POST", None, &queued, signed(&queued)),
+            "webhook_refused",
+            Some("missing_event"),
+        ),
+        (
+            outcome("POST", Some("workflow_job"), b"{", signed(b"{")),
+            "webhook_refused",
+            Some("malformed"),
+        ),
+        (
+            outcome("POST", Some("push"), b"{}", signed(b"{}")),
+            "webhook_ignored",
+            Some("not_workflow_job"),
+        ),
+        (
+            outcome("POST", Some("ping"), b"{}", signed(b"{}")),
+            "webhook_ignored",
+            Some("ping"),
+        ),
+    ];
+    let gpu = job_body("queued", &["gpu"], None);
+    let waiting = job_body("waiting", &["k8s"], None);
+    let running = job_body("in_progress", &["k8s"], None);
+    let mut cases = cases;
+    cases.extend([
+        (
+            outcome("POST", Some("workflow_job"), &gpu, signed(&gpu)),
+            "webhook_ignored",
+            Some("no_pool_matched"),
+        ),
+        (
+            outcome("POST", Some("workflow_job"), &waiting, signed(&waiting)),
+            "webhook_ignored",
+            Some("action_not_handled"),
+        ),
+        (
+            outcome("POST", Some("workflow_job"), &running, signed(&running)),
+            "webhook_recorded",
+            None,
+        ),
+    ]);
+    for (i, (outcome, metric, reason)) in cases.into_iter().enumerate() {
+        assert_eq!(
+            (outcome.metric(), outcome.reason()),
+            (metric, reason),
+            "case {i}"
+        );
+    }
+    let huge = vec![b' '; MAX_BODY_BYTES + 1];
+    assert_eq!(
+        outcome("POST", Some("workflow_job"), &huge, signed(&huge)),
+        Outcome::Refused("too_large")
+    );
+    let mut restricted = config();
+    restricted.allowed_owners = vec!["someone-else".into()];
+    let sig = signed(&queued);
+    let req = WebhookRequest {
+        method: "POST",
+        event: Some("workflow_job"),
+        delivery: None,
+        signature: sig.as_deref(),
+        body: &queued,
+    };
+    assert_eq!(
+        route(&restricted, &secrets, &req, now).outcome,
+        Outcome::Ignored("not_allowed")
+    );
+}

@@ -25,7 +25,9 @@ fn queue_name(url_or_arn: &str) -> &str {
 
 impl Handler {
     /// Handle one SQS event; returns the messages to retry.
+    /// The metrics it counted are printed as it returns.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let _metrics = spotrunner_aws::metrics::invocation();
         let bootstrap_name = queue_name(&self.bootstrap_queue_url).to_string();
         let (boot, jobs): (Vec<SqsMessage>, Vec<SqsMessage>) =
             event.records.into_iter().partition(|r| {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    init_tracing();
+    init_tracing("create-runner");
     let sdk = spotrunner_aws::sdk::from_lambda_env()?;
     let ttl = reload::ttl_from_env(&ProcessEnv)?;
     let handler = Reloading::new("create-runner", ttl, move || {

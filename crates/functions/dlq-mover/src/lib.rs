@@ -100,6 +100,7 @@ pub fn metrics(report: &DlqReport) -> Vec<(&'static str, f64)> {
 
 /// One scheduled run: move, log the summary, emit the metrics, return the report.
 pub async fn invoke(mover: &DlqMover, deployment: &str, now: DateTime<Utc>) -> DlqReport {
+    let _metrics = spotrunner_aws::metrics::invocation();
     let report = mover.run(now).await;
     tracing::info!(
         received = report.received,

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    init_tracing();
+    init_tracing("dlq-mover");
     let sdk = spotrunner_aws::sdk::from_lambda_env()?;
     let ttl = reload::ttl_from_env(&ProcessEnv)?;
     let function = Reloading::new("dlq-mover", ttl, move || {

@@ -44,8 +44,13 @@ pub struct Handler {
 }
 
 impl Handler {
+    /// One pass; the metrics it counted are printed as it returns: the count
+    /// of each action, `failed`, and per pool the gauges `capacity_used` (the
+    /// ledger's counter after the pass) and `capacity_max` (`max_runners`).
     pub async fn handle(&self, _event: Value) -> Result<JanitorReport, PortError> {
+        let _metrics = spotrunner_aws::metrics::invocation();
         let report = self.janitor.run(chrono::Utc::now(), self.dry_run).await?;
+        self.capacity_gauges().await;
         let counts = report.counts();
         let mut metrics: Vec<(&str, f64)> = counts.iter().map(|(k, v)| (*k, *v as f64)).collect();
         metrics.push(("failed", report.failed() as f64));
@@ -57,6 +62,36 @@ impl Handler {
             &metrics,
         );
         Ok(report)
+    }
+
+    /// `capacity_used` and `capacity_max` for every configured pool, as metric
+    /// events (debug level: they are not log lines).
+    async fn capacity_gauges(&self) {
+        let used = self
+            .janitor
+            .ledger
+            .capacity()
+            .await
+            .inspect_err(|e| {
+                tracing::warn!(error = %e, "capacity counters unreadable: capacity_used not published this pass")
+            })
+            .ok();
+        for pool in &self.janitor.config.pools {
+            let pool_name = pool.name.as_str();
+            if let Some(used) = &used {
+                let n = used.pools.get(pool_name).copied().unwrap_or(0);
+                tracing::debug!(
+                    metric = "capacity_used",
+                    pool = pool_name,
+                    value = u64::from(n)
+                );
+            }
+            tracing::debug!(
+                metric = "capacity_max",
+                pool = pool_name,
+                value = u64::from(pool.max_runners)
+            );
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    init_tracing();
+    init_tracing("janitor");
     let sdk = spotrunner_aws::sdk::from_lambda_env()?;
     let ttl = reload::ttl_from_env(&ProcessEnv)?;
     let handler = Reloading::new("janitor", ttl, move || {

@@ -53,7 +53,9 @@ pub enum RunError {
 }
 
 impl Handler {
+    /// One invocation; the metrics its events counted are printed as it returns.
     pub async fn handle(&self, event: Value) -> Result<Value, RunError> {
+        let _metrics = spotrunner_aws::metrics::invocation();
         let now = chrono::Utc::now();
         let task = Task::from_event(&event)?;
         let dims = [

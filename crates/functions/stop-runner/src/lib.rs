@@ -59,8 +59,10 @@ pub fn is_sqs_event(payload: &Value) -> bool {
 
 impl Handler {
     /// One invocation: an SQS batch (the deployed path; answers the
-    /// `batchItemFailures` response) or a single EventBridge event.
+    /// `batchItemFailures` response) or a single EventBridge event. The
+    /// metrics it counted are printed as it returns.
     pub async fn invoke(&self, payload: Value) -> Result<Value, PortError> {
+        let _metrics = spotrunner_aws::metrics::invocation();
         if !is_sqs_event(&payload) {
             return self.handle(payload).await;
         }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    init_tracing();
+    init_tracing("stop-runner");
     let sdk = spotrunner_aws::sdk::from_lambda_env()?;
     let ttl = reload::ttl_from_env(&ProcessEnv)?;
     let handler = Reloading::new("stop-runner", ttl, move || {

@@ -8,8 +8,10 @@ pub use wiring::service_from_env;
 use lambda_http::{Body, Request, Response};
 use spotrunner_core::webhook::{WebhookRequest, WebhookService};
 
-/// Answer one HTTP request with the core webhook handler.
+/// Answer one HTTP request with the core webhook handler (one invocation: the
+/// metrics it counted are printed as it returns).
 pub async fn handle(service: &WebhookService, req: Request) -> Response<Body> {
+    let _metrics = spotrunner_aws::metrics::invocation();
     let method = req.method().as_str().to_string();
     let headers: Vec<(&str, &str)> = req
         .headers()

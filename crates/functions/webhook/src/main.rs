@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    init_tracing();
+    init_tracing("webhook");
     let sdk = spotrunner_aws::sdk::from_lambda_env()?;
     let ttl = reload::ttl_from_env(&ProcessEnv)?;
     let service = Reloading::new("webhook", ttl, move || {

@@ -8,7 +8,8 @@ use spotrunner_core::webhook::{SecretRefs, WebhookService};
 use std::sync::Arc;
 
 /// `SPOTRUNNER_CONFIG_PARAMETER` (or `SPOTRUNNER_CONFIG_FILE`),
-/// `SPOTRUNNER_JOBS_QUEUE_URL`, `SPOTRUNNER_LEDGER_TABLE` (where `in_progress` /
+/// `SPOTRUNNER_WEBHOOK_SECRET_PARAMETERS` (optional: the secrets' SSM names,
+/// read with the configuration in one call), `SPOTRUNNER_JOBS_QUEUE_URL`, `SPOTRUNNER_LEDGER_TABLE` (where `in_progress` /
 /// `completed` are recorded; without it they are only logged), optional
 /// `SPOTRUNNER_SECRET_REFRESH_SECS` (default 30): a signature that matches no
 /// secret makes the service read the configured secrets again, at most once
@@ -18,9 +19,8 @@ pub async fn service_from_env(
     env: &dyn EnvSource,
 ) -> Result<WebhookService, StartupError> {
     let refresh = runtime::secret_refresh_interval(env)?;
-    let config = runtime::load_config_from(sdk, env).await?;
+    let (config, secrets) = runtime::load_webhook_config_and_secrets(sdk, env).await?;
     let store: Arc<dyn SecretStore> = Arc::new(SsmSecretStore::new(sdk));
-    let secrets = runtime::webhook_secrets(&config, store.as_ref()).await?;
     let source = SecretRefs::new(config.webhook.secrets.clone(), Some(store));
     let queue = SqsJobQueue::new(sdk, env.require("SPOTRUNNER_JOBS_QUEUE_URL")?);
     let job_states: Arc<dyn JobStateSink> = match env.get("SPOTRUNNER_LEDGER_TABLE") {
