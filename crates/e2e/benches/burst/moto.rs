@@ -14,6 +14,7 @@
 //!   webhook), and the command's `Success` status event goes to stop-runner
 //!   (moto never fires EventBridge); every terminated instance gets its
 //!   `terminated` state event.
+//!
 //! The create-runner settings are the Lambda's defaults except the first
 //! bootstrap delay (0: moto's instances have no SSM agent to wait for).
 
@@ -360,6 +361,7 @@ async fn webhook(w: &World, job: &Job, action: &str, runner: &str) {
 }
 
 /// The VM and GitHub around one runner whose command reached SSM.
+#[allow(clippy::too_many_arguments)]
 async fn run_runner(
     w: Arc<World>,
     seen: Arc<Mutex<Seen>>,
@@ -558,7 +560,7 @@ pub async fn run(case: &Case) -> Value {
     let done = Arc::new(AtomicUsize::new(0));
     let run = Duration::from_secs_f64(case.run_secs);
     // Follow the proxy and sample the pool counter every 100 ms.
-    let samples: Arc<Mutex<Vec<(DateTime<Utc>, f64)>>> = Arc::default();
+    let samples: Arc<Mutex<Samples>> = Arc::default();
     let follower = {
         let (w, seen, done, stop, samples) = (
             w.clone(),
@@ -700,6 +702,9 @@ pub async fn run(case: &Case) -> Value {
         "p3": p3(&base_aws, &w.aws.counts(), &base_gh, &w.gh.counts(), n),
     })
 }
+
+/// The pool counter over time.
+type Samples = Vec<(DateTime<Utc>, f64)>;
 
 type Counts = BTreeMap<(String, String, String), usize>;
 
