@@ -438,6 +438,11 @@ impl FakeGitHub {
         self.st().calls.get(endpoint).copied().unwrap_or(0)
     }
 
+    /// Calls received, by endpoint name (see [`endpoint`]), failed ones included.
+    pub fn calls_by_endpoint(&self) -> std::collections::BTreeMap<&'static str, usize> {
+        self.st().calls.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
     /// Calls received in all.
     pub fn total_calls(&self) -> usize {
         self.st().calls.values().sum()

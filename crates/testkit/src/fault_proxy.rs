@@ -149,6 +149,11 @@ pub struct Record {
     /// The listener it came through ([`FaultProxy::add_front`]).
     pub front: String,
     pub op: String,
+    /// The service called: `ec2`, `ssm`, `sqs`, `dynamodb`, `github` (REST), …
+    /// ([`Protocol::service`]).
+    pub service: String,
+    /// When the call arrived.
+    pub at: SystemTime,
     /// The path and query called.
     pub path: String,
     /// The AWS SDK's `amz-sdk-invocation-id`: the same on every attempt of one
@@ -314,6 +319,25 @@ impl FaultProxy {
         let mut r = self.shared.log.lock().unwrap().records.clone();
         r.sort_by_key(|r| r.seq);
         r
+    }
+
+    /// The calls recorded from the `index`-th on, in the order they were
+    /// recorded (when each ended: a slow call can end after a later one, so
+    /// `seq` does not follow this order). For readers that follow a long run
+    /// without copying every record each time: pass the count read so far.
+    pub fn recorded_from(&self, index: usize) -> Vec<Record> {
+        let log = self.shared.log.lock().unwrap();
+        log.records.get(index..).unwrap_or_default().to_vec()
+    }
+
+    /// Calls received, by (listener, service, operation).
+    pub fn counts(&self) -> BTreeMap<(String, String, String), usize> {
+        let mut out = BTreeMap::new();
+        for r in &self.shared.log.lock().unwrap().records {
+            *out.entry((r.front.clone(), r.service.clone(), r.op.clone()))
+                .or_default() += 1;
+        }
+        out
     }
 
     /// Calls of `op` received.
@@ -561,6 +585,8 @@ async fn handle(
         seq,
         front: front.0.clone(),
         op: op.clone(),
+        service: protocol.service().to_string(),
+        at: SystemTime::now(),
         path: path.to_string(),
         sdk_invocation: header("amz-sdk-invocation-id").map(String::from),
         sdk_attempt: header("amz-sdk-request").and_then(|v| {

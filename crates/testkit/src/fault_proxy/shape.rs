@@ -26,6 +26,26 @@ pub enum Protocol {
     Rest,
 }
 
+impl Protocol {
+    /// The service a call in this protocol is for: `ec2` and `sqs`/`sts`/…
+    /// (query), the JSON target's service (`dynamodb`, `ssm`, `sqs`, …), and
+    /// `github` for REST.
+    pub fn service(&self) -> &'static str {
+        match self {
+            Protocol::AwsQuery { ec2: true } => "ec2",
+            Protocol::AwsQuery { ec2: false } => "query",
+            Protocol::Rest => "github",
+            Protocol::AwsJson { prefix, .. } => match prefix.as_str() {
+                p if p.starts_with("DynamoDB") => "dynamodb",
+                "AmazonSSM" => "ssm",
+                "AmazonSQS" => "sqs",
+                p if p.starts_with("AWSEvents") => "events",
+                _ => "other",
+            },
+        }
+    }
+}
+
 /// An error to answer with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
