@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
-const IDLE: Duration = Duration::from_millis(200);
+/// How long an empty queue is left before it is read again: a woken job's
+/// message waits at most this long (a read of an empty SQLite queue is cheap).
+const IDLE: Duration = Duration::from_millis(50);
 const BATCH: usize = 8;
 
 pub fn spawn_all(shared: &Arc<Shared>) -> Vec<JoinHandle<()>> {
@@ -124,7 +126,7 @@ async fn reaper_loop(shared: Arc<Shared>) {
         if let Err(e) = st.backend.reap() {
             tracing::warn!(error = %e, "could not check runner processes");
         }
-        shared.pause(Duration::from_millis(250)).await;
+        shared.pause(Duration::from_millis(100)).await;
     }
 }
 

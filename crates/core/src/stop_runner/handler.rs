@@ -290,7 +290,15 @@ impl StopRunner {
             clear_lease: true,
             ..JobChange::default()
         };
-        self.ledger.update_job(job.job_id, &change, now).await
+        self.ledger.update_job(job.job_id, &change, now).await?;
+        tracing::info!(
+            job_id = job.job_id,
+            pool = job.pool,
+            state = state.as_str(),
+            metric = format!("jobs_{}", state.as_str()),
+            "job settled"
+        );
+        Ok(())
     }
 }
 
