@@ -576,6 +576,11 @@ impl LedgerStore for DynamoLedger {
         Ok(cap)
     }
 
+    async fn counter(&self, counter: &Counter) -> Result<u32, PortError> {
+        let (pk, attr) = counter_place(counter);
+        Ok(clamp(self.counter(&pk, attr).await?))
+    }
+
     async fn commit(&self, writes: Vec<Write<i64>>) -> Result<Commit, PortError> {
         // A cap no counter can meet: refused without asking.
         if let Some(i) = writes

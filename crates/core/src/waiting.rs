@@ -42,12 +42,10 @@ impl Waker<'_> {
         if line.is_empty() || self.ledger.is_drained(pool).await? {
             return Ok(Vec::new());
         }
-        let used = self.ledger.capacity().await?;
-        let mut free = cfg
-            .max_runners
-            .saturating_sub(used.pools.get(pool).copied().unwrap_or(0));
+        let (used, weight_used) = self.ledger.pool_use(pool).await?;
+        let mut free = cfg.max_runners.saturating_sub(used);
         if let Some(max) = self.config.max_total_weight {
-            free = free.min(max.saturating_sub(used.weight) / cfg.weight.max(1));
+            free = free.min(max.saturating_sub(weight_used) / cfg.weight.max(1));
         }
         let mut woken = Vec::new();
         for job_id in line.to_wake(free, now, WAKE_TTL) {

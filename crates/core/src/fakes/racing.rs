@@ -111,6 +111,9 @@ impl Ledger for RacingLedger {
     async fn capacity(&self) -> Result<CapacityUse, PortError> {
         self.inner.capacity().await
     }
+    async fn pool_use(&self, pool: &str) -> Result<(u32, u32), PortError> {
+        self.inner.pool_use(pool).await
+    }
     async fn set_capacity(&self, counts: &CapacityUse) -> Result<(), PortError> {
         Self::fire(&self.before_counter_write).await;
         self.inner.set_capacity(counts).await

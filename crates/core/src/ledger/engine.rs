@@ -6,9 +6,9 @@ use super::decide::{self, Change, Plan};
 use crate::circuit::PoolHealth;
 use crate::job::{JobMessage, JobStateUpdate};
 use crate::ports::{
-    CapacityUse, ClaimOutcome, Commit, Doc, DocKey, DocKind, DocUpdate, Expect, HealthUpdate,
-    JobChange, JobRecord, JobStateSink, Ledger, LedgerStore, Limits, LineOutcome, PortError,
-    ReserveOutcome, RunnerChange, RunnerRecord, RunnerState, WaitLine, Write, line_key,
+    CapacityUse, ClaimOutcome, Commit, Counter, Doc, DocKey, DocKind, DocUpdate, Expect,
+    HealthUpdate, JobChange, JobRecord, JobStateSink, Ledger, LedgerStore, Limits, LineOutcome,
+    PortError, ReserveOutcome, RunnerChange, RunnerRecord, RunnerState, WaitLine, Write, line_key,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -344,6 +344,12 @@ impl<S: LedgerStore> Ledger for S {
     async fn capacity(&self) -> Result<CapacityUse, PortError> {
         self.enter("capacity")?;
         self.counters().await
+    }
+
+    async fn pool_use(&self, pool: &str) -> Result<(u32, u32), PortError> {
+        self.enter("pool_use")?;
+        let used = self.counter(&Counter::Pool(pool.to_string())).await?;
+        Ok((used, self.counter(&Counter::Weight).await?))
     }
 
     async fn set_capacity(&self, counts: &CapacityUse) -> Result<(), PortError> {

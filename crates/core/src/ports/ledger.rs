@@ -352,6 +352,11 @@ pub trait Ledger: JobStateSink {
     ) -> Result<bool, PortError>;
 
     async fn capacity(&self) -> Result<CapacityUse, PortError>;
+    /// `pool`'s live runners and the weight in use (two counters, not all).
+    async fn pool_use(&self, pool: &str) -> Result<(u32, u32), PortError> {
+        let all = self.capacity().await?;
+        Ok((all.pools.get(pool).copied().unwrap_or(0), all.weight))
+    }
     /// Overwrite the counters unconditionally (tests and seeding only; the
     /// janitor's repair uses [`Ledger::repair_capacity`]).
     async fn set_capacity(&self, counts: &CapacityUse) -> Result<(), PortError>;

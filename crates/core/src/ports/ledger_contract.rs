@@ -1269,4 +1269,15 @@ pub async fn waiting_line_order_and_races(l: &dyn Ledger) {
     let order: Vec<u64> = line.waiters.iter().map(|w| w.job_id).collect();
     assert_eq!(order, [2, 3, 5, 6]);
     assert!(l.waiting_line("b").await.expect("line").is_empty());
+    // What a wake reads: the pool's counter and the weight, nothing else.
+    assert_eq!(l.pool_use("a").await.expect("pool_use"), (0, 0));
+    for name in ["rl-a-1", "rl-a-2"] {
+        let r = runner(name, "a", 1, 3, t);
+        assert_eq!(
+            reserve(l, &r, limits(5, 3, Some(20))).await,
+            ReserveOutcome::Reserved
+        );
+    }
+    assert_eq!(l.pool_use("a").await.expect("pool_use"), (2, 6));
+    assert_eq!(l.pool_use("b").await.expect("pool_use"), (0, 6));
 }

@@ -161,6 +161,15 @@ pub trait LedgerStore: Send + Sync {
     async fn read_all(&self, kind: DocKind) -> Result<Vec<Doc>, PortError>;
     /// The counters as stored (pools at zero left out).
     async fn counters(&self) -> Result<CapacityUse, PortError>;
+    /// One counter (a store whose `counters` lists many items reads just
+    /// this one).
+    async fn counter(&self, counter: &Counter) -> Result<u32, PortError> {
+        let all = self.counters().await?;
+        Ok(match counter {
+            Counter::Pool(pool) => all.pools.get(pool).copied().unwrap_or(0),
+            Counter::Weight => all.weight,
+        })
+    }
     /// Apply all of `writes` atomically, or none.
     async fn commit(&self, writes: Vec<Write<Self::Version>>) -> Result<Commit, PortError>;
     /// Apply one document `Put` (never a delete or a counter): a store whose

@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// One stage of a job's way from GitHub's queue to its end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -69,11 +70,35 @@ impl Stage {
     }
 }
 
-/// When each stage was reached (absent: not reached, or not known).
+/// When each stage was reached (absent: not reached, or not known). Stored as
+/// a JSON object by stage name; a name this build does not know (a newer
+/// build's stage) is skipped on reading, never an error.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    from = "BTreeMap<String, DateTime<Utc>>",
+    into = "BTreeMap<String, DateTime<Utc>>"
+)]
 pub struct Timeline {
-    #[serde(default, flatten)]
-    stamps: std::collections::BTreeMap<Stage, DateTime<Utc>>,
+    stamps: BTreeMap<Stage, DateTime<Utc>>,
+}
+
+impl From<BTreeMap<String, DateTime<Utc>>> for Timeline {
+    fn from(named: BTreeMap<String, DateTime<Utc>>) -> Self {
+        let stamps = Stage::ALL
+            .iter()
+            .filter_map(|s| named.get(s.as_str()).map(|t| (*s, *t)))
+            .collect();
+        Self { stamps }
+    }
+}
+
+impl From<Timeline> for BTreeMap<String, DateTime<Utc>> {
+    fn from(t: Timeline) -> Self {
+        t.stamps
+            .into_iter()
+            .map(|(s, at)| (s.as_str().to_string(), at))
+            .collect()
+    }
 }
 
 impl Timeline {
@@ -129,8 +154,12 @@ mod tests {
         let json = serde_json::to_value(&t).unwrap();
         assert_eq!(json["created"], "2026-01-01T00:00:00Z");
         assert_eq!(json["launch_requested"], "2026-01-01T00:00:03Z");
-        let back: Timeline = serde_json::from_value(json).unwrap();
+        let back: Timeline = serde_json::from_value(json.clone()).unwrap();
         assert_eq!(back, t);
+        // A stage a newer build added is skipped, not an error.
+        let mut newer = json;
+        newer["teleported"] = "2026-01-01T00:00:05Z".into();
+        assert_eq!(serde_json::from_value::<Timeline>(newer).unwrap(), t);
         let order: Vec<Stage> = back.stages().map(|(s, _)| s).collect();
         assert_eq!(order, vec![Stage::Created, Stage::LaunchRequested]);
         assert_eq!(
