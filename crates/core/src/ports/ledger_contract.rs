@@ -1211,7 +1211,6 @@ pub async fn state_doc_no_lost_update(l: &dyn Ledger) {
 /// claimed again and leaves the line once; marks and leaves are idempotent.
 pub async fn waiting_line_order_and_races(l: &dyn Ledger) {
     let t = base_time();
-    let lease = Duration::minutes(5);
     let queued = |job_id: u64| {
         let mut m = job_message(job_id, "a", 0);
         // Delivered in any order; GitHub queued job n at t - 100 + n.
