@@ -96,6 +96,8 @@ pub enum Stage {
 }
 
 impl Stage {
+    pub const ALL: [Stage; 4] = [Self::Queued, Self::Launching, Self::Running, Self::Done];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Queued => "queued",
@@ -148,7 +150,7 @@ pub fn stage_of(status: &Value, job_id: u64) -> (Option<Stage>, Option<String>, 
             .is_some_and(|a| a.iter().any(|x| x["name"] == r.as_str()))
     });
     let stage = match state {
-        "queued" => Stage::Queued,
+        "queued" | "waiting" => Stage::Queued,
         "completed" | "dropped" | "interrupted" if !runner_live => Stage::Done,
         _ if instance_state == "running" => Stage::Running,
         "running" | "completed" => Stage::Running,
@@ -188,36 +190,44 @@ impl Tracker {
         let mut out = Vec::new();
         for (id, p) in self.jobs.iter_mut() {
             let (stage, runner, pool) = stage_of(status, *id);
-            let Some(stage) = stage else { continue };
-            if p.stage.is_some_and(|s| s >= stage) {
+            let Some(reached) = stage else { continue };
+            if p.stage.is_some_and(|s| s >= reached) {
                 continue;
             }
-            p.stage = Some(stage);
             p.since = Instant::now();
             p.pool = pool;
             if runner.is_some() {
                 p.runner = runner.clone();
             }
-            let detail = match stage {
-                Stage::Queued => format!("on the jobs queue for pool {}", p.pool),
-                Stage::Launching => format!(
-                    "claimed; registering JIT runner {}",
-                    p.runner.as_deref().unwrap_or("…")
-                ),
-                Stage::Running => format!(
-                    "runner process {} started",
-                    p.runner.as_deref().unwrap_or("?")
-                ),
-                Stage::Done => {
-                    "runner exited; instance, parameter, GitHub runner cleaned up".into()
-                }
-            };
-            out.push(Change {
-                job_id: *id,
-                stage,
-                runner_name: p.runner.clone(),
-                detail,
-            });
+            // A job can pass several stages between two polls: show each one
+            // it went through, in order.
+            let seen = p.stage;
+            let passed = Stage::ALL
+                .into_iter()
+                .filter(move |s| *s <= reached && seen.is_none_or(|seen| *s > seen));
+            p.stage = Some(reached);
+            for stage in passed {
+                let detail = match stage {
+                    Stage::Queued => format!("on the jobs queue for pool {}", p.pool),
+                    Stage::Launching => format!(
+                        "claimed; registering JIT runner {}",
+                        p.runner.as_deref().unwrap_or("…")
+                    ),
+                    Stage::Running => format!(
+                        "runner process {} started",
+                        p.runner.as_deref().unwrap_or("?")
+                    ),
+                    Stage::Done => {
+                        "runner exited; instance, parameter, GitHub runner cleaned up".into()
+                    }
+                };
+                out.push(Change {
+                    job_id: *id,
+                    stage,
+                    runner_name: p.runner.clone(),
+                    detail,
+                });
+            }
         }
         out
     }
@@ -235,5 +245,51 @@ impl Tracker {
                 )
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(state: &str, instance_state: &str) -> Value {
+        serde_json::json!({
+            "jobs": { "items": [{ "job_id": 7, "state": state, "pool": "p", "runner_name": "r-7" }] },
+            "instances": [{ "runner_name": "r-7", "state": instance_state }],
+            "pools": { "p": { "runners": [{ "name": "r-7" }] } },
+        })
+    }
+
+    #[test]
+    fn stages_passed_between_two_polls_are_each_shown_in_order() {
+        let mut t = Tracker::new(&[7]);
+        let first: Vec<Stage> = t
+            .update(&status("waiting", ""))
+            .iter()
+            .map(|c| c.stage)
+            .collect();
+        assert_eq!(
+            first,
+            [Stage::Queued],
+            "waiting for capacity is still queued"
+        );
+        // The next poll finds it running already: launching is shown too.
+        let next: Vec<Stage> = t
+            .update(&status("launched", "running"))
+            .iter()
+            .map(|c| c.stage)
+            .collect();
+        assert_eq!(next, [Stage::Launching, Stage::Running]);
+        assert!(
+            t.update(&status("launched", "running")).is_empty(),
+            "nothing twice"
+        );
+        let mut fresh = Tracker::new(&[7]);
+        let all: Vec<Stage> = fresh
+            .update(&status("launched", "running"))
+            .iter()
+            .map(|c| c.stage)
+            .collect();
+        assert_eq!(all, [Stage::Queued, Stage::Launching, Stage::Running]);
     }
 }
