@@ -10,6 +10,9 @@
 //! runs the cases of BENCHMARKS.md. A bench target (`harness = false`), so the
 //! normal `cargo test` neither builds nor runs it.
 
+// The moto world helpers the e2e tests use (network, SQS events, parameters).
+#[path = "../../tests/common/mod.rs"]
+mod common;
 mod local;
 mod moto;
 mod payloads;

@@ -18,11 +18,10 @@
 //! The create-runner settings are the Lambda's defaults except the first
 //! bootstrap delay (0: moto's instances have no SSM agent to wait for).
 
+use crate::common;
 use crate::payloads::{self, Job, SECRET};
 use crate::stats::{self, secs};
 use crate::{Case, send_all};
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_ec2::types::{InstanceType, RequestLaunchTemplateData};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use spotrunner_aws::dynamodb::DynamoLedger;
@@ -61,17 +60,6 @@ async fn sdk(url: &str) -> aws_config::SdkConfig {
     spotrunner_aws::sdk::local(url).await
 }
 
-async fn put_secure(ssm: &aws_sdk_ssm::Client, name: &str, value: &str) {
-    ssm.put_parameter()
-        .name(name)
-        .value(value)
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .overwrite(true)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("put {name}: {e:?}"));
-}
-
 fn config_json(github_url: &str, subnet: &str, max_runners: u32) -> String {
     json!({
         "deployment": "sr",
@@ -106,41 +94,7 @@ async fn world(case: &Case, installations: &mut HashMap<String, u64>) -> World {
         let out = sqs.create_queue().queue_name(q).send().await.unwrap();
         urls.push(out.queue_url.unwrap());
     }
-    let vpc = ec2
-        .create_vpc()
-        .cidr_block("10.0.0.0/16")
-        .send()
-        .await
-        .unwrap()
-        .vpc
-        .and_then(|v| v.vpc_id)
-        .unwrap();
-    let subnet = ec2
-        .create_subnet()
-        .vpc_id(&vpc)
-        .cidr_block("10.0.0.0/17")
-        .availability_zone("us-east-1a")
-        .send()
-        .await
-        .unwrap()
-        .subnet
-        .and_then(|s| s.subnet_id)
-        .unwrap();
-    let image = ec2.describe_images().send().await.unwrap().images()[0]
-        .image_id()
-        .unwrap()
-        .to_string();
-    ec2.create_launch_template()
-        .launch_template_name("sr-bench")
-        .launch_template_data(
-            RequestLaunchTemplateData::builder()
-                .image_id(&image)
-                .instance_type(InstanceType::T3Micro)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let subnet = common::network(&ec2, &["sr-bench"]).await;
     ssm.create_document()
         .name(DOCUMENT)
         .content(include_str!("../../../../scripts/runner/ssm-document.yaml"))
@@ -181,8 +135,8 @@ async fn world(case: &Case, installations: &mut HashMap<String, u64>) -> World {
     )
     .await;
     let gh = FaultProxy::start(&github.url(), FaultConfig::new("github", 1).rate(0.0)).await;
-    put_secure(&ssm, "/sr/github/app-key", fake_github::APP_PRIVATE_KEY_PEM).await;
-    put_secure(&ssm, "/sr/webhook/secret", SECRET).await;
+    common::put_secure(&ssm, "/sr/github/app-key", fake_github::APP_PRIVATE_KEY_PEM).await;
+    common::put_secure(&ssm, "/sr/webhook/secret", SECRET).await;
     let env: BTreeMap<String, String> = [
         ("SPOTRUNNER_JOBS_QUEUE_URL", urls[0].as_str()),
         ("SPOTRUNNER_BOOTSTRAP_QUEUE_URL", urls[1].as_str()),
@@ -199,7 +153,7 @@ async fn world(case: &Case, installations: &mut HashMap<String, u64>) -> World {
     let mut front = BTreeMap::new();
     for handler in ["webhook", "create-runner", "stop-runner"] {
         let url = gh.add_front(handler).await;
-        put_secure(
+        common::put_secure(
             &ssm,
             &format!("/sr/config/{handler}"),
             &config_json(&url, &subnet, case.max_runners),
@@ -271,18 +225,7 @@ async fn poll(w: Arc<World>, boot: bool, stop: Arc<AtomicBool>) {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
-        let mut event = SqsEvent::default();
-        event.records = msgs
-            .iter()
-            .map(|m| {
-                let mut r = SqsMessage::default();
-                r.message_id = m.message_id.clone();
-                r.receipt_handle = m.receipt_handle.clone();
-                r.body = m.body.clone();
-                r.event_source_arn = Some(format!("arn:aws:sqs:us-east-1:123456789012:{name}"));
-                r
-            })
-            .collect();
+        let event = common::sqs_event(&msgs, name);
         let resp = w.create.handle(event).await;
         let failed: BTreeSet<String> = resp
             .batch_item_failures
