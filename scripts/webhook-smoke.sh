@@ -7,27 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=python3; command -v python3.11 >/dev/null && PY=python3.11
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 "${2:-600}"); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.5; done; echo "port $1 never opened" >&2; return 1; }
+# shellcheck source=scripts/lib/smoke_moto.sh
+. scripts/lib/smoke_moto.sh
 
-moto_port=$(free_port)
-MOTO_IAM_LOAD_MANAGED_POLICIES=true moto_server -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 &
-pids+=($!)
-wait_port "$moto_port" 60
-endpoint="http://127.0.0.1:$moto_port"
 secret="smoke-secret"
-
-cat >"$work/config.json" <<JSON
-{"deployment":"smoke","github":{"auth":{"type":"pat","token":"env:GH_TOKEN"}},
- "webhook":{"secrets":["ssm:/smoke/webhook-secret"]},
- "pools":[{"name":"k8s","labels":["k8s"],"max_runners":2,
-            "launch_template":"smoke-k8s","instance_types":["t3.micro"]}]}
-JSON
-queue_url=$("$PY" scripts/lib/smoke_aws.py setup "$endpoint" "$work/config.json" "$secret")
+smoke_moto_setup "$secret"
 
 node -e '
 const idx = require("./testdata/npm/node_modules/@octokit/webhooks-examples/api.github.com/index.json");
