@@ -86,15 +86,14 @@ impl Teardown<'_> {
         self.waker().after_release(&runner.pool, now).await;
         let change = JobChange {
             stamps: vec![(Stage::Released, now)],
+            only_for_runner: Some(runner.name.clone()),
             ..JobChange::default()
         };
-        match self.ledger.get_job(runner.job_id).await {
-            Ok(Some(job)) if job.runner_name.as_deref() == Some(runner.name.as_str()) => {
-                if let Err(e) = self.ledger.update_job(job.job_id, &change, now).await {
-                    tracing::warn!(job_id = job.job_id, error = %e, "could not stamp the job's release");
-                }
+        match self.ledger.update_job(runner.job_id, &change, now).await {
+            Ok(()) | Err(PortError::NotFound { .. }) => {}
+            Err(e) => {
+                tracing::warn!(job_id = runner.job_id, error = %e, "could not stamp the job's release")
             }
-            _ => {}
         }
         tracing::info!(
             job_id = runner.job_id,

@@ -123,7 +123,8 @@ fn take(record: JobRecord) -> Plan<ClaimOutcome> {
     )
 }
 
-/// Apply `change` to the job (only while it is at `change.only_at_attempt`).
+/// Apply `change` to the job (only while `change.only_at_attempt` and
+/// `change.only_for_runner` hold).
 pub fn update_job(
     existing: Option<&JobRecord>,
     job_id: u64,

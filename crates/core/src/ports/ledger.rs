@@ -208,6 +208,9 @@ pub struct JobChange {
     /// Apply only while the job is still at this launch attempt (a requeue's
     /// mark must not touch the claim its own message already made).
     pub only_at_attempt: Option<u32>,
+    /// Apply only while the job's runner is this one (a released runner
+    /// stamps the job it was launched for, not one relaunched meanwhile).
+    pub only_for_runner: Option<String>,
     /// Stages reached (written into the job's timeline).
     pub stamps: Vec<(Stage, DateTime<Utc>)>,
 }
@@ -225,11 +228,15 @@ pub struct RunnerChange {
 impl JobRecord {
     /// Apply the `Some` fields of `change` and stamp `updated_at` (every ledger
     /// adapter writes through this, so they cannot drift apart); `false` (and
-    /// nothing changed) when `only_at_attempt` does not hold.
+    /// nothing changed) when `only_at_attempt` or `only_for_runner` does not hold.
     pub fn apply(&mut self, change: &JobChange, now: DateTime<Utc>) -> bool {
         if change
             .only_at_attempt
             .is_some_and(|a| a != self.launch_attempt)
+            || change
+                .only_for_runner
+                .as_ref()
+                .is_some_and(|r| self.runner_name.as_ref() != Some(r))
         {
             return false;
         }
