@@ -215,6 +215,8 @@ mod tests {
             updated_at: t0,
             end_reason: None,
             timeline,
+            conclusion: None,
+            rerun: None,
         };
         let v = view(&job, None);
         assert_eq!(v.path, "waited");

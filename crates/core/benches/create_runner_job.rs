@@ -64,6 +64,7 @@ max_runners = 100000000
                 queued_at: None,
                 launch_attempt: 0,
                 deferrals: 0,
+                job_name: None,
             };
             let out = rt.block_on(cr.handle_job(&msg, chrono::Utc::now()));
             assert!(matches!(out, JobOutcome::Launched { .. }));

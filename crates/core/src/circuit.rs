@@ -41,6 +41,16 @@ pub struct PoolHealth {
     pub times_opened: u32,
     #[serde(default)]
     pub updated_at: Option<DateTime<Utc>>,
+    /// Spot interruptions of the pool's runners within the breaker's window
+    /// (`crate::spot_breaker`), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interruptions: Vec<crate::spot_breaker::Interruption>,
+    /// The spot breaker is open until then: no spot launches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spot_off_until: Option<DateTime<Utc>>,
+    /// How many times the spot breaker opened (for status and metrics).
+    #[serde(default)]
+    pub spot_breaks: u32,
 }
 
 /// Where the circuit stands at a moment.

@@ -38,6 +38,10 @@ pub struct JobMessage {
     /// How many times the job was put back for want of capacity (drives the backoff).
     #[serde(default)]
     pub deferrals: u32,
+    /// The job's name in its workflow (`workflow_job.name`): with the run id and
+    /// the run attempt it recognises the re-run of an interrupted job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_name: Option<String>,
 }
 
 /// A message body that is not a job message this build understands.
@@ -92,6 +96,8 @@ pub struct WorkflowJobEvent {
 #[derive(Debug, Clone, Deserialize)]
 pub struct WorkflowJob {
     pub id: u64,
+    #[serde(default)]
+    pub name: Option<String>,
     pub run_id: u64,
     #[serde(default = "one")]
     pub run_attempt: u32,
@@ -178,6 +184,7 @@ mod tests {
             queued_at: None,
             launch_attempt: 0,
             deferrals: 0,
+            job_name: None,
         }
     }
 

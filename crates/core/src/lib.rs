@@ -14,6 +14,8 @@ pub mod matching;
 pub mod names;
 pub mod ports;
 pub mod recovery;
+pub mod rerun;
+pub mod spot_breaker;
 pub mod stop_runner;
 pub mod target;
 pub mod teardown;

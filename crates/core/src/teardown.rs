@@ -275,6 +275,7 @@ pub async fn send_requeue(
     let next = JobMessage {
         launch_attempt: job.launch_attempt + 1,
         deferrals: 0,
+        job_name: None,
         ..job.message.clone()
     };
     if delay.is_zero() {
@@ -419,11 +420,14 @@ max_runners = 5
                     queued_at: Some(self.now),
                     launch_attempt: 0,
                     deferrals: 0,
+                    job_name: None,
                 },
                 created_at: self.now,
                 updated_at: self.now,
                 end_reason: None,
                 timeline: Default::default(),
+                conclusion: None,
+                rerun: None,
             };
             self.ledger.put_job(record.clone());
             record

@@ -99,6 +99,7 @@ fn job() -> JobMessage {
         queued_at: None,
         launch_attempt: 0,
         deferrals: 0,
+        job_name: None,
     }
 }
 

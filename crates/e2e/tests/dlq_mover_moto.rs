@@ -70,6 +70,7 @@ fn job(id: u64, queued_hours_ago: i64) -> JobMessage {
         queued_at: Some(queued),
         launch_attempt: 0,
         deferrals: 0,
+        job_name: None,
     }
 }
 

@@ -12,8 +12,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use spotrunner_core::names::{MAX_RUNNER_NAME, label_problem, name_part_problem};
 use spotrunner_core::ports::{
-    GitHubApi, GitHubJob, GitHubRunner, GitHubTarget, JitConfig, JitRequest, PortError,
-    RateLimitState, RunnerScope,
+    GitHubApi, GitHubJob, GitHubRun, GitHubRunner, GitHubTarget, JitConfig, JitRequest, PortError,
+    RateLimitState, RerunAnswer, RunnerScope,
 };
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -821,6 +821,29 @@ impl GitHubClient {
     }
 }
 
+/// `owner/repo` for a repository given as `owner/repo` or as a bare name in
+/// the target's account, each part checked.
+fn repo_path(target: &GitHubTarget, repository: &str) -> Result<String, PortError> {
+    match repository.split_once('/') {
+        Some((owner, repo)) => Ok(format!(
+            "{}/{}",
+            segment(owner, "owner")?,
+            segment(repo, "repository")?
+        )),
+        None => {
+            let owner = match &target.scope {
+                RunnerScope::Org { org } => org,
+                RunnerScope::Repo { owner, .. } => owner,
+            };
+            Ok(format!(
+                "{}/{}",
+                segment(owner, "owner")?,
+                segment(repository, "repository")?
+            ))
+        }
+    }
+}
+
 fn runners_path(target: &GitHubTarget) -> Result<String, PortError> {
     Ok(format!("{}/actions/runners", scope_path(&target.scope)?))
 }
@@ -867,26 +890,7 @@ impl GitHubApi for GitHubClient {
         repository: &str,
         job_id: u64,
     ) -> Result<Option<GitHubJob>, PortError> {
-        let full = match repository.split_once('/') {
-            Some((owner, repo)) => {
-                format!(
-                    "{}/{}",
-                    segment(owner, "owner")?,
-                    segment(repo, "repository")?
-                )
-            }
-            None => {
-                let owner = match &target.scope {
-                    RunnerScope::Org { org } => org,
-                    RunnerScope::Repo { owner, .. } => owner,
-                };
-                format!(
-                    "{}/{}",
-                    segment(owner, "owner")?,
-                    segment(repository, "repository")?
-                )
-            }
-        };
+        let full = repo_path(target, repository)?;
         let path = format!("/repos/{full}/actions/jobs/{job_id}");
         let what = format!("job {job_id} of {full}");
         let reply = self.authed(target, Method::GET, &path, None).await?;
@@ -935,6 +939,57 @@ impl GitHubApi for GitHubClient {
         if reply.status == StatusCode::NOT_FOUND {
             tracing::debug!(runner_id, "GitHub runner already gone");
             return Ok(());
+        }
+        Err(self.error_for(&reply, &what))
+    }
+
+    async fn get_run(
+        &self,
+        target: &GitHubTarget,
+        repository: &str,
+        run_id: u64,
+    ) -> Result<Option<GitHubRun>, PortError> {
+        let full = repo_path(target, repository)?;
+        let path = format!("/repos/{full}/actions/runs/{run_id}");
+        let what = format!("workflow run {run_id} of {full}");
+        let reply = self.authed(target, Method::GET, &path, None).await?;
+        if reply.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !reply.status.is_success() {
+            return Err(self.error_for(&reply, &what));
+        }
+        reply.json(&what).map(Some)
+    }
+
+    async fn rerun_job(
+        &self,
+        target: &GitHubTarget,
+        repository: &str,
+        job_id: u64,
+    ) -> Result<RerunAnswer, PortError> {
+        let full = repo_path(target, repository)?;
+        let path = format!("/repos/{full}/actions/jobs/{job_id}/rerun");
+        let what = format!("re-run of job {job_id} of {full}");
+        let reply = self
+            .authed(target, Method::POST, &path, Some(&json!({})))
+            .await?;
+        if reply.status.is_success() {
+            tracing::info!(job_id, repository = %full, "GitHub accepted the job re-run");
+            return Ok(RerunAnswer::Accepted);
+        }
+        // 403: the run is still running, or cannot be retried; 404/422 alike.
+        // Rate limits and 5xx stay errors (`error_for` classifies them).
+        let message = github_message(&reply.body);
+        let throttled = throttle_delay(
+            reply.status.as_u16(),
+            &reply.headers,
+            &message,
+            SystemTime::now(),
+        )
+        .is_some();
+        if matches!(reply.status.as_u16(), 403 | 404 | 422) && !throttled {
+            return Ok(RerunAnswer::Refused(message));
         }
         Err(self.error_for(&reply, &what))
     }

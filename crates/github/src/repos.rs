@@ -88,6 +88,8 @@ struct JobAnswer {
     #[serde(default)]
     labels: Vec<String>,
     created_at: DateTime<Utc>,
+    #[serde(default)]
+    name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -370,6 +372,7 @@ impl QueuedJobSource for GitHubClient {
                     status: j.status,
                     labels: j.labels,
                     created_at: j.created_at,
+                    name: j.name,
                 })
                 .collect(),
             more,

@@ -6,11 +6,13 @@
 mod local;
 mod recovery;
 mod secret_ref;
+mod spot;
 mod validate;
 
 pub use local::LocalConfig;
 pub use recovery::{RecoveryConfig, RedeliveryConfig, SweepConfig};
 pub use secret_ref::SecretRef;
+pub use spot::SpotPolicy;
 pub use validate::{ConfigError, FieldError};
 
 use serde::{Deserialize, Serialize};
@@ -113,6 +115,9 @@ pub struct Pool {
     /// What happens when runners end before their job starts.
     #[serde(default)]
     pub relaunch: RelaunchPolicy,
+    /// Re-runs of interrupted jobs and the spot circuit breaker.
+    #[serde(default)]
+    pub spot: SpotPolicy,
 }
 
 /// Bounds on relaunching a job whose runner ended before the job started, and

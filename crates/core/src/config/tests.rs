@@ -230,6 +230,7 @@ fn pool_strategy() -> impl Strategy<Value = Pool> {
                 startup_script: script,
                 check_job_queued: repo,
                 relaunch: Default::default(),
+                spot: Default::default(),
             },
         )
 }

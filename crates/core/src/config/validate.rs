@@ -217,6 +217,16 @@ fn validate_pool(i: usize, pool: &Pool, p: &mut Problems) {
     if r.circuit_failures > 0 && r.circuit_cooldown_secs == 0 {
         p.add(f("relaunch.circuit_cooldown_secs"), "must be at least 1");
     }
+    let sp = &pool.spot;
+    if sp.reruns > 5 {
+        p.add(f("spot.reruns"), "must be between 0 and 5");
+    }
+    if sp.breaker_interruptions > 0 && sp.breaker_window_secs == 0 {
+        p.add(f("spot.breaker_window_secs"), "must be at least 1");
+    }
+    if sp.breaker_interruptions > 0 && sp.breaker_cooldown_secs == 0 {
+        p.add(f("spot.breaker_cooldown_secs"), "must be at least 1");
+    }
     if pool.max_run_time_secs <= pool.boot_timeout_secs {
         p.add(f("max_run_time_secs"), "must exceed boot_timeout_secs");
     }

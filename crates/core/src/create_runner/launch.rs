@@ -13,8 +13,9 @@ use crate::ports::{
     LaunchOutcome, LaunchRequest, Limits, LineOutcome, MAX_LINE, PortError, ReserveOutcome,
     RunnerChange, RunnerRecord, RunnerState, Stage, tags,
 };
+use crate::spot_breaker::SpotChoice;
 use crate::target::github_target;
-use crate::{matching, names};
+use crate::{matching, names, rerun};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use std::time::Duration;
@@ -119,8 +120,9 @@ impl CreateRunner {
             Err(e) => return retry(&e),
             Ok(d) => d,
         };
+        let mut spot = SpotChoice::AsConfigured;
         if !drained {
-            match self.admit(&pool, now).await {
+            match self.admit(&pool, now, &mut spot).await {
                 Err(e) => return retry(&e),
                 Ok(Admission::Wait { until, reason }) => {
                     let left = (until - now).to_std().unwrap_or_default();
@@ -136,6 +138,38 @@ impl CreateRunner {
                 Ok(Admission::Go) => {}
             }
         }
+        // The re-run of a job a spot interruption killed goes on-demand; else
+        // the spot breaker may switch the pool to on-demand, or hold it.
+        let rerun = if pool.capacity_type == CapacityType::Spot {
+            match rerun::rerun_of(self.ledger.as_ref(), msg).await {
+                Err(e) => return retry(&e),
+                Ok(r) => r,
+            }
+        } else {
+            None
+        };
+        let capacity = match (&rerun, spot) {
+            (Some(entry), _) => Capacity {
+                kind: CapacityType::OnDemand,
+                label: "rerun",
+                reason: Some(format!(
+                    "re-run of job {} (interrupted on spot)",
+                    entry.from_job
+                )),
+            },
+            (None, SpotChoice::OnDemand { reason }) => Capacity {
+                kind: CapacityType::OnDemand,
+                label: "breaker",
+                reason: Some(reason),
+            },
+            (None, SpotChoice::Wait { until, reason }) => {
+                let left = (until - now).to_std().unwrap_or_default();
+                return self
+                    .hold_for(msg, &reason, left.clamp(Duration::from_secs(1), MAX_DELAY))
+                    .await;
+            }
+            (None, SpotChoice::AsConfigured) => Capacity::of(&pool),
+        };
         let record = match self
             .ledger
             .claim_job(msg, now, self.settings.claim_lease)
@@ -195,7 +229,9 @@ impl CreateRunner {
             }
         }
         let clock = Clock::start(now);
-        let outcome = self.launch(msg, &pool, &record, &target, &clock).await;
+        let outcome = self
+            .launch(msg, &pool, &record, &target, &capacity, &clock)
+            .await;
         if outcome.keeps_message() || matches!(outcome, JobOutcome::Deferred { .. }) {
             return self.hand_back(msg, now, outcome).await;
         }
@@ -225,6 +261,7 @@ impl CreateRunner {
         pool: &Pool,
         record: &JobRecord,
         target: &GitHubTarget,
+        chosen: &Capacity,
         clock: &Clock,
     ) -> JobOutcome {
         let now = clock.now;
@@ -347,8 +384,8 @@ impl CreateRunner {
             launch_template: pool.launch_template.clone().unwrap_or_default(),
             instance_types: pool.instance_types.clone(),
             subnets: pool.subnets.clone(),
-            capacity_type: pool.capacity_type,
-            client_token: client_token(deployment, msg.job_id, attempt, pool.capacity_type),
+            capacity_type: chosen.kind,
+            client_token: client_token(deployment, msg.job_id, attempt, chosen.kind),
             tags: vec![
                 (tags::DEPLOYMENT.into(), deployment.clone()),
                 (tags::POOL.into(), pool.name.clone()),
@@ -357,13 +394,13 @@ impl CreateRunner {
             ],
         };
         stamps.push((Stage::LaunchRequested, clock.at()));
-        let mut outcome = self.compute.launch(&req).await;
-        let mut capacity = "spot";
-        if pool.capacity_type == CapacityType::OnDemand {
-            capacity = "on_demand";
+        if let Some(reason) = &chosen.reason {
+            tracing::info!(job_id = msg.job_id, pool = %pool.name, reason, "launching on-demand");
         }
+        let mut outcome = self.compute.launch(&req).await;
+        let mut capacity = chosen.label;
         if let Ok(LaunchOutcome::NoCapacity { code, .. }) = &outcome
-            && pool.capacity_type == CapacityType::Spot
+            && chosen.kind == CapacityType::Spot
             && pool.on_demand_fallback
         {
             tracing::warn!(
@@ -658,8 +695,15 @@ impl CreateRunner {
     /// Ask the pool's circuit breaker whether a launch may go ahead: one read
     /// when the circuit is closed (the usual case), a conditional write when it
     /// is half-open (only one launch becomes the probe).
-    async fn admit(&self, pool: &Pool, now: DateTime<Utc>) -> Result<Admission, PortError> {
+    /// The same read tells whether the pool's spot breaker is open (`spot`).
+    async fn admit(
+        &self,
+        pool: &Pool,
+        now: DateTime<Utc>,
+        spot: &mut SpotChoice,
+    ) -> Result<Admission, PortError> {
         let health = self.ledger.pool_health(&pool.name).await?;
+        *spot = health.spot_choice(pool, now);
         if health.state(now) == CircuitState::Closed {
             return Ok(Admission::Go);
         }
@@ -672,6 +716,27 @@ impl CreateRunner {
             })
             .await?;
         Ok(decided.into_inner().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// The capacity type a launch asks for, and why when it is not the pool's.
+struct Capacity {
+    kind: CapacityType,
+    /// The `capacity` dimension of the `jobs_launched` metric.
+    label: &'static str,
+    reason: Option<String>,
+}
+
+impl Capacity {
+    fn of(pool: &Pool) -> Self {
+        Self {
+            kind: pool.capacity_type,
+            label: match pool.capacity_type {
+                CapacityType::Spot => "spot",
+                CapacityType::OnDemand => "on_demand",
+            },
+            reason: None,
+        }
     }
 }
 

@@ -104,6 +104,7 @@ pub(super) fn job(id: u64, pool: &str) -> JobMessage {
         queued_at: Some(Utc::now()),
         launch_attempt: 0,
         deferrals: 0,
+        job_name: None,
     }
 }
 

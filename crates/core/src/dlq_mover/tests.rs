@@ -63,6 +63,7 @@ fn job(id: u64, queued_ago: CDuration) -> JobMessage {
         queued_at: Some(now() - queued_ago),
         launch_attempt: 0,
         deferrals: 0,
+        job_name: None,
     }
 }
 
@@ -85,6 +86,8 @@ fn record(msg: &JobMessage, state: JobState) -> JobRecord {
         updated_at: now(),
         end_reason: None,
         timeline: Default::default(),
+        conclusion: None,
+        rerun: None,
     }
 }
 

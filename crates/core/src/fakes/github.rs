@@ -1,7 +1,8 @@
 //! GitHub in memory: JIT registrations, runners, jobs; counts calls.
 
 use crate::ports::{
-    GitHubApi, GitHubJob, GitHubRunner, GitHubTarget, JitConfig, JitRequest, PortError,
+    GitHubApi, GitHubJob, GitHubRun, GitHubRunner, GitHubTarget, JitConfig, JitRequest, PortError,
+    RerunAnswer,
 };
 use async_trait::async_trait;
 use std::collections::{BTreeMap, VecDeque};
@@ -22,6 +23,12 @@ pub struct GitHubState {
     pub jit_calls: u32,
     pub delete_calls: u32,
     pub fail_next_jit: VecDeque<PortError>,
+    /// Workflow runs by id (`get_run`, and what a re-run changes).
+    pub runs: BTreeMap<u64, GitHubRun>,
+    /// Job ids a re-run was requested for and accepted, in order.
+    pub reruns: Vec<u64>,
+    /// Re-run requests made (accepted or refused).
+    pub rerun_calls: u32,
 }
 
 impl MemoryGitHub {
@@ -45,8 +52,63 @@ impl MemoryGitHub {
                 status: status.into(),
                 conclusion: None,
                 runner_name: None,
+                name: None,
+                run_id: None,
+                run_attempt: None,
             },
         );
+    }
+    /// Put job `id` (named `name`) into run `run_id`'s attempt `attempt` with
+    /// this status and conclusion; the run's status follows (`set_run`).
+    pub fn set_run_job(
+        &self,
+        id: u64,
+        name: &str,
+        run_id: u64,
+        attempt: u32,
+        status: &str,
+        conclusion: Option<&str>,
+    ) {
+        self.state.lock().unwrap().jobs.insert(
+            id,
+            GitHubJob {
+                id,
+                status: status.into(),
+                conclusion: conclusion.map(str::to_string),
+                runner_name: None,
+                name: Some(name.into()),
+                run_id: Some(run_id),
+                run_attempt: Some(attempt),
+            },
+        );
+    }
+    pub fn set_run(&self, run_id: u64, attempt: u32, status: &str) {
+        self.state.lock().unwrap().runs.insert(
+            run_id,
+            GitHubRun {
+                id: run_id,
+                status: status.into(),
+                conclusion: None,
+                run_attempt: attempt,
+            },
+        );
+    }
+    pub fn reruns(&self) -> Vec<u64> {
+        self.state.lock().unwrap().reruns.clone()
+    }
+    /// The job a re-run created for `job_id` (same run and name, next attempt).
+    pub fn rerun_of(&self, job_id: u64) -> Option<GitHubJob> {
+        let s = self.state.lock().unwrap();
+        let old = s.jobs.get(&job_id)?;
+        s.jobs
+            .values()
+            .find(|j| {
+                j.id != job_id
+                    && j.run_id == old.run_id
+                    && j.name == old.name
+                    && j.run_attempt > old.run_attempt
+            })
+            .cloned()
     }
     pub fn fail_next_jit(&self, e: PortError) {
         self.state.lock().unwrap().fail_next_jit.push_back(e);
@@ -110,5 +172,60 @@ impl GitHubApi for MemoryGitHub {
             s.names.remove(&r.name);
         }
         Ok(())
+    }
+    async fn get_run(
+        &self,
+        _t: &GitHubTarget,
+        _repo: &str,
+        run_id: u64,
+    ) -> Result<Option<GitHubRun>, PortError> {
+        Ok(self.state.lock().unwrap().runs.get(&run_id).cloned())
+    }
+    /// As GitHub: refused while the run is not completed; else the run's next
+    /// attempt re-runs the job under a new id (queued).
+    async fn rerun_job(
+        &self,
+        _t: &GitHubTarget,
+        _repo: &str,
+        job_id: u64,
+    ) -> Result<RerunAnswer, PortError> {
+        let mut s = self.state.lock().unwrap();
+        s.rerun_calls += 1;
+        let Some(job) = s.jobs.get(&job_id).cloned() else {
+            return Ok(RerunAnswer::Refused("Not Found".into()));
+        };
+        let Some(run) = job.run_id.and_then(|r| s.runs.get(&r).cloned()) else {
+            return Ok(RerunAnswer::Refused("Not Found".into()));
+        };
+        if run.status != "completed" {
+            return Ok(RerunAnswer::Refused(
+                "The workflow run containing this job is already running".into(),
+            ));
+        }
+        let attempt = run.run_attempt + 1;
+        let new_id = job_id + 1_000_000 * u64::from(attempt);
+        s.runs.insert(
+            run.id,
+            GitHubRun {
+                status: "queued".into(),
+                conclusion: None,
+                run_attempt: attempt,
+                ..run.clone()
+            },
+        );
+        s.jobs.insert(
+            new_id,
+            GitHubJob {
+                id: new_id,
+                status: "queued".into(),
+                conclusion: None,
+                runner_name: None,
+                name: job.name.clone(),
+                run_id: Some(run.id),
+                run_attempt: Some(attempt),
+            },
+        );
+        s.reruns.push(job_id);
+        Ok(RerunAnswer::Accepted)
     }
 }

@@ -17,6 +17,7 @@ pub use snapshot::{GitHubRunnerSeen, Snapshot};
 
 use crate::config::Config;
 use crate::ports::{Compute, GitHubApi, JobQueue, Ledger, PortError, RunnerParameters};
+use crate::rerun::Reruns;
 use crate::teardown::Teardown;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -106,6 +107,13 @@ impl Janitor {
             if !woken.is_empty() {
                 tracing::info!(woken = ?woken, "janitor woke waiting jobs for free slots");
             }
+            // Jobs a spot interruption killed: re-run once their run completed.
+            let reruns = Reruns {
+                config: &self.config,
+                ledger: self.ledger.as_ref(),
+                github: self.github.as_ref(),
+            };
+            reruns.step_all(&snap.jobs, now).await;
             results
         };
         let report = JanitorReport::new(dry_run, results, snap.warnings.clone());

@@ -83,6 +83,7 @@ fn message(job_id: u64, queued_ago: Duration, now: DateTime<Utc>) -> JobMessage 
         queued_at: Some(now - queued_ago),
         launch_attempt: 0,
         deferrals: 0,
+        job_name: None,
     }
 }
 
@@ -138,6 +139,8 @@ impl World {
             updated_at: self.now - updated_ago,
             end_reason: None,
             timeline: Default::default(),
+            conclusion: None,
+            rerun: None,
         });
     }
 

@@ -87,6 +87,8 @@ pub fn claim(
             updated_at: now,
             end_reason: None,
             timeline,
+            conclusion: None,
+            rerun: None,
         });
     };
     match rec.state {

@@ -124,6 +124,8 @@ impl Model {
                 updated_at: now,
                 end_reason: None,
                 timeline: Default::default(),
+                conclusion: None,
+                rerun: None,
             };
             let mut rec = rec;
             rec.timeline.set(Stage::Received, msg_received(job));

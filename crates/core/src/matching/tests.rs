@@ -21,6 +21,7 @@ fn pool(name: &str, labels: &[&str]) -> Pool {
         startup_script: None,
         check_job_queued: false,
         relaunch: Default::default(),
+        spot: Default::default(),
     }
 }
 

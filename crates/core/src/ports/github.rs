@@ -72,6 +72,40 @@ pub struct GitHubJob {
     pub conclusion: Option<String>,
     #[serde(default)]
     pub runner_name: Option<String>,
+    /// The job's name in its workflow.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub run_id: Option<u64>,
+    #[serde(default)]
+    pub run_attempt: Option<u32>,
+}
+
+/// A workflow run as GitHub reports it now (`GET …/actions/runs/{id}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitHubRun {
+    pub id: u64,
+    /// `queued`, `in_progress`, `completed`, …
+    pub status: String,
+    #[serde(default)]
+    pub conclusion: Option<String>,
+    /// The run's latest attempt (1 until someone re-runs it).
+    #[serde(default = "first_attempt")]
+    pub run_attempt: u32,
+}
+
+fn first_attempt() -> u32 {
+    1
+}
+
+/// GitHub's answer to a job re-run request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RerunAnswer {
+    /// 201: a new attempt of the run re-runs the job (and its dependents).
+    Accepted,
+    /// 403 and kin: not now or never (`The workflow run containing this job is
+    /// already running`, `This workflow run cannot be retried`); GitHub's message.
+    Refused(String),
 }
 
 /// What the handlers need from GitHub's REST API. Implementations handle auth
@@ -97,4 +131,19 @@ pub trait GitHubApi: Send + Sync {
     ) -> Result<Option<GitHubRunner>, PortError>;
     /// Deleting a runner that is already gone (404) is success.
     async fn delete_runner(&self, target: &GitHubTarget, runner_id: u64) -> Result<(), PortError>;
+    /// `GET /repos/{o}/{r}/actions/runs/{run_id}`; `Ok(None)` on 404.
+    async fn get_run(
+        &self,
+        target: &GitHubTarget,
+        repository: &str,
+        run_id: u64,
+    ) -> Result<Option<GitHubRun>, PortError>;
+    /// `POST /repos/{o}/{r}/actions/jobs/{job_id}/rerun` (the App needs
+    /// `actions: write`). Not idempotent: callers check the run's attempt first.
+    async fn rerun_job(
+        &self,
+        target: &GitHubTarget,
+        repository: &str,
+        job_id: u64,
+    ) -> Result<RerunAnswer, PortError>;
 }

@@ -84,6 +84,13 @@ pub struct JobRecord {
     /// When it reached each stage (GitHub's queue, ours, the runner's).
     #[serde(default, skip_serializing_if = "Timeline::is_empty")]
     pub timeline: Timeline,
+    /// GitHub's conclusion once `completed` (`success`, `failure`, `cancelled`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conclusion: Option<String>,
+    /// For a job a spot interruption hit: what became of its re-run
+    /// (`crate::rerun`); `None` while undecided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerun: Option<String>,
 }
 
 /// A read-modify-write of a pool's circuit record: `true` when it changed it.
@@ -213,6 +220,8 @@ pub struct JobChange {
     pub only_for_runner: Option<String>,
     /// Stages reached (written into the job's timeline).
     pub stamps: Vec<(Stage, DateTime<Utc>)>,
+    /// What became of the job's re-run (`crate::rerun`).
+    pub rerun: Option<String>,
 }
 
 /// Changes to a runner record; `None` leaves a field as it is.
@@ -258,6 +267,9 @@ impl JobRecord {
         for (stage, at) in &change.stamps {
             self.timeline.set(*stage, *at);
         }
+        if let Some(rerun) = &change.rerun {
+            self.rerun = Some(rerun.clone());
+        }
         self.updated_at = now;
         true
     }
@@ -268,8 +280,18 @@ impl JobRecord {
         self.state = match update.status {
             ObservedJobStatus::InProgress if self.state.is_final() => return false,
             ObservedJobStatus::InProgress => JobState::Running,
+            // A job its runner's spot interruption ended stays `interrupted`.
+            ObservedJobStatus::Completed
+                if self.state == JobState::Interrupted
+                    || self.timeline.get(Stage::Interrupted).is_some() =>
+            {
+                JobState::Interrupted
+            }
             ObservedJobStatus::Completed => JobState::Completed,
         };
+        if let Some(conclusion) = &update.conclusion {
+            self.conclusion = Some(conclusion.clone());
+        }
         if let Some(name) = &update.runner_name {
             self.taken_by = Some(name.clone());
         }

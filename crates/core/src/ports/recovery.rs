@@ -103,6 +103,9 @@ pub struct ListedJob {
     pub status: String,
     pub labels: Vec<String>,
     pub created_at: DateTime<Utc>,
+    /// The job's name in its workflow.
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// A page of something, and whether there is another.

@@ -34,10 +34,14 @@ pub enum Stage {
     Completed,
     /// Its runner's capacity was given back.
     Released,
+    /// Its runner got a spot interruption warning while it had the job.
+    Interrupted,
+    /// We asked GitHub to re-run it (it was killed by a spot interruption).
+    RerunRequested,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 12] = [
+    pub const ALL: [Stage; 14] = [
         Self::Created,
         Self::Received,
         Self::Claimed,
@@ -50,6 +54,8 @@ impl Stage {
         Self::InProgress,
         Self::Completed,
         Self::Released,
+        Self::Interrupted,
+        Self::RerunRequested,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -66,6 +72,8 @@ impl Stage {
             Self::InProgress => "in_progress",
             Self::Completed => "completed",
             Self::Released => "released",
+            Self::Interrupted => "interrupted",
+            Self::RerunRequested => "rerun_requested",
         }
     }
 }

@@ -334,6 +334,7 @@ impl Run<'_> {
             owner_type: &repo.owner_type,
             installation_id: repo.installation_id,
             delivery_id: Some(SWEEP_DELIVERY),
+            job_name: job.name.as_deref(),
         };
         let Ok(msg) = queued_job_message(&self.sweep.config, &queued, self.now) else {
             self.report.not_ours += 1;

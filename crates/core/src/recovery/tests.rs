@@ -251,6 +251,7 @@ fn job(id: u64, run_id: u64, status: &str, labels: &[&str], created: DateTime<Ut
         status: status.into(),
         labels: labels.iter().map(|s| s.to_string()).collect(),
         created_at: created,
+        name: Some(format!("job-{id}")),
     }
 }
 

@@ -3,8 +3,9 @@ use crate::config::Config;
 use crate::job::{JobStateUpdate, ObservedJobStatus};
 use crate::ports::{
     Compute, GitHubApi, JobChange, JobQueue, JobRecord, JobState, Ledger, PortError,
-    RunnerParameters, RunnerRecord, RunnerState, tags,
+    RunnerParameters, RunnerRecord, RunnerState, Stage, tags,
 };
+use crate::rerun::Reruns;
 use crate::target::github_target;
 use crate::teardown::{Teardown, record_start_success};
 use chrono::{DateTime, Utc};
@@ -37,6 +38,11 @@ pub enum StopOutcome {
     },
     /// The runner had already been ended: nothing changed.
     AlreadyEnded { runner_name: String },
+    /// A spot interruption warning for a runner that has its job: the job is
+    /// stamped `interrupted` and the pool's spot breaker counts it; the runner
+    /// runs on until EC2 reclaims it (its job may still finish in the two
+    /// minutes), and that event ends it.
+    Interrupted { runner_name: String, job_id: u64 },
 }
 
 impl StopRunner {
@@ -83,6 +89,16 @@ impl StopRunner {
                 event = event.describe(),
                 "runner already ended; nothing to do"
             ),
+            Ok(StopOutcome::Interrupted {
+                runner_name,
+                job_id,
+            }) => tracing::warn!(
+                job_id,
+                runner_name,
+                instance_id,
+                metric = "jobs_interrupted",
+                "spot interruption warning: the job's runner is reclaimed in two minutes"
+            ),
             Err(e) => {
                 tracing::error!(instance_id, error = %e, "stop-runner step failed; the event will be retried")
             }
@@ -104,6 +120,11 @@ impl StopRunner {
                 runner_name: runner.name,
             });
         }
+        if matches!(event, StopEvent::SpotInterruption { .. })
+            && let Some(outcome) = self.on_warning(&runner, now).await?
+        {
+            return Ok(outcome);
+        }
         if let Some(reason) = not_the_recorded_command(event, &runner) {
             return Ok(StopOutcome::Ignored { reason });
         }
@@ -113,6 +134,9 @@ impl StopRunner {
             .teardown()
             .end_runner(&runner, !gone, &event.describe(), now)
             .await?;
+        if job_state == Some(JobState::Interrupted) {
+            self.rerun_now(runner.job_id, now).await;
+        }
         Ok(if released {
             StopOutcome::Ended {
                 runner_name: runner.name,
@@ -124,6 +148,77 @@ impl StopRunner {
                 runner_name: runner.name,
             }
         })
+    }
+
+    /// A spot interruption warning: count it against the pool's spot breaker
+    /// and stamp the job the runner has. `None` when the runner's job has
+    /// not started (or is not known): then the runner is ended now, as for
+    /// any runner that ends before its job starts.
+    async fn on_warning(
+        &self,
+        runner: &RunnerRecord,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StopOutcome>, PortError> {
+        if let Some(pool) = self.config.pool(&runner.pool) {
+            let policy = pool.spot.clone();
+            let before = self.ledger.pool_health(&runner.pool).await?.spot_breaks;
+            let h = self
+                .ledger
+                .update_pool_health(&runner.pool, &|h| {
+                    h.record_interruption(&runner.name, now, &policy)
+                })
+                .await?;
+            if h.spot_breaks > before
+                && let Some(until) = h.spot_off(now)
+            {
+                tracing::warn!(
+                    pool = %runner.pool,
+                    until = %until,
+                    metric = "spot_breaker_opened",
+                    "spot breaker open: {} spot interruptions within {} min; launches go {} until then",
+                    policy.breaker_interruptions,
+                    policy.breaker_window_secs / 60,
+                    if pool.on_demand_fallback { "on-demand" } else { "nowhere (they wait)" }
+                );
+            }
+        }
+        let Some(job) = self.ledger.get_job(runner.job_id).await? else {
+            return Ok(None);
+        };
+        let ran_here = job.taken_by.as_deref() == Some(runner.name.as_str())
+            || (job.taken_by.is_none() && job.runner_name.as_deref() == Some(&runner.name));
+        let started = job.timeline.get(Stage::InProgress).is_some()
+            || matches!(
+                job.state,
+                JobState::Running | JobState::Completed | JobState::Interrupted
+            );
+        if !(ran_here && started) {
+            return Ok(None);
+        }
+        if job.timeline.get(Stage::Interrupted).is_none() {
+            let change = JobChange {
+                stamps: vec![(Stage::Interrupted, now)],
+                ..JobChange::default()
+            };
+            self.ledger.update_job(job.job_id, &change, now).await?;
+        }
+        Ok(Some(StopOutcome::Interrupted {
+            runner_name: runner.name.clone(),
+            job_id: job.job_id,
+        }))
+    }
+
+    /// Try the job's re-run at once (best effort: the janitor's pass steps
+    /// every undecided job again).
+    async fn rerun_now(&self, job_id: u64, now: DateTime<Utc>) {
+        let reruns = Reruns {
+            config: &self.config,
+            ledger: self.ledger.as_ref(),
+            github: self.github.as_ref(),
+        };
+        if let Err(e) = reruns.step_job(job_id, now).await {
+            tracing::warn!(job_id, error = %e, "re-run step failed; the janitor tries again");
+        }
     }
 
     /// Why the event is none of our business, if it is not.
@@ -193,7 +288,7 @@ impl StopRunner {
             || (job.taken_by.is_none() && job.runner_name.as_deref() == Some(&runner.name));
         match job.state {
             JobState::Running if ran_here => {
-                let state = ended_state(event);
+                let state = ended_state(event, &job);
                 self.set_state(&job, state, now).await?;
                 record_start_success(self.ledger.as_ref(), &runner.pool, now).await?;
                 Ok(Some(state))
@@ -246,7 +341,7 @@ impl StopRunner {
             }
             Some((s, taken_by)) if s == "in_progress" => {
                 if taken_by.as_deref() == Some(runner.name.as_str()) {
-                    let state = ended_state(event);
+                    let state = ended_state(event, job);
                     self.set_state(job, state, now).await?;
                     record_start_success(self.ledger.as_ref(), &runner.pool, now).await?;
                     return Ok(Some(state));
@@ -285,11 +380,14 @@ impl StopRunner {
         state: JobState,
         now: DateTime<Utc>,
     ) -> Result<(), PortError> {
-        let change = JobChange {
+        let mut change = JobChange {
             state: Some(state),
             clear_lease: true,
             ..JobChange::default()
         };
+        if state == JobState::Interrupted && job.timeline.get(Stage::Interrupted).is_none() {
+            change.stamps.push((Stage::Interrupted, now));
+        }
         self.ledger.update_job(job.job_id, &change, now).await?;
         tracing::info!(
             job_id = job.job_id,
@@ -323,10 +421,14 @@ fn not_the_recorded_command(event: &StopEvent, runner: &RunnerRecord) -> Option<
     }
 }
 
-/// How a job that ran on the ending runner ended.
-fn ended_state(event: &StopEvent) -> JobState {
-    match event {
-        StopEvent::SpotInterruption { .. } => JobState::Interrupted,
-        _ => JobState::Completed,
+/// How a job that ran on the ending runner ended: `interrupted` when its
+/// runner got a spot interruption warning while it had the job.
+fn ended_state(event: &StopEvent, job: &JobRecord) -> JobState {
+    if matches!(event, StopEvent::SpotInterruption { .. })
+        || job.timeline.get(Stage::Interrupted).is_some()
+    {
+        JobState::Interrupted
+    } else {
+        JobState::Completed
     }
 }

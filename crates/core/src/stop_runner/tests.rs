@@ -10,15 +10,15 @@ use crate::ports::{CapacityUse, Compute, JobState, JobStateSink, Ledger, RunnerS
 use chrono::Utc;
 use std::sync::Arc;
 
-struct World {
-    ledger: Arc<MemoryLedger>,
-    github: Arc<MemoryGitHub>,
-    compute: Arc<MemoryCompute>,
-    params: Arc<MemoryParameters>,
-    bootstrap: Arc<MemoryBootstrapQueue>,
-    jobs: Arc<MemoryQueue>,
-    cr: CreateRunner,
-    stop: StopRunner,
+pub(super) struct World {
+    pub(super) ledger: Arc<MemoryLedger>,
+    pub(super) github: Arc<MemoryGitHub>,
+    pub(super) compute: Arc<MemoryCompute>,
+    pub(super) params: Arc<MemoryParameters>,
+    pub(super) bootstrap: Arc<MemoryBootstrapQueue>,
+    pub(super) jobs: Arc<MemoryQueue>,
+    pub(super) cr: CreateRunner,
+    pub(super) stop: StopRunner,
 }
 
 fn world() -> World {
@@ -26,7 +26,7 @@ fn world() -> World {
 }
 
 /// A world whose cpu pool has `extra` TOML lines (e.g. a `[pools.relaunch]` table).
-fn world_with(extra: &str) -> World {
+pub(super) fn world_with(extra: &str) -> World {
     let config = Arc::new(
         Config::from_toml(&format!(
             r#"
@@ -85,7 +85,7 @@ max_runners = 5
     }
 }
 
-fn job(id: u64) -> JobMessage {
+pub(super) fn job(id: u64) -> JobMessage {
     JobMessage {
         version: JOB_MESSAGE_VERSION,
         job_id: id,
@@ -102,12 +102,13 @@ fn job(id: u64) -> JobMessage {
         queued_at: Some(Utc::now()),
         launch_attempt: 0,
         deferrals: 0,
+        job_name: None,
     }
 }
 
 impl World {
     /// Launch and bootstrap a runner for job `id`; returns (runner, instance).
-    async fn running(&self, id: u64) -> (String, String) {
+    pub(super) async fn running(&self, id: u64) -> (String, String) {
         let JobOutcome::Launched {
             runner_name,
             instance_id,
@@ -121,7 +122,7 @@ impl World {
         (runner_name, instance_id)
     }
 
-    async fn in_progress(&self, id: u64, runner: &str) {
+    pub(super) async fn in_progress(&self, id: u64, runner: &str) {
         self.ledger
             .record_job_state(&JobStateUpdate {
                 job_id: id,
@@ -136,12 +137,12 @@ impl World {
             .unwrap();
     }
 
-    async fn job_state(&self, id: u64) -> JobState {
+    pub(super) async fn job_state(&self, id: u64) -> JobState {
         self.ledger.get_job(id).await.unwrap().unwrap().state
     }
 
     /// Everything the runner held is gone.
-    async fn assert_cleaned(&self, runner: &str, instance: &str) {
+    pub(super) async fn assert_cleaned(&self, runner: &str, instance: &str) {
         let r = self.ledger.get_runner(runner).await.unwrap().unwrap();
         assert_eq!(r.state, RunnerState::Released);
         assert!(
@@ -161,7 +162,7 @@ impl World {
     }
 }
 
-fn command(instance: &str, status: &str) -> StopEvent {
+pub(super) fn command(instance: &str, status: &str) -> StopEvent {
     StopEvent::CommandStatus {
         instance_id: instance.into(),
         command_id: "cmd-1".into(),
@@ -214,7 +215,8 @@ async fn every_event_twice_changes_nothing_more() {
             },
         ]
     };
-    for n in 0..3 {
+    // A warning does not end a runner that has its job (see spot_tests).
+    for n in [0, 2] {
         let w = world();
         let (runner, instance) = w.running(1).await;
         w.in_progress(1, &runner).await;
@@ -263,6 +265,21 @@ async fn spot_interruption_of_a_running_job_records_it_interrupted() {
             },
             Utc::now(),
         )
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        StopOutcome::Interrupted {
+            runner_name: runner.clone(),
+            job_id: 7
+        }
+    );
+    // The runner runs on until EC2 reclaims it; that ends it.
+    let live = w.ledger.get_runner(&runner).await.unwrap().unwrap();
+    assert_ne!(live.state, RunnerState::Released);
+    let out = w
+        .stop
+        .handle(&command(&instance, "Failed"), Utc::now())
         .await
         .unwrap();
     assert!(matches!(
@@ -488,8 +505,9 @@ async fn repeated_start_failures_pause_the_pool_until_a_probe_succeeds() {
     for id in [41, 42] {
         w.github.set_job(id, "queued");
         let (_, instance) = w.running(id).await;
-        let event = StopEvent::SpotInterruption {
+        let event = StopEvent::InstanceState {
             instance_id: instance,
+            state: "shutting-down".into(),
         };
         w.stop.handle(&event, Utc::now()).await.unwrap();
         assert_eq!(w.job_state(id).await, JobState::Failed);

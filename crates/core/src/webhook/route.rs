@@ -240,6 +240,7 @@ fn route_workflow_job(config: &Config, req: &WebhookRequest<'_>, now: DateTime<U
                 owner_type: &repo.owner.kind,
                 installation_id: ev.installation.as_ref().map(|i| i.id),
                 delivery_id: req.delivery,
+                job_name: job.name.as_deref(),
             };
             // The repository is allowed (above): only the labels can miss.
             let msg = match queued_job_message(config, &queued, now) {
@@ -315,6 +316,8 @@ pub struct QueuedJob<'a> {
     pub installation_id: Option<u64>,
     /// `X-GitHub-Delivery`, or what found the job (`sweep`).
     pub delivery_id: Option<&'a str>,
+    /// `workflow_job.name`.
+    pub job_name: Option<&'a str>,
 }
 
 /// The job message for a queued job, or why none of our pools takes it (the
@@ -346,5 +349,6 @@ pub fn queued_job_message(
         queued_at: job.created_at,
         launch_attempt: 0,
         deferrals: 0,
+        job_name: job.job_name.map(str::to_string),
     })
 }

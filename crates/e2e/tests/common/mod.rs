@@ -215,6 +215,7 @@ impl World {
             queued_at: Some(chrono::Utc::now()),
             launch_attempt: 0,
             deferrals: 0,
+            job_name: None,
         }
     }
 

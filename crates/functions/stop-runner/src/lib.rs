@@ -163,6 +163,10 @@ fn outcome_json(outcome: &StopOutcome) -> Value {
         StopOutcome::AlreadyEnded { runner_name } => {
             json!({"outcome": "already_ended", "runner_name": runner_name})
         }
+        StopOutcome::Interrupted {
+            runner_name,
+            job_id,
+        } => json!({"outcome": "interrupted", "runner_name": runner_name, "job_id": job_id}),
     }
 }
 
