@@ -26,6 +26,8 @@ const WINDOW_SECS: u64 = 3600;
 #[derive(Debug, Clone)]
 pub(crate) struct JobRecord {
     pub job: FakeJob,
+    /// The job's name in its workflow (`job {id}` when the test gave none).
+    pub name: Option<String>,
     pub run_id: u64,
     pub run_attempt: u32,
     pub labels: Vec<String>,
@@ -68,6 +70,7 @@ pub(crate) fn upsert_job(jobs: &mut HashMap<(String, u64), JobRecord>, repo: &st
     let key = (repo.to_ascii_lowercase(), job.id);
     let rec = jobs.entry(key).or_insert_with(|| JobRecord {
         job: job.clone(),
+        name: None,
         run_id: 1,
         run_attempt: 1,
         labels: vec!["self-hosted".into()],
@@ -89,6 +92,8 @@ pub struct FakeWorkflowJob {
     pub status: String,
     pub labels: Vec<String>,
     pub created_at: DateTime<Utc>,
+    /// The job's name in its workflow (`job {id}` when `None`).
+    pub name: Option<String>,
 }
 
 impl FakeWorkflowJob {
@@ -107,7 +112,14 @@ impl FakeWorkflowJob {
             status: status.to_string(),
             labels: labels.iter().map(|l| l.to_string()).collect(),
             created_at,
+            name: None,
         }
+    }
+
+    /// The job named `name` in its workflow.
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = Some(name.to_string());
+        self
     }
 
     /// The same job in attempt `n` of its run.
@@ -140,7 +152,7 @@ pub(crate) fn job_json(base_url: &str, repo: &str, r: &JobRecord) -> Value {
         // GitHub always fills started_at (the creation time until a runner starts).
         "started_at": time(&r.started_at.unwrap_or(r.created_at)),
         "completed_at": r.completed_at.as_ref().map(time),
-        "name": format!("job {}", j.id),
+        "name": r.name.clone().unwrap_or_else(|| format!("job {}", j.id)),
         "steps": [],
         "check_run_url": format!("{base_url}/repos/{repo}/check-runs/{}", j.id),
         "labels": r.labels,
@@ -329,6 +341,7 @@ impl FakeGitHub {
                 conclusion: None,
                 runner_name: None,
             },
+            name: job.name,
             run_id: job.run_id,
             run_attempt: job.run_attempt,
             labels: job.labels,
@@ -347,6 +360,27 @@ impl FakeGitHub {
         self.st()
             .jobs
             .insert((repo.to_ascii_lowercase(), job.id), rec);
+    }
+
+    /// The jobs a re-run was accepted for, in order: (repository, job id).
+    pub fn reruns(&self) -> Vec<(String, u64)> {
+        self.st().reruns.clone()
+    }
+
+    /// The job GitHub created for the re-run of `job_id` of `repo`: its id
+    /// and run attempt.
+    pub fn rerun_of(&self, repo: &str, job_id: u64) -> Option<(u64, u32)> {
+        let s = self.st();
+        let repo = repo.to_ascii_lowercase();
+        let old = s.jobs.get(&(repo.clone(), job_id))?;
+        s.jobs
+            .iter()
+            .filter(|((r, id), j)| {
+                *r == repo && *id != job_id && j.run_id == old.run_id && j.name == old.name
+                    && j.run_attempt > old.run_attempt
+            })
+            .map(|((_, id), j)| (*id, j.run_attempt))
+            .min()
     }
 
     /// Set the primary rate limit: `remaining` calls left of `limit`, the
@@ -449,6 +483,8 @@ enum Kind {
     UserRepositories(String),
     ListRuns(String, String),
     ListRunJobs(String, String, u64),
+    GetRun(String, String, u64),
+    RerunJob(String, String, u64),
 }
 
 pub(crate) struct Route {
@@ -468,10 +504,19 @@ impl Route {
 
 pub(crate) fn route(method: &str, segs: &[&str]) -> Option<Route> {
     use super::endpoint::*;
+    let s = |x: &&str| x.to_string();
+    if method == "POST" {
+        return match segs {
+            ["repos", o, r, "actions", "jobs", id, "rerun"] => Some(Route {
+                endpoint: RERUN_JOB,
+                kind: Kind::RerunJob(s(o), s(r), id.parse().ok()?),
+            }),
+            _ => None,
+        };
+    }
     if method != "GET" {
         return None;
     }
-    let s = |x: &&str| x.to_string();
     let (endpoint, kind) = match segs {
         ["app", "installations"] => (LIST_INSTALLATIONS, Kind::ListInstallations),
         ["users", user, "installation"] => (INSTALLATION, Kind::UserInstallation(s(user))),
@@ -486,6 +531,9 @@ pub(crate) fn route(method: &str, segs: &[&str]) -> Option<Route> {
             LIST_RUN_JOBS,
             Kind::ListRunJobs(s(o), s(r), id.parse().ok()?),
         ),
+        ["repos", o, r, "actions", "runs", id] => {
+            (GET_RUN, Kind::GetRun(s(o), s(r), id.parse().ok()?))
+        }
         _ => return None,
     };
     Some(Route { endpoint, kind })
@@ -726,6 +774,23 @@ pub(crate) fn handle(
                 |total, list| json!({ "total_count": total, "workflow_runs": list }),
             )
         }
+        Kind::GetRun(owner, name, run_id) => {
+            let repo = format!("{owner}/{name}").to_ascii_lowercase();
+            if !repo_known(s, &owner, &name, &repo) || !can_read(s, caller, &owner, &name) {
+                return not_found();
+            }
+            match runs_of(s, &repo).into_iter().find(|r| r.id == run_id) {
+                Some(run) => ok_json(StatusCode::OK, run_json(&base, &repo, &run)),
+                None => not_found(),
+            }
+        }
+        Kind::RerunJob(owner, name, job_id) => {
+            let repo = format!("{owner}/{name}").to_ascii_lowercase();
+            if !repo_known(s, &owner, &name, &repo) || !can_read(s, caller, &owner, &name) {
+                return not_found();
+            }
+            rerun_job(s, &owner, &name, &repo, job_id)
+        }
         Kind::ListRunJobs(owner, name, run_id) => {
             let repo = format!("{owner}/{name}").to_ascii_lowercase();
             if !repo_known(s, &owner, &name, &repo) || !can_read(s, caller, &owner, &name) {
@@ -763,6 +828,66 @@ pub(crate) fn handle(
             )
         }
     }
+}
+
+/// `POST …/actions/jobs/{id}/rerun` as GitHub answers it: refused while the
+/// run's latest attempt is not completed; else the job is re-created under a
+/// new id in the run's next attempt (`queued`), and its `queued` webhook goes
+/// out (before the answer, so a test sees it when the call returns).
+fn rerun_job(s: &mut State, owner: &str, name: &str, repo: &str, job_id: u64) -> Response {
+    let Some(old) = s.jobs.get(&(repo.to_string(), job_id)).cloned() else {
+        return not_found();
+    };
+    let Some(run) = runs_of(s, repo).into_iter().find(|r| r.id == old.run_id) else {
+        return not_found();
+    };
+    if run.status != "completed" {
+        return err(
+            StatusCode::FORBIDDEN,
+            "The workflow run containing this job is already running",
+        );
+    }
+    s.reruns.push((repo.to_string(), job_id));
+    let new_id = s.jobs.keys().map(|(_, id)| *id).max().unwrap_or(0).max(job_id) + 1;
+    let created_at = now_secs();
+    let rec = JobRecord {
+        job: FakeJob {
+            id: new_id,
+            status: "queued".into(),
+            conclusion: None,
+            runner_name: None,
+        },
+        name: old.name.clone(),
+        run_id: old.run_id,
+        run_attempt: run.attempt + 1,
+        labels: old.labels.clone(),
+        created_at,
+        started_at: None,
+        completed_at: None,
+    };
+    s.jobs.insert((repo.to_string(), new_id), rec.clone());
+    let installation = repo_installation(s, owner, name);
+    let owner_type = account_type(s, owner);
+    let mut payload = json!({
+        "action": "queued",
+        "workflow_job": job_json(&s.base_url, &format!("{owner}/{name}"), &rec),
+        "repository": {
+            "id": account_id(repo),
+            "name": name,
+            "full_name": format!("{owner}/{name}"),
+            "owner": { "login": owner, "type": owner_type },
+        },
+        "sender": { "login": "octocat", "type": "User" },
+    });
+    if let Some(id) = installation {
+        payload["installation"] = json!({ "id": id });
+    }
+    let mut resp = ok_json(StatusCode::CREATED, json!({}));
+    resp.extensions_mut().insert(super::hooks::NewDelivery {
+        event: "workflow_job".into(),
+        payload: serde_json::to_vec(&payload).unwrap_or_default(),
+    });
+    resp
 }
 
 /// A repository the fake knows: registered, or with jobs (`add_job` alone).

@@ -488,8 +488,41 @@ pub(crate) fn handle(
     }
 }
 
-/// Perform the redelivery a handler asked for, before its answer goes out.
+/// A new delivery a handler's action caused (a job re-run's `queued`).
+#[derive(Clone)]
+pub(crate) struct NewDelivery {
+    pub event: String,
+    pub payload: Vec<u8>,
+}
+
+/// Perform the redelivery (or new delivery) a handler asked for, before its
+/// answer goes out.
 pub(crate) async fn after(st: &Mutex<State>, resp: &mut Response) {
+    if let Some(d) = resp.extensions_mut().remove::<NewDelivery>() {
+        let (url, secret, timeout) = {
+            let s = st.lock().unwrap();
+            (s.hooks.url.clone(), s.hooks.secret.clone(), s.hooks.timeout)
+        };
+        let guid = new_guid();
+        let out = post(
+            url,
+            &secret,
+            timeout,
+            &HookRef::App,
+            &d.event,
+            &guid,
+            &d.payload,
+        )
+        .await;
+        let sent = Sent {
+            hook: HookRef::App,
+            guid,
+            event: &d.event,
+            payload: &d.payload,
+            redelivery: false,
+        };
+        record(&mut st.lock().unwrap(), sent, out);
+    }
     let Some(p) = resp.extensions_mut().remove::<Pending>() else {
         return;
     };

@@ -24,6 +24,8 @@
 //! | `owner-repositories` | `GET /orgs/{org}/repos`, `GET /users/{user}/repos` |
 //! | `list-runs` | `GET /repos/{o}/{r}/actions/runs` (`status` filter) |
 //! | `list-run-jobs` | `GET /repos/{o}/{r}/actions/runs/{run_id}/jobs` (`filter=latest|all`) |
+//! | `get-run` | `GET /repos/{o}/{r}/actions/runs/{run_id}` (its latest attempt) |
+//! | `rerun-job` | `POST /repos/{o}/{r}/actions/jobs/{id}/rerun`: 403 while the run is not completed; else the run's next attempt gets the job under a new id, `queued`, and its `workflow_job` `queued` webhook is delivered before the 201 |
 //!
 //! Webhooks ([`FakeGitHub::set_webhook`], [`FakeGitHub::deliver`]): the fake POSTs
 //! signed payloads the way GitHub does, records every attempt in the hook's
@@ -89,6 +91,8 @@ pub mod endpoint {
     pub const OWNER_REPOSITORIES: &str = "owner-repositories";
     pub const LIST_RUNS: &str = "list-runs";
     pub const LIST_RUN_JOBS: &str = "list-run-jobs";
+    pub const GET_RUN: &str = "get-run";
+    pub const RERUN_JOB: &str = "rerun-job";
 }
 
 /// A runner registered with the fake.
@@ -192,6 +196,8 @@ struct State {
     next_runner_id: u64,
     /// One record per workflow job: what `set_job` sets plus its run and labels.
     jobs: HashMap<(String, u64), actions::JobRecord>,
+    /// Jobs re-run (`rerun-job` accepted), in order: (repository, job id).
+    reruns: Vec<(String, u64)>,
     repos: actions::Repos,
     hooks: hooks::Hooks,
     rate: actions::RateLimit,
@@ -286,6 +292,7 @@ impl FakeGitHub {
             runners: Vec::new(),
             next_runner_id: 1,
             jobs: HashMap::new(),
+            reruns: Vec::new(),
             repos: actions::Repos::default(),
             hooks: hooks::Hooks::default(),
             rate: actions::RateLimit::default(),

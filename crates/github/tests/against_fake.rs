@@ -1006,3 +1006,62 @@ async fn fake_pages_with_link_headers() {
         Some(true)
     );
 }
+
+// ---- re-running a job ---------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_job_is_re_run_only_once_its_run_completed_and_the_re_run_is_a_new_queued_job() {
+    use spotrunner_core::ports::RerunAnswer;
+    use spotrunner_testkit::fake_github::FakeWorkflowJob;
+    let fake = FakeGitHub::start().await;
+    fake.add_installation(org());
+    let t0 = chrono::Utc::now();
+    fake.add_workflow_job(
+        "acme/app",
+        FakeWorkflowJob::new(900, 50, "completed", &["self-hosted", "linux"], t0).named("build"),
+    );
+    fake.add_workflow_job(
+        "acme/app",
+        FakeWorkflowJob::new(900, 51, "in_progress", &["ubuntu-latest"], t0).named("lint"),
+    );
+    let gh = app_client(&fake);
+    let t = target(org(), None);
+    let run = gh.get_run(&t, "acme/app", 900).await.unwrap().unwrap();
+    assert_eq!((run.status.as_str(), run.run_attempt), ("in_progress", 1));
+    // GitHub refuses while another job of the run still runs.
+    let answer = gh.rerun_job(&t, "acme/app", 50).await.unwrap();
+    assert_eq!(
+        answer,
+        RerunAnswer::Refused("The workflow run containing this job is already running".into())
+    );
+    assert!(fake.reruns().is_empty());
+    fake.set_job(
+        "acme/app",
+        FakeJob {
+            id: 51,
+            status: "completed".into(),
+            conclusion: Some("success".into()),
+            runner_name: None,
+        },
+    );
+    assert_eq!(
+        gh.rerun_job(&t, "acme/app", 50).await.unwrap(),
+        RerunAnswer::Accepted
+    );
+    let (new_id, attempt) = fake.rerun_of("acme/app", 50).unwrap();
+    assert_ne!(new_id, 50);
+    assert_eq!(attempt, 2);
+    let j = gh.get_job(&t, "acme/app", new_id).await.unwrap().unwrap();
+    assert_eq!(j.status, "queued");
+    assert_eq!(j.name.as_deref(), Some("build"));
+    assert_eq!((j.run_id, j.run_attempt), (Some(900), Some(2)));
+    let run = gh.get_run(&t, "acme/app", 900).await.unwrap().unwrap();
+    assert_eq!((run.status.as_str(), run.run_attempt), ("queued", 2));
+    // Unknown runs and jobs.
+    assert_eq!(gh.get_run(&t, "acme/app", 901).await.unwrap(), None);
+    assert!(matches!(
+        gh.rerun_job(&t, "acme/app", 999).await.unwrap(),
+        RerunAnswer::Refused(_)
+    ));
+    assert_eq!(fake.calls(endpoint::RERUN_JOB), 3);
+}
