@@ -260,9 +260,27 @@ pub async fn run_janitor(_a: &Adapters, h: &Handlers, dry_run: bool) -> Result<S
     Ok(out.trim_end().to_string())
 }
 
-/// One runner-exit event (local) through the stop-runner logic.
+/// One event of the local `events` queue through the stop-runner logic: a
+/// runner process's exit, or an EventBridge-shaped event (the spot
+/// interruption warning `spotrunner interrupt` announces).
 pub async fn on_runner_exit(_a: &Adapters, h: &Handlers, body: &str) -> JobOutcome {
-    let exited: RunnerExited = match serde_json::from_str(body) {
+    let parsed: serde_json::Value = match serde_json::from_str(body) {
+        Ok(v) => v,
+        Err(e) => {
+            return JobOutcome::Invalid {
+                reason: format!("runner event: {e}"),
+            };
+        }
+    };
+    if parsed.get("detail-type").is_some() {
+        return match StopEvent::from_eventbridge(&parsed) {
+            Ok(event) => handle_stop_event(h, &event).await,
+            Err(e) => JobOutcome::Invalid {
+                reason: format!("runner event: {e}"),
+            },
+        };
+    }
+    let exited: RunnerExited = match serde_json::from_value(parsed) {
         Ok(e) => e,
         Err(e) => {
             return JobOutcome::Invalid {
@@ -281,7 +299,11 @@ pub async fn on_runner_exit(_a: &Adapters, h: &Handlers, body: &str) -> JobOutco
         }
         .into(),
     };
-    match h.stop_runner.handle(&event, Utc::now()).await {
+    handle_stop_event(h, &event).await
+}
+
+async fn handle_stop_event(h: &Handlers, event: &StopEvent) -> JobOutcome {
+    match h.stop_runner.handle(event, Utc::now()).await {
         Ok(_) => JobOutcome::Duplicate,
         Err(e) => JobOutcome::Retry {
             reason: e.to_string(),

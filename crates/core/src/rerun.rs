@@ -30,9 +30,7 @@
 
 use crate::config::Config;
 use crate::job::JobMessage;
-use crate::ports::{
-    GitHubApi, JobChange, JobRecord, Ledger, PortError, RerunAnswer, Stage,
-};
+use crate::ports::{GitHubApi, JobChange, JobRecord, Ledger, PortError, RerunAnswer, Stage};
 use crate::target::github_target;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -232,7 +230,10 @@ impl Reruns<'_> {
             return Ok(NotNeeded("GitHub no longer knows the job".into()));
         };
         if gh_job.status != "completed" {
-            return Ok(Later(format!("the job is still {} on GitHub", gh_job.status)));
+            return Ok(Later(format!(
+                "the job is still {} on GitHub",
+                gh_job.status
+            )));
         }
         let conclusion = gh_job.conclusion.clone().unwrap_or_default();
         if !RERUN_CONCLUSIONS.contains(&conclusion.as_str()) {
@@ -257,7 +258,11 @@ impl Reruns<'_> {
                 "it is re-run {depth} of an interrupted job already (spot.reruns = {budget})"
             )));
         }
-        let Some(run) = self.github.get_run(&target, &job.repository, run_id).await? else {
+        let Some(run) = self
+            .github
+            .get_run(&target, &job.repository, run_id)
+            .await?
+        else {
             return Ok(NotNeeded(format!("GitHub no longer knows run {run_id}")));
         };
         if run.run_attempt > attempt {
@@ -282,8 +287,7 @@ impl Reruns<'_> {
             .update_state_doc(&key, &|doc| {
                 let mut m = RerunMarker::from_doc(doc.as_ref());
                 let in_flight = m.jobs.get(&name).is_some_and(|e| {
-                    e.from_job == job.job_id
-                        && e.requested_at.is_some_and(|t| now - t < IN_FLIGHT)
+                    e.from_job == job.job_id && e.requested_at.is_some_and(|t| now - t < IN_FLIGHT)
                 });
                 ours.store(!in_flight, Ordering::SeqCst);
                 if in_flight {

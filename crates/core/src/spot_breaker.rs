@@ -53,7 +53,11 @@ impl PoolHealth {
         now: DateTime<Utc>,
         policy: &SpotPolicy,
     ) -> bool {
-        if self.interruptions.iter().any(|i| i.runner_name == runner_name) {
+        if self
+            .interruptions
+            .iter()
+            .any(|i| i.runner_name == runner_name)
+        {
             return false;
         }
         let window = secs(policy.breaker_window_secs);
@@ -141,8 +145,14 @@ mod tests {
         assert_eq!(h.spot_choice(&p, t(1)), SpotChoice::AsConfigured);
         assert!(h.record_interruption("r2", t(10), &p.spot));
         assert_eq!(h.spot_breaks, 1);
-        assert!(matches!(h.spot_choice(&p, t(11)), SpotChoice::OnDemand { .. }));
-        assert!(matches!(h.spot_choice(&p, t(39)), SpotChoice::OnDemand { .. }));
+        assert!(matches!(
+            h.spot_choice(&p, t(11)),
+            SpotChoice::OnDemand { .. }
+        ));
+        assert!(matches!(
+            h.spot_choice(&p, t(39)),
+            SpotChoice::OnDemand { .. }
+        ));
         // 30 minutes after it opened (t 10), spot again.
         assert_eq!(h.spot_choice(&p, t(40)), SpotChoice::AsConfigured);
     }

@@ -11,6 +11,7 @@
 //! ```
 
 mod db;
+pub mod interrupt;
 mod ledger;
 mod params;
 mod process;

@@ -80,7 +80,7 @@ pub struct LocalBackend {
     settings: Arc<RwLock<RunnerSettings>>,
 }
 
-fn io(e: std::io::Error) -> PortError {
+pub(crate) fn io(e: std::io::Error) -> PortError {
     PortError::unavailable(SERVICE, e)
 }
 
@@ -105,6 +105,10 @@ impl LocalBackend {
             scripts,
             settings: Arc::new(RwLock::new(settings)),
         })
+    }
+
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
     }
 
     /// Replace the runner settings (a configuration reload).
@@ -161,6 +165,19 @@ impl LocalBackend {
         for inst in self.instances()? {
             if inst.state != "running" {
                 continue;
+            }
+            // An announced spot interruption whose grace has passed: EC2
+            // reclaims the instance; here its process group ends.
+            if let Some(pid) = inst.pid
+                && crate::interrupt::reclaim_at(&inst.dir).is_some_and(|at| at <= Utc::now())
+                && alive(pid, &inst.dir)
+            {
+                tracing::warn!(
+                    job_id = inst.job_id(),
+                    instance_id = inst.instance_id,
+                    "spot interruption: the instance is reclaimed now"
+                );
+                kill_group(pid, &inst.instance_id, &inst.dir, Duration::from_secs(3));
             }
             if inst.pid.is_some_and(|pid| alive(pid, &inst.dir)) {
                 continue;

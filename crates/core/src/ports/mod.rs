@@ -25,8 +25,8 @@ pub use compute::{
 pub use dlq::{DeadLetter, DeadLetterQueue, DeleteFailure};
 pub use error::PortError;
 pub use github::{
-    GitHubApi, GitHubJob, GitHubRun, GitHubRunner, GitHubTarget, JitConfig, JitRequest, RerunAnswer,
-    RunnerScope,
+    GitHubApi, GitHubJob, GitHubRun, GitHubRunner, GitHubTarget, JitConfig, JitRequest,
+    RerunAnswer, RunnerScope,
 };
 pub use ledger::{
     CapacityUse, ClaimOutcome, DocUpdate, HealthUpdate, JobChange, JobRecord, JobState, Ledger,

@@ -130,7 +130,10 @@ async fn an_interrupted_job_is_re_run_once_its_run_completed_and_the_re_run_laun
     w.completed(1, "failure").await;
     assert_eq!(w.job_state(1).await, JobState::Interrupted);
     let step = w.reruns().step_job(1, Utc::now()).await.unwrap();
-    assert!(matches!(step, Some(RerunStep::Later(ref why)) if why.contains("still in_progress")), "{step:?}");
+    assert!(
+        matches!(step, Some(RerunStep::Later(ref why)) if why.contains("still in_progress")),
+        "{step:?}"
+    );
     assert_eq!(w.github.state.lock().unwrap().rerun_calls, 0);
 
     // The run completed: exactly one request, then the job is decided.
@@ -196,7 +199,10 @@ async fn a_request_in_flight_is_not_repeated_and_a_refusal_unlocks() {
         .await
         .unwrap();
     let step = w.reruns().step_job(1, now).await.unwrap();
-    assert!(matches!(step, Some(RerunStep::Later(ref why)) if why.contains("in flight")), "{step:?}");
+    assert!(
+        matches!(step, Some(RerunStep::Later(ref why)) if why.contains("in flight")),
+        "{step:?}"
+    );
     assert_eq!(w.github.state.lock().unwrap().rerun_calls, 0);
     // Ten minutes on, the lock is stale: this step sends.
     let later = now + Duration::minutes(11);
@@ -213,7 +219,10 @@ async fn no_re_run_for_success_for_a_disabled_pool_or_past_the_budget() {
         .set_run_job(1, "build", RUN, 1, "completed", Some("success"));
     w.github.set_run(RUN, 1, "completed");
     let step = w.reruns().step_job(1, Utc::now()).await.unwrap();
-    assert!(matches!(step, Some(RerunStep::NotNeeded(ref why)) if why.contains("success")), "{step:?}");
+    assert!(
+        matches!(step, Some(RerunStep::NotNeeded(ref why)) if why.contains("success")),
+        "{step:?}"
+    );
     assert_eq!(w.github.state.lock().unwrap().rerun_calls, 0);
 
     // Re-runs off for the pool.
@@ -221,7 +230,10 @@ async fn no_re_run_for_success_for_a_disabled_pool_or_past_the_budget() {
     w.interrupted_job().await;
     // Decided at the runner's end, before GitHub is asked anything.
     let rec = w.ledger.get_job(1).await.unwrap().unwrap();
-    assert!(rec.rerun.as_deref().unwrap().contains("reruns = 0"), "{rec:?}");
+    assert!(
+        rec.rerun.as_deref().unwrap().contains("reruns = 0"),
+        "{rec:?}"
+    );
     w.github
         .set_run_job(1, "build", RUN, 1, "completed", Some("failure"));
     w.github.set_run(RUN, 1, "completed");
@@ -249,7 +261,10 @@ async fn no_re_run_for_success_for_a_disabled_pool_or_past_the_budget() {
     w.github.set_run(RUN, 2, "completed");
     let rec = w.ledger.get_job(again.id).await.unwrap().unwrap();
     let step = w.reruns().step_job(again.id, Utc::now()).await.unwrap();
-    assert!(matches!(step, Some(RerunStep::NotNeeded(ref why)) if why.contains("spot.reruns = 1")), "{step:?} {rec:?}");
+    assert!(
+        matches!(step, Some(RerunStep::NotNeeded(ref why)) if why.contains("spot.reruns = 1")),
+        "{step:?} {rec:?}"
+    );
     assert_eq!(w.github.reruns(), vec![1]);
 }
 
