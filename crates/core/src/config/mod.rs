@@ -3,11 +3,13 @@
 //! Loaded from JSON or TOML ([`Config::from_json`], [`Config::from_toml`],
 //! [`Config::from_path`]); every error names the field and the rule it broke.
 
+mod arch;
 mod local;
 mod recovery;
 mod secret_ref;
 mod validate;
 
+pub use arch::Architecture;
 pub use local::LocalConfig;
 pub use recovery::{RecoveryConfig, RedeliveryConfig, SweepConfig};
 pub use secret_ref::SecretRef;
@@ -83,6 +85,9 @@ pub struct Pool {
     pub launch_template: Option<String>,
     #[serde(default)]
     pub instance_types: Vec<String>,
+    /// Explicit architecture; unset, [`Pool::arch`] derives it from `instance_types`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<Architecture>,
     #[serde(default)]
     pub subnets: Vec<String>,
     #[serde(default)]
@@ -113,6 +118,18 @@ pub struct Pool {
     /// What happens when runners end before their job starts.
     #[serde(default)]
     pub relaunch: RelaunchPolicy,
+}
+
+impl Pool {
+    /// The explicit architecture, else that of the first instance type (a
+    /// mix is refused by validation), else x64 (local pools).
+    pub fn arch(&self) -> Architecture {
+        self.architecture.unwrap_or_else(|| {
+            self.instance_types
+                .first()
+                .map_or(Architecture::X64, |t| Architecture::of_instance_type(t))
+        })
+    }
 }
 
 /// Bounds on relaunching a job whose runner ended before the job started, and
