@@ -2,7 +2,7 @@
 //! runs bootstrap.sh with its JIT config from a 0600 file, exits are detected and
 //! turned into events, terminate ends the process group and removes the directory.
 
-use spotrunner_core::config::CapacityType;
+use spotrunner_core::config::{Architecture, CapacityType};
 use spotrunner_core::ports::{
     BootstrapCommand, Commands, Compute, LaunchOutcome, LaunchRequest, RunnerParameters,
     SendOutcome, tags,
@@ -90,6 +90,7 @@ async fn runs_bootstrap_reports_exit_and_terminates() {
         jit_parameter: "/sr/jit/sr_cpu-1-0".into(),
         max_run_time_secs: 60,
         startup_script_key: None,
+        runner_arch: Architecture::X64,
     };
     let sent = st.backend.send_bootstrap(&cmd).await.unwrap();
     assert!(matches!(sent, SendOutcome::Sent { .. }));
@@ -149,6 +150,7 @@ async fn a_restarted_backend_adopts_and_kills_the_process_group() {
             jit_parameter: "/p".into(),
             max_run_time_secs: 60,
             startup_script_key: None,
+            runner_arch: Architecture::X64,
         };
         st.backend.send_bootstrap(&cmd).await.unwrap();
         id
@@ -242,6 +244,7 @@ async fn members_left_by_a_leader_that_exited_are_still_ended() {
         jit_parameter: "/p".into(),
         max_run_time_secs: 60,
         startup_script_key: None,
+        runner_arch: Architecture::X64,
     };
     st.backend.send_bootstrap(&cmd).await.unwrap();
     let mut events = Vec::new();
