@@ -1,6 +1,6 @@
 //! A pool's CPU architecture: explicit, or derived from its instance types.
 //!
-//! The family rule is mirrored by `local.graviton_type` in `terraform/locals.tf`
+//! The family rule is mirrored by `local.graviton_family` in `terraform/arch.tf`
 //! (one regex there); change both together.
 
 use serde::{Deserialize, Serialize};
