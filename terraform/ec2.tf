@@ -5,8 +5,9 @@ resource "aws_launch_template" "pool" {
 
   name        = "${var.prefix}-${each.key}"
   description = "spotrunner ${var.prefix}: runners of pool ${each.key}"
-  # An AMI id, or resolve:ssm:<public parameter> resolved by EC2 at launch.
-  image_id = each.value.ami
+  # An AMI id, or resolve:ssm:<public parameter> resolved by EC2 at launch;
+  # by default Amazon Linux 2023 of the pool's architecture (arch.tf).
+  image_id = local.pool_ami[each.key]
 
   instance_initiated_shutdown_behavior = "terminate"
   update_default_version               = true

@@ -121,6 +121,7 @@ locals {
       labels             = p.labels
       launch_template    = aws_launch_template.pool[p.name].name
       instance_types     = p.instance_types
+      architecture       = local.pool_arch[p.name]
       subnets            = p.subnets
       capacity_type      = p.capacity_type
       on_demand_fallback = p.on_demand_fallback

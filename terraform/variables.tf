@@ -377,7 +377,10 @@ variable "pools" {
     (<prefix>-<name>) and one entry of the configuration document.
     - name: <= 16 characters, A-Z a-z 0-9 . _ -
     - labels: the labels it serves (self-hosted is implicit)
-    - ami: an AMI id (ami-...) or `resolve:ssm:<public parameter path>`
+    - ami: an AMI id (ami-...) or `resolve:ssm:<public parameter path>`; null: the
+      latest Amazon Linux 2023 of the pool's architecture
+    - architecture: x64 or arm64; null: derived from instance_types (Graviton
+      families such as m7g, c7gn, t4g are arm64), which must not mix the two
     - instance_types, subnets: CreateFleet overrides (instance types x subnets)
     - security_group_ids: for the instances' network interface
     - capacity_type: spot (default) or on-demand; on_demand_fallback for spot pools
@@ -390,7 +393,8 @@ variable "pools" {
   type = list(object({
     name                = string
     labels              = list(string)
-    ami                 = string
+    ami                 = optional(string)
+    architecture        = optional(string)
     instance_types      = list(string)
     subnets             = list(string)
     security_group_ids  = optional(list(string), [])
@@ -427,12 +431,31 @@ variable "pools" {
     error_message = "every pool needs at least one label."
   }
   validation {
-    condition     = alltrue([for p in var.pools : can(regex("^(ami-[0-9a-f]+|resolve:ssm:/.+)$", p.ami))])
+    condition     = alltrue([for p in var.pools : p.ami == null || can(regex("^(ami-[0-9a-f]+|resolve:ssm:/.+)$", p.ami))])
     error_message = "pool ami must be an AMI id (ami-...) or resolve:ssm:/<parameter path>."
   }
   validation {
     condition     = alltrue([for p in var.pools : length(p.instance_types) > 0])
     error_message = "every pool needs at least one instance type."
+  }
+  validation {
+    condition     = alltrue([for p in var.pools : contains(["x64", "arm64"], coalesce(p.architecture, "x64"))])
+    error_message = "pool architecture must be x64 or arm64."
+  }
+  # One architecture per pool. The family rule is local.graviton_family (arch.tf,
+  # mirroring crates/core/src/config/arch.rs); a validation may not use the
+  # locals derived from var.pools, so the per-type test is spelled out here.
+  validation {
+    condition = alltrue([for p in var.pools : length(distinct([
+      for t in p.instance_types : can(regex(local.graviton_family, lower(split(".", t)[0])))
+    ])) <= 1])
+    error_message = "pool instance_types must not mix x64 and arm64 (Graviton) types; pools mixing them: ${join(", ", [for p in var.pools : p.name if length(distinct([for t in p.instance_types : can(regex(local.graviton_family, lower(split(".", t)[0])))])) > 1])}."
+  }
+  validation {
+    condition = alltrue([for p in var.pools : p.architecture == null || alltrue([
+      for t in p.instance_types : can(regex(local.graviton_family, lower(split(".", t)[0]))) == (p.architecture == "arm64")
+    ])])
+    error_message = "pool architecture contradicts the pool's instance_types in pools: ${join(", ", [for p in var.pools : p.name if p.architecture != null && !alltrue([for t in p.instance_types : can(regex(local.graviton_family, lower(split(".", t)[0]))) == (p.architecture == "arm64")])])}."
   }
   validation {
     condition     = alltrue([for p in var.pools : alltrue([for s in p.subnets : startswith(s, "subnet-")])])

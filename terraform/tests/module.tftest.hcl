@@ -224,7 +224,6 @@ variables {
     {
       name               = "cpu"
       labels             = ["linux", "x64"]
-      ami                = "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
       instance_types     = ["m7i.large", "m6i.large"]
       subnets            = ["subnet-0abc", "subnet-0def"]
       on_demand_fallback = true
@@ -244,8 +243,7 @@ variables {
     {
       name           = "arm"
       labels         = ["linux", "arm64"]
-      ami            = "ami-0fedcba9876543210"
-      instance_types = ["m7g.large"]
+      instance_types = ["m7g.large", "c7g.large"]
       subnets        = ["subnet-0abc"]
       max_runners    = 2
     },
@@ -677,10 +675,6 @@ run "one_launch_template_per_pool" {
     error_message = "launch templates: IMDSv2 required, shutdown terminates, encrypted root volume"
   }
   assert {
-    condition     = aws_launch_template.pool["cpu"].image_id == "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
-    error_message = "an SSM public parameter path is passed through as the image id"
-  }
-  assert {
     condition     = [for p in jsondecode(output.config_json).pools : p.launch_template] == ["srtest-cpu", "srtest-od", "srtest-arm"]
     error_message = "the configuration names each pool's launch template"
   }
@@ -974,6 +968,74 @@ run "bad_prefix_is_refused" {
     prefix = "Bad_Prefix"
   }
   expect_failures = [var.prefix]
+}
+
+run "each_pool_gets_the_ami_of_its_architecture" {
+  command = plan
+  assert {
+    condition     = aws_launch_template.pool["cpu"].image_id == "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+    error_message = "an x64 pool without ami gets the x86_64 Amazon Linux 2023 parameter"
+  }
+  assert {
+    condition     = aws_launch_template.pool["arm"].image_id == "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"
+    error_message = "a Graviton pool (m7g, c7g) without ami gets the arm64 Amazon Linux 2023 parameter"
+  }
+  assert {
+    condition     = aws_launch_template.pool["od"].image_id == "ami-0123456789abcdef0"
+    error_message = "an explicit ami is used as is"
+  }
+  assert {
+    condition     = { for p in jsondecode(output.config_json).pools : p.name => p.architecture } == { cpu = "x64", od = "x64", arm = "arm64" }
+    error_message = "the configuration document carries each pool's architecture (the Lambdas send it as runnerArch)"
+  }
+}
+
+run "an_explicit_architecture_chooses_the_ami" {
+  command = plan
+  variables {
+    pools = [
+      { name = "a1", labels = ["arm64"], instance_types = ["a1.large"], subnets = [], max_runners = 1 },
+      { name = "x2", labels = ["arm64", "mem"], instance_types = ["x2gd.large"], subnets = [], max_runners = 1, architecture = "arm64" },
+      { name = "g5", labels = ["gpu"], instance_types = ["g5.xlarge", "g4dn.xlarge"], subnets = [], max_runners = 1, architecture = "x64" },
+    ]
+  }
+  assert {
+    condition = [for n in ["a1", "x2", "g5"] : aws_launch_template.pool[n].image_id] == [
+      "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64",
+      "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64",
+      "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64",
+    ]
+    error_message = "a1 and x2gd are Graviton, g5/g4dn are x86"
+  }
+}
+
+run "a_pool_mixing_x64_and_graviton_types_is_refused" {
+  command = plan
+  variables {
+    pools = [{
+      name           = "mixed"
+      labels         = ["linux"]
+      instance_types = ["m7i.large", "m7g.large"]
+      subnets        = []
+      max_runners    = 1
+    }]
+  }
+  expect_failures = [var.pools]
+}
+
+run "an_architecture_contradicting_the_types_is_refused" {
+  command = plan
+  variables {
+    pools = [{
+      name           = "liar"
+      labels         = ["linux"]
+      instance_types = ["m7i.large"]
+      architecture   = "arm64"
+      subnets        = []
+      max_runners    = 1
+    }]
+  }
+  expect_failures = [var.pools]
 }
 
 run "on_demand_fallback_only_for_spot_pools" {

@@ -323,6 +323,7 @@ impl SsmCommands {
                 cmd.startup_script_key.clone().unwrap_or_default(),
             ),
             ("region", self.region.clone().unwrap_or_default()),
+            ("runnerArch", cmd.runner_arch.as_str().to_string()),
         ]
     }
 }
@@ -438,6 +439,7 @@ fn short_document_name(doc: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use spotrunner_core::config::Architecture;
 
     #[test]
     fn instance_arn_prefixes() {
@@ -495,6 +497,7 @@ mod tests {
             jit_parameter: "/sr/jit/sr-1".into(),
             max_run_time_secs: 999_999,
             startup_script_key: None,
+            runner_arch: Architecture::X64,
         };
         let p = c.parameters(&cmd);
         let doc = include_str!("../../../scripts/runner/ssm-document.yaml");
@@ -508,5 +511,20 @@ mod tests {
         assert_eq!(get("maxRunTimeSecs"), "172800");
         assert_eq!(get("startupScriptKey"), "");
         assert_eq!(get("region"), "");
+        assert_eq!(get("runnerArch"), "x64");
+        let arm = BootstrapCommand {
+            runner_arch: Architecture::Arm64,
+            ..cmd
+        };
+        let p = c.parameters(&arm);
+        let arch = p.iter().find(|(n, _)| *n == "runnerArch").unwrap();
+        assert_eq!(arch.1, "arm64");
+        // The document allows exactly the values we send.
+        for value in ["x64", "arm64"] {
+            assert!(
+                doc.contains(&format!("      - \"{value}\"\n")),
+                "{value} not allowed"
+            );
+        }
     }
 }

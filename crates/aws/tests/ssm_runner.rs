@@ -9,6 +9,7 @@ use aws_sdk_ssm::types::error::InvalidInstanceId;
 use aws_sdk_ssm::types::{DocumentFormat, DocumentType, ResourceTypeForTagging};
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use spotrunner_aws::ssm_runner::{SsmCommands, SsmRunnerParameters};
+use spotrunner_core::config::Architecture;
 use spotrunner_core::ports::{
     BootstrapCommand, Commands, PortError, RunnerParameters, SendOutcome,
 };
@@ -224,6 +225,8 @@ async fn bootstrap_command_sends_names_not_the_jit_value() {
         jit_parameter: "/sr/runners/sr_ubuntu-1".into(),
         max_run_time_secs: 7200,
         startup_script_key: None,
+        // A Graviton pool's runner.
+        runner_arch: Architecture::Arm64,
     };
     let SendOutcome::Sent { command_id } = commands.send_bootstrap(&cmd).await.unwrap() else {
         panic!("expected Sent");
@@ -249,6 +252,7 @@ async fn bootstrap_command_sends_names_not_the_jit_value() {
         ("maxRunTimeSecs", "7200"),
         ("startupScriptKey", ""),
         ("region", "eu-west-1"),
+        ("runnerArch", "arm64"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), vec![v.to_string()]))
@@ -302,6 +306,7 @@ fn cmd() -> BootstrapCommand {
         jit_parameter: "/sr/runners/sr_ubuntu-1".into(),
         max_run_time_secs: 3600,
         startup_script_key: Some("startup/ubuntu.sh".into()),
+        runner_arch: Architecture::X64,
     }
 }
 

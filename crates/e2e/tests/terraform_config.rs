@@ -13,7 +13,7 @@
 
 use serde_json::Value;
 use spotrunner_core::Config;
-use spotrunner_core::config::{CapacityType, GitHubAuth, SecretRef};
+use spotrunner_core::config::{Architecture, CapacityType, GitHubAuth, SecretRef};
 use std::path::PathBuf;
 
 fn repo_root() -> PathBuf {
@@ -56,6 +56,13 @@ fn module_rendering_fixture_loads_with_the_lambdas_parser() {
     let od = config.pool("od").unwrap();
     assert_eq!(od.capacity_type, CapacityType::OnDemand);
     assert_eq!(od.startup_script, None, "null startup_script is None");
+    // Terraform's architecture (arch.tf) is the one the Lambdas derive.
+    for pool in &config.pools {
+        let derived = Architecture::of_instance_type(&pool.instance_types[0]);
+        assert_eq!(pool.architecture, Some(derived), "{}", pool.name);
+    }
+    assert_eq!(config.pool("arm").unwrap().arch(), Architecture::Arm64);
+    assert_eq!(cpu.arch(), Architecture::X64);
 }
 
 #[test]

@@ -396,3 +396,44 @@ async fn a_queued_job_runs_through_the_deployed_wiring() {
     let released = ledger.get_runner(&runner.name).await.unwrap().unwrap();
     assert_eq!(released.state, RunnerState::Released);
 }
+
+#[tokio::test]
+#[ignore = "needs the examples/local deployment: run by scripts/terraform-check.sh"]
+async fn each_deployed_launch_template_holds_the_ami_of_its_pools_architecture() {
+    let o = outputs();
+    let moto = out(&o, "moto_endpoint").as_str().unwrap().to_string();
+    let sdk = spotrunner_aws::sdk::local(&moto).await;
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let image = |pool: &'static str| {
+        let id = out(&o, "launch_templates")[pool]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no launch template for pool {pool}"))
+            .to_string();
+        let ec2 = ec2.clone();
+        async move {
+            let versions = ec2
+                .describe_launch_template_versions()
+                .launch_template_id(&id)
+                .versions("$Default")
+                .send()
+                .await
+                .expect("describe launch template versions");
+            versions.launch_template_versions()[0]
+                .launch_template_data()
+                .and_then(|d| d.image_id())
+                .map(str::to_string)
+                .unwrap_or_default()
+        }
+    };
+    // The example's Graviton pool sets no ami: the module chose the arm64 one.
+    assert_eq!(
+        image("arm").await,
+        "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"
+    );
+    assert_eq!(image("cpu").await, "ami-12c6146b", "an explicit ami as is");
+    let config: spotrunner_core::Config =
+        serde_json::from_str(out(&o, "config_json").as_str().unwrap()).unwrap();
+    let arch = |name: &str| config.pool(name).unwrap().arch();
+    assert_eq!(arch("arm"), spotrunner_core::config::Architecture::Arm64);
+    assert_eq!(arch("cpu"), spotrunner_core::config::Architecture::X64);
+}

@@ -251,6 +251,7 @@ impl LocalBackend {
             .args(["--jit-parameter", &cmd.jit_parameter])
             .args(["--bucket", "local"])
             .args(["--runner-version", &settings.runner_version])
+            .args(["--runner-arch", cmd.runner_arch.as_str()])
             .args(["--max-run-time-secs", &cmd.max_run_time_secs.to_string()]);
         if let Some(key) = &cmd.startup_script_key {
             c.args(["--startup-script-key", key]);

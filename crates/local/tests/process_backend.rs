@@ -2,7 +2,7 @@
 //! runs bootstrap.sh with its JIT config from a 0600 file, exits are detected and
 //! turned into events, terminate ends the process group and removes the directory.
 
-use spotrunner_core::config::CapacityType;
+use spotrunner_core::config::{Architecture, CapacityType};
 use spotrunner_core::ports::{
     BootstrapCommand, Commands, Compute, LaunchOutcome, LaunchRequest, RunnerParameters,
     SendOutcome, tags,
@@ -90,6 +90,7 @@ async fn runs_bootstrap_reports_exit_and_terminates() {
         jit_parameter: "/sr/jit/sr_cpu-1-0".into(),
         max_run_time_secs: 60,
         startup_script_key: None,
+        runner_arch: Architecture::X64,
     };
     let sent = st.backend.send_bootstrap(&cmd).await.unwrap();
     assert!(matches!(sent, SendOutcome::Sent { .. }));
@@ -149,6 +150,7 @@ async fn a_restarted_backend_adopts_and_kills_the_process_group() {
             jit_parameter: "/p".into(),
             max_run_time_secs: 60,
             startup_script_key: None,
+            runner_arch: Architecture::X64,
         };
         st.backend.send_bootstrap(&cmd).await.unwrap();
         id
@@ -242,6 +244,7 @@ async fn members_left_by_a_leader_that_exited_are_still_ended() {
         jit_parameter: "/p".into(),
         max_run_time_secs: 60,
         startup_script_key: None,
+        runner_arch: Architecture::X64,
     };
     st.backend.send_bootstrap(&cmd).await.unwrap();
     let mut events = Vec::new();
@@ -260,4 +263,68 @@ async fn members_left_by_a_leader_that_exited_are_still_ended() {
         .await
         .unwrap();
     wait_until("the leftover member to die", || gone(orphan));
+}
+
+/// A Graviton pool's runner: bootstrap.sh gets `--runner-arch arm64` and
+/// takes the arm64 tarball from the (local) runner cache; only that one exists.
+#[tokio::test]
+async fn an_arm64_runner_installs_the_arm64_tarball() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("seen");
+    let src = tmp.path().join("tarsrc");
+    std::fs::create_dir_all(&src).unwrap();
+    let run = src.join("run.sh");
+    std::fs::write(
+        &run,
+        format!("#!/bin/sh\necho arm64-runner > {}\n", out.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let st = LocalState::open(
+        &tmp.path().join("state"),
+        RunnerSettings {
+            runner_command: None,
+            runner_dir: None,
+            runner_version: "2.329.0".into(),
+        },
+    )
+    .expect("open state");
+    let cache = st.backend.bucket_dir().join("runner-cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let tarball = cache.join("actions-runner-linux-arm64-2.329.0.tar.gz");
+    let tar = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&src)
+        .arg("run.sh")
+        .status()
+        .unwrap();
+    assert!(tar.success());
+
+    let id = instance_id(st.backend.launch(&request("tok-arm")).await.unwrap());
+    st.parameters.put("/p", "JIT", &[]).await.unwrap();
+    let cmd = BootstrapCommand {
+        instance_id: id.clone(),
+        runner_name: "sr_arm-1-0".into(),
+        jit_parameter: "/p".into(),
+        max_run_time_secs: 60,
+        startup_script_key: None,
+        runner_arch: Architecture::Arm64,
+    };
+    st.backend.send_bootstrap(&cmd).await.unwrap();
+    let mut events = Vec::new();
+    wait_until("the runner to exit", || {
+        events.extend(st.backend.reap().unwrap());
+        !events.is_empty()
+    });
+    assert_eq!(
+        events[0].exit_code,
+        Some(0),
+        "bootstrap found the arm64 tarball"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap().trim(),
+        "arm64-runner"
+    );
 }

@@ -116,6 +116,19 @@ module "spotrunner" {
       max_run_time_secs  = 21600
       startup_script     = "dnf install -y -q git jq libicu"
     },
+    {
+      # Graviton: arm64 from the instance types; no ami, so the latest
+      # Amazon Linux 2023 for arm64. Jobs ask for runs-on: [self-hosted, arm64].
+      name               = "arm"
+      labels             = ["linux", "arm64"]
+      instance_types     = ["m7g.large", "c7g.large", "m6g.large"]
+      subnets            = var.subnet_ids
+      security_group_ids = var.security_group_ids
+      on_demand_fallback = true
+      max_runners        = 20
+      max_run_time_secs  = 21600
+      startup_script     = "dnf install -y -q git jq libicu"
+    },
   ]
 
   alarm_actions = var.alarm_topic_arn == null ? [] : [var.alarm_topic_arn]

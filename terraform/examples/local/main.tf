@@ -176,6 +176,16 @@ module "spotrunner" {
       weight            = 2
       max_run_time_secs = 3600
     },
+    {
+      # Graviton: no ami, so the module picks the arm64 Amazon Linux 2023
+      # parameter (resolve:ssm:..., stored as is by moto).
+      name              = "arm"
+      labels            = ["linux", "arm64"]
+      instance_types    = ["t4g.micro", "t4g.small"]
+      subnets           = slice(sort(data.aws_subnets.default.ids), 0, 1)
+      max_runners       = 2
+      max_run_time_secs = 3600
+    },
   ]
 
   # Emulator switches (see the module README): a throw-away bucket, and no

@@ -3,12 +3,14 @@
 //! Loaded from JSON or TOML ([`Config::from_json`], [`Config::from_toml`],
 //! [`Config::from_path`]); every error names the field and the rule it broke.
 
+mod arch;
 mod local;
 mod recovery;
 mod secret_ref;
 mod spot;
 mod validate;
 
+pub use arch::Architecture;
 pub use local::LocalConfig;
 pub use recovery::{RecoveryConfig, RedeliveryConfig, SweepConfig};
 pub use secret_ref::SecretRef;
@@ -85,6 +87,9 @@ pub struct Pool {
     pub launch_template: Option<String>,
     #[serde(default)]
     pub instance_types: Vec<String>,
+    /// Explicit architecture; unset, [`Pool::arch`] derives it from `instance_types`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<Architecture>,
     #[serde(default)]
     pub subnets: Vec<String>,
     #[serde(default)]
@@ -118,6 +123,18 @@ pub struct Pool {
     /// Re-runs of interrupted jobs and the spot circuit breaker.
     #[serde(default)]
     pub spot: SpotPolicy,
+}
+
+impl Pool {
+    /// The explicit architecture, else that of the first instance type (a
+    /// mix is refused by validation), else x64 (local pools).
+    pub fn arch(&self) -> Architecture {
+        self.architecture.unwrap_or_else(|| {
+            self.instance_types
+                .first()
+                .map_or(Architecture::X64, |t| Architecture::of_instance_type(t))
+        })
+    }
 }
 
 /// Bounds on relaunching a job whose runner ended before the job started, and

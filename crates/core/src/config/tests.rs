@@ -229,6 +229,7 @@ fn pool_strategy() -> impl Strategy<Value = Pool> {
                 max_run_time_secs: 7200,
                 startup_script: script,
                 check_job_queued: repo,
+                architecture: None,
                 relaunch: Default::default(),
                 spot: Default::default(),
             },

@@ -1,6 +1,6 @@
 //! Validation of a parsed [`Config`]: every problem names its field and its rule.
 
-use super::{CapacityType, Config, GitHubAuth, Pool};
+use super::{Architecture, CapacityType, Config, GitHubAuth, Pool};
 use crate::names::{self, MAX_DEPLOYMENT, MAX_POOL_NAME};
 use std::collections::HashSet;
 use std::fmt;
@@ -240,6 +240,39 @@ fn validate_pool(i: usize, pool: &Pool, p: &mut Problems) {
     }
     if pool.instance_types.iter().any(|t| t.trim().is_empty()) {
         p.add(f("instance_types"), "must not hold empty names");
+    }
+    validate_architecture(i, pool, p);
+}
+
+/// One architecture per pool: the instance types agree with each other and
+/// with an explicit `architecture`.
+fn validate_architecture(i: usize, pool: &Pool, p: &mut Problems) {
+    let typed: Vec<(&str, Architecture)> = pool
+        .instance_types
+        .iter()
+        .map(|t| (t.as_str(), Architecture::of_instance_type(t)))
+        .collect();
+    let list = |arch: Architecture| {
+        typed
+            .iter()
+            .filter(|(_, a)| *a == arch)
+            .map(|(t, _)| *t)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (x64, arm64) = (list(Architecture::X64), list(Architecture::Arm64));
+    if !x64.is_empty() && !arm64.is_empty() {
+        p.add(
+            format!("pools[{i}].instance_types"),
+            format!("mixes architectures (x64: {x64}; arm64: {arm64}): one pool, one architecture"),
+        );
+    } else if let (Some(explicit), Some((_, derived))) = (pool.architecture, typed.first())
+        && explicit != *derived
+    {
+        p.add(
+            format!("pools[{i}].architecture"),
+            format!("is {explicit} but the instance types are {derived}"),
+        );
     }
 }
 

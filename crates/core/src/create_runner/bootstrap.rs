@@ -8,6 +8,7 @@
 use super::deps::CreateRunner;
 use super::launch::{Clock, MAX_DELAY};
 use super::outcome::JobOutcome;
+use crate::config::Architecture;
 use crate::ports::{
     BootstrapCommand, BootstrapMessage, JobChange, PortError, RunnerChange, RunnerRecord,
     RunnerState, SendOutcome, Stage,
@@ -156,6 +157,7 @@ impl CreateRunner {
             startup_script_key: pool
                 .and_then(|p| p.startup_script.as_ref())
                 .map(|_| format!("startup/{}.sh", msg.pool)),
+            runner_arch: pool.map_or(Architecture::X64, |p| p.arch()),
         };
         let clock = Clock::start(now);
         match self.commands.send_bootstrap(&cmd).await {

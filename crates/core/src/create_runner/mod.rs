@@ -12,6 +12,8 @@ pub use deps::{CreateRunner, Settings};
 pub use outcome::{BatchItem, BatchResult, JobOutcome};
 
 #[cfg(test)]
+mod arch_tests;
+#[cfg(test)]
 mod once_tests;
 #[cfg(test)]
 mod tests;

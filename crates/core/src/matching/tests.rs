@@ -20,6 +20,7 @@ fn pool(name: &str, labels: &[&str]) -> Pool {
         max_run_time_secs: 3600,
         startup_script: None,
         check_job_queued: false,
+        architecture: None,
         relaunch: Default::default(),
         spot: Default::default(),
     }

@@ -3,7 +3,7 @@
 //! that drives the bootstrap step.
 
 use super::PortError;
-use crate::config::CapacityType;
+use crate::config::{Architecture, CapacityType};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -130,6 +130,8 @@ pub struct BootstrapCommand {
     pub jit_parameter: String,
     pub max_run_time_secs: u64,
     pub startup_script_key: Option<String>,
+    /// Which runner tarball the VM downloads (the pool's architecture).
+    pub runner_arch: Architecture,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
