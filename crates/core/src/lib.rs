@@ -14,6 +14,7 @@ pub mod matching;
 pub mod names;
 pub mod ports;
 pub mod recovery;
+pub mod runner_cache;
 pub mod stop_runner;
 pub mod target;
 pub mod teardown;

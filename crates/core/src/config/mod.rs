@@ -5,11 +5,13 @@
 
 mod local;
 mod recovery;
+mod runner_cache;
 mod secret_ref;
 mod validate;
 
 pub use local::LocalConfig;
 pub use recovery::{RecoveryConfig, RedeliveryConfig, SweepConfig};
+pub use runner_cache::RunnerCacheConfig;
 pub use secret_ref::SecretRef;
 pub use validate::{ConfigError, FieldError};
 
