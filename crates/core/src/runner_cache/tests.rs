@@ -16,9 +16,12 @@ fn sha(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
 }
 
+/// A release and its files by asset name.
+type Published = (RunnerRelease, BTreeMap<String, Vec<u8>>);
+
 #[derive(Default)]
 struct Releases {
-    releases: Mutex<Vec<(RunnerRelease, BTreeMap<String, Vec<u8>>)>>,
+    releases: Mutex<Vec<Published>>,
     downloads: Mutex<u32>,
 }
 
