@@ -24,6 +24,9 @@
 //! | `owner-repositories` | `GET /orgs/{org}/repos`, `GET /users/{user}/repos` |
 //! | `list-runs` | `GET /repos/{o}/{r}/actions/runs` (`status` filter) |
 //! | `list-run-jobs` | `GET /repos/{o}/{r}/actions/runs/{run_id}/jobs` (`filter=latest|all`) |
+//! | `get-release` | `GET /repos/{o}/{r}/releases/latest`, `GET /repos/{o}/{r}/releases/tags/{tag}` (public: no credentials checked) |
+//! | `download-asset` | `GET /{o}/{r}/releases/download/{tag}/{name}` (a release's `browser_download_url`): 302 to `asset-object` |
+//! | `asset-object` | `GET /_objects/{id}`: the asset's bytes (`releases.rs`) |
 //!
 //! Webhooks ([`FakeGitHub::set_webhook`], [`FakeGitHub::deliver`]): the fake POSTs
 //! signed payloads the way GitHub does, records every attempt in the hook's
@@ -45,6 +48,7 @@
 
 mod actions;
 mod hooks;
+mod releases;
 
 pub use actions::FakeWorkflowJob;
 pub use hooks::{APP_HOOK_ID, FakeDelivery};
@@ -89,6 +93,9 @@ pub mod endpoint {
     pub const OWNER_REPOSITORIES: &str = "owner-repositories";
     pub const LIST_RUNS: &str = "list-runs";
     pub const LIST_RUN_JOBS: &str = "list-run-jobs";
+    pub const GET_RELEASE: &str = "get-release";
+    pub const DOWNLOAD_ASSET: &str = "download-asset";
+    pub const ASSET_OBJECT: &str = "asset-object";
 }
 
 /// A runner registered with the fake.
@@ -198,6 +205,7 @@ struct State {
     calls: HashMap<&'static str, usize>,
     failures: HashMap<&'static str, VecDeque<Failure>>,
     requests: Vec<RecordedRequest>,
+    releases: releases::Releases,
     link_headers: bool,
     latency: Duration,
     in_flight: usize,
@@ -292,6 +300,7 @@ impl FakeGitHub {
             calls: HashMap::new(),
             failures: HashMap::new(),
             requests: Vec::new(),
+            releases: releases::Releases::default(),
             link_headers: true,
             latency: Duration::ZERO,
             in_flight: 0,
@@ -710,8 +719,19 @@ fn handle(
     let query = uri.query().map(str::to_string);
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
 
-    // Route: (endpoint name, scope the call acts on, id in the path).
     let m = method.as_str();
+    // Releases and their downloads are public (releases.rs).
+    if let Some((ep, resp)) = releases::serve(&mut s, m, &segs) {
+        *s.calls.entry(ep).or_default() += 1;
+        if let Some(f) = s.failures.get_mut(ep).and_then(VecDeque::pop_front) {
+            return ok_json(
+                StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                f.body,
+            );
+        }
+        return resp;
+    }
+    // Route: (endpoint name, scope the call acts on, id in the path).
     let scope_of = |segs: &[&str]| -> Option<(RunnerScope, usize)> {
         match segs {
             ["orgs", org, ..] => Some((
