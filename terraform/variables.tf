@@ -137,6 +137,17 @@ variable "redelivery_schedule" {
   }
 }
 
+variable "runner_cache_schedule" {
+  description = "EventBridge schedule expression for the runner cache (recovery Lambda, task runner-cache): the runner tarballs of runner_version (pinned or \"latest\") are downloaded, checked against the SHA-256 GitHub publishes and stored in the runner bucket's runner-cache/ with a .sha256 sidecar. Set recovery.runner_cache.enabled = false in the configuration to switch it off."
+  type        = string
+  default     = "rate(6 hours)"
+
+  validation {
+    condition     = can(regex("^(rate|cron)\\(.+\\)$", var.runner_cache_schedule))
+    error_message = "runner_cache_schedule must be a rate(...) or cron(...) expression."
+  }
+}
+
 variable "sweep_schedule" {
   description = "EventBridge schedule expression for the missed-job sweep (recovery Lambda, task sweep): queued jobs the webhook never brought are enqueued. Set recovery.sweep.enabled = false in the configuration to switch it off."
   type        = string

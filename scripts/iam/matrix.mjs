@@ -477,6 +477,15 @@ function lambdaRows(name) {
       [ALLOW, 'dynamodb:GetItem', ledger, keys('state#redelivery'), 'the checkpoint'],
       [ALLOW, 'dynamodb:PutItem', ledger, keys('state#redelivery'), 'write the checkpoint'],
       [ALLOW, 'dynamodb:PutItem', ledger, keys('state#sweep'), "write the sweep's place"],
+      [ALLOW, 'dynamodb:PutItem', ledger, keys('state#runner-release'), 'record the runner release'],
+      [ALLOW, 's3:GetObject', s3obj(bucket, 'runner-cache/actions-runner-linux-x64-2.329.0.tar.gz.sha256'), {}, 'read a checksum sidecar'],
+      [ALLOW, 's3:PutObject', s3obj(bucket, 'runner-cache/actions-runner-linux-arm64-2.329.0.tar.gz'), {}, 'store a verified tarball'],
+      [ALLOW, 's3:PutObject', s3obj(bucket, 'runner-cache/actions-runner-linux-arm64-2.329.0.tar.gz.sha256'), {}, 'store its sidecar'],
+      [ALLOW, 's3:ListBucket', `arn:${PART}:s3:::${bucket}`, {}, 'a missing cache key is a 404'],
+      [DENY, 's3:PutObject', s3obj(bucket, out.bootstrap_script_key), {}, 'overwrite bootstrap.sh'],
+      [DENY, 's3:PutObject', s3obj(bucket, 'startup/cpu.sh'), {}, 'overwrite a startup script'],
+      [DENY, 's3:GetObject', s3obj(bucket, 'startup/cpu.sh'), {}, 'read a startup script'],
+      [DENY, 's3:DeleteObject', s3obj(bucket, 'runner-cache/actions-runner-linux-x64-2.329.0.tar.gz'), {}, 'delete a cached tarball'],
       [DENY, 'dynamodb:PutItem', ledger, keys('job#4242'), 'write a job (the claim is create-runner\'s)'],
       [DENY, 'dynamodb:PutItem', ledger, keys('drain#cpu'), 'drain a pool'],
       [DENY, 'dynamodb:GetItem', ledger, keys(`runner#${P}_cpu-4242-1`), 'read a runner'],
@@ -624,6 +633,7 @@ function exactIdentityCheck() {
     `arn:${PART}:s3:::${O}-runner-${A}-${R}`,
     s3obj(`${O}-runner-${A}-${R}`, 'bootstrap.sh'),
     s3obj(`${O}-runner-${A}-${R}`, 'startup/cpu.sh'),
+    s3obj(`${O}-runner-${A}-${R}`, 'runner-cache/actions-runner-linux-x64-2.329.0.tar.gz'),
     `arn:${PART}:events:${R}:${A}:rule/${O}-janitor-schedule`,
   ]
   const problems = []
