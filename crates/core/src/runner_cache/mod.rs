@@ -10,19 +10,26 @@
 //!   ledger state document [`STATE_KEY`] ([`RunnerReleaseState`], `state.rs`),
 //!   which create-runner reads for `"latest"` and `spotrunner status` prints.
 //! - How far behind the version in use is: [`behind_days`].
+//! - Which runner a VM gets (version and SHA-256; `"latest"` resolved from
+//!   the state document, cached 5 minutes): [`LedgerRunnerPin`] (`pin.rs`).
 
 mod checksums;
+mod pin;
 mod state;
 mod sync;
 #[cfg(test)]
 mod tests;
 
 pub use checksums::{ChecksumError, body_marker, published_sha256, sha256_hex};
+pub use pin::{LedgerRunnerPin, PIN_TTL, RunnerPin, RunnerPinSource};
 pub use state::{RunnerReleaseState, STATE_KEY, behind_days};
 pub use sync::{ArchOutcome, RunnerCacheSync, SyncError, SyncReport};
 
 use crate::Config;
 
+/// `runner_version` when the configuration names none, and what `"latest"`
+/// sends before the runner cache verified a release (`pin.rs`).
+pub const DEFAULT_RUNNER_VERSION: &str = "2.329.0";
 /// `runner_version = "latest"`: follow GitHub's newest release.
 pub const LATEST: &str = "latest";
 /// Key prefix of the cache in the runner bucket.

@@ -276,3 +276,51 @@ fn versions() {
     assert!(!is_newer("2.329.0", "2.329.0"));
     assert!(!is_newer("latest", "2.329.0"));
 }
+
+#[tokio::test]
+async fn the_pin_follows_the_synced_release_for_latest_and_checksums_a_pinned_one_only_when_synced()
+{
+    let w = World::new();
+    let latest = LedgerRunnerPin::new(LATEST, "2.329.0", w.ledger.clone())
+        .with_ttl(std::time::Duration::ZERO);
+    let before = latest.runner_pin().await;
+    assert_eq!(before.version, "2.329.0", "fallback before the first sync");
+    assert_eq!(before.sha256_for("x64"), "");
+
+    w.releases
+        .publish("2.330.0", t("2026-11-01T00:00:00Z"), None);
+    w.sync(LATEST).run(t("2026-11-02T00:00:00Z")).await.unwrap();
+    let after = latest.runner_pin().await;
+    assert_eq!(after.version, "2.330.0");
+    assert_eq!(after.sha256_for("arm64"), sha(b"tarball arm64 2.330.0"));
+
+    let pinned_other = LedgerRunnerPin::new("2.328.0", "2.329.0", w.ledger.clone());
+    assert_eq!(
+        pinned_other.runner_pin().await,
+        RunnerPin {
+            version: "2.328.0".into(),
+            sha256: BTreeMap::new()
+        },
+        "a pinned version the cache did not verify gets no checksum"
+    );
+    let pinned_same = LedgerRunnerPin::new("2.330.0", "2.329.0", w.ledger.clone());
+    assert_eq!(
+        pinned_same.runner_pin().await.sha256_for("x64"),
+        sha(b"tarball x64 2.330.0")
+    );
+}
+
+#[tokio::test]
+async fn the_pin_is_read_once_per_ttl() {
+    let w = World::new();
+    w.releases
+        .publish("2.330.0", t("2026-11-01T00:00:00Z"), None);
+    let pin = LedgerRunnerPin::new(LATEST, "2.329.0", w.ledger.clone());
+    assert_eq!(pin.runner_pin().await.version, "2.329.0");
+    w.sync(LATEST).run(t("2026-11-02T00:00:00Z")).await.unwrap();
+    assert_eq!(
+        pin.runner_pin().await.version,
+        "2.329.0",
+        "cached for PIN_TTL: the synced version shows up on the next read"
+    );
+}
