@@ -171,6 +171,7 @@ function runnerRows() {
     [DENY, 's3:PutObject', s3obj(bucket, 'startup/cpu.sh'), { ...onInstance }, 'overwrite a startup script'],
     [DENY, 's3:DeleteObject', s3obj(bucket, out.bootstrap_script_key), { ...onInstance }, 'delete bootstrap.sh'],
     [DENY, 's3:PutObject', s3obj(bucket, 'runner-cache/actions-runner-linux-x64-2.329.0.tar.gz'), { ...onInstance, 's3:if-none-match': '*' }, 'fill the runner cache (runner_cache_upload off)'],
+    [DENY, 's3:PutObject', s3obj(bucket, 'runner-cache/actions-runner-linux-x64-2.331.0.tar.gz.sha256'), { ...onInstance, 's3:if-none-match': '*' }, 'plant a checksum sidecar'],
     // the control plane
     [DENY, 'ec2:RunInstances', instance('*'), { ...onInstance }, 'launch an instance'],
     [DENY, 'ec2:CreateFleet', ec2('fleet/*'), { ...onInstance }, 'launch a fleet'],
@@ -217,6 +218,7 @@ function adminRows() {
     [DENY, 's3:PutObject', s3obj(bucket, out.bootstrap_script_key), { ...onInstance }, 'overwrite bootstrap.sh'],
     [DENY, 's3:PutObject', s3obj(bucket, 'startup/cpu.sh'), { ...onInstance }, 'overwrite a startup script'],
     [DENY, 's3:PutObject', s3obj(bucket, 'runner-cache/actions-runner-linux-x64-2.329.0.tar.gz'), { ...onInstance }, 'overwrite the runner tarball'],
+    [DENY, 's3:PutObject', s3obj(bucket, 'runner-cache/actions-runner-linux-x64-2.331.0.tar.gz.sha256'), { ...onInstance, 's3:if-none-match': '*' }, 'plant a checksum sidecar'],
     [DENY, 's3:PutBucketPolicy', `arn:${PART}:s3:::${bucket}`, { ...onInstance }, 'bucket policy'],
     [DENY, 'dynamodb:PutItem', ledger, { ...onInstance, ...keys('capacity#global') }, 'ledger'],
     [DENY, 'sqs:SendMessage', jobs, { ...onInstance }, 'jobs queue'],
@@ -335,6 +337,7 @@ function lambdaRows(name) {
       [DENY, 'sqs:ReceiveMessage', stopEvents, {}, 'stop-events queue'],
       [ALLOW, 'dynamodb:GetItem', ledger, keys('job#4242'), 'claim: read the job'],
       [ALLOW, 'dynamodb:GetItem', ledger, keys('drain#cpu'), 'is the pool drained'],
+      [ALLOW, 'dynamodb:GetItem', ledger, keys('state#runner-release'), 'the runner version and checksum to send'],
       [ALLOW, 'dynamodb:PutItem', ledger, keys('job#4242'), 'claim / update the job'],
       [ALLOW, 'dynamodb:PutItem', ledger, keys(`runner#${P}_cpu-4242-1`), 'reserve / release (runner item)'],
       [ALLOW, 'dynamodb:UpdateItem', ledger, keys('capacity#pool#cpu'), 'reserve / release (pool counter)'],
