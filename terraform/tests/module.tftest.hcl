@@ -880,6 +880,26 @@ run "queue_time_alarm_threshold_and_no_dashboard" {
   }
 }
 
+run "runner_version_latest_and_max_age" {
+  command = plan
+  variables {
+    runner_version = "latest"
+    recovery       = { runner_cache = { max_age_days = 14 } }
+  }
+  assert {
+    condition     = jsondecode(output.config_json).runner_version == "latest" && jsondecode(output.config_json).recovery.runner_cache.max_age_days == 14 && aws_cloudwatch_metric_alarm.runner_version_behind.threshold == 14
+    error_message = "runner_version = \"latest\" reaches the document; recovery.runner_cache.max_age_days is the document's and the alarm's threshold"
+  }
+}
+
+run "runner_version_validation" {
+  command = plan
+  variables {
+    runner_version = "v2.330"
+  }
+  expect_failures = [var.runner_version]
+}
+
 run "queue_time_alarm_validation" {
   command = plan
   variables {
