@@ -303,7 +303,10 @@ fn runner_version_is_latest_or_a_version_and_max_age_at_least_a_day() {
         errors_of(Config::from_toml(&bad)),
         vec![r#"runner_version: "v2.330" must be "latest" or a version like 2.329.0"#]
     );
-    let zero = format!("{}\n[recovery.runner_cache]\nmax_age_days = 0\n", sample_toml());
+    let zero = format!(
+        "{}\n[recovery.runner_cache]\nmax_age_days = 0\n",
+        sample_toml()
+    );
     assert_eq!(
         errors_of(Config::from_toml(&zero)),
         vec!["recovery.runner_cache.max_age_days: must be at least 1"]

@@ -29,7 +29,7 @@ pub enum ArchOutcome {
         sha256: String,
         bytes: u64,
     },
-    /// Not stored: the checksum is missing, or did not match.
+    /// Not stored: no such asset, no published checksum, or it did not match.
     Refused { arch: String, reason: String },
 }
 
@@ -64,8 +64,6 @@ pub enum SyncError {
         #[source]
         source: PortError,
     },
-    #[error("runner cache: release {version} has no asset {asset}")]
-    NoAsset { version: String, asset: String },
 }
 
 impl SyncError {
@@ -175,10 +173,9 @@ impl RunnerCacheSync {
                 reason,
             }
         };
-        let asset = release.asset(&name).ok_or_else(|| SyncError::NoAsset {
-            version: version.clone(),
-            asset: name.clone(),
-        })?;
+        let Some(asset) = release.asset(&name) else {
+            return Ok(refuse(format!("release {version} has no asset {name}")));
+        };
         let expected =
             match published_sha256(version, &format!("linux-{arch}"), &release.body, asset) {
                 Ok(s) => s,

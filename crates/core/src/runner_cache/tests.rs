@@ -324,3 +324,20 @@ async fn the_pin_is_read_once_per_ttl() {
         "cached for PIN_TTL: the synced version shows up on the next read"
     );
 }
+
+#[tokio::test]
+async fn a_release_without_an_architectures_asset_refuses_that_one_only() {
+    let w = World::new();
+    w.releases
+        .publish("2.330.0", t("2026-11-01T00:00:00Z"), None);
+    w.releases.releases.lock().unwrap()[0]
+        .0
+        .assets
+        .retain(|a| !a.name.contains("arm64"));
+    let r = w.sync(LATEST).run(t("2026-11-02T00:00:00Z")).await.unwrap();
+    assert_eq!((r.stored(), r.refused()), (1, 1), "{r:?}");
+    assert!(
+        matches!(&r.archs[1], ArchOutcome::Refused { reason, .. } if reason.contains("no asset")),
+        "{r:?}"
+    );
+}
