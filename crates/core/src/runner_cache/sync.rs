@@ -8,8 +8,9 @@
 //! `metric = "runner_cache_refused"`) and nothing is stored for it.
 
 use super::checksums::published_sha256;
+use super::state::behind_days;
 use super::state::{RunnerReleaseState, STATE_KEY};
-use super::{LATEST, is_newer, sidecar_key, tarball_key, tarball_name};
+use super::{DEFAULT_RUNNER_VERSION, LATEST, is_newer, sidecar_key, tarball_key, tarball_name};
 use crate::Config;
 use crate::ports::{Ledger, PortError, RunnerCacheStore, RunnerRelease, RunnerReleases};
 use chrono::{DateTime, Utc};
@@ -129,18 +130,25 @@ impl RunnerCacheSync {
             report.archs.push(self.sync_arch(&target, arch).await?);
         }
         let state = self.record(&target, &latest, &report, now).await?;
-        report.behind_days = state.behind_days(now);
+        // What the VMs get (`pin.rs`): the pinned version, or for "latest"
+        // the last completely verified one (the default before any).
+        let in_use = match (self.runner_version.as_str(), state.version.as_str()) {
+            (LATEST, "") => DEFAULT_RUNNER_VERSION,
+            (LATEST, synced) => synced,
+            (pinned, _) => pinned,
+        };
+        report.behind_days = behind_days(in_use, &latest.version, Some(latest.published_at), now);
         tracing::info!(
             metric = "runner_version_behind_days",
             value = f64::from(report.behind_days),
             unit = "Count",
-            version = %state.version,
+            version = %in_use,
             latest = %latest.version,
             "runner version age"
         );
         if report.behind_days > self.max_age_days {
             tracing::warn!(
-                version = %state.version,
+                version = %in_use,
                 latest = %latest.version,
                 latest_published_at = %latest.published_at,
                 behind_days = report.behind_days,

@@ -341,3 +341,20 @@ async fn a_release_without_an_architectures_asset_refuses_that_one_only() {
         "{r:?}"
     );
 }
+
+#[tokio::test]
+async fn behind_is_about_the_pinned_version_even_when_it_was_refused() {
+    let w = World::new();
+    w.releases
+        .publish("2.329.0", t("2026-08-01T00:00:00Z"), Some("x64"));
+    w.releases
+        .publish("2.330.0", t("2026-10-01T00:00:00Z"), None);
+    let r = w
+        .sync("2.329.0")
+        .run(t("2026-11-26T12:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(r.refused(), 1, "{r:?}");
+    assert_eq!(w.state().await.version, "", "nothing verified completely");
+    assert_eq!(r.behind_days, 56, "{r:?}");
+}
