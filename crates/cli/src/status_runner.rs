@@ -5,7 +5,9 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use spotrunner_core::runner_cache::{DEFAULT_RUNNER_VERSION, LATEST, RunnerReleaseState};
+use spotrunner_core::runner_cache::{
+    DEFAULT_RUNNER_VERSION, LATEST, LedgerRunnerPin, RunnerReleaseState,
+};
 
 /// What `status` knows about the runner version.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -32,11 +34,7 @@ impl RunnerVersionStatus {
         state: &RunnerReleaseState,
         now: DateTime<Utc>,
     ) -> Self {
-        let in_use = match configured {
-            LATEST if state.version.is_empty() => DEFAULT_RUNNER_VERSION.to_string(),
-            LATEST => state.version.clone(),
-            pinned => pinned.to_string(),
-        };
+        let in_use = LedgerRunnerPin::resolve(configured, DEFAULT_RUNNER_VERSION, state).version;
         let cached = if state.version == in_use {
             state.sha256.keys().cloned().collect()
         } else {

@@ -8,6 +8,7 @@
 //! `metric = "runner_cache_refused"`) and nothing is stored for it.
 
 use super::checksums::published_sha256;
+use super::pin::LedgerRunnerPin;
 use super::state::behind_days;
 use super::state::{RunnerReleaseState, STATE_KEY};
 use super::{DEFAULT_RUNNER_VERSION, LATEST, is_newer, sidecar_key, tarball_key, tarball_name};
@@ -130,14 +131,11 @@ impl RunnerCacheSync {
             report.archs.push(self.sync_arch(&target, arch).await?);
         }
         let state = self.record(&target, &latest, &report, now).await?;
-        // What the VMs get (`pin.rs`): the pinned version, or for "latest"
-        // the last completely verified one (the default before any).
-        let in_use = match (self.runner_version.as_str(), state.version.as_str()) {
-            (LATEST, "") => DEFAULT_RUNNER_VERSION,
-            (LATEST, synced) => synced,
-            (pinned, _) => pinned,
-        };
-        report.behind_days = behind_days(in_use, &latest.version, Some(latest.published_at), now);
+        // What the VMs get: the pinned version, or for "latest" the last
+        // completely verified one (the default before any).
+        let in_use =
+            LedgerRunnerPin::resolve(&self.runner_version, DEFAULT_RUNNER_VERSION, &state).version;
+        report.behind_days = behind_days(&in_use, &latest.version, Some(latest.published_at), now);
         tracing::info!(
             metric = "runner_version_behind_days",
             value = f64::from(report.behind_days),
