@@ -33,16 +33,6 @@ impl RunnerReleaseState {
         doc.and_then(|d| serde_json::from_value(d).ok())
             .unwrap_or_default()
     }
-
-    /// Days the version in use is behind (see [`behind_days`]).
-    pub fn behind_days(&self, now: DateTime<Utc>) -> u32 {
-        behind_days(
-            &self.version,
-            &self.latest_version,
-            self.latest_published_at,
-            now,
-        )
-    }
 }
 
 /// How many days ago the newest release came out, if it is newer than the
