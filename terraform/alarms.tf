@@ -126,6 +126,11 @@ locals {
       functions   = ["recovery"]
       description = "a workflow_job delivery still failed after recovery.redelivery.max_requests redeliveries (or GitHub forgot it); the sweep may still find its job; look at the webhook's and recovery's logs"
     }
+    runner-cache-refused = {
+      metric      = "runner_cache_refused"
+      functions   = ["recovery"]
+      description = "a runner tarball's SHA-256 did not match the one GitHub published (or none was published): it was not cached; the VMs keep the version in use; look at recovery's logs (version, arch, expected, got)"
+    }
     launch-token-mismatch = {
       metric      = "launch_token_mismatch"
       functions   = ["create-runner"]
@@ -169,4 +174,29 @@ resource "aws_cloudwatch_metric_alarm" "log_alarm" {
   alarm_actions       = var.alarm_actions
   ok_actions          = var.alarm_actions
   tags                = local.tags
+}
+
+# The runner cache task's EMF metric: days since a newer runner release than
+# the one in use came out (0 when current). GitHub expects runner updates
+# within 30 days of a release and refuses runners older than its minimum.
+resource "aws_cloudwatch_metric_alarm" "runner_version_behind" {
+  alarm_name          = "${var.prefix}-runner-version-behind"
+  alarm_description   = "spotrunner ${var.prefix}: the runner version in use is behind a release published more than ${local.runner_max_age_days} days ago (set runner_version to the newer one or to \"latest\"; `spotrunner status` shows both)"
+  namespace           = "spotrunner"
+  metric_name         = "runner_version_behind_days"
+  dimensions          = { deployment = var.prefix, function = "recovery" }
+  statistic           = "Maximum"
+  period              = 86400
+  evaluation_periods  = 1
+  threshold           = local.runner_max_age_days
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_actions
+  ok_actions          = var.alarm_actions
+  tags                = local.tags
+}
+
+locals {
+  # The configuration's recovery.runner_cache.max_age_days (its default: 30).
+  runner_max_age_days = try(var.recovery.runner_cache.max_age_days, 30)
 }

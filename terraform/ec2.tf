@@ -344,6 +344,15 @@ data "aws_iam_policy_document" "runner_guardrails" {
   }
 
   statement {
+    # The .sha256 sidecars mark a tarball verified against GitHub's published
+    # checksum; only the control plane (recovery's runner-cache task) writes them.
+    sid       = "DenyRunnerCacheChecksums"
+    effect    = "Deny"
+    actions   = ["s3:PutObject"]
+    resources = ["${local.bucket_arn}/runner-cache/*.sha256"]
+  }
+
+  statement {
     sid         = "DenyBucketChanges"
     effect      = "Deny"
     not_actions = ["s3:ListBucket", "s3:GetBucketLocation"]

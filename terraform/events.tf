@@ -1,5 +1,5 @@
 # EventBridge: runner lifecycle events -> the stop-events queue -> stop-runner
-# (lambda.tf); schedules -> dlq-mover, janitor and recovery (two tasks).
+# (lambda.tf); schedules -> dlq-mover, janitor and recovery (three tasks).
 
 locals {
   stop_runner_rules = {
@@ -41,6 +41,7 @@ locals {
     janitor             = { function = "janitor", expression = var.janitor_schedule, input = null }
     recovery-redelivery = { function = "recovery", expression = var.redelivery_schedule, input = jsonencode({ task = "redelivery" }) }
     recovery-sweep      = { function = "recovery", expression = var.sweep_schedule, input = jsonencode({ task = "sweep" }) }
+    runner-cache        = { function = "recovery", expression = var.runner_cache_schedule, input = jsonencode({ task = "runner-cache" }) }
   }
 }
 

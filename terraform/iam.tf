@@ -445,11 +445,26 @@ locals {
           conditions = local.ledger_keys.recovery_reads
         },
         {
-          # The redelivery checkpoint and the sweep's place (state#<task>).
+          # The redelivery checkpoint, the sweep's place, the runner release (state#<task>).
           sid        = "WriteTaskState"
           actions    = ["dynamodb:PutItem"]
           resources  = [aws_dynamodb_table.ledger.arn]
           conditions = local.ledger_keys.state
+        },
+        {
+          # The runner-cache task: read a checksum sidecar, store a verified
+          # tarball and then its sidecar (the runner role may only create).
+          sid        = "FillRunnerCacheVerified"
+          actions    = ["s3:GetObject", "s3:PutObject"]
+          resources  = ["${local.bucket_arn}/runner-cache/*"]
+          conditions = []
+        },
+        {
+          # Without it a missing key answers 403 instead of 404 (HeadObject, GetObject).
+          sid        = "RunnerCacheMissingIs404"
+          actions    = ["s3:ListBucket"]
+          resources  = [local.bucket_arn]
+          conditions = []
         },
       ],
     )

@@ -90,13 +90,16 @@ locals {
       )
     }
     recovery = {
-      description = "redeliver failed webhook deliveries; sweep for queued jobs that never reached the webhook"
-      memory      = 256
-      timeout     = 120
-      reserved    = var.reserved_concurrency.recovery
+      description = "redeliver failed webhook deliveries; sweep for queued jobs that never reached the webhook; fill the runner cache with verified runner tarballs"
+      # The runner-cache task holds one runner tarball (~200 MB) in memory
+      # while it hashes and stores it; 5 minutes for two downloads and uploads.
+      memory   = 1024
+      timeout  = 300
+      reserved = var.reserved_concurrency.recovery
       env = {
         SPOTRUNNER_LEDGER_TABLE   = aws_dynamodb_table.ledger.name
         SPOTRUNNER_JOBS_QUEUE_URL = aws_sqs_queue.jobs.url
+        SPOTRUNNER_BUCKET         = aws_s3_bucket.runner.id
       }
     }
   }

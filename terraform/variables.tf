@@ -121,7 +121,7 @@ variable "janitor_schedule" {
 }
 
 variable "recovery" {
-  description = "The configuration document's `recovery` section as an object: `redelivery` { enabled, max_calls, max_requests, lookback_secs, hook_id, hook_org, hook_repository } and `sweep` { enabled, max_calls, min_age_secs, min_rate_remaining_percent } (README \"No queued job lost\"). Empty: both on with their defaults. With github_auth_type = \"pat\" the redelivery loop needs hook_id with hook_org or hook_repository. The Lambdas validate it at cold start and name a bad field."
+  description = "The configuration document's `recovery` section as an object: `redelivery` { enabled, max_calls, max_requests, lookback_secs, hook_id, hook_org, hook_repository } and `sweep` { enabled, max_calls, min_age_secs, min_rate_remaining_percent } (README \"No queued job lost\"), `runner_cache` { enabled, interval_secs, max_age_days } (README \"Runner version\"; max_age_days is also the runner-version-behind alarm's threshold). Empty: both on with their defaults. With github_auth_type = \"pat\" the redelivery loop needs hook_id with hook_org or hook_repository. The Lambdas validate it at cold start and name a bad field."
   type        = any
   default     = {}
 }
@@ -134,6 +134,17 @@ variable "redelivery_schedule" {
   validation {
     condition     = can(regex("^(rate|cron)\\(.+\\)$", var.redelivery_schedule))
     error_message = "redelivery_schedule must be a rate(...) or cron(...) expression."
+  }
+}
+
+variable "runner_cache_schedule" {
+  description = "EventBridge schedule expression for the runner cache (recovery Lambda, task runner-cache): the runner tarballs of runner_version (pinned or \"latest\") are downloaded, checked against the SHA-256 GitHub publishes and stored in the runner bucket's runner-cache/ with a .sha256 sidecar. Set recovery.runner_cache.enabled = false in the configuration to switch it off."
+  type        = string
+  default     = "rate(6 hours)"
+
+  validation {
+    condition     = can(regex("^(rate|cron)\\(.+\\)$", var.runner_cache_schedule))
+    error_message = "runner_cache_schedule must be a rate(...) or cron(...) expression."
   }
 }
 
@@ -346,13 +357,13 @@ variable "max_total_weight" {
 }
 
 variable "runner_version" {
-  description = "Version of the GitHub Actions runner the VMs run (the tarball is cached in the bucket under runner-cache/)."
+  description = "Version of the GitHub Actions runner the VMs run: pinned (2.329.0) or \"latest\" (the newest release the runner-cache task verified). Tarballs are cached, with their verified SHA-256, in the bucket under runner-cache/."
   type        = string
   default     = "2.329.0"
 
   validation {
-    condition     = can(regex("^[0-9]+(\\.[0-9]+){1,3}$", var.runner_version))
-    error_message = "runner_version must look like 2.329.0."
+    condition     = var.runner_version == "latest" || can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+$", var.runner_version))
+    error_message = "runner_version must be \"latest\" or look like 2.329.0."
   }
 }
 

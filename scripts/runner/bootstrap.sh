@@ -40,6 +40,7 @@ JIT_PARAMETER=""
 BUCKET=""
 RUNNER_VERSION=""
 RUNNER_ARCH="x64"
+RUNNER_SHA256=""
 STARTUP_SCRIPT_KEY=""
 MAX_RUN_TIME_SECS=""
 REGION=""
@@ -85,7 +86,7 @@ die() {
 usage() {
     cat >&2 <<'EOF'
 usage: bootstrap.sh --runner-name NAME --jit-parameter PARAM_NAME --bucket BUCKET
-                    --runner-version VER [--runner-arch x64|arm64]
+                    --runner-version VER [--runner-arch x64|arm64] [--runner-sha256 HEX]
                     [--startup-script-key KEY] --max-run-time-secs N [--region R]
 EOF
 }
@@ -195,6 +196,7 @@ parse_flags() {
             --bucket) BUCKET="$value" ;;
             --runner-version) RUNNER_VERSION="$value" ;;
             --runner-arch) RUNNER_ARCH="$value" ;;
+            --runner-sha256) RUNNER_SHA256="$value" ;;
             --startup-script-key) STARTUP_SCRIPT_KEY="$value" ;;
             --max-run-time-secs) MAX_RUN_TIME_SECS="$value" ;;
             --region) REGION="$value" ;;
@@ -382,6 +384,9 @@ case "$RUNNER_ARCH" in
     x64 | arm64) ;;
     *) die "flag --runner-arch must be x64 or arm64, got '$RUNNER_ARCH'" ;;
 esac
+if ! [[ "$RUNNER_SHA256" =~ ^([0-9a-f]{64})?$ ]]; then
+    die "flag --runner-sha256 must be 64 lower-case hex digits (or empty), got '$RUNNER_SHA256'"
+fi
 RUNNER_VERSION="${RUNNER_VERSION#v}"
 if ! [[ "$RUNNER_VERSION" =~ ^[0-9]+(\.[0-9]+)*$ ]]; then
     die "flag --runner-version must look like 2.317.0, got '$RUNNER_VERSION'"
@@ -447,6 +452,21 @@ else
     tarball="actions-runner-linux-$RUNNER_ARCH-$RUNNER_VERSION.tar.gz"
     cache_url="s3://$BUCKET/runner-cache/$tarball"
     local_tarball="$TMP_DIR/$tarball"
+    # The SHA-256 to check the tarball against: --runner-sha256 (what the
+    # control plane verified against GitHub's published one), else the
+    # cache's .sha256 sidecar (written by the runner-cache task after it
+    # verified the tarball), else none (a warning: unverified).
+    expected_sha="$RUNNER_SHA256"
+    sha_source="--runner-sha256"
+    if [[ -z "$expected_sha" ]] &&
+        aws_ s3 cp --only-show-errors "$cache_url.sha256" "$TMP_DIR/$tarball.sha256" 2>/dev/null; then
+        expected_sha="$(head -c 64 -- "$TMP_DIR/$tarball.sha256" | tr 'A-F' 'a-f')"
+        sha_source="$cache_url.sha256"
+        if ! [[ "$expected_sha" =~ ^[0-9a-f]{64}$ ]]; then
+            die "the runner cache's checksum $cache_url.sha256 is not a SHA-256; refusing the runner"
+        fi
+    fi
+    from_github=0
     if aws_ s3 cp --only-show-errors "$cache_url" "$local_tarball"; then
         info "runner $RUNNER_VERSION ($RUNNER_ARCH) taken from the S3 cache $cache_url"
     else
@@ -456,9 +476,24 @@ else
         if ! curl -fsSL --retry 3 --retry-delay 2 -o "$local_tarball" "$github_url"; then
             die "could not download the runner from $github_url"
         fi
-        # Only as a new object (If-None-Match: *): the runner role may not
-        # replace a cached tarball (terraform/ec2.tf FillRunnerCache), so a
-        # job can never swap the runner of later VMs. Lost race → a warning.
+        from_github=1
+    fi
+    got_sha="$(sha256sum -- "$local_tarball" | cut -d' ' -f1)"
+    if [[ -z "$expected_sha" ]]; then
+        warn "runner $tarball not verified: no --runner-sha256 and no $cache_url.sha256 (sha256 $got_sha)"
+    elif [[ "$got_sha" != "$expected_sha" ]]; then
+        rm -f -- "$local_tarball"
+        die "runner $tarball refused: sha256 $got_sha is not the expected $expected_sha (from $sha_source)"
+    else
+        info "runner $tarball verified: sha256 $got_sha (from $sha_source)"
+    fi
+    # Only a verified tarball, and only as a new object (If-None-Match: *):
+    # the runner role may not replace a cached tarball (terraform/ec2.tf
+    # FillRunnerCache), so a job can never swap the runner of later VMs. Lost
+    # race → a warning.
+    if [[ "$from_github" == 1 && -z "$expected_sha" ]]; then
+        warn "not uploading an unverified runner to the S3 cache $cache_url"
+    elif [[ "$from_github" == 1 ]]; then
         if aws_ s3api put-object --bucket "$BUCKET" --key "runner-cache/$tarball" \
             --body "$local_tarball" --if-none-match '*' >/dev/null; then
             info "uploaded runner to the S3 cache $cache_url"
@@ -473,7 +508,7 @@ else
     if [[ ! -f "$RUNNER_DIR/run.sh" ]]; then
         die "$tarball has no run.sh"
     fi
-    unset tarball cache_url local_tarball github_url
+    unset tarball cache_url local_tarball github_url expected_sha sha_source got_sha from_github
 fi
 
 # --- 6/7/8. job environment, startup script, .env ------------------------------

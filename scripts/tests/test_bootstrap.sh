@@ -438,9 +438,15 @@ test_tarball_from_s3_cache() {
     [[ -f "$T/home/runner/bin/Runner.Listener" ]] || fail "tarball not fully extracted"
 }
 
+# sha_of FILE: its SHA-256 (hex).
+sha_of() {
+    sha256sum -- "$1" | cut -d' ' -f1
+}
+
 test_tarball_from_github_when_not_cached() {
     rm -f "$T/s3/$BUCKET/runner-cache/"*
-    run_bootstrap
+    default_args
+    run_bootstrap "${ARGS[@]}" --runner-sha256 "$(sha_of "$T/actions-runner-linux-x64-$VERSION.tar.gz")"
     assert_eq "$RC" 0 "exit code"
     assert_has "$T/calls.log" "curl"
     assert_has "$T/calls.log" "https://github.com/actions/runner/releases/download/v$VERSION/actions-runner-linux-x64-$VERSION.tar.gz"
@@ -454,10 +460,74 @@ test_tarball_from_github_when_not_cached() {
 test_cache_upload_failure_is_only_a_warning() {
     rm -f "$T/s3/$BUCKET/runner-cache/"*
     export FAKE_S3_READONLY=1
-    run_bootstrap
+    default_args
+    run_bootstrap "${ARGS[@]}" --runner-sha256 "$(sha_of "$T/actions-runner-linux-x64-$VERSION.tar.gz")"
     assert_eq "$RC" 0 "exit code"
     assert_has "$T/stderr" "level=warn"
     assert_has "$T/stderr" "could not upload runner to the S3 cache"
+    assert_has "$T/calls.log" "runner-jit ok"
+}
+
+test_good_checksum_passes() {
+    default_args
+    run_bootstrap "${ARGS[@]}" --runner-sha256 "$(sha_of "$T/actions-runner-linux-x64-$VERSION.tar.gz")"
+    assert_eq "$RC" 0 "exit code"
+    assert_has "$T/stderr" "verified: sha256 $(sha_of "$T/actions-runner-linux-x64-$VERSION.tar.gz") (from --runner-sha256)"
+    assert_has "$T/calls.log" "runner-jit ok"
+    # With --runner-sha256 the sidecar is not needed.
+    assert_lacks "$T/calls.log" ".tar.gz.sha256"
+}
+
+test_wrong_checksum_refuses() {
+    local wrong good
+    wrong="$(printf 'x' | sha256sum | cut -d' ' -f1)"
+    good="$(sha_of "$T/actions-runner-linux-x64-$VERSION.tar.gz")"
+    default_args
+    run_bootstrap "${ARGS[@]}" --runner-sha256 "$wrong"
+    assert_ne "$RC" 0 "exit code"
+    assert_has "$T/stderr" "level=error"
+    assert_has "$T/stderr" "sha256 $good is not the expected $wrong"
+    assert_never "runner "
+    [[ ! -e "$T/home/runner/run.sh" ]] || fail "a refused tarball was extracted"
+    assert_shut_down_last
+}
+
+test_wrong_checksum_from_github_is_not_uploaded() {
+    rm -f "$T/s3/$BUCKET/runner-cache/"*
+    default_args
+    run_bootstrap "${ARGS[@]}" --runner-sha256 "$(printf 'x' | sha256sum | cut -d' ' -f1)"
+    assert_ne "$RC" 0 "exit code"
+    assert_has "$T/calls.log" "curl"
+    assert_never "aws s3api put-object"
+    [[ ! -e "$T/s3/$BUCKET/runner-cache/actions-runner-linux-x64-$VERSION.tar.gz" ]] || fail "uploaded a refused tarball"
+    assert_never "runner "
+    assert_shut_down_last
+}
+
+test_cache_sidecar_verifies_without_the_flag() {
+    local cached="$T/s3/$BUCKET/runner-cache/actions-runner-linux-x64-$VERSION.tar.gz"
+    sha_of "$cached" | tr -d '\n' >"$cached.sha256"
+    run_bootstrap
+    assert_eq "$RC" 0 "exit code"
+    assert_has "$T/stderr" "verified: sha256 $(sha_of "$cached") (from s3://$BUCKET/runner-cache/actions-runner-linux-x64-$VERSION.tar.gz.sha256)"
+    # A cached tarball that does not match its sidecar (planted) is refused.
+    : >"$T/calls.log"
+    rm -rf -- "$T/home/runner"
+    put_parameter # the first run read and deleted it
+    printf 'tampered' >"$cached"
+    run_bootstrap
+    assert_ne "$RC" 0 "exit code with a tampered cached tarball"
+    assert_has "$T/stderr" "is not the expected"
+    assert_never "runner "
+}
+
+test_unverified_github_tarball_is_not_uploaded() {
+    rm -f "$T/s3/$BUCKET/runner-cache/"*
+    run_bootstrap
+    assert_eq "$RC" 0 "exit code"
+    assert_has "$T/stderr" "not verified"
+    assert_has "$T/stderr" "not uploading an unverified runner"
+    assert_never "aws s3api put-object"
     assert_has "$T/calls.log" "runner-jit ok"
 }
 
@@ -559,7 +629,7 @@ test_missing_required_flags() {
 
 test_bad_flags_fail_safe() {
     local bad
-    for bad in "--max-run-time-secs 0" "--max-run-time-secs abc" "--runner-arch sparc" "--bogus x"; do
+    for bad in "--max-run-time-secs 0" "--max-run-time-secs abc" "--runner-arch sparc" "--runner-sha256 ABC" "--bogus x"; do
         : >"$T/calls.log"
         default_args
         # shellcheck disable=SC2086  # split "flag value" on purpose
@@ -626,7 +696,7 @@ render_document() {
         blk { if ($0 == "" || $0 ~ /^          /) { sub(/^          /, ""); print } else exit }' \
         "$DOC" >"$T/ssm-command.sh"
     local kv k v
-    for kv in "$@" runnerArch=x64 startupScriptKey= region=; do
+    for kv in "$@" runnerArch=x64 runnerSha256= startupScriptKey= region=; do
         k="${kv%%=*}" v="${kv#*=}"
         sed "s#{{ $k }}#$v#g" "$T/ssm-command.sh" >"$T/ssm-command.tmp"
         mv "$T/ssm-command.tmp" "$T/ssm-command.sh"
@@ -640,7 +710,7 @@ test_ssm_document() {
     assert_has "$DOC" 'timeoutSeconds: "{{ maxRunTimeSecs }}"'
     if grep -qi 'jitconfig' "$DOC"; then fail "the document must not carry the JIT config"; fi
     local p
-    for p in runnerName jitParameter bucket scriptKey runnerVersion runnerArch startupScriptKey maxRunTimeSecs region; do
+    for p in runnerName jitParameter bucket scriptKey runnerVersion runnerArch runnerSha256 startupScriptKey maxRunTimeSecs region; do
         grep -q "^  $p:\$" "$DOC" || fail "parameter $p not declared"
     done
     # every {{ x }} used is declared

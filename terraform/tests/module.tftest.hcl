@@ -704,6 +704,35 @@ run "schedules_and_event_rules" {
     error_message = "the recovery function runs the redelivery loop every minute and the sweep every 5 minutes, each with its task as input"
   }
   assert {
+    condition = (
+      aws_cloudwatch_event_rule.schedule["runner-cache"].schedule_expression == "rate(6 hours)" &&
+      aws_cloudwatch_event_target.schedule["runner-cache"].arn == aws_lambda_function.fn["recovery"].arn &&
+      jsondecode(aws_cloudwatch_event_target.schedule["runner-cache"].input).task == "runner-cache" &&
+      aws_lambda_function.fn["recovery"].environment[0].variables["SPOTRUNNER_BUCKET"] == aws_s3_bucket.runner.id
+    )
+    error_message = "the recovery function fills the runner cache of the runner bucket every 6 hours (task runner-cache)"
+  }
+  assert {
+    condition = alltrue([
+      for s in data.aws_iam_policy_document.lambda["recovery"].statement :
+      !anytrue([for a in s.actions : startswith(a, "s3:")]) || (
+        toset(s.actions) == toset(["s3:GetObject", "s3:PutObject"]) && toset(s.resources) == toset(["${aws_s3_bucket.runner.arn}/runner-cache/*"])
+        ) || (
+        toset(s.actions) == toset(["s3:ListBucket"]) && toset(s.resources) == toset([aws_s3_bucket.runner.arn])
+      )
+    ])
+    error_message = "recovery reads and writes only runner-cache/* of the runner bucket (and lists it, so a missing key is a 404)"
+  }
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.runner_version_behind.metric_name == "runner_version_behind_days" &&
+      aws_cloudwatch_metric_alarm.runner_version_behind.threshold == 30 &&
+      aws_cloudwatch_metric_alarm.runner_version_behind.dimensions.function == "recovery" &&
+      aws_cloudwatch_metric_alarm.log_alarm["runner-cache-refused"].metric_name == "runner_cache_refused"
+    )
+    error_message = "alarms on a runner version more than 30 days behind and on a refused runner tarball"
+  }
+  assert {
     condition = alltrue([
       for s in data.aws_iam_policy_document.lambda["recovery"].statement :
       !contains(s.actions, "dynamodb:PutItem") || alltrue([for c in s.condition : c.variable != "dynamodb:LeadingKeys" || toset(c.values) == toset(["state#*"]) || toset(c.values) == toset(["false"])])
@@ -734,7 +763,7 @@ run "schedules_and_event_rules" {
     error_message = "the EC2 rule listens to shutting-down and terminated"
   }
   assert {
-    condition     = length(aws_lambda_permission.schedule) == 4
+    condition     = length(aws_lambda_permission.schedule) == 5
     error_message = "EventBridge may invoke the scheduled functions"
   }
 }
@@ -845,6 +874,26 @@ run "queue_time_alarm_threshold_and_no_dashboard" {
   }
 }
 
+run "runner_version_latest_and_max_age" {
+  command = plan
+  variables {
+    runner_version = "latest"
+    recovery       = { runner_cache = { max_age_days = 14 } }
+  }
+  assert {
+    condition     = jsondecode(output.config_json).runner_version == "latest" && jsondecode(output.config_json).recovery.runner_cache.max_age_days == 14 && aws_cloudwatch_metric_alarm.runner_version_behind.threshold == 14
+    error_message = "runner_version = \"latest\" reaches the document; recovery.runner_cache.max_age_days is the document's and the alarm's threshold"
+  }
+}
+
+run "runner_version_validation" {
+  command = plan
+  variables {
+    runner_version = "v2.330"
+  }
+  expect_failures = [var.runner_version]
+}
+
 run "queue_time_alarm_validation" {
   command = plan
   variables {
@@ -869,7 +918,7 @@ run "lambda_environment_contract" {
       keys(aws_lambda_function.fn["stop-runner"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_CONFIG_SHA256", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_SSM_DOCUMENT", "SPOTRUNNER_JOBS_QUEUE_URL"]) &&
       keys(aws_lambda_function.fn["dlq-mover"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_CONFIG_SHA256", "SPOTRUNNER_DLQ_URL", "SPOTRUNNER_JOBS_QUEUE_URL", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_BOOTSTRAP_DLQ_URL", "SPOTRUNNER_BOOTSTRAP_QUEUE_URL", "SPOTRUNNER_STOP_EVENTS_DLQ_URL", "SPOTRUNNER_STOP_EVENTS_QUEUE_URL"]) &&
       keys(aws_lambda_function.fn["janitor"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_CONFIG_SHA256", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_JOBS_QUEUE_URL"]) &&
-      keys(aws_lambda_function.fn["recovery"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_CONFIG_SHA256", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_JOBS_QUEUE_URL"])
+      keys(aws_lambda_function.fn["recovery"].environment[0].variables) == sort(["RUST_LOG", "SPOTRUNNER_CONFIG_PARAMETER", "SPOTRUNNER_CONFIG_SHA256", "SPOTRUNNER_LEDGER_TABLE", "SPOTRUNNER_JOBS_QUEUE_URL", "SPOTRUNNER_BUCKET"])
     )
     error_message = "each Lambda gets exactly the environment its code reads"
   }

@@ -7,6 +7,7 @@ pub mod dynamodb;
 pub mod error;
 pub mod metrics;
 pub mod reload;
+pub mod runner_pin;
 pub mod runtime;
 pub mod sdk;
 pub mod sqs;

@@ -267,9 +267,22 @@ pub struct SsmCommands {
     script_key: String,
     runner_version: String,
     region: Option<String>,
+    /// When set, each command's runner version and checksum come from it
+    /// (`crate::runner_pin`), not from `runner_version`.
+    runner_pin: Option<crate::runner_pin::PinSource>,
 }
 
 impl SsmCommands {
+    /// Take each command's runner version and SHA-256 from `source` (the
+    /// runner cache's verified release).
+    pub fn with_runner_pin(
+        mut self,
+        source: std::sync::Arc<dyn spotrunner_core::runner_cache::RunnerPinSource>,
+    ) -> Self {
+        self.runner_pin = Some(crate::runner_pin::PinSource(source));
+        self
+    }
+
     pub fn new(
         sdk: &SdkConfig,
         document_name: impl Into<String>,
@@ -303,6 +316,7 @@ impl SsmCommands {
             script_key: script_key.into(),
             runner_version: runner_version.into(),
             region,
+            runner_pin: None,
         }
     }
 
@@ -337,7 +351,11 @@ impl Commands for SsmCommands {
             .instance_ids(&cmd.instance_id)
             .document_name(&self.document_name)
             .comment(bootstrap_comment(&cmd.runner_name));
-        for (k, v) in self.parameters(cmd) {
+        let mut params = self.parameters(cmd);
+        if let Some(source) = &self.runner_pin {
+            crate::runner_pin::apply_pin(&mut params, &source.0.runner_pin().await);
+        }
+        for (k, v) in params {
             req = req.parameters(k, vec![v]);
         }
         // SendCommand is not idempotent: the SDK's own retry of a call whose

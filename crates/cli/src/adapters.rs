@@ -41,7 +41,13 @@ pub fn runner_settings(config: &Config) -> RunnerSettings {
     RunnerSettings {
         runner_command: local.runner_command,
         runner_dir: local.runner_dir,
-        runner_version: config.runner_version.clone(),
+        // Locally the runner is installed or a command: bootstrap.sh never
+        // downloads it, so "latest" only needs to be a well-formed version.
+        runner_version: if config.runner_version == spotrunner_core::runner_cache::LATEST {
+            spotrunner_core::runner_cache::DEFAULT_RUNNER_VERSION.to_string()
+        } else {
+            config.runner_version.clone()
+        },
     }
 }
 
@@ -131,6 +137,13 @@ impl Adapters {
                 &sdk, url,
             )));
         }
+        let ledger = Arc::new(DynamoLedger::new(&sdk, table));
+        // As create-runner: the runner cache's version and SHA-256.
+        let pin = spotrunner_core::runner_cache::LedgerRunnerPin::new(
+            config.runner_version.clone(),
+            spotrunner_core::runner_cache::DEFAULT_RUNNER_VERSION,
+            ledger.clone(),
+        );
         let commands = SsmCommands::new(
             &sdk,
             document,
@@ -138,9 +151,10 @@ impl Adapters {
             script_key,
             config.runner_version.clone(),
             sdk.region().map(|r| r.to_string()),
-        );
+        )
+        .with_runner_pin(Arc::new(pin));
         Ok(Self {
-            ledger: Arc::new(DynamoLedger::new(&sdk, table)),
+            ledger,
             jobs_queue: Arc::new(SqsJobQueue::new(&sdk, jobs_url.clone())),
             bootstrap_queue: Arc::new(SqsBootstrapQueue::new(&sdk, bootstrap_url.clone())),
             compute: Arc::new(spotrunner_aws_ec2::Ec2Compute::new(&sdk)),

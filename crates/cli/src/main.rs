@@ -13,6 +13,7 @@ mod ops;
 mod pacer;
 mod serve;
 mod status;
+mod status_runner;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;

@@ -27,6 +27,8 @@ pub struct Status {
     pub instances: Vec<InstanceLine>,
     /// The redelivery loop's and the sweep's state (from the ledger).
     pub recovery: RecoveryStatus,
+    /// The runner version in use, the cache and GitHub's newest release.
+    pub runner: crate::status_runner::RunnerVersionStatus,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -308,6 +310,17 @@ pub async fn collect_window(
         None => Vec::new(),
     };
     let recovery = recovery_status(a).await?;
+    let runner = crate::status_runner::RunnerVersionStatus::of(
+        &config.runner_version,
+        config.recovery.runner_cache.max_age_days,
+        &spotrunner_core::runner_cache::RunnerReleaseState::from_doc(
+            a.ledger
+                .state_doc(spotrunner_core::runner_cache::STATE_KEY)
+                .await
+                .map_err(err)?,
+        ),
+        now,
+    );
     Ok(Status {
         deployment: config.deployment.clone(),
         backend: if a.local.is_some() { "local" } else { "aws" },
@@ -321,6 +334,7 @@ pub async fn collect_window(
         queues,
         instances,
         recovery,
+        runner,
     })
 }
 
@@ -383,6 +397,7 @@ pub fn render(s: &Status) -> String {
         s.backend,
         s.at.format("%H:%M:%S")
     ));
+    out.push_str(&s.runner.render());
     out.push_str(&format!("jobs: {}\n", counts(&s.jobs.by_state)));
     let open: Vec<&JobLine> = s
         .jobs

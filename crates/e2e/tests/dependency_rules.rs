@@ -60,3 +60,31 @@ fn the_dlq_mover_links_no_ec2_and_no_aws_lc() {
         assert!(!t.contains(banned), "dlq-mover must not depend on {banned}");
     }
 }
+
+#[test]
+fn only_recovery_links_s3_and_it_links_no_aws_lc() {
+    for lambda in [
+        "spotrunner-webhook",
+        "spotrunner-create-runner",
+        "spotrunner-stop-runner",
+        "spotrunner-janitor",
+        "spotrunner-dlq-mover",
+    ] {
+        let t = tree(lambda);
+        assert!(
+            t.contains("aws-sdk-sqs"),
+            "sanity: the tree of {lambda} was read"
+        );
+        for banned in ["aws-sdk-s3", "spotrunner-aws-s3"] {
+            assert!(!t.contains(banned), "{lambda} must not depend on {banned}");
+        }
+    }
+    let t = tree("spotrunner-recovery");
+    assert!(
+        t.contains("aws-sdk-s3"),
+        "recovery fills the runner cache on S3"
+    );
+    for banned in ["aws-lc-sys", "aws-sdk-ec2", "aws-sdk-sso "] {
+        assert!(!t.contains(banned), "recovery must not depend on {banned}");
+    }
+}

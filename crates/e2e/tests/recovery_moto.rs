@@ -9,6 +9,9 @@
 //!   cold start (the checkpoint is in DynamoDB) redeliver nothing more.
 //! - The sweep enqueues a queued job that was never delivered, once; a job
 //!   the ledger knows is left alone.
+//! - The runner-cache task, given the runner bucket, fills `runner-cache/`
+//!   with both tarballs of the pinned release and their sidecars; without
+//!   the bucket it is skipped.
 //! - A bad event is refused, naming what is expected.
 
 mod common;
@@ -273,4 +276,68 @@ async fn an_event_without_a_task_is_refused_naming_the_tasks() {
         .await
         .expect_err("no task");
     assert!(err.to_string().contains("redelivery"), "{err}");
+}
+
+#[tokio::test]
+async fn the_runner_cache_task_fills_the_bucket_given_in_the_environment() {
+    let mut w = world().await;
+    let skipped = w
+        .recovery()
+        .await
+        .handle(json!({ "task": "runner-cache" }))
+        .await
+        .unwrap();
+    assert!(skipped["skipped"].is_string(), "{skipped}");
+
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&w.sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket().bucket("sr-runner").send().await.unwrap();
+    w.env
+        .insert("SPOTRUNNER_BUCKET".to_string(), "sr-runner".to_string());
+    // The configuration pins 2.329.0 (the default); a newer one exists.
+    let files = |v: &str| {
+        ["x64", "arm64"].map(|a| {
+            (
+                format!("actions-runner-linux-{a}-{v}.tar.gz"),
+                format!("{a} {v}").into_bytes(),
+            )
+        })
+    };
+    for (tag, at) in [
+        ("v2.329.0", "2026-09-01T00:00:00Z"),
+        ("v2.330.0", "2026-11-20T00:00:00Z"),
+    ] {
+        let f = files(tag.trim_start_matches('v'));
+        let f: Vec<(&str, Vec<u8>)> = f.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+        w.github.publish_release("actions/runner", tag, at, &f);
+    }
+    let report = w
+        .recovery()
+        .await
+        .handle(json!({ "task": "runner-cache" }))
+        .await
+        .unwrap();
+    assert_eq!(report["version"], "2.329.0", "{report}");
+    assert_eq!(report["latest_version"], "2.330.0", "{report}");
+    let listed = s3
+        .list_objects_v2()
+        .bucket("sr-runner")
+        .send()
+        .await
+        .unwrap();
+    let mut keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "runner-cache/actions-runner-linux-arm64-2.329.0.tar.gz",
+            "runner-cache/actions-runner-linux-arm64-2.329.0.tar.gz.sha256",
+            "runner-cache/actions-runner-linux-x64-2.329.0.tar.gz",
+            "runner-cache/actions-runner-linux-x64-2.329.0.tar.gz.sha256",
+        ],
+        "{report}"
+    );
 }

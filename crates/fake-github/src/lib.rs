@@ -26,6 +26,9 @@
 //! | `list-run-jobs` | `GET /repos/{o}/{r}/actions/runs/{run_id}/jobs` (`filter=latest|all`) |
 //! | `get-run` | `GET /repos/{o}/{r}/actions/runs/{run_id}` (its latest attempt) |
 //! | `rerun-job` | `POST /repos/{o}/{r}/actions/jobs/{id}/rerun`: 403 while the run is not completed; else the run's next attempt gets the job under a new id, `queued`, and its `workflow_job` `queued` webhook is delivered before the 201 |
+//! | `get-release` | `GET /repos/{o}/{r}/releases/latest`, `GET /repos/{o}/{r}/releases/tags/{tag}` (public: no credentials checked) |
+//! | `download-asset` | `GET /{o}/{r}/releases/download/{tag}/{name}` (a release's `browser_download_url`): 302 to `asset-object` |
+//! | `asset-object` | `GET /_objects/{id}`: the asset's bytes (`releases.rs`) |
 //!
 //! Webhooks ([`FakeGitHub::set_webhook`], [`FakeGitHub::deliver`]): the fake POSTs
 //! signed payloads the way GitHub does, records every attempt in the hook's
@@ -47,6 +50,7 @@
 
 mod actions;
 mod hooks;
+mod releases;
 
 pub use actions::FakeWorkflowJob;
 pub use hooks::{APP_HOOK_ID, FakeDelivery};
@@ -93,6 +97,9 @@ pub mod endpoint {
     pub const LIST_RUN_JOBS: &str = "list-run-jobs";
     pub const GET_RUN: &str = "get-run";
     pub const RERUN_JOB: &str = "rerun-job";
+    pub const GET_RELEASE: &str = "get-release";
+    pub const DOWNLOAD_ASSET: &str = "download-asset";
+    pub const ASSET_OBJECT: &str = "asset-object";
 }
 
 /// A runner registered with the fake.
@@ -204,6 +211,7 @@ struct State {
     calls: HashMap<&'static str, usize>,
     failures: HashMap<&'static str, VecDeque<Failure>>,
     requests: Vec<RecordedRequest>,
+    releases: releases::Releases,
     link_headers: bool,
     latency: Duration,
     in_flight: usize,
@@ -299,6 +307,7 @@ impl FakeGitHub {
             calls: HashMap::new(),
             failures: HashMap::new(),
             requests: Vec::new(),
+            releases: releases::Releases::default(),
             link_headers: true,
             latency: Duration::ZERO,
             in_flight: 0,
@@ -717,8 +726,19 @@ fn handle(
     let query = uri.query().map(str::to_string);
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
 
-    // Route: (endpoint name, scope the call acts on, id in the path).
     let m = method.as_str();
+    // Releases and their downloads are public (releases.rs).
+    if let Some((ep, resp)) = releases::serve(&mut s, m, &segs) {
+        *s.calls.entry(ep).or_default() += 1;
+        if let Some(f) = s.failures.get_mut(ep).and_then(VecDeque::pop_front) {
+            return ok_json(
+                StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                f.body,
+            );
+        }
+        return resp;
+    }
+    // Route: (endpoint name, scope the call acts on, id in the path).
     let scope_of = |segs: &[&str]| -> Option<(RunnerScope, usize)> {
         match segs {
             ["orgs", org, ..] => Some((

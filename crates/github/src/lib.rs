@@ -18,6 +18,10 @@
 //!   cached). The `x-ratelimit-*` headers of the last answer are kept for
 //!   [`QueuedJobSource::rate_limit`].
 //!
+//! - Runner releases: [`GitHubReleases`] (`releases.rs`) implements
+//!   `RunnerReleases` without credentials (public data), downloads capped at
+//!   the declared size.
+//!
 //! [`GitHubApi`]: spotrunner_core::ports::GitHubApi
 //! [`HookDeliveries`]: spotrunner_core::ports::HookDeliveries
 //! [`QueuedJobSource`]: spotrunner_core::ports::QueuedJobSource
@@ -30,6 +34,7 @@ mod deliveries;
 mod from_config;
 pub mod jwt;
 pub mod ratelimit;
+mod releases;
 mod repos;
 
 pub use client::{
@@ -41,3 +46,4 @@ pub use config::{
     PUBLIC_API_URL, SystemClock,
 };
 pub use from_config::client_from_config;
+pub use releases::{DOWNLOAD_MARGIN, GitHubReleases, RUNNER_REPOSITORY, ReleasesError};

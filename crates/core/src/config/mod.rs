@@ -6,6 +6,7 @@
 mod arch;
 mod local;
 mod recovery;
+mod runner_cache;
 mod secret_ref;
 mod spot;
 mod validate;
@@ -13,6 +14,7 @@ mod validate;
 pub use arch::Architecture;
 pub use local::LocalConfig;
 pub use recovery::{RecoveryConfig, RedeliveryConfig, SweepConfig};
+pub use runner_cache::RunnerCacheConfig;
 pub use secret_ref::SecretRef;
 pub use spot::SpotPolicy;
 pub use validate::{ConfigError, FieldError};
@@ -37,7 +39,8 @@ pub struct Config {
     /// Global weighted quota: sum of `weight` over live runners of all pools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_total_weight: Option<u32>,
-    /// Pinned version of the GitHub Actions runner the VMs run.
+    /// Version of the GitHub Actions runner the VMs run: pinned (`2.329.0`)
+    /// or `"latest"` (the newest release the runner cache verified).
     #[serde(default = "defaults::runner_version")]
     pub runner_version: String,
     pub pools: Vec<Pool>,
@@ -204,7 +207,7 @@ pub(crate) mod defaults {
         "https://api.github.com".into()
     }
     pub fn runner_version() -> String {
-        "2.329.0".into()
+        crate::runner_cache::DEFAULT_RUNNER_VERSION.into()
     }
     pub fn weight() -> u32 {
         1

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 pub struct RecoveryConfig {
     pub redelivery: RedeliveryConfig,
     pub sweep: SweepConfig,
+    /// Fill the runner cache with verified runner tarballs.
+    pub runner_cache: super::runner_cache::RunnerCacheConfig,
 }
 
 /// Ask GitHub to redeliver `workflow_job` deliveries our endpoint failed.

@@ -292,3 +292,25 @@ proptest! {
             "{:?}", err);
     }
 }
+
+#[test]
+fn runner_version_is_latest_or_a_version_and_max_age_at_least_a_day() {
+    let latest = format!("runner_version = \"latest\"\n{}", sample_toml());
+    assert_eq!(Config::from_toml(&latest).unwrap().runner_version, "latest");
+    let c = Config::from_toml(sample_toml()).unwrap();
+    assert_eq!(c.runner_version, "2.329.0");
+    assert_eq!(c.recovery.runner_cache.max_age_days, 30);
+    let bad = format!("runner_version = \"v2.330\"\n{}", sample_toml());
+    assert_eq!(
+        errors_of(Config::from_toml(&bad)),
+        vec![r#"runner_version: "v2.330" must be "latest" or a version like 2.329.0"#]
+    );
+    let zero = format!(
+        "{}\n[recovery.runner_cache]\nmax_age_days = 0\n",
+        sample_toml()
+    );
+    assert_eq!(
+        errors_of(Config::from_toml(&zero)),
+        vec!["recovery.runner_cache.max_age_days: must be at least 1"]
+    );
+}

@@ -86,6 +86,18 @@ impl Config {
                 );
             }
         }
+        if !crate::runner_cache::is_valid_runner_version(&self.runner_version) {
+            p.add(
+                "runner_version",
+                format!(
+                    "{:?} must be \"latest\" or a version like 2.329.0",
+                    self.runner_version
+                ),
+            );
+        }
+        if self.recovery.runner_cache.max_age_days == 0 {
+            p.add("recovery.runner_cache.max_age_days", "must be at least 1");
+        }
         if self.max_total_weight == Some(0) {
             p.add("max_total_weight", "must be at least 1 when set");
         }

@@ -14,6 +14,7 @@ pub mod ledger_interleave;
 mod ledger_store;
 mod queue;
 mod recovery;
+mod runner_cache;
 mod secrets;
 mod timeline;
 mod wait_line;
@@ -40,6 +41,7 @@ pub use recovery::{
     DeliveryPage, HookDeliveries, HookDelivery, HookRef, ListedJob, Page, QueuedJobSource,
     RateLimitState, RepoRef,
 };
+pub use runner_cache::{ReleaseAsset, RunnerCacheStore, RunnerRelease, RunnerReleases};
 pub use secrets::{SecretStore, resolve_secret};
 pub use timeline::{Stage, Timeline};
 pub use wait_line::{MAX_LINE, WaitLine, Waiter, line_key};

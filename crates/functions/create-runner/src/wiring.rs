@@ -11,6 +11,7 @@ use spotrunner_aws::{
     ssm_runner::{SsmCommands, SsmRunnerParameters},
 };
 use spotrunner_core::create_runner::{CreateRunner, Settings};
+use spotrunner_core::runner_cache::{DEFAULT_RUNNER_VERSION, LedgerRunnerPin};
 use std::sync::Arc;
 
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
@@ -30,6 +31,17 @@ pub async fn handler_from_env(sdk: &SdkConfig, env: &dyn EnvSource) -> Result<Ha
         .get("SPOTRUNNER_BOOTSTRAP_SCRIPT_KEY")
         .filter(|k| !k.is_empty())
         .unwrap_or_else(|| "bootstrap.sh".into());
+    let ledger = Arc::new(DynamoLedger::new(
+        sdk,
+        env.require("SPOTRUNNER_LEDGER_TABLE")?,
+    ));
+    // The runner version and its verified SHA-256 from the runner cache's
+    // state document (runner_version pinned or "latest"; read every 5 min).
+    let pin = LedgerRunnerPin::new(
+        config.runner_version.clone(),
+        DEFAULT_RUNNER_VERSION,
+        ledger.clone(),
+    );
     let commands = SsmCommands::new(
         sdk,
         env.require("SPOTRUNNER_SSM_DOCUMENT")?,
@@ -37,13 +49,11 @@ pub async fn handler_from_env(sdk: &SdkConfig, env: &dyn EnvSource) -> Result<Ha
         script_key,
         config.runner_version.clone(),
         sdk.region().map(|r| r.to_string()),
-    );
+    )
+    .with_runner_pin(Arc::new(pin));
     let create_runner = CreateRunner {
         settings: Settings::for_deployment(&config.deployment),
-        ledger: Arc::new(DynamoLedger::new(
-            sdk,
-            env.require("SPOTRUNNER_LEDGER_TABLE")?,
-        )),
+        ledger,
         github: Arc::new(github),
         compute: Arc::new(spotrunner_aws_ec2::Ec2Compute::new(sdk)),
         parameters: Arc::new(SsmRunnerParameters::from_env(sdk, env, true)?),

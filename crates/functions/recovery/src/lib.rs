@@ -1,6 +1,7 @@
 //! recovery glue: an EventBridge schedule's input names the task —
-//! `{"task": "redelivery"}` or `{"task": "sweep"}` — which runs once; the
-//! report is returned as JSON and its counts published as EMF metrics.
+//! `{"task": "redelivery"}`, `{"task": "sweep"}` or `{"task": "runner-cache"}`
+//! — which runs once; the report is returned as JSON and its counts
+//! published as EMF metrics.
 
 mod wiring;
 
@@ -10,18 +11,23 @@ use serde::Deserialize;
 use serde_json::Value;
 use spotrunner_core::ports::PortError;
 use spotrunner_core::recovery::{Redelivery, Sweep};
+use spotrunner_core::runner_cache::{RunnerCacheSync, SyncError};
 
 /// Which task an invocation runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum Task {
     Redelivery,
     Sweep,
+    /// Fill the runner cache with verified runner tarballs.
+    RunnerCache,
 }
 
 /// The event is not `{"task": "redelivery" | "sweep"}`.
 #[derive(Debug, thiserror::Error)]
-#[error("event: {0} (expected {{\"task\": \"redelivery\"}} or {{\"task\": \"sweep\"}})")]
+#[error(
+    "event: {0} (expected {{\"task\": \"redelivery\"}}, {{\"task\": \"sweep\"}} or {{\"task\": \"runner-cache\"}})"
+)]
 pub struct BadEvent(String);
 
 impl Task {
@@ -36,11 +42,14 @@ impl Task {
     }
 }
 
-/// Both tasks with their ports.
+/// The tasks with their ports.
 pub struct Handler {
     pub deployment: String,
     pub redelivery: Redelivery,
     pub sweep: Sweep,
+    /// `None` without a runner bucket (`SPOTRUNNER_BUCKET`) or when
+    /// `recovery.runner_cache.enabled` is false.
+    pub runner_cache: Option<RunnerCacheSync>,
 }
 
 /// A run failed on our side (the ledger); the invocation fails.
@@ -50,6 +59,8 @@ pub enum RunError {
     Event(#[from] BadEvent),
     #[error(transparent)]
     Port(#[from] PortError),
+    #[error(transparent)]
+    RunnerCache(#[from] SyncError),
 }
 
 impl Handler {
@@ -91,6 +102,23 @@ impl Handler {
                 );
                 Ok(serde_json::to_value(r).unwrap_or_default())
             }
+            Task::RunnerCache => {
+                let Some(sync) = &self.runner_cache else {
+                    tracing::info!(
+                        "runner cache task skipped: no SPOTRUNNER_BUCKET, or recovery.runner_cache.enabled is false"
+                    );
+                    return Ok(serde_json::json!({ "skipped": "runner cache disabled" }));
+                };
+                let r = sync.run(now).await?;
+                spotrunner_aws::metrics::emit(
+                    &dims,
+                    &[
+                        ("runner_cache_stored", r.stored() as f64),
+                        ("runner_cache_refused_archs", r.refused() as f64),
+                    ],
+                );
+                Ok(serde_json::to_value(r).unwrap_or_default())
+            }
         }
     }
 }
@@ -109,7 +137,12 @@ mod tests {
             Task::from_event(&serde_json::json!({"task": "redelivery", "x": 1})).unwrap(),
             Task::Redelivery
         );
+        assert_eq!(
+            Task::from_event(&serde_json::json!({"task": "runner-cache"})).unwrap(),
+            Task::RunnerCache
+        );
         let e = Task::from_event(&serde_json::json!({"task": "janitor"})).unwrap_err();
+        assert!(e.to_string().contains("runner-cache"), "{e}");
         assert!(e.to_string().contains("redelivery"), "{e}");
         assert!(Task::from_event(&serde_json::json!({})).is_err());
     }
