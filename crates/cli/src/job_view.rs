@@ -21,6 +21,12 @@ pub struct JobView {
     pub taken_by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub end_reason: Option<String>,
+    /// GitHub's conclusion once completed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conclusion: Option<String>,
+    /// A job a spot interruption hit: what became of its re-run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerun: Option<String>,
     /// Which way it went: `direct` (a slot was free) or `waited` (its pool's line).
     pub path: &'static str,
     pub stages: Vec<StageLine>,
@@ -78,6 +84,16 @@ pub fn view(job: &JobRecord, runner: Option<&RunnerRecord>) -> JobView {
             .clone()
             .filter(|t| Some(t) != job.runner_name.as_ref()),
         end_reason: job.end_reason.clone(),
+        conclusion: job.conclusion.clone(),
+        rerun: if job.timeline.get(Stage::Interrupted).is_some() {
+            Some(
+                job.rerun
+                    .clone()
+                    .unwrap_or_else(|| "undecided (waiting for its run to complete)".into()),
+            )
+        } else {
+            None
+        },
         path: if job.timeline.get(Stage::WaitingSince).is_some() {
             "waited"
         } else {
@@ -105,6 +121,12 @@ pub fn render(v: &JobView) -> String {
     );
     if let Some(r) = &v.end_reason {
         out.push_str(&format!("  reason: {r}\n"));
+    }
+    if let Some(c) = &v.conclusion {
+        out.push_str(&format!("  conclusion: {c}\n"));
+    }
+    if let Some(r) = &v.rerun {
+        out.push_str(&format!("  spot interruption re-run: {r}\n"));
     }
     out.push_str(&format!(
         "  {:<18} {:<26} {:>10} {:>10}\n",

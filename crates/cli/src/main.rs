@@ -7,6 +7,7 @@ mod demo;
 mod explain;
 mod handlers;
 mod inbox;
+mod interrupt;
 mod job_view;
 mod logging;
 mod ops;
@@ -120,6 +121,18 @@ enum Command {
         target: Target,
         pool: String,
     },
+    /// Deliver a spot interruption to a runner (by instance id or job id).
+    /// Locally the runner gets the warning and is killed after the grace; on
+    /// AWS only the warning event reaches stop-runner (use AWS FIS for a real one).
+    Interrupt {
+        #[command(flatten)]
+        target: Target,
+        /// An instance id (`i-…`) or a job id.
+        subject: String,
+        /// Seconds between the warning and the end (local backend; EC2 gives 120).
+        #[arg(long, default_value_t = 120)]
+        grace: u64,
+    },
     /// A first look, no account needed: a local serve, a fake GitHub, sample jobs.
     Demo {
         /// Sample jobs to send.
@@ -200,6 +213,14 @@ async fn run(command: Command) -> Result<ExitCode, String> {
         Command::Undrain { target, pool } => {
             logging::init_quiet();
             ops::set_drained(&target, &pool, false).await
+        }
+        Command::Interrupt {
+            target,
+            subject,
+            grace,
+        } => {
+            logging::init_quiet();
+            interrupt::run(&target, &subject, std::time::Duration::from_secs(grace)).await
         }
         Command::Demo { jobs, state_dir } => demo::run(jobs, state_dir).await,
     }

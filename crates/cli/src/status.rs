@@ -69,6 +69,10 @@ pub struct JobLine {
     /// Why the job was given up on (`failed`, `dropped`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub end_reason: Option<String>,
+    /// A job a spot interruption hit: what became of its re-run
+    /// (`undecided` until its run completed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerun: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -86,6 +90,13 @@ pub struct PoolStatus {
     pub start_failures: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_start_failure: Option<String>,
+    /// The spot breaker: `closed`, or `open` (no spot launches until then).
+    pub spot_breaker: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spot_breaker_until: Option<DateTime<Utc>>,
+    /// Spot interruptions within the breaker's window, and how often it opened.
+    pub spot_interruptions: u32,
+    pub spot_breaks: u32,
     pub runners_by_state: BTreeMap<String, u64>,
     pub runners: Vec<RunnerLine>,
     /// Jobs in the pool's waiting line (the pool or the global quota is full,
@@ -150,6 +161,12 @@ pub struct InstanceLine {
     pub state: String,
     pub pid: Option<i32>,
     pub exit_code: Option<i32>,
+    /// The job it was launched for and the capacity type asked for (`spot`,
+    /// `on-demand`), from its tags.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity_type: Option<String>,
 }
 
 fn err(e: impl std::fmt::Display) -> String {
@@ -194,6 +211,10 @@ pub async fn collect_window(
             runner_name: j.runner_name.clone(),
             age_secs: (now - j.created_at).num_seconds(),
             end_reason: j.end_reason.clone(),
+            rerun: j
+                .timeline
+                .get(spotrunner_core::ports::Stage::Interrupted)
+                .map(|_| j.rerun.clone().unwrap_or_else(|| "undecided".into())),
         });
     }
     // Locally the jobs queue can be read: jobs waiting there, not yet claimed.
@@ -213,6 +234,7 @@ pub async fn collect_window(
                     runner_name: None,
                     age_secs: (now - msg.received_at).num_seconds(),
                     end_reason: None,
+                    rerun: None,
                 });
             }
         }
@@ -244,6 +266,23 @@ pub async fn collect_window(
                     },
                     start_failures: h.failures.len() as u32,
                     last_start_failure: h.last_reason().map(str::to_string),
+                    spot_breaker: if h.spot_off(now).is_some() {
+                        "open".into()
+                    } else {
+                        "closed".into()
+                    },
+                    spot_breaker_until: h.spot_off(now),
+                    spot_interruptions: h
+                        .interruptions
+                        .iter()
+                        .filter(|i| {
+                            now - i.at
+                                <= chrono::Duration::seconds(
+                                    p.spot.breaker_window_secs.min(i64::MAX as u64) as i64,
+                                )
+                        })
+                        .count() as u32,
+                    spot_breaks: h.spot_breaks,
                     runners_by_state: BTreeMap::new(),
                     runners: Vec::new(),
                     waiting: 0,
@@ -300,6 +339,12 @@ pub async fn collect_window(
             .map_err(err)?
             .into_iter()
             .map(|i| InstanceLine {
+                job_id: i.job_id(),
+                capacity_type: i
+                    .tags
+                    .iter()
+                    .find(|(k, _)| k == spotrunner_local::CAPACITY_TAG)
+                    .map(|(_, v)| v.clone()),
                 instance_id: i.instance_id,
                 runner_name: i.runner_name,
                 state: i.state,
@@ -403,7 +448,10 @@ pub fn render(s: &Status) -> String {
         .jobs
         .items
         .iter()
-        .filter(|j| !matches!(j.state.as_str(), "completed" | "dropped" | "interrupted"))
+        .filter(|j| {
+            !matches!(j.state.as_str(), "completed" | "dropped" | "interrupted")
+                || j.rerun.as_deref() == Some("undecided")
+        })
         .collect();
     for j in open {
         out.push_str(&format!(
@@ -416,6 +464,9 @@ pub fn render(s: &Status) -> String {
         ));
         if let Some(reason) = &j.end_reason {
             out.push_str(&format!("      {reason}\n"));
+        }
+        if let Some(rerun) = &j.rerun {
+            out.push_str(&format!("      spot interruption re-run: {rerun}\n"));
         }
     }
     out.push('\n');
@@ -457,6 +508,19 @@ pub fn render(s: &Status) -> String {
                     .as_deref()
                     .map(|r| format!("; last: {r}"))
                     .unwrap_or_default()
+            ));
+        }
+        if let Some(until) = p.spot_breaker_until {
+            out.push_str(&format!(
+                "  spot breaker open until {}: {} spot interruption(s); launches go on-demand, or wait when the pool allows none (opened {} time(s))\n",
+                until.format("%H:%M:%S"),
+                p.spot_interruptions,
+                p.spot_breaks
+            ));
+        } else if p.spot_interruptions > 0 {
+            out.push_str(&format!(
+                "  {} spot interruption(s) in the breaker's window (breaker closed)\n",
+                p.spot_interruptions
             ));
         }
         for r in &p.runners {

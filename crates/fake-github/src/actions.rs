@@ -376,7 +376,10 @@ impl FakeGitHub {
         s.jobs
             .iter()
             .filter(|((r, id), j)| {
-                *r == repo && *id != job_id && j.run_id == old.run_id && j.name == old.name
+                *r == repo
+                    && *id != job_id
+                    && j.run_id == old.run_id
+                    && j.name == old.name
                     && j.run_attempt > old.run_attempt
             })
             .map(|((_, id), j)| (*id, j.run_attempt))
@@ -848,7 +851,14 @@ fn rerun_job(s: &mut State, owner: &str, name: &str, repo: &str, job_id: u64) ->
         );
     }
     s.reruns.push((repo.to_string(), job_id));
-    let new_id = s.jobs.keys().map(|(_, id)| *id).max().unwrap_or(0).max(job_id) + 1;
+    let new_id = s
+        .jobs
+        .keys()
+        .map(|(_, id)| *id)
+        .max()
+        .unwrap_or(0)
+        .max(job_id)
+        + 1;
     let created_at = now_secs();
     let rec = JobRecord {
         job: FakeJob {

@@ -72,9 +72,7 @@ impl LocalBackend {
             instance_id: instance_id.to_string(),
         }
         .to_eventbridge();
-        event["time"] = Utc::now()
-            .to_rfc3339_opts(SecondsFormat::Secs, true)
-            .into();
+        event["time"] = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true).into();
         let body = event.to_string();
         self.db().tx(|tx| {
             let now = now_ms();

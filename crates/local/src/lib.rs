@@ -22,7 +22,7 @@ pub mod shim;
 pub use db::Db;
 pub use ledger::SqliteLedger;
 pub use params::{FileParameters, encode as encode_parameter_name};
-pub use process::{LocalBackend, LocalInstance, RunnerExited, RunnerSettings, alive};
+pub use process::{CAPACITY_TAG, LocalBackend, LocalInstance, RunnerExited, RunnerSettings, alive};
 pub use queue::{Depth, MAX_RECEIVES, Received, SqliteQueue, Stored};
 pub use runner_check::runner_problem;
 

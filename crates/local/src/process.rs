@@ -24,6 +24,16 @@ use std::time::Duration;
 
 const SERVICE: &str = "local-compute";
 
+/// The tag a local instance records its requested capacity type in.
+pub const CAPACITY_TAG: &str = "spotrunner:capacity-type";
+
+fn capacity_name(c: CapacityType) -> &'static str {
+    match c {
+        CapacityType::Spot => "spot",
+        CapacityType::OnDemand => "on-demand",
+    }
+}
+
 /// What the runner of an instance is, and where the shims live.
 #[derive(Debug, Clone, Default)]
 pub struct RunnerSettings {
@@ -499,7 +509,11 @@ impl Compute for LocalBackend {
             &uuid::Uuid::new_v4().simple().to_string()[..12]
         );
         let dir = self.instances_dir.join(&candidate);
-        let tags = serde_json::to_string(&req.tags).map_err(bad_doc)?;
+        // What EC2 calls the instance lifecycle, as a tag: a process is a
+        // process, but the status and the tests see what was asked for.
+        let mut tags = req.tags.clone();
+        tags.push((CAPACITY_TAG.into(), capacity_name(req.capacity_type).into()));
+        let tags = serde_json::to_string(&tags).map_err(bad_doc)?;
         let instance_id = self.db.tx(|tx| {
             let existing: Option<String> = tx
                 .query_row(
@@ -535,7 +549,7 @@ impl Compute for LocalBackend {
         }
         Ok(LaunchOutcome::Launched {
             instance_id,
-            capacity_type: CapacityType::OnDemand,
+            capacity_type: req.capacity_type,
         })
     }
 
