@@ -30,6 +30,15 @@ struct Launched {
 async fn launch(w: &World, job_id: u64, started: bool) -> Launched {
     w.send(&w.job(job_id, "cpu").to_json()).await;
     w.settle(1).await;
+    launched(w, job_id, started).await
+}
+
+/// The job's runner, launched already; GitHub gave it the job.
+async fn launch_started(w: &World, job_id: u64) -> Launched {
+    launched(w, job_id, true).await
+}
+
+async fn launched(w: &World, job_id: u64, started: bool) -> Launched {
     let runners = w.ledger.list_runners().await.unwrap();
     let r = runners
         .iter()
@@ -163,16 +172,117 @@ async fn ssm_timed_out_ends_the_runner_and_finishes_the_job() {
     lifecycle(command("TimedOut"), true, JobState::Completed).await;
 }
 
+/// How EC2 launched the instance: `spot`, or `on-demand` (no lifecycle).
+async fn lifecycle_of(w: &World, id: &str) -> String {
+    let out = w
+        .ec2
+        .describe_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .unwrap();
+    out.reservations()[0].instances()[0]
+        .instance_lifecycle()
+        .map_or("on-demand".to_string(), |l| l.as_str().to_string())
+}
+
+/// Job 42 of run 9, named `build`, in GitHub's attempt `attempt`.
+fn named(w: &World, id: u64, attempt: u32) -> spotrunner_core::job::JobMessage {
+    spotrunner_core::job::JobMessage {
+        run_attempt: attempt,
+        job_name: Some("build".into()),
+        ..w.job(id, "cpu")
+    }
+}
+
 #[tokio::test]
-async fn spot_interruption_records_the_job_interrupted() {
-    lifecycle(
-        |l| StopEvent::SpotInterruption {
-            instance_id: l.instance.clone(),
+async fn a_spot_interruption_re_runs_the_job_once_and_the_re_run_launches_on_demand() {
+    use spotrunner_testkit::fake_github::{FakeJob, FakeWorkflowJob};
+    let w = world(5, None).await;
+    w.github.add_workflow_job(
+        "octo-org/app",
+        FakeWorkflowJob::new(
+            9,
+            42,
+            "queued",
+            &["self-hosted", "linux", "x64"],
+            chrono::Utc::now(),
+        )
+        .named("build"),
+    );
+    w.send(&named(&w, 42, 1).to_json()).await;
+    w.settle(1).await;
+    let l = launch_started(&w, 42).await;
+    assert_eq!(lifecycle_of(&w, &l.instance).await, "spot");
+    let warning = StopEvent::SpotInterruption {
+        instance_id: l.instance.clone(),
+    };
+    // The warning (twice): the job is stamped, the runner runs on.
+    for _ in 0..2 {
+        let out = deliver(&w, &warning).await;
+        assert_eq!(out["outcome"], "interrupted", "{out}");
+    }
+    assert_eq!(instance_state(&w, &l.instance).await, "running");
+    // EC2 reclaims the instance: its command fails, the runner ends.
+    let out = deliver(&w, &command("Failed")(&l)).await;
+    assert_eq!(out["outcome"], "ended", "{out}");
+    assert_ended(&w, &l).await;
+    let job = w.ledger.get_job(42).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Interrupted);
+    assert_eq!(
+        w.github.calls(endpoint::RERUN_JOB),
+        0,
+        "GitHub still runs it"
+    );
+
+    // GitHub fails the job; the run completes; the janitor's pass re-runs it.
+    w.github.set_job(
+        "octo-org/app",
+        FakeJob {
+            id: 42,
+            status: "completed".into(),
+            conclusion: Some("failure".into()),
+            runner_name: Some(l.runner.clone()),
         },
-        true,
-        JobState::Interrupted,
-    )
-    .await;
+    );
+    for _ in 0..3 {
+        w.janitor.run(chrono::Utc::now(), false).await.unwrap();
+    }
+    assert_eq!(
+        w.github.calls(endpoint::RERUN_JOB),
+        1,
+        "exactly one request"
+    );
+    let (new_id, attempt) = w.github.rerun_of("octo-org/app", 42).expect("re-run");
+    assert_eq!(attempt, 2);
+    let job = w.ledger.get_job(42).await.unwrap().unwrap();
+    assert!(
+        job.rerun.as_deref().unwrap().starts_with("requested"),
+        "{job:?}"
+    );
+
+    // The re-run's queued delivery (twice) launches one on-demand VM.
+    for _ in 0..2 {
+        w.send(&named(&w, new_id, 2).to_json()).await;
+    }
+    w.settle(1).await;
+    let r = w
+        .ledger
+        .list_runners()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.job_id == new_id)
+        .expect("a runner for the re-run");
+    let instance = r.instance_id.unwrap();
+    assert_eq!(lifecycle_of(&w, &instance).await, "on-demand");
+    let live: Vec<_> = w
+        .instances(Some("running"))
+        .await
+        .into_iter()
+        .filter(|i| tag(i, "spotrunner:job-id").as_deref() == Some(&new_id.to_string()))
+        .collect();
+    assert_eq!(live.len(), 1, "one VM for the re-run");
 }
 
 #[tokio::test]
