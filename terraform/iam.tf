@@ -27,9 +27,12 @@ locals {
     for kind, patterns in {
       jobs             = ["job#*"]
       jobs_and_runners = ["job#*", "runner#*"]
-      # + the pools' circuit-breaker records (health#<pool>).
-      jobs_runners_health = ["job#*", "runner#*", "health#*"]
-      capacity            = ["capacity#*"]
+      # + the pools' circuit-breaker records (health#<pool>) and waiting
+      # lines (state#line/<pool>: a job waits, a release wakes the line).
+      jobs_runners_health = ["job#*", "runner#*", "health#*", "state#line/*"]
+      # the re-run markers of interrupted jobs' runs (state#rerun/<run id>).
+      reruns   = ["state#rerun/*"]
+      capacity = ["capacity#*"]
       # recovery: is the job known, is its pool drained, the task's state.
       recovery_reads = ["job#*", "drain#*", "state#*"]
       state          = ["state#*"]
@@ -163,6 +166,13 @@ locals {
       actions    = ["dynamodb:UpdateItem"]
       resources  = [aws_dynamodb_table.ledger.arn]
       conditions = local.ledger_keys.capacity
+    }
+    # stop-runner and the janitor re-run interrupted jobs (crates/core/src/rerun.rs).
+    put_reruns = {
+      sid        = "WriteRerunMarkers"
+      actions    = ["dynamodb:PutItem"]
+      resources  = [aws_dynamodb_table.ledger.arn]
+      conditions = local.ledger_keys.reruns
     }
   }
 
@@ -363,6 +373,7 @@ locals {
         local.statement_ledger.read_scan, # Scan: the runner of a forgotten instance
         local.statement_ledger.put_jobs_runners,
         local.statement_ledger.update_capacity, # release
+        local.statement_ledger.put_reruns,
       ],
       local.statement_delete_jit,
       local.statement_terminate,
@@ -408,6 +419,7 @@ locals {
         local.statement_ledger.put_jobs_runners,
         # release, and the capacity repair: a conditional UpdateItem per counter.
         local.statement_ledger.update_capacity,
+        local.statement_ledger.put_reruns,
       ],
       local.statement_delete_jit,
       [

@@ -134,6 +134,7 @@ locals {
       max_run_time_secs  = p.max_run_time_secs
       startup_script     = p.startup_script
       check_job_queued   = p.check_job_queued
+      spot               = p.spot
     }]
   }
   config_json = jsonencode(local.config)

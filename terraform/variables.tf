@@ -400,6 +400,10 @@ variable "pools" {
     - startup_script: shell run before the runner (uploaded to s3://bucket/startup/<name>.sh)
     - check_job_queued: ask GitHub before launching
     - root_volume_size_gb, root_volume_type, root_device_name
+    - spot: re-runs of jobs a spot interruption killed (reruns, default 1 per
+      job, 0: never; the re-run launches on-demand) and the spot breaker
+      (breaker_interruptions in breaker_window_secs switch the pool off spot
+      for breaker_cooldown_secs: on-demand if on_demand_fallback, else wait)
   EOT
   type = list(object({
     name                = string
@@ -423,6 +427,12 @@ variable "pools" {
     root_volume_size_gb = optional(number, 30)
     root_volume_type    = optional(string, "gp3")
     root_device_name    = optional(string, "/dev/xvda")
+    spot = optional(object({
+      reruns                = optional(number, 1)
+      breaker_interruptions = optional(number, 2)
+      breaker_window_secs   = optional(number, 900)
+      breaker_cooldown_secs = optional(number, 1800)
+    }), {})
   }))
 
   validation {
@@ -496,6 +506,13 @@ variable "pools" {
       p.max_run_time_secs > p.boot_timeout_secs
     ])
     error_message = "pool timeouts: boot 30..3600 s, idle >= 60 s, max run time 60..172800 s and above the boot timeout."
+  }
+  validation {
+    condition = alltrue([for p in var.pools :
+      p.spot.reruns >= 0 && p.spot.reruns <= 5 && p.spot.breaker_interruptions >= 0 &&
+      p.spot.breaker_window_secs >= 1 && p.spot.breaker_cooldown_secs >= 1
+    ])
+    error_message = "pool spot: reruns 0..5, breaker_interruptions >= 0 (0: off), breaker window and cool-down at least 1 s."
   }
   validation {
     condition     = alltrue([for p in var.pools : p.root_volume_size_gb >= 8 && contains(["gp2", "gp3", "io1", "io2"], p.root_volume_type)])
