@@ -34,6 +34,9 @@ pub enum DocKind {
 }
 
 /// One stored document.
+// A document lives for one read-decide-commit; boxing the job record would
+// only add an allocation to every read.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Doc {
     Job(JobRecord),
