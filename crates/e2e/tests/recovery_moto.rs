@@ -330,11 +330,10 @@ async fn the_runner_cache_task_fills_the_bucket_given_in_the_environment() {
         .unwrap();
     let mut keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
     keys.sort();
+    // Every pool of this configuration is x64: no arm64 tarball is fetched.
     assert_eq!(
         keys,
         [
-            "runner-cache/actions-runner-linux-arm64-2.329.0.tar.gz",
-            "runner-cache/actions-runner-linux-arm64-2.329.0.tar.gz.sha256",
             "runner-cache/actions-runner-linux-x64-2.329.0.tar.gz",
             "runner-cache/actions-runner-linux-x64-2.329.0.tar.gz.sha256",
         ],
