@@ -77,7 +77,8 @@ async fn parameter_exists(w: &World, name: &str) -> bool {
     w.ssm.get_parameter().name(name).send().await.is_ok()
 }
 
-async fn instance_state(w: &World, id: &str) -> String {
+/// The instance as EC2 describes it.
+async fn describe(w: &World, id: &str) -> aws_sdk_ec2::types::Instance {
     let out = w
         .ec2
         .describe_instances()
@@ -85,7 +86,12 @@ async fn instance_state(w: &World, id: &str) -> String {
         .send()
         .await
         .unwrap();
-    out.reservations()[0].instances()[0]
+    out.reservations()[0].instances()[0].clone()
+}
+
+async fn instance_state(w: &World, id: &str) -> String {
+    describe(w, id)
+        .await
         .state()
         .and_then(|s| s.name())
         .map(|n| n.as_str().to_string())
@@ -174,14 +180,8 @@ async fn ssm_timed_out_ends_the_runner_and_finishes_the_job() {
 
 /// How EC2 launched the instance: `spot`, or `on-demand` (no lifecycle).
 async fn lifecycle_of(w: &World, id: &str) -> String {
-    let out = w
-        .ec2
-        .describe_instances()
-        .instance_ids(id)
-        .send()
+    describe(w, id)
         .await
-        .unwrap();
-    out.reservations()[0].instances()[0]
         .instance_lifecycle()
         .map_or("on-demand".to_string(), |l| l.as_str().to_string())
 }

@@ -844,6 +844,25 @@ fn repo_path(target: &GitHubTarget, repository: &str) -> Result<String, PortErro
     }
 }
 
+impl GitHubClient {
+    /// `GET path`: the answer's JSON, or `None` on 404.
+    async fn get_optional<T: DeserializeOwned>(
+        &self,
+        target: &GitHubTarget,
+        path: &str,
+        what: &str,
+    ) -> Result<Option<T>, PortError> {
+        let reply = self.authed(target, Method::GET, path, None).await?;
+        if reply.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !reply.status.is_success() {
+            return Err(self.error_for(&reply, what));
+        }
+        reply.json(what).map(Some)
+    }
+}
+
 fn runners_path(target: &GitHubTarget) -> Result<String, PortError> {
     Ok(format!("{}/actions/runners", scope_path(&target.scope)?))
 }
@@ -893,14 +912,7 @@ impl GitHubApi for GitHubClient {
         let full = repo_path(target, repository)?;
         let path = format!("/repos/{full}/actions/jobs/{job_id}");
         let what = format!("job {job_id} of {full}");
-        let reply = self.authed(target, Method::GET, &path, None).await?;
-        if reply.status == StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        if !reply.status.is_success() {
-            return Err(self.error_for(&reply, &what));
-        }
-        reply.json(&what).map(Some)
+        self.get_optional(target, &path, &what).await
     }
 
     async fn list_runners(&self, target: &GitHubTarget) -> Result<Vec<GitHubRunner>, PortError> {
@@ -918,14 +930,8 @@ impl GitHubApi for GitHubClient {
     ) -> Result<Option<GitHubRunner>, PortError> {
         let path = format!("{}/{runner_id}", runners_path(target)?);
         let what = format!("runner {runner_id} of {}", scope_text(&target.scope));
-        let reply = self.authed(target, Method::GET, &path, None).await?;
-        if reply.status == StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        if !reply.status.is_success() {
-            return Err(self.error_for(&reply, &what));
-        }
-        Ok(Some(reply.json::<RunnerAnswer>(&what)?.into()))
+        let runner: Option<RunnerAnswer> = self.get_optional(target, &path, &what).await?;
+        Ok(runner.map(Into::into))
     }
 
     async fn delete_runner(&self, target: &GitHubTarget, runner_id: u64) -> Result<(), PortError> {
@@ -952,14 +958,7 @@ impl GitHubApi for GitHubClient {
         let full = repo_path(target, repository)?;
         let path = format!("/repos/{full}/actions/runs/{run_id}");
         let what = format!("workflow run {run_id} of {full}");
-        let reply = self.authed(target, Method::GET, &path, None).await?;
-        if reply.status == StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        if !reply.status.is_success() {
-            return Err(self.error_for(&reply, &what));
-        }
-        reply.json(&what).map(Some)
+        self.get_optional(target, &path, &what).await
     }
 
     async fn rerun_job(

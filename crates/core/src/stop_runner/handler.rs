@@ -161,16 +161,18 @@ impl StopRunner {
     ) -> Result<Option<StopOutcome>, PortError> {
         if let Some(pool) = self.config.pool(&runner.pool) {
             let policy = pool.spot.clone();
-            let before = self.ledger.pool_health(&runner.pool).await?.spot_breaks;
             let h = self
                 .ledger
                 .update_pool_health(&runner.pool, &|h| {
                     h.record_interruption(&runner.name, now, &policy)
                 })
                 .await?;
-            if h.spot_breaks > before
-                && let Some(until) = h.spot_off(now)
-            {
+            // Opened by this warning: it would have set exactly this end.
+            let opened_now = now
+                + chrono::Duration::seconds(
+                    i64::try_from(policy.breaker_cooldown_secs).unwrap_or(i64::MAX / 1000),
+                );
+            if let Some(until) = h.spot_off(now).filter(|u| *u == opened_now) {
                 tracing::warn!(
                     pool = %runner.pool,
                     until = %until,
