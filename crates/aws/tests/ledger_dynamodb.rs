@@ -61,6 +61,7 @@ contract_tests!(
     claim_launched_by_higher_attempt,
     update_only_at_attempt,
     transition_runner_compare_and_set,
+    transition_runner_only_if_written_at,
     repair_capacity_only_if_unchanged,
     pool_health_no_lost_update,
     state_doc_no_lost_update,

@@ -242,11 +242,14 @@ pub fn update_runner(
         service,
         what: format!("runner {name}"),
     })?;
-    runner.apply(change, now);
+    if !runner.apply(change, now) {
+        return Ok(Plan::answer(()));
+    }
     Ok(Plan::commit(vec![Change::Put(Doc::Runner(runner))], ()))
 }
 
-/// Compare-and-set: apply `change` only while the runner is in one of `from`.
+/// Compare-and-set: apply `change` only while the runner is in one of `from`
+/// (and was last written when `change.only_if_written_at` says).
 pub fn transition_runner(
     existing: Option<&RunnerRecord>,
     from: &[RunnerState],
@@ -256,7 +259,9 @@ pub fn transition_runner(
     let Some(mut runner) = existing.filter(|r| from.contains(&r.state)).cloned() else {
         return Plan::answer(false);
     };
-    runner.apply(change, now);
+    if !runner.apply(change, now) {
+        return Plan::answer(false);
+    }
     Plan::commit(vec![Change::Put(Doc::Runner(runner))], true)
 }
 

@@ -232,6 +232,10 @@ pub struct RunnerChange {
     pub command_id: Option<String>,
     pub github_runner_id: Option<u64>,
     pub launched_at: Option<DateTime<Utc>>,
+    /// Apply only if the record was last written at this time (its
+    /// `updated_at`): of two steps that read the same record, one wins —
+    /// even when the state went away and came back in between.
+    pub only_if_written_at: Option<DateTime<Utc>>,
 }
 
 impl JobRecord {
@@ -306,8 +310,15 @@ impl JobRecord {
 }
 
 impl RunnerRecord {
-    /// Apply the `Some` fields of `change` and stamp `updated_at`.
-    pub fn apply(&mut self, change: &RunnerChange, now: DateTime<Utc>) {
+    /// Apply the `Some` fields of `change` and stamp `updated_at`; `false`
+    /// (and nothing changed) when `only_if_written_at` does not hold.
+    pub fn apply(&mut self, change: &RunnerChange, now: DateTime<Utc>) -> bool {
+        if change
+            .only_if_written_at
+            .is_some_and(|at| at != self.updated_at)
+        {
+            return false;
+        }
         if let Some(state) = change.state {
             self.state = state;
         }
@@ -324,6 +335,7 @@ impl RunnerRecord {
             self.launched_at = Some(at);
         }
         self.updated_at = now;
+        true
     }
 }
 

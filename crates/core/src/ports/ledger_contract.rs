@@ -39,6 +39,7 @@ pub const CHECKS: &[&str] = &[
     "claim_launched_by_higher_attempt",
     "update_only_at_attempt",
     "transition_runner_compare_and_set",
+    "transition_runner_only_if_written_at",
     "repair_capacity_only_if_unchanged",
     "pool_health_no_lost_update",
     "state_doc_no_lost_update",
@@ -82,6 +83,7 @@ pub async fn run(name: &str, l: &dyn Ledger) {
         "claim_launched_by_higher_attempt" => claim_launched_by_higher_attempt(l).await,
         "update_only_at_attempt" => update_only_at_attempt(l).await,
         "transition_runner_compare_and_set" => transition_runner_compare_and_set(l).await,
+        "transition_runner_only_if_written_at" => transition_runner_only_if_written_at(l).await,
         "repair_capacity_only_if_unchanged" => repair_capacity_only_if_unchanged(l).await,
         "pool_health_no_lost_update" => pool_health_no_lost_update(l).await,
         "state_doc_no_lost_update" => state_doc_no_lost_update(l).await,
@@ -402,6 +404,7 @@ pub async fn update_and_get(l: &dyn Ledger) {
         command_id: None,
         github_runner_id: Some(77),
         launched_at: Some(t1),
+        only_if_written_at: None,
     };
     l.update_runner(&r.name, &change, t1)
         .await
@@ -1090,6 +1093,61 @@ pub async fn transition_runner_compare_and_set(l: &dyn Ledger) {
         .expect("unknown runner"),
         "an unknown runner never transitions"
     );
+}
+
+/// `only_if_written_at`: of steps that read the same record, one wins, even
+/// when the state they expect is back again by then (A→B→A); `update_runner`
+/// honours it too.
+pub async fn transition_runner_only_if_written_at(l: &dyn Ledger) {
+    let t0 = base_time();
+    let (t1, t2) = (t0 + Duration::seconds(1), t0 + Duration::seconds(2));
+    let name = "sr_cpu-604-0";
+    let r = runner(name, "cpu", 604, 1, t0);
+    assert_eq!(
+        l.reserve(&r, limits(5, 1, None)).await.expect("reserve"),
+        ReserveOutcome::Reserved
+    );
+    let boot = RunnerState::Bootstrapping;
+    let to_boot = RunnerChange {
+        state: Some(boot),
+        ..RunnerChange::default()
+    };
+    assert!(
+        l.transition_runner(name, &[RunnerState::Reserved], &to_boot, t1)
+            .await
+            .expect("transition")
+    );
+    // Two steps read it (written at t1) and both try to take it over.
+    let retake = RunnerChange {
+        only_if_written_at: Some(t1),
+        ..to_boot.clone()
+    };
+    let from = [boot];
+    let wins = join_all((0..4).map(|_| l.transition_runner(name, &from, &retake, t2)))
+        .await
+        .into_iter()
+        .map(|r| r.expect("transition"))
+        .filter(|won| *won)
+        .count();
+    assert_eq!(wins, 1, "one step takes it over");
+    let rec = l.get_runner(name).await.expect("get").expect("runner");
+    assert_eq!((rec.state, rec.updated_at), (boot, t2));
+    // Same state as read, another write since: refused, and so is an update.
+    assert!(
+        !l.transition_runner(name, &[boot], &retake, t2)
+            .await
+            .expect("stale")
+    );
+    let stale_update = RunnerChange {
+        command_id: Some("cmd-stale".into()),
+        only_if_written_at: Some(t1),
+        ..RunnerChange::default()
+    };
+    l.update_runner(name, &stale_update, t2)
+        .await
+        .expect("update_runner");
+    let rec = l.get_runner(name).await.expect("get").expect("runner");
+    assert_eq!(rec.command_id, None, "a stale update changes nothing");
 }
 
 /// The janitor's repair writes only over the counters it saw.
