@@ -9,8 +9,10 @@ use aws_sdk_ssm::Client;
 use aws_sdk_ssm::types::{
     ParameterStringFilter, ParameterTier, ParameterType, ResourceTypeForTagging, Tag,
 };
+use chrono::Utc;
 use spotrunner_core::ports::{
-    BootstrapCommand, Commands, PortError, RunnerParameters, SendOutcome, tags,
+    BOOTSTRAP_SEND_TIMEOUT, BootstrapCommand, Commands, PortError, RunnerParameters, SendOutcome,
+    tags,
 };
 
 const SERVICE: &str = "ssm";
@@ -359,10 +361,20 @@ impl Commands for SsmCommands {
             req = req.parameters(k, vec![v]);
         }
         // SendCommand is not idempotent: the SDK's own retry of a call whose
-        // answer was lost would start the runner command twice. One attempt;
-        // the bootstrap step retries through `find_bootstrap` first.
+        // answer was lost would start the runner command twice. One attempt,
+        // started before `send_by` and bounded by the operation timeout, so a
+        // step that resends later knows nothing of ours is still on its way
+        // (the bootstrap step retries through `find_bootstrap` first).
+        if Utc::now() >= cmd.send_by {
+            return Ok(SendOutcome::TooLate);
+        }
         let once = aws_sdk_ssm::config::Builder::default()
-            .retry_config(aws_sdk_ssm::config::retry::RetryConfig::disabled());
+            .retry_config(aws_sdk_ssm::config::retry::RetryConfig::disabled())
+            .timeout_config(
+                aws_sdk_ssm::config::timeout::TimeoutConfig::builder()
+                    .operation_timeout(BOOTSTRAP_SEND_TIMEOUT)
+                    .build(),
+            );
         match req.customize().config_override(once).send().await {
             Ok(out) => {
                 let command_id = out
@@ -516,6 +528,7 @@ mod tests {
             max_run_time_secs: 999_999,
             startup_script_key: None,
             runner_arch: Architecture::X64,
+            send_by: chrono::Utc::now() + chrono::Duration::hours(1),
         };
         let p = c.parameters(&cmd);
         let doc = include_str!("../../../scripts/runner/ssm-document.yaml");

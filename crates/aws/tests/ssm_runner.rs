@@ -227,6 +227,7 @@ async fn bootstrap_command_sends_names_not_the_jit_value() {
         startup_script_key: None,
         // A Graviton pool's runner.
         runner_arch: Architecture::Arm64,
+        send_by: chrono::Utc::now() + chrono::Duration::hours(1),
     };
     let SendOutcome::Sent { command_id } = commands.send_bootstrap(&cmd).await.unwrap() else {
         panic!("expected Sent");
@@ -284,6 +285,26 @@ async fn bootstrap_command_sends_names_not_the_jit_value() {
         None
     );
 
+    // A step that comes to send after its window sends nothing: another step
+    // may be sending by then.
+    let late = BootstrapCommand {
+        runner_name: "sr_ubuntu-3".into(),
+        send_by: chrono::Utc::now() - chrono::Duration::seconds(1),
+        ..cmd.clone()
+    };
+    assert_eq!(
+        commands.send_bootstrap(&late).await.unwrap(),
+        SendOutcome::TooLate
+    );
+    assert_eq!(
+        commands
+            .find_bootstrap(instance_id, "sr_ubuntu-3")
+            .await
+            .unwrap(),
+        None,
+        "nothing reached SSM"
+    );
+
     // Every parameter we send is declared by the document and fits its pattern's shape.
     for name in got.keys() {
         assert!(
@@ -307,6 +328,7 @@ fn cmd() -> BootstrapCommand {
         max_run_time_secs: 3600,
         startup_script_key: Some("startup/ubuntu.sh".into()),
         runner_arch: Architecture::X64,
+        send_by: chrono::Utc::now() + chrono::Duration::hours(1),
     }
 }
 

@@ -30,6 +30,7 @@ async fn sent_parameters(
         max_run_time_secs: 3600,
         startup_script_key: None,
         runner_arch: spotrunner_core::config::Architecture::X64,
+        send_by: chrono::Utc::now() + chrono::Duration::hours(1),
     };
     let SendOutcome::Sent { command_id } = commands.send_bootstrap(&cmd).await.unwrap() else {
         panic!("expected Sent");

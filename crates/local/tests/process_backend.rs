@@ -91,6 +91,7 @@ async fn runs_bootstrap_reports_exit_and_terminates() {
         max_run_time_secs: 60,
         startup_script_key: None,
         runner_arch: Architecture::X64,
+        send_by: chrono::Utc::now() + chrono::Duration::hours(1),
     };
     let sent = st.backend.send_bootstrap(&cmd).await.unwrap();
     assert!(matches!(sent, SendOutcome::Sent { .. }));
@@ -151,6 +152,7 @@ async fn a_restarted_backend_adopts_and_kills_the_process_group() {
             max_run_time_secs: 60,
             startup_script_key: None,
             runner_arch: Architecture::X64,
+            send_by: chrono::Utc::now() + chrono::Duration::hours(1),
         };
         st.backend.send_bootstrap(&cmd).await.unwrap();
         id
@@ -245,6 +247,7 @@ async fn members_left_by_a_leader_that_exited_are_still_ended() {
         max_run_time_secs: 60,
         startup_script_key: None,
         runner_arch: Architecture::X64,
+        send_by: chrono::Utc::now() + chrono::Duration::hours(1),
     };
     st.backend.send_bootstrap(&cmd).await.unwrap();
     let mut events = Vec::new();
@@ -311,6 +314,7 @@ async fn an_arm64_runner_installs_the_arm64_tarball() {
         max_run_time_secs: 60,
         startup_script_key: None,
         runner_arch: Architecture::Arm64,
+        send_by: chrono::Utc::now() + chrono::Duration::hours(1),
     };
     st.backend.send_bootstrap(&cmd).await.unwrap();
     let mut events = Vec::new();

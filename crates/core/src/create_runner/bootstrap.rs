@@ -1,17 +1,21 @@
 //! The bootstrap step, driven by a delayed message: once the instance's SSM agent
-//! is online, send the runner command — once: a conditional ledger transition
-//! (`Launched` → `Bootstrapping`) picks the one step that sends, the command id
-//! is recorded after, and a step that finds `Bootstrapping` looks the command up
-//! instead of sending a second one. Until the pool's boot timeout, try again
-//! with a short backoff; then end the instance and relaunch the job.
+//! is online, send the runner command — once. SendCommand is not idempotent and
+//! SQS delivers twice, so a conditional ledger transition (`Launched` →
+//! `Bootstrapping`, stamped with the step's time T) picks the one step that
+//! sends; it must start its call before T + [`SEND_WINDOW`], and the call ends
+//! within [`BOOTSTRAP_SEND_TIMEOUT`]. A step that finds `Bootstrapping` looks the
+//! command up and adopts it; only when SSM lists none at T + [`RESEND_AFTER`]
+//! does it take the runner over (a compare-and-set on T: one step wins) and
+//! send. Until the pool's boot timeout, an agent not yet online is tried again
+//! with a short backoff; then the instance ends and the job is relaunched.
 
 use super::deps::CreateRunner;
 use super::launch::{Clock, MAX_DELAY};
 use super::outcome::JobOutcome;
 use crate::config::Architecture;
 use crate::ports::{
-    BootstrapCommand, BootstrapMessage, JobChange, PortError, RunnerChange, RunnerRecord,
-    RunnerState, SendOutcome, Stage,
+    BOOTSTRAP_SEND_TIMEOUT, BootstrapCommand, BootstrapMessage, JobChange, PortError, RunnerChange,
+    RunnerRecord, RunnerState, SendOutcome, Stage,
 };
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -93,10 +97,12 @@ impl CreateRunner {
         }
     }
 
-    /// A step found the runner `Bootstrapping`: an earlier step sent the command
-    /// and lost the answer, or crashed before or after sending. SendCommand is
-    /// not idempotent, so look for the command first and adopt it; send only
-    /// when SSM knows none (its list is eventually consistent: after a grace).
+    /// A step found the runner `Bootstrapping`: an earlier step is sending the
+    /// command, sent it and lost the answer, or crashed before or after
+    /// sending. SendCommand is not idempotent, so look for the command first and
+    /// adopt it; send only when SSM lists none once the step that took the
+    /// runner can no longer be sending ([`RESEND_AFTER`] from its write), and
+    /// only after taking the runner over from that write.
     async fn resume_send(
         &self,
         msg: &BootstrapMessage,
@@ -118,25 +124,52 @@ impl CreateRunner {
                 );
                 self.record_sent(msg, command_id, now, now).await
             }
-            Ok(None) => match msg.resend_after {
-                Some(after) if after <= now => self.send(msg, runner, now).await,
-                Some(after) => {
-                    let left = (after - now).to_std().unwrap_or_default();
-                    self.again(msg, left, "a runner command may be on its way")
-                        .await
+            Ok(None) => {
+                let mut resend_at = runner.updated_at
+                    + chrono::Duration::from_std(RESEND_AFTER).unwrap_or_default();
+                if let Some(after) = msg.resend_after {
+                    resend_at = resend_at.max(after);
                 }
-                // First sight of a `bootstrapping` runner with nothing listed:
-                // the step that owns it may be sending right now. Look again
-                // after the grace before sending (the grace runs from this
-                // sight, not from the record's time, which a slow write makes old).
-                None => {
-                    let mut later = msg.clone();
-                    later.resend_after =
-                        Some(now + chrono::Duration::from_std(SEND_GRACE).unwrap_or_default());
-                    self.again(&later, SEND_GRACE, "a runner command may be on its way")
-                        .await
+                if now < resend_at {
+                    let left = (resend_at - now).to_std().unwrap_or_default();
+                    return self
+                        .again(
+                            msg,
+                            left.min(MAX_DELAY),
+                            "a runner command may be on its way",
+                        )
+                        .await;
                 }
-            },
+                // Take the runner over from the write we read: of the steps
+                // that read it, one sends.
+                let change = RunnerChange {
+                    state: Some(RunnerState::Bootstrapping),
+                    only_if_written_at: Some(runner.updated_at),
+                    ..RunnerChange::default()
+                };
+                match self
+                    .ledger
+                    .transition_runner(
+                        &msg.runner_name,
+                        &[RunnerState::Bootstrapping],
+                        &change,
+                        now,
+                    )
+                    .await
+                {
+                    Err(e) => retry(&e),
+                    Ok(false) => JobOutcome::Duplicate,
+                    Ok(true) => {
+                        tracing::warn!(
+                            job_id = msg.job_id,
+                            runner_name = msg.runner_name,
+                            taken_at = %runner.updated_at,
+                            "no runner command listed for the step that took the runner: sending it"
+                        );
+                        self.send(msg, runner, now).await
+                    }
+                }
+            }
         }
     }
 
@@ -158,28 +191,33 @@ impl CreateRunner {
                 .and_then(|p| p.startup_script.as_ref())
                 .map(|_| format!("startup/{}.sh", msg.pool)),
             runner_arch: pool.map_or(Architecture::X64, |p| p.arch()),
+            send_by: now + chrono::Duration::from_std(SEND_WINDOW).unwrap_or_default(),
         };
         let clock = Clock::start(now);
         match self.commands.send_bootstrap(&cmd).await {
             Ok(SendOutcome::Sent { command_id }) => {
                 self.record_sent(msg, command_id, now, clock.at()).await
             }
+            Ok(SendOutcome::TooLate) => {
+                if let Err(e) = self.give_back_unsent(msg, now).await {
+                    return retry(&e);
+                }
+                self.again(
+                    msg,
+                    Duration::from_secs(1),
+                    "the step came to send after its window: nothing sent",
+                )
+                .await
+            }
+            // Refused before SSM looked at it: nothing was sent.
+            Err(e @ PortError::Throttled { .. }) => {
+                if let Err(e) = self.give_back_unsent(msg, now).await {
+                    return retry(&e);
+                }
+                retry(&e)
+            }
             Ok(SendOutcome::NotReady) => {
-                // Nothing was sent: hand the runner back for the next step.
-                let change = RunnerChange {
-                    state: Some(RunnerState::Launched),
-                    ..RunnerChange::default()
-                };
-                if let Err(e) = self
-                    .ledger
-                    .transition_runner(
-                        &msg.runner_name,
-                        &[RunnerState::Bootstrapping],
-                        &change,
-                        now,
-                    )
-                    .await
-                {
+                if let Err(e) = self.give_back_unsent(msg, now).await {
                     return retry(&e);
                 }
                 let waited = (now - msg.launched_at).num_seconds().max(0) as u64;
@@ -199,6 +237,29 @@ impl CreateRunner {
             // `Bootstrapping`, and the retry looks the command up before sending.
             Err(e) => retry(&e),
         }
+    }
+
+    /// Nothing was sent: hand the runner back (`Launched`) for the next step,
+    /// unless another step took it over since this one did (at `now`).
+    async fn give_back_unsent(
+        &self,
+        msg: &BootstrapMessage,
+        now: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        let change = RunnerChange {
+            state: Some(RunnerState::Launched),
+            only_if_written_at: Some(now),
+            ..RunnerChange::default()
+        };
+        self.ledger
+            .transition_runner(
+                &msg.runner_name,
+                &[RunnerState::Bootstrapping],
+                &change,
+                now,
+            )
+            .await
+            .map(|_| ())
     }
 
     /// Record the command that counts (stop-runner acts only on it).
@@ -306,13 +367,21 @@ impl CreateRunner {
     }
 }
 
-/// How long a `Bootstrapping` runner with no command SSM lists is left before
-/// the command is sent (again): a send whose answer was lost is usually listed
-/// by then. Short on purpose: sending twice is safe — `bootstrap.sh` runs once
-/// per VM and a second command waits for the first run and ends with its
-/// status, so whichever command is recorded ends when the runner does — while
-/// waiting long delays the job.
-const SEND_GRACE: Duration = Duration::from_secs(10);
+/// How long the step that took a runner (`Bootstrapping`, at T) has to start
+/// its SendCommand: the adapter sends nothing after T + this ([`SendOutcome::TooLate`]).
+pub(crate) const SEND_WINDOW: Duration = Duration::from_secs(5);
+
+/// How long SSM may take to list a command it accepted.
+const LIST_LAG: Duration = Duration::from_secs(10);
+
+/// A `Bootstrapping` runner written at T whose command SSM does not list is
+/// taken over from T + this: the step that took it started its call within
+/// [`SEND_WINDOW`], the call ended within [`BOOTSTRAP_SEND_TIMEOUT`], and what
+/// SSM accepted is listed by then — so no command is on its way. (A grace
+/// counted from a later sight instead let a slow step and a resend both send.)
+pub(crate) const RESEND_AFTER: Duration = Duration::from_secs(
+    SEND_WINDOW.as_secs() + BOOTSTRAP_SEND_TIMEOUT.as_secs() + LIST_LAG.as_secs(),
+);
 
 /// 5 s, 10 s, 20 s, then every 30 s.
 fn bootstrap_backoff(tries: u32) -> Duration {

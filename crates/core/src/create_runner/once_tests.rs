@@ -2,6 +2,7 @@
 //! SendCommand is not idempotent, SQS delivers the bootstrap message twice, and
 //! an answer can be lost after SSM accepted the command.
 
+use super::bootstrap::{RESEND_AFTER, SEND_WINDOW};
 use super::tests::{World, config, job, world};
 use super::*;
 use crate::ports::{BootstrapMessage, Ledger, RunnerChange, RunnerRecord, RunnerState};
@@ -65,46 +66,154 @@ async fn a_lost_send_answer_is_adopted_not_sent_again() {
     assert_eq!(r.command_id.as_deref(), Some("cmd-1"));
 }
 
-#[tokio::test]
-async fn a_step_that_died_before_sending_is_finished_after_the_grace() {
-    let w = world(config(""));
-    let msg = launched(&w, 3).await;
-    let t0 = Utc::now();
-    // A step won the transition and crashed before SendCommand.
+/// Take the runner as a step would (`Launched` → `Bootstrapping` at `at`) and
+/// then do nothing: a step that is slow, or died, before its SendCommand.
+async fn taken_and_silent(w: &World, msg: &BootstrapMessage, at: chrono::DateTime<Utc>) {
     let change = RunnerChange {
         state: Some(RunnerState::Bootstrapping),
         ..RunnerChange::default()
     };
     assert!(
         w.ledger
-            .transition_runner(&msg.runner_name, &[RunnerState::Launched], &change, t0)
+            .transition_runner(&msg.runner_name, &[RunnerState::Launched], &change, at)
             .await
             .unwrap()
     );
+}
+
+/// Found by the chaos test (three VMs got two commands, both answered): a
+/// step counted its 10 s grace from its own first sight, so a step that took
+/// the runner and was slow to call SendCommand sent too, after the other had.
+/// The wait now runs from the taking step's write, past its send window and
+/// call timeout, and a resend needs the runner taken over from that write.
+#[tokio::test]
+async fn a_step_that_died_before_sending_is_finished_after_its_send_window() {
+    let w = world(config(""));
+    let msg = launched(&w, 3).await;
+    let t0 = Utc::now();
+    taken_and_silent(&w, &msg, t0).await;
     let out =
         w.cr.handle_bootstrap(&msg, t0 + CDuration::seconds(5))
             .await;
     assert!(matches!(out, JobOutcome::Deferred { .. }), "{out:?}");
-    assert_eq!(
-        w.commands.sent_to(&msg.instance_id),
-        0,
-        "SSM may still list it"
-    );
-    // The grace runs from that first sight (t0 + 5 s), not from the record.
     let (next, delay) = w.bootstrap.take_all().remove(0);
-    assert_eq!(delay, std::time::Duration::from_secs(10));
-    assert_eq!(next.resend_after, Some(t0 + CDuration::seconds(15)));
-    let early =
-        w.cr.handle_bootstrap(&next, t0 + CDuration::seconds(14))
-            .await;
-    assert!(matches!(early, JobOutcome::Deferred { .. }), "{early:?}");
-    assert_eq!(w.commands.sent_to(&msg.instance_id), 0);
+    assert_eq!(
+        delay,
+        RESEND_AFTER - std::time::Duration::from_secs(5),
+        "until the taking step's window and call are over"
+    );
+    // The old grace (10 s from that sight) has passed: still nothing sent.
+    let resend = RESEND_AFTER.as_secs() as i64;
+    for at in [15, resend - 1] {
+        let early =
+            w.cr.handle_bootstrap(&next, t0 + CDuration::seconds(at))
+                .await;
+        assert!(matches!(early, JobOutcome::Deferred { .. }), "{early:?}");
+        assert_eq!(w.commands.sent_to(&msg.instance_id), 0, "at t0 + {at} s");
+    }
     let (next, _) = w.bootstrap.take_all().remove(0);
+    let at = t0 + CDuration::seconds(resend);
+    let out = w.cr.handle_bootstrap(&next, at).await;
+    assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
+    assert_eq!(w.commands.sent_to(&msg.instance_id), 1);
+    let sent = w.commands.sent().remove(0);
+    assert_eq!(
+        sent.send_by,
+        at + CDuration::from_std(SEND_WINDOW).unwrap(),
+        "the resending step has its own window"
+    );
+}
+
+#[tokio::test]
+async fn two_steps_that_find_the_same_silent_runner_send_once() {
+    let w = world(config(""));
+    let msg = launched(&w, 7).await;
+    let t0 = Utc::now();
+    taken_and_silent(&w, &msg, t0).await;
+    // Both read the runner (written at t0) and find nothing listed; the one
+    // that takes it over is still sending when the other tries.
+    w.commands.hold_finds(2);
+    w.commands.slow_sends(3);
+    let at = t0 + CDuration::from_std(RESEND_AFTER).unwrap();
+    let (a, b) = tokio::join!(
+        w.cr.handle_bootstrap(&msg, at),
+        w.cr.handle_bootstrap(&msg, at)
+    );
+    let sent = [&a, &b]
+        .iter()
+        .filter(|o| matches!(o, JobOutcome::Launched { .. }))
+        .count();
+    assert_eq!(sent, 1, "{a:?} {b:?}");
+    assert!(
+        [&a, &b].iter().any(|o| matches!(o, JobOutcome::Duplicate)),
+        "{a:?} {b:?}"
+    );
+    assert_eq!(w.commands.sent_to(&msg.instance_id), 1);
+}
+
+#[tokio::test]
+async fn a_step_too_late_to_send_hands_the_runner_back() {
+    let w = world(config(""));
+    let msg = launched(&w, 8).await;
+    w.commands.set_too_late(true);
+    let out = w.cr.handle_bootstrap(&msg, Utc::now()).await;
+    assert!(matches!(out, JobOutcome::Deferred { .. }), "{out:?}");
+    assert_eq!(runner(&w, &msg).await.state, RunnerState::Launched);
+    assert!(w.commands.sent().is_empty());
+    w.commands.set_too_late(false);
+    let (next, delay) = w.bootstrap.take_all().remove(0);
+    assert_eq!(delay, std::time::Duration::from_secs(1), "tried again soon");
+    let out = w.cr.handle_bootstrap(&next, Utc::now()).await;
+    assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
+    assert_eq!(w.commands.sent_to(&msg.instance_id), 1);
+}
+
+/// Throttling is a refusal before SSM looked: the runner goes back at once,
+/// without waiting out the resend window.
+#[tokio::test]
+async fn a_throttled_send_hands_the_runner_back_at_once() {
+    let w = world(config(""));
+    let msg = launched(&w, 9).await;
+    w.commands.throttle_next_sends(1);
+    let now = Utc::now();
+    let out = w.cr.handle_bootstrap(&msg, now).await;
+    assert!(out.keeps_message(), "retried: {out:?}");
+    assert_eq!(runner(&w, &msg).await.state, RunnerState::Launched);
     let out =
-        w.cr.handle_bootstrap(&next, t0 + CDuration::seconds(15))
+        w.cr.handle_bootstrap(&msg, now + CDuration::seconds(1))
             .await;
     assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
     assert_eq!(w.commands.sent_to(&msg.instance_id), 1);
+}
+
+/// A hand-back never undoes a later step's taking over.
+#[tokio::test]
+async fn a_hand_back_from_a_step_that_was_overtaken_changes_nothing() {
+    let w = world(config(""));
+    let msg = launched(&w, 10).await;
+    let t0 = Utc::now();
+    taken_and_silent(&w, &msg, t0).await;
+    let t1 = t0 + CDuration::from_std(RESEND_AFTER).unwrap();
+    let out = w.cr.handle_bootstrap(&msg, t1).await;
+    assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
+    // The first step's send finally answers "not ready" and hands back.
+    let change = RunnerChange {
+        state: Some(RunnerState::Launched),
+        only_if_written_at: Some(t0),
+        ..RunnerChange::default()
+    };
+    assert!(
+        !w.ledger
+            .transition_runner(
+                &msg.runner_name,
+                &[RunnerState::Bootstrapping, RunnerState::Bootstrapped],
+                &change,
+                t1
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(runner(&w, &msg).await.state, RunnerState::Bootstrapped);
 }
 
 #[tokio::test]

@@ -227,15 +227,41 @@ impl RunnerParameters for MemoryParameters {
 
 /// Records bootstrap commands; answers `NotReady` while `not_ready` is set.
 /// Like SSM, `send_bootstrap` is not idempotent: every call is a new command.
-/// `lose_next_answer` makes the next send apply but answer an error.
+/// `lose_next_answer` makes the next send apply but answer an error;
+/// `throttle_next_sends` refuses sends (nothing sent), `set_too_late` plays a
+/// send whose `send_by` passed (no clock here: tests pass their own times);
+/// `hold_finds` and `slow_sends` interleave two steps of one task.
 #[derive(Default)]
 pub struct MemoryCommands {
     pub sent: Mutex<Vec<BootstrapCommand>>,
     pub not_ready: Mutex<bool>,
     pub lose_answers: Mutex<u32>,
+    pub throttled: Mutex<u32>,
+    pub too_late: Mutex<bool>,
+    /// `slow_sends`: how often a send lets the task's other futures run first.
+    pub send_yields: Mutex<u32>,
+    /// `hold_finds`: (lookups to wait for, lookups arrived).
+    pub find_hold: Mutex<(usize, usize)>,
 }
 
 impl MemoryCommands {
+    /// The next `n` sends are refused with throttling (nothing sent).
+    pub fn throttle_next_sends(&self, n: u32) {
+        *self.throttled.lock().unwrap() = n;
+    }
+    pub fn set_too_late(&self, v: bool) {
+        *self.too_late.lock().unwrap() = v;
+    }
+    /// Every send lets the task's other futures run `n` times before it lands
+    /// (a step still sending while another acts).
+    pub fn slow_sends(&self, n: u32) {
+        *self.send_yields.lock().unwrap() = n;
+    }
+    /// The next `n` `find_bootstrap` calls look, then answer only once all
+    /// `n` looked (steps that read the same state).
+    pub fn hold_finds(&self, n: usize) {
+        *self.find_hold.lock().unwrap() = (n, 0);
+    }
     /// The next `n` sends reach the "agent" but their answers are lost.
     pub fn lose_next_answers(&self, n: u32) {
         *self.lose_answers.lock().unwrap() = n;
@@ -263,6 +289,23 @@ impl Commands for MemoryCommands {
         if *self.not_ready.lock().unwrap() {
             return Ok(SendOutcome::NotReady);
         }
+        if *self.too_late.lock().unwrap() {
+            return Ok(SendOutcome::TooLate);
+        }
+        let yields = *self.send_yields.lock().unwrap();
+        for _ in 0..yields {
+            yield_once().await;
+        }
+        {
+            let mut throttled = self.throttled.lock().unwrap();
+            if *throttled > 0 {
+                *throttled -= 1;
+                return Err(PortError::Throttled {
+                    service: "ssm",
+                    retry_after: Duration::from_secs(1),
+                });
+            }
+        }
         let mut sent = self.sent.lock().unwrap();
         sent.push(cmd.clone());
         let mut lose = self.lose_answers.lock().unwrap();
@@ -280,14 +323,23 @@ impl Commands for MemoryCommands {
         instance_id: &str,
         runner_name: &str,
     ) -> Result<Option<String>, PortError> {
-        Ok(self
+        let found = self
             .sent
             .lock()
             .unwrap()
             .iter()
             .enumerate()
             .rfind(|(_, c)| c.instance_id == instance_id && c.runner_name == runner_name)
-            .map(|(i, _)| format!("cmd-{}", i + 1)))
+            .map(|(i, _)| format!("cmd-{}", i + 1));
+        let wait_for = {
+            let mut hold = self.find_hold.lock().unwrap();
+            hold.1 += 1;
+            hold.0
+        };
+        while self.find_hold.lock().unwrap().1 < wait_for {
+            yield_once().await;
+        }
+        Ok(found)
     }
 }
 
@@ -312,4 +364,19 @@ impl BootstrapQueue for MemoryBootstrapQueue {
             .push_back((msg.clone(), delay));
         Ok(())
     }
+}
+
+/// Let the other futures of the task run once (no runtime needed).
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
 }

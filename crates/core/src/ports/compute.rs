@@ -132,7 +132,15 @@ pub struct BootstrapCommand {
     pub startup_script_key: Option<String>,
     /// Which runner tarball the VM downloads (the pool's architecture).
     pub runner_arch: Architecture,
+    /// The command is not sent after this moment (the adapter checks right
+    /// before the call): past it, another step may already be sending one.
+    pub send_by: DateTime<Utc>,
 }
+
+/// The longest a `send_bootstrap` call may take once it started (the AWS
+/// adapter's operation timeout): with [`BootstrapCommand::send_by`] it bounds
+/// when a command sent by one step can reach the command service.
+pub const BOOTSTRAP_SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendOutcome {
@@ -141,6 +149,8 @@ pub enum SendOutcome {
     },
     /// The instance's agent is not registered yet (`InvalidInstanceId`).
     NotReady,
+    /// `send_by` had passed: nothing was sent.
+    TooLate,
 }
 
 #[async_trait]
@@ -168,9 +178,9 @@ pub struct BootstrapMessage {
     pub pool: String,
     pub launched_at: DateTime<Utc>,
     pub tries: u32,
-    /// Set by a step that found the runner `bootstrapping` with no command
-    /// listed: until then the command another step is sending may not be
-    /// listed yet, so nothing is sent before it.
+    /// Not before this moment: a step that finds the runner `bootstrapping`
+    /// with no command listed resends no earlier (set by versions before the
+    /// resend waited on the record's own time; honoured, no longer set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resend_after: Option<DateTime<Utc>>,
 }

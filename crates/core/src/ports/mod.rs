@@ -20,8 +20,8 @@ mod timeline;
 mod wait_line;
 
 pub use compute::{
-    BootstrapCommand, BootstrapMessage, BootstrapQueue, Commands, Compute, Instance, LaunchOutcome,
-    LaunchRequest, RunnerParameters, SendOutcome, tags,
+    BOOTSTRAP_SEND_TIMEOUT, BootstrapCommand, BootstrapMessage, BootstrapQueue, Commands, Compute,
+    Instance, LaunchOutcome, LaunchRequest, RunnerParameters, SendOutcome, tags,
 };
 pub use dlq::{DeadLetter, DeadLetterQueue, DeleteFailure};
 pub use error::PortError;
