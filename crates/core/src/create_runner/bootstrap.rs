@@ -147,16 +147,7 @@ impl CreateRunner {
                     only_if_written_at: Some(runner.updated_at),
                     ..RunnerChange::default()
                 };
-                match self
-                    .ledger
-                    .transition_runner(
-                        &msg.runner_name,
-                        &[RunnerState::Bootstrapping],
-                        &change,
-                        now,
-                    )
-                    .await
-                {
+                match self.move_bootstrapping(msg, &change, now).await {
                     Err(e) => retry(&e),
                     Ok(false) => JobOutcome::Duplicate,
                     Ok(true) => {
@@ -251,15 +242,19 @@ impl CreateRunner {
             only_if_written_at: Some(now),
             ..RunnerChange::default()
         };
+        self.move_bootstrapping(msg, &change, now).await.map(|_| ())
+    }
+
+    /// Apply `change` to `msg`'s runner if it is `Bootstrapping` (compare-and-set).
+    async fn move_bootstrapping(
+        &self,
+        msg: &BootstrapMessage,
+        change: &RunnerChange,
+        now: DateTime<Utc>,
+    ) -> Result<bool, PortError> {
         self.ledger
-            .transition_runner(
-                &msg.runner_name,
-                &[RunnerState::Bootstrapping],
-                &change,
-                now,
-            )
+            .transition_runner(&msg.runner_name, &[RunnerState::Bootstrapping], change, now)
             .await
-            .map(|_| ())
     }
 
     /// Record the command that counts (stop-runner acts only on it).
@@ -275,16 +270,7 @@ impl CreateRunner {
             command_id: Some(command_id),
             ..RunnerChange::default()
         };
-        match self
-            .ledger
-            .transition_runner(
-                &msg.runner_name,
-                &[RunnerState::Bootstrapping],
-                &change,
-                now,
-            )
-            .await
-        {
+        match self.move_bootstrapping(msg, &change, now).await {
             Ok(true) => {
                 self.stamp_sent(msg, now, sent).await;
                 JobOutcome::Launched {

@@ -294,7 +294,7 @@ impl Commands for MemoryCommands {
         }
         let yields = *self.send_yields.lock().unwrap();
         for _ in 0..yields {
-            yield_once().await;
+            super::ledger::yield_now().await;
         }
         {
             let mut throttled = self.throttled.lock().unwrap();
@@ -337,7 +337,7 @@ impl Commands for MemoryCommands {
             hold.0
         };
         while self.find_hold.lock().unwrap().1 < wait_for {
-            yield_once().await;
+            super::ledger::yield_now().await;
         }
         Ok(found)
     }
@@ -364,19 +364,4 @@ impl BootstrapQueue for MemoryBootstrapQueue {
             .push_back((msg.clone(), delay));
         Ok(())
     }
-}
-
-/// Let the other futures of the task run once (no runtime needed).
-async fn yield_once() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            std::task::Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            std::task::Poll::Pending
-        }
-    })
-    .await
 }

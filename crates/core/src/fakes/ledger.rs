@@ -121,7 +121,7 @@ impl State {
 
 /// Let other tasks run once (as a network round trip would), so concurrent
 /// calls interleave between their read and their commit and really race.
-async fn yield_now() {
+pub(super) async fn yield_now() {
     let mut yielded = false;
     std::future::poll_fn(|cx| {
         if yielded {
