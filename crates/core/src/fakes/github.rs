@@ -41,6 +41,13 @@ impl MemoryGitHub {
             .cloned()
             .collect()
     }
+    /// GitHub's view of a runner's busy flag (it took a job).
+    pub fn set_busy(&self, name: &str, busy: bool) {
+        let mut s = self.state.lock().unwrap();
+        for r in s.runners.values_mut().filter(|r| r.name == name) {
+            r.busy = busy;
+        }
+    }
     pub fn jit_calls(&self) -> u32 {
         self.state.lock().unwrap().jit_calls
     }
@@ -168,6 +175,15 @@ impl GitHubApi for MemoryGitHub {
     async fn delete_runner(&self, _t: &GitHubTarget, id: u64) -> Result<(), PortError> {
         let mut s = self.state.lock().unwrap();
         s.delete_calls += 1;
+        // GitHub refuses to delete a runner while it runs a job (422).
+        if s.runners.get(&id).is_some_and(|r| r.busy) {
+            return Err(PortError::rejected(
+                "github",
+                format!(
+                    "runner {id}: validation failed (422): Bad request - Runner \"{id}\" is still running a job\""
+                ),
+            ));
+        }
         if let Some(r) = s.runners.remove(&id) {
             s.names.remove(&r.name);
         }

@@ -141,6 +141,7 @@ impl World {
             timeline: Default::default(),
             conclusion: None,
             rerun: None,
+            start_path: None,
         });
     }
 
@@ -294,6 +295,14 @@ async fn past_max_run_time_is_terminated() {
     let report = w.pass(false).await;
     assert_eq!(kinds(&report), vec![(ActionKind::MaxRunTime, n.clone())]);
     assert!(!w.live("i-0001"));
+    // GitHub refuses to delete a runner while it is busy (422): the runner
+    // stays on the ledger until GitHub sees it go…
+    assert_eq!(w.runner_state(&n).await, RunnerState::Bootstrapped);
+    assert_eq!(w.github.runners().len(), 1);
+    // …offline; then the next pass releases it (`release_lost`).
+    w.github.set_busy(&n, false);
+    let report = w.pass(false).await;
+    assert_eq!(kinds(&report), vec![(ActionKind::ReleaseLost, n.clone())]);
     assert_eq!(w.runner_state(&n).await, RunnerState::Released);
     assert!(w.github.runners().is_empty(), "GitHub runner deleted");
     assert!(w.jobs.sent().is_empty(), "a job that ran is not requeued");
