@@ -239,6 +239,7 @@ mod tests {
             timeline,
             conclusion: None,
             rerun: None,
+            start_path: None,
         };
         let v = view(&job, None);
         assert_eq!(v.path, "waited");

@@ -43,7 +43,14 @@ impl Teardown<'_> {
             self.compute.terminate(std::slice::from_ref(id)).await?;
         }
         self.parameters.delete(&runner.jit_parameter).await?;
-        if let Some(id) = runner.github_runner_id {
+        let hot = (runner.job_id == 0)
+            .then(|| self.config.pool(&runner.pool))
+            .flatten()
+            .and_then(|p| p.hot.as_ref().and_then(|h| crate::hot::hot_target(h, p)));
+        if let (Some(id), Some(target)) = (runner.github_runner_id, &hot) {
+            // A free runner: registered where the pool's hot runners are.
+            self.github.delete_runner(target, id).await?;
+        } else if let Some(id) = runner.github_runner_id {
             match self.ledger.get_job(runner.job_id).await? {
                 Some(job) => match self.config.pool(&runner.pool) {
                     Some(pool) => {
@@ -428,6 +435,7 @@ max_runners = 5
                 timeline: Default::default(),
                 conclusion: None,
                 rerun: None,
+                start_path: None,
             };
             self.ledger.put_job(record.clone());
             record

@@ -88,6 +88,7 @@ fn record(msg: &JobMessage, state: JobState) -> JobRecord {
         timeline: Default::default(),
         conclusion: None,
         rerun: None,
+        start_path: None,
     }
 }
 

@@ -241,6 +241,7 @@ mod tests {
         update_only_at_attempt,
         transition_runner_compare_and_set,
         transition_runner_only_if_written_at,
+        bind_runner_only_for_job,
         repair_capacity_only_if_unchanged,
         pool_health_no_lost_update,
         state_doc_no_lost_update,

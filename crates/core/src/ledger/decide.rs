@@ -89,6 +89,7 @@ pub fn claim(
             timeline,
             conclusion: None,
             rerun: None,
+            start_path: None,
         });
     };
     match rec.state {

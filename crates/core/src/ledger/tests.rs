@@ -126,6 +126,7 @@ impl Model {
                 timeline: Default::default(),
                 conclusion: None,
                 rerun: None,
+                start_path: None,
             };
             let mut rec = rec;
             rec.timeline.set(Stage::Received, msg_received(job));

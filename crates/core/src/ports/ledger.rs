@@ -91,6 +91,10 @@ pub struct JobRecord {
     /// (`crate::rerun`); `None` while undecided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rerun: Option<String>,
+    /// The runner the job started on: `own` (launched for it), `hot` (an idle
+    /// hot runner), `other` (launched for another job: a steal); see `crate::hot`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_path: Option<String>,
 }
 
 /// A read-modify-write of a pool's circuit record: `true` when it changed it.
@@ -222,6 +226,8 @@ pub struct JobChange {
     pub stamps: Vec<(Stage, DateTime<Utc>)>,
     /// What became of the job's re-run (`crate::rerun`).
     pub rerun: Option<String>,
+    /// Which runner path the job started on (set once; `crate::hot`).
+    pub start_path: Option<String>,
 }
 
 /// Changes to a runner record; `None` leaves a field as it is.
@@ -232,6 +238,11 @@ pub struct RunnerChange {
     pub command_id: Option<String>,
     pub github_runner_id: Option<u64>,
     pub launched_at: Option<DateTime<Utc>>,
+    /// The job the runner is now for (`crate::hot`: 0 = free, an idle hot
+    /// runner or one whose job started elsewhere).
+    pub job_id: Option<u64>,
+    /// Apply only while the runner is for this job (`0`: free).
+    pub only_for_job: Option<u64>,
     /// Apply only if the record was last written at this time (its
     /// `updated_at`): of two steps that read the same record, one wins —
     /// even when the state went away and came back in between.
@@ -253,11 +264,19 @@ impl JobRecord {
         {
             return false;
         }
-        if let Some(state) = change.state {
+        // A launch recorded after GitHub gave the job to a runner (a hot
+        // one, or another job's) never takes the job back from `running`.
+        if let Some(state) = change.state
+            && !(state == JobState::Launched
+                && (self.state == JobState::Running || self.state.is_final()))
+        {
             self.state = state;
         }
         if let Some(name) = &change.runner_name {
             self.runner_name = Some(name.clone());
+        }
+        if let Some(path) = &change.start_path {
+            self.start_path.get_or_insert_with(|| path.clone());
         }
         if let Some(attempt) = change.launch_attempt {
             self.launch_attempt = attempt;
@@ -297,6 +316,11 @@ impl JobRecord {
             self.conclusion = Some(conclusion.clone());
         }
         if let Some(name) = &update.runner_name {
+            if update.status == ObservedJobStatus::InProgress
+                && self.runner_name.as_ref() == Some(name)
+            {
+                self.start_path.get_or_insert_with(|| "own".into());
+            }
             self.taken_by = Some(name.clone());
         }
         let stage = match update.status {
@@ -316,11 +340,15 @@ impl RunnerRecord {
         if change
             .only_if_written_at
             .is_some_and(|at| at != self.updated_at)
+            || change.only_for_job.is_some_and(|j| j != self.job_id)
         {
             return false;
         }
         if let Some(state) = change.state {
             self.state = state;
+        }
+        if let Some(job_id) = change.job_id {
+            self.job_id = job_id;
         }
         if let Some(id) = &change.instance_id {
             self.instance_id = Some(id.clone());

@@ -40,6 +40,7 @@ pub const CHECKS: &[&str] = &[
     "update_only_at_attempt",
     "transition_runner_compare_and_set",
     "transition_runner_only_if_written_at",
+    "bind_runner_only_for_job",
     "repair_capacity_only_if_unchanged",
     "pool_health_no_lost_update",
     "state_doc_no_lost_update",
@@ -84,6 +85,7 @@ pub async fn run(name: &str, l: &dyn Ledger) {
         "update_only_at_attempt" => update_only_at_attempt(l).await,
         "transition_runner_compare_and_set" => transition_runner_compare_and_set(l).await,
         "transition_runner_only_if_written_at" => transition_runner_only_if_written_at(l).await,
+        "bind_runner_only_for_job" => bind_runner_only_for_job(l).await,
         "repair_capacity_only_if_unchanged" => repair_capacity_only_if_unchanged(l).await,
         "pool_health_no_lost_update" => pool_health_no_lost_update(l).await,
         "state_doc_no_lost_update" => state_doc_no_lost_update(l).await,
@@ -405,6 +407,8 @@ pub async fn update_and_get(l: &dyn Ledger) {
         github_runner_id: Some(77),
         launched_at: Some(t1),
         only_if_written_at: None,
+        job_id: None,
+        only_for_job: None,
     };
     l.update_runner(&r.name, &change, t1)
         .await
@@ -1148,6 +1152,56 @@ pub async fn transition_runner_only_if_written_at(l: &dyn Ledger) {
         .expect("update_runner");
     let rec = l.get_runner(name).await.expect("get").expect("runner");
     assert_eq!(rec.command_id, None, "a stale update changes nothing");
+}
+
+/// Binding a free runner (`job_id` 0) to the job GitHub gave it
+/// (`crate::hot`): of concurrent binds from the same reading, one wins; a
+/// bind that expects another job changes nothing; the job id is stored.
+pub async fn bind_runner_only_for_job(l: &dyn Ledger) {
+    let t0 = base_time();
+    let t1 = t0 + Duration::seconds(1);
+    let name = "sr_cpu-0-605";
+    let r = runner(name, "cpu", 0, 1, t0);
+    assert_eq!(
+        l.reserve(&r, limits(5, 1, None)).await.expect("reserve"),
+        ReserveOutcome::Reserved
+    );
+    let live = [RunnerState::Reserved, RunnerState::Bootstrapped];
+    let bind = |job: u64| RunnerChange {
+        job_id: Some(job),
+        only_for_job: Some(0),
+        ..RunnerChange::default()
+    };
+    let wins = join_all((1..=4).map(|j| {
+        let change = bind(700 + j);
+        async move { l.transition_runner(name, &live, &change, t1).await }
+    }))
+    .await
+    .into_iter()
+    .map(|r| r.expect("transition"))
+    .filter(|won| *won)
+    .count();
+    assert_eq!(wins, 1, "one job gets the free runner");
+    let rec = l.get_runner(name).await.expect("get").expect("runner");
+    assert!((701..=704).contains(&rec.job_id), "bound: {}", rec.job_id);
+    assert!(
+        !l.transition_runner(name, &live, &bind(799), t1)
+            .await
+            .expect("stale bind"),
+        "a bound runner is not free any more"
+    );
+    let free_again = RunnerChange {
+        job_id: Some(0),
+        only_for_job: Some(rec.job_id),
+        ..RunnerChange::default()
+    };
+    assert!(
+        l.transition_runner(name, &live, &free_again, t1)
+            .await
+            .expect("free")
+    );
+    let rec = l.get_runner(name).await.expect("get").expect("runner");
+    assert_eq!(rec.job_id, 0);
 }
 
 /// The janitor's repair writes only over the counters it saw.
