@@ -7,11 +7,13 @@ pub mod create_runner;
 pub mod dlq_mover;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fakes;
+pub mod hot;
 pub mod janitor;
 pub mod job;
 pub mod ledger;
 pub mod matching;
 pub mod names;
+pub mod pool_task;
 pub mod ports;
 pub mod recovery;
 pub mod rerun;

@@ -7,6 +7,7 @@ use crate::db::{Db, err};
 use async_trait::async_trait;
 use rusqlite::params;
 use spotrunner_core::job::JobMessage;
+use spotrunner_core::pool_task::TaskMessage;
 use spotrunner_core::ports::{
     BootstrapMessage, BootstrapQueue, DeadLetter, DeadLetterQueue, DeleteFailure, JobQueue,
     PortError,
@@ -262,6 +263,10 @@ impl JobQueue for SqliteQueue {
 
     async fn send_job_after(&self, job: &JobMessage, delay: Duration) -> Result<(), PortError> {
         self.send(&job.to_json(), delay)
+    }
+
+    async fn send_task(&self, task: &TaskMessage, delay: Duration) -> Result<(), PortError> {
+        self.send(&task.to_json(), delay)
     }
 }
 

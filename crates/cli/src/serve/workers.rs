@@ -30,6 +30,7 @@ pub fn spawn_all(shared: &Arc<Shared>) -> Vec<JoinHandle<()>> {
         tokio::spawn(schedule(shared.clone(), Schedule::Redelivery)),
         tokio::spawn(schedule(shared.clone(), Schedule::Sweep)),
         tokio::spawn(wake_at_start(shared.clone())),
+        tokio::spawn(hot_loop(shared.clone())),
     ];
     if shared.adapters.local.is_some() {
         tasks.push(tokio::spawn(reaper_loop(shared.clone())));
@@ -168,6 +169,28 @@ async fn wake_at_start(shared: Arc<Shared>) {
     let woken = waker.wake_all(Utc::now()).await;
     if !woken.is_empty() {
         tracing::info!(woken = ?woken, "waiting jobs woken at start for free slots");
+    }
+}
+
+/// How often `serve` keeps its hot pools at their targets (on AWS the
+/// janitor's pass does it, and each job's delivery refills the pool).
+const HOT_EVERY: Duration = Duration::from_secs(2);
+
+/// Hot pools (`spotrunner_core::hot`): top up, recycle, trim — at start,
+/// then every [`HOT_EVERY`].
+async fn hot_loop(shared: Arc<Shared>) {
+    loop {
+        let h = shared.handlers();
+        if h.config.pools.iter().any(|p| p.hot.is_some()) {
+            let report = h.janitor.step_hot(Utc::now()).await;
+            for p in report.pools.iter().filter(|p| p.refills > 0 || p.ended > 0) {
+                tracing::info!(pool = %p.pool, target = p.target, free = p.free, refills = p.refills, ended = p.ended, "hot pool step");
+            }
+        }
+        shared.pause(HOT_EVERY).await;
+        if shared.stopping() {
+            return;
+        }
     }
 }
 

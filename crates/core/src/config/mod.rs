@@ -4,6 +4,7 @@
 //! [`Config::from_path`]); every error names the field and the rule it broke.
 
 mod arch;
+mod hot;
 mod local;
 mod recovery;
 mod runner_cache;
@@ -12,6 +13,7 @@ mod spot;
 mod validate;
 
 pub use arch::Architecture;
+pub use hot::{HotPool, HotWindow};
 pub use local::LocalConfig;
 pub use recovery::{RecoveryConfig, RedeliveryConfig, SweepConfig};
 pub use runner_cache::RunnerCacheConfig;
@@ -126,6 +128,9 @@ pub struct Pool {
     /// Re-runs of interrupted jobs and the spot circuit breaker.
     #[serde(default)]
     pub spot: SpotPolicy,
+    /// Idle runners kept booted and registered before any job (`crate::hot`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hot: Option<HotPool>,
 }
 
 impl Pool {

@@ -232,6 +232,7 @@ fn pool_strategy() -> impl Strategy<Value = Pool> {
                 architecture: None,
                 relaunch: Default::default(),
                 spot: Default::default(),
+                hot: None,
             },
         )
 }

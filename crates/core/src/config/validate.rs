@@ -1,6 +1,6 @@
 //! Validation of a parsed [`Config`]: every problem names its field and its rule.
 
-use super::{Architecture, CapacityType, Config, GitHubAuth, Pool};
+use super::{Architecture, CapacityType, Config, GitHubAuth, Pool, Scope};
 use crate::names::{self, MAX_DEPLOYMENT, MAX_POOL_NAME};
 use std::collections::HashSet;
 use std::fmt;
@@ -238,6 +238,23 @@ fn validate_pool(i: usize, pool: &Pool, p: &mut Problems) {
     }
     if sp.breaker_interruptions > 0 && sp.breaker_cooldown_secs == 0 {
         p.add(f("spot.breaker_cooldown_secs"), "must be at least 1");
+    }
+    if let Some(hot) = &pool.hot {
+        for (field, problem) in hot.problems(pool.max_runners) {
+            p.add(f(&format!("hot.{field}")), problem);
+        }
+        if hot.repository.is_some() && pool.scope == Scope::Org {
+            p.add(
+                f("hot.repository"),
+                "an org-scoped pool's hot runners register with an organisation: set hot.owner",
+            );
+        }
+        if hot.owner.is_some() && pool.scope == Scope::Repo {
+            p.add(
+                f("hot.owner"),
+                "a repo-scoped pool's hot runners register with a repository: set hot.repository",
+            );
+        }
     }
     if pool.max_run_time_secs <= pool.boot_timeout_secs {
         p.add(f("max_run_time_secs"), "must exceed boot_timeout_secs");

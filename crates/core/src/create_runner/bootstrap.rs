@@ -292,7 +292,10 @@ impl CreateRunner {
             stamps: vec![(Stage::InstanceRunning, now), (Stage::BootstrapSent, sent)],
             ..JobChange::default()
         };
-        if let Err(e) = self.ledger.update_job(msg.job_id, &change, now).await {
+        // A hot runner (job 0) has no job to stamp yet.
+        if msg.job_id != 0
+            && let Err(e) = self.ledger.update_job(msg.job_id, &change, now).await
+        {
             tracing::warn!(job_id = msg.job_id, error = %e, "could not stamp the job's timeline");
         }
         let stages = [

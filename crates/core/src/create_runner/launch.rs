@@ -8,6 +8,7 @@ use super::outcome::{BatchItem, BatchResult, JobOutcome};
 use crate::circuit::{Admission, CircuitState, PoolHealth};
 use crate::config::{CapacityType, Pool};
 use crate::job::JobMessage;
+use crate::pool_task::TaskMessage;
 use crate::ports::{
     BootstrapMessage, ClaimOutcome, GitHubTarget, JitRequest, JobChange, JobRecord, JobState,
     LaunchOutcome, LaunchRequest, Limits, LineOutcome, MAX_LINE, PortError, ReserveOutcome,
@@ -29,6 +30,20 @@ impl CreateRunner {
     pub async fn handle_batch(&self, messages: Vec<(String, String)>) -> BatchResult {
         let items = futures::stream::iter(messages)
             .map(|(message_id, body)| async move {
+                if let Some(task) = TaskMessage::parse(&body) {
+                    let (job_id, outcome) = match task {
+                        Ok(task) => (task.job_id(), self.handle_task(&task, Utc::now()).await),
+                        Err(reason) => {
+                            tracing::error!(message_id, reason, "malformed task message");
+                            (None, JobOutcome::Invalid { reason })
+                        }
+                    };
+                    return BatchItem {
+                        message_id,
+                        job_id,
+                        outcome,
+                    };
+                }
                 let (job_id, outcome) = match JobMessage::parse(&body) {
                     Ok(msg) => (Some(msg.job_id), self.handle_job(&msg, Utc::now()).await),
                     Err(e) => {
@@ -181,6 +196,15 @@ impl CreateRunner {
                 // make sure it left the line.
                 if r.state != JobState::Waiting && r.timeline.get(Stage::WaitingSince).is_some() {
                     self.leave_line(&r.pool, r.job_id).await;
+                }
+                // Started on a hot runner before its delivery: the delivery
+                // still launches one runner, the hot pool's refill.
+                if r.state == JobState::Running
+                    && r.runner_name.is_none()
+                    && pool.hot.is_some()
+                    && !drained
+                {
+                    return self.refill_for(&pool, &r, now).await;
                 }
                 return JobOutcome::Duplicate;
             }
@@ -350,7 +374,15 @@ impl CreateRunner {
             Err(e) => return retry(&e),
             Ok(true) => {}
             Ok(false) => match self
-                .register(msg, pool, target, &runner_name, &parameter, now)
+                .register(
+                    msg.job_id,
+                    pool,
+                    target,
+                    &runner_name,
+                    &parameter,
+                    crate::hot::runner_labels(pool, Some(record)),
+                    now,
+                )
                 .await
             {
                 Ok(id) => {
@@ -461,23 +493,20 @@ impl CreateRunner {
         }
     }
 
-    /// Register the JIT runner and store its config; returns GitHub's runner id.
-    async fn register(
+    /// Register the JIT runner (with `labels`, `crate::hot::runner_labels`)
+    /// and store its config; returns GitHub's runner id. `job_id` is 0 for a
+    /// hot runner.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn register(
         &self,
-        msg: &JobMessage,
+        job_id: u64,
         pool: &Pool,
         target: &GitHubTarget,
         runner_name: &str,
         parameter: &str,
+        labels: Vec<String>,
         now: DateTime<Utc>,
     ) -> Result<u64, PortError> {
-        let mut labels = vec![matching::SELF_HOSTED.to_string()];
-        labels.extend(
-            pool.labels
-                .iter()
-                .filter(|l| !l.eq_ignore_ascii_case(matching::SELF_HOSTED))
-                .cloned(),
-        );
         let req = JitRequest {
             target: target.clone(),
             name: runner_name.to_string(),
@@ -504,7 +533,7 @@ impl CreateRunner {
         let param_tags = vec![
             (tags::DEPLOYMENT.to_string(), self.config.deployment.clone()),
             (tags::RUNNER_NAME.to_string(), runner_name.to_string()),
-            (tags::JOB_ID.to_string(), msg.job_id.to_string()),
+            (tags::JOB_ID.to_string(), job_id.to_string()),
         ];
         self.parameters
             .put(parameter, &jit.encoded_jit_config, &param_tags)
@@ -571,10 +600,15 @@ impl CreateRunner {
             self.ledger.update_job(msg.job_id, &change, now).await
         };
         match steps.await {
-            Ok(()) => JobOutcome::Launched {
-                runner_name: runner_name.to_string(),
-                instance_id: instance_id.to_string(),
-            },
+            Ok(()) => {
+                if pool.hot.is_some() {
+                    self.free_if_taken(runner_name, msg.job_id, now).await;
+                }
+                JobOutcome::Launched {
+                    runner_name: runner_name.to_string(),
+                    instance_id: instance_id.to_string(),
+                }
+            }
             Err(e) => retry(&e),
         }
     }
@@ -582,7 +616,7 @@ impl CreateRunner {
     /// Take back what a failed launch left: GitHub registration, parameter,
     /// capacity (and wake the pool's line: the slot is free again).
     #[allow(clippy::too_many_arguments)]
-    async fn undo(
+    pub(crate) async fn undo(
         &self,
         pool: &Pool,
         runner_name: &str,
@@ -745,7 +779,7 @@ pub(crate) fn backoff(base: Duration, n: u32) -> Duration {
     base.saturating_mul(1u32 << n.min(6)).min(MAX_DELAY)
 }
 
-fn retry(e: &PortError) -> JobOutcome {
+pub(crate) fn retry(e: &PortError) -> JobOutcome {
     let after = match e {
         PortError::Throttled { retry_after, .. } => *retry_after,
         _ => Duration::from_secs(30),

@@ -5,6 +5,7 @@
 
 mod bootstrap;
 mod deps;
+mod hot;
 mod launch;
 mod outcome;
 
@@ -13,6 +14,8 @@ pub use outcome::{BatchItem, BatchResult, JobOutcome};
 
 #[cfg(test)]
 mod arch_tests;
+#[cfg(test)]
+mod hot_tests;
 #[cfg(test)]
 mod once_tests;
 #[cfg(test)]

@@ -25,12 +25,17 @@ pub struct MemoryQueue {
     pub sent: Mutex<Vec<JobMessage>>,
     /// The delay of every delayed send, in order.
     pub delayed: Mutex<Vec<std::time::Duration>>,
+    /// Pool tasks sent (`crate::pool_task`).
+    pub tasks: Mutex<Vec<crate::pool_task::TaskMessage>>,
     pub fail: AtomicBool,
 }
 
 impl MemoryQueue {
     pub fn sent(&self) -> Vec<JobMessage> {
         self.sent.lock().unwrap().clone()
+    }
+    pub fn tasks(&self) -> Vec<crate::pool_task::TaskMessage> {
+        self.tasks.lock().unwrap().clone()
     }
     pub fn delays(&self) -> Vec<std::time::Duration> {
         self.delayed.lock().unwrap().clone()
@@ -57,6 +62,18 @@ impl JobQueue for MemoryQueue {
     ) -> Result<(), PortError> {
         self.send_job(job).await?;
         self.delayed.lock().unwrap().push(delay);
+        Ok(())
+    }
+
+    async fn send_task(
+        &self,
+        task: &crate::pool_task::TaskMessage,
+        _delay: std::time::Duration,
+    ) -> Result<(), PortError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(PortError::unavailable("sqs", "connection refused (fake)"));
+        }
+        self.tasks.lock().unwrap().push(task.clone());
         Ok(())
     }
 }

@@ -63,6 +63,17 @@ pub struct Janitor {
 }
 
 impl Janitor {
+    /// Keep every hot pool at its target (`crate::hot`): each janitor pass,
+    /// and `serve` every few seconds.
+    pub async fn step_hot(&self, now: DateTime<Utc>) -> crate::hot::HotReport {
+        let hot = crate::hot::HotPools {
+            config: &self.config,
+            teardown: self.teardown(),
+            jit_parameter_prefix: &self.settings.jit_parameter_prefix,
+        };
+        hot.step_all(now).await
+    }
+
     /// Its ports, to end a runner and relaunch its job.
     fn teardown(&self) -> Teardown<'_> {
         Teardown {
@@ -114,6 +125,8 @@ impl Janitor {
                 github: self.github.as_ref(),
             };
             reruns.step_all(&snap.jobs, now).await;
+            // Hot pools: top up, recycle, trim (`crate::hot`).
+            self.step_hot(now).await;
             results
         };
         let report = JanitorReport::new(dry_run, results, snap.warnings.clone());

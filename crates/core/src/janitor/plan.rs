@@ -114,7 +114,14 @@ pub fn plan(
             let registered = github.get(runner.name.as_str());
             let busy = is_busy(runner, registered.copied(), &snap.jobs);
             match runner.state {
-                RunnerState::Bootstrapped if registered.is_some() && !busy && age > t.idle => {
+                // A free runner of a hot pool is the filler's (`crate::hot`).
+                RunnerState::Bootstrapped
+                    if registered.is_some()
+                        && !busy
+                        && age > t.idle
+                        && !(runner.job_id == 0
+                            && config.pool(&runner.pool).is_some_and(|p| p.hot.is_some())) =>
+                {
                     act(
                         ActionKind::Taint,
                         &runner.name,

@@ -23,6 +23,7 @@ fn pool(name: &str, labels: &[&str]) -> Pool {
         architecture: None,
         relaunch: Default::default(),
         spot: Default::default(),
+        hot: None,
     }
 }
 

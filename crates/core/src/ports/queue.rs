@@ -1,5 +1,6 @@
 use super::PortError;
 use crate::job::{JobMessage, JobStateUpdate};
+use crate::pool_task::TaskMessage;
 use async_trait::async_trait;
 
 /// The jobs queue, as the webhook sees it.
@@ -15,6 +16,19 @@ pub trait JobQueue: Send + Sync {
     ) -> Result<(), PortError> {
         let _ = delay;
         self.send_job(job).await
+    }
+    /// Send a pool task (`crate::pool_task`) on the same queue, visible after
+    /// `delay` (at once when zero).
+    async fn send_task(
+        &self,
+        task: &TaskMessage,
+        delay: std::time::Duration,
+    ) -> Result<(), PortError> {
+        let _ = (task, delay);
+        Err(PortError::rejected(
+            "queue",
+            "this queue cannot carry pool tasks",
+        ))
     }
 }
 

@@ -11,7 +11,9 @@ pub use route::{
     Action, MAX_BODY_BYTES, Outcome, QueuedJob, Routed, WebhookRequest, WebhookResponse,
     queued_job_message, route,
 };
-pub use service::{DEFAULT_SECRET_REFRESH, SecretRefs, SecretsSource, WebhookService};
+pub use service::{
+    DEFAULT_SECRET_REFRESH, SecretRefs, SecretsSource, WebhookService, started_elsewhere,
+};
 pub use signature::{SignatureError, WebhookSecrets, sign};
 
 #[cfg(test)]

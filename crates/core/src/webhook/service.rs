@@ -166,7 +166,13 @@ impl WebhookService {
             Action::None => (Ok(()), None),
             Action::Enqueue(msg) => (self.queue.send_job(msg).await, Some(msg.pool.as_str())),
             Action::RecordJobState(update) => {
-                (self.job_states.record_job_state(update).await, None)
+                let mut result = self.job_states.record_job_state(update).await;
+                if result.is_ok()
+                    && let Some(task) = started_elsewhere(&self.config.deployment, update)
+                {
+                    result = self.queue.send_task(&task, std::time::Duration::ZERO).await;
+                }
+                (result, None)
             }
         };
         match result {
@@ -203,4 +209,26 @@ impl WebhookService {
             }
         }
     }
+}
+
+/// An `in_progress` on a runner of ours launched for another job (or a hot
+/// one, job 0): create-runner binds them and looks after the other job
+/// (`create_runner`'s `started` task, `crate::hot`).
+pub fn started_elsewhere(
+    deployment: &str,
+    update: &crate::job::JobStateUpdate,
+) -> Option<crate::pool_task::TaskMessage> {
+    use crate::pool_task::{PoolTask, TaskMessage};
+    if update.status != crate::job::ObservedJobStatus::InProgress {
+        return None;
+    }
+    let runner = update.runner_name.as_deref()?;
+    let parsed = crate::names::parse_runner_name(runner)?;
+    (parsed.deployment == deployment && parsed.job_id != update.job_id).then(|| {
+        TaskMessage::new(PoolTask::Started {
+            job_id: update.job_id,
+            runner_name: runner.to_string(),
+            tries: 0,
+        })
+    })
 }
