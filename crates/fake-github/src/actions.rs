@@ -892,6 +892,14 @@ fn rerun_job(s: &mut State, owner: &str, name: &str, repo: &str, job_id: u64) ->
     if let Some(id) = installation {
         payload["installation"] = json!({ "id": id });
     }
+    // Runners can take it (dispatch.rs), as any queued job.
+    super::dispatch::enqueue(
+        s,
+        &format!("{owner}/{name}"),
+        new_id,
+        rec.labels.clone(),
+        payload.clone(),
+    );
     let mut resp = ok_json(StatusCode::CREATED, json!({}));
     resp.extensions_mut().insert(super::hooks::NewDelivery {
         event: "workflow_job".into(),

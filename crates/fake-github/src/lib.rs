@@ -29,6 +29,7 @@
 //! | `get-release` | `GET /repos/{o}/{r}/releases/latest`, `GET /repos/{o}/{r}/releases/tags/{tag}` (public: no credentials checked) |
 //! | `download-asset` | `GET /{o}/{r}/releases/download/{tag}/{name}` (a release's `browser_download_url`): 302 to `asset-object` |
 //! | `asset-object` | `GET /_objects/{id}`: the asset's bytes (`releases.rs`) |
+//! | (not counted) | `POST /_fake/runners/{name}/acquire`, `POST /_fake/runners/{name}/complete`: a runner takes the oldest queued job that fits it and finishes it (test hooks, no credentials; `dispatch.rs`, [`FakeGitHub::queue_job`]) |
 //!
 //! Webhooks ([`FakeGitHub::set_webhook`], [`FakeGitHub::deliver`]): the fake POSTs
 //! signed payloads the way GitHub does, records every attempt in the hook's
@@ -49,10 +50,12 @@
 #![allow(clippy::result_large_err)]
 
 mod actions;
+mod dispatch;
 mod hooks;
 mod releases;
 
 pub use actions::FakeWorkflowJob;
+pub use dispatch::FakeAssignment;
 pub use hooks::{APP_HOOK_ID, FakeDelivery};
 
 use axum::Router;
@@ -207,6 +210,8 @@ struct State {
     reruns: Vec<(String, u64)>,
     repos: actions::Repos,
     hooks: hooks::Hooks,
+    /// GitHub's dispatch of queued jobs to runners (dispatch.rs).
+    dispatch: dispatch::Dispatch,
     rate: actions::RateLimit,
     calls: HashMap<&'static str, usize>,
     failures: HashMap<&'static str, VecDeque<Failure>>,
@@ -303,6 +308,7 @@ impl FakeGitHub {
             reruns: Vec::new(),
             repos: actions::Repos::default(),
             hooks: hooks::Hooks::default(),
+            dispatch: dispatch::Dispatch::default(),
             rate: actions::RateLimit::default(),
             calls: HashMap::new(),
             failures: HashMap::new(),
@@ -727,6 +733,10 @@ fn handle(
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
 
     let m = method.as_str();
+    // The runner side of GitHub's dispatch: test hooks, no credentials (dispatch.rs).
+    if let Some(resp) = dispatch::serve(&mut s, m, &segs, &body) {
+        return resp;
+    }
     // Releases and their downloads are public (releases.rs).
     if let Some((ep, resp)) = releases::serve(&mut s, m, &segs) {
         *s.calls.entry(ep).or_default() += 1;

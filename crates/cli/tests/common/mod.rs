@@ -285,3 +285,49 @@ pub fn job_states(status: &Value) -> std::collections::BTreeMap<u64, String> {
         })
         .collect()
 }
+
+/// A runner command that plays the actions runner against the fake GitHub's
+/// dispatch (`crates/fake-github/src/dispatch.rs`): it asks
+/// `POST {github_url}/_fake/runners/$SPOTRUNNER_RUNNER_NAME/acquire` every
+/// ~50 ms until GitHub gives it a job (whichever fits it, not necessarily the
+/// one it was launched for), writes the job id to `$SPOTRUNNER_WORK_DIR/../job`,
+/// holds it until `hold/<job_id>` exists (when `hold` is given), then
+/// completes it (`…/complete`, retried until answered) and exits 0. It never
+/// exits before it got a job, unless killed.
+pub fn dispatch_runner_script(dir: &Path, github_url: &str, hold: Option<&Path>) -> PathBuf {
+    let path = dir.join("dispatch-runner.sh");
+    let hold = hold
+        .map(|h| {
+            format!(
+                "while [ ! -e '{}'/\"$job\" ]; do sleep 0.05; done\n",
+                h.display()
+            )
+        })
+        .unwrap_or_default();
+    let body = format!(
+        r#"#!/bin/sh
+# The actions runner, as far as GitHub's dispatch goes (fake GitHub test hooks).
+url='{github_url}/_fake/runners'
+name="$SPOTRUNNER_RUNNER_NAME"
+out="$SPOTRUNNER_WORK_DIR/../acquire.json"
+job=""
+while [ -z "$job" ]; do
+    code=$(curl -s -m 10 -o "$out" -w '%{{http_code}}' -X POST "$url/$name/acquire" || true)
+    if [ "$code" = 200 ]; then
+        job=$(sed -n 's/.*"job_id":\([0-9][0-9]*\).*/\1/p' "$out")
+    fi
+    [ -n "$job" ] || sleep 0.05
+done
+echo "$job" > "$SPOTRUNNER_WORK_DIR/../job"
+{hold}while :; do
+    code=$(curl -s -m 10 -o /dev/null -w '%{{http_code}}' -X POST "$url/$name/complete" || true)
+    case "$code" in 200|404|409|422) break ;; esac
+    sleep 0.05
+done
+exit 0
+"#
+    );
+    std::fs::write(&path, body).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
