@@ -689,9 +689,33 @@ impl Commands for LocalBackend {
         if inst.runner_name != runner_name {
             return Ok(None);
         }
-        let started = matches!(inst.state.as_str(), "running" | "stopped")
-            || read_pid(&inst.dir).is_some()
-            || inst.dir.join("exit").exists();
-        Ok(started.then(|| format!("cmd-{}", inst.instance_id)))
+        if matches!(inst.state.as_str(), "running" | "stopped") {
+            return Ok(Some(format!("cmd-{}", inst.instance_id)));
+        }
+        // Started, but `serve` died before it recorded the process (between
+        // the spawn and the row's update): record it now, or the reaper
+        // would never watch it and its exit would end nothing.
+        let pid = match read_pid(&inst.dir) {
+            Some(pid) => pid,
+            None if inst.dir.join("exit").exists() => 0,
+            None => return Ok(None),
+        };
+        let command_id = format!("cmd-{}", inst.instance_id);
+        self.db.tx(|tx| {
+            tx.execute(
+                "UPDATE instances SET state = 'running', pid = ?1, command_id = ?2
+                 WHERE instance_id = ?3 AND state = 'pending'",
+                params![pid, command_id, inst.instance_id],
+            )
+            .map_err(err)?;
+            Ok(())
+        })?;
+        tracing::info!(
+            job_id = inst.job_id(),
+            instance_id = inst.instance_id,
+            pid,
+            "runner process adopted (started before a crash, not recorded)"
+        );
+        Ok(Some(command_id))
     }
 }

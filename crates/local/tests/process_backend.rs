@@ -332,3 +332,38 @@ async fn an_arm64_runner_installs_the_arm64_tarball() {
         "arm64-runner"
     );
 }
+
+/// `serve` died between starting the runner process and recording it (the
+/// row still says `pending`): the bootstrap step that finds the runner's
+/// command adopts the process, so its exit is reaped (chaos_local seed
+/// 7552566079353983107 left such a runner for ever).
+#[tokio::test]
+async fn a_process_started_but_not_recorded_is_adopted_and_its_exit_reaped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let st = state(&tmp.path().join("state"), "true");
+    let id = instance_id(st.backend.launch(&request("tok-1")).await.unwrap());
+    let listed = st.backend.list_instances("sr").await.unwrap();
+    assert_eq!(listed[0].state, "pending");
+    assert!(st.backend.reap().unwrap().is_empty());
+    // What a runner that started and ended before the crash leaves: its
+    // pid file (first thing it writes) and its exit status.
+    let dir = st
+        .backend
+        .instances()
+        .unwrap()
+        .into_iter()
+        .find(|i| i.instance_id == id)
+        .unwrap()
+        .dir;
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("pid"), "999999999").unwrap();
+    std::fs::write(dir.join("exit"), "0").unwrap();
+    let found = st.backend.find_bootstrap(&id, "sr_cpu-1-0").await.unwrap();
+    assert_eq!(found, Some(format!("cmd-{id}")));
+    let exits = st.backend.reap().unwrap();
+    assert_eq!(exits.len(), 1, "{exits:?}");
+    assert_eq!(
+        (exits[0].instance_id.as_str(), exits[0].exit_code),
+        (id.as_str(), Some(0))
+    );
+}
