@@ -27,8 +27,8 @@ const LIVE: &[RunnerState] = &[
 ];
 
 /// How long a `started` task waits for its job to reach the ledger, and how often.
-const STARTED_RETRY: Duration = Duration::from_secs(5);
-const STARTED_TRIES: u32 = 12;
+const STARTED_RETRY: Duration = Duration::from_secs(2);
+const STARTED_TRIES: u32 = 30;
 
 impl CreateRunner {
     /// One pool task from the jobs queue.
@@ -325,6 +325,16 @@ impl CreateRunner {
             return JobOutcome::Duplicate;
         }
         let previous = runner.job_id;
+        // The path first: it is known from the runner as read, even when the
+        // runner has ended by now (a task that came back late).
+        let path = if previous == 0 { "hot" } else { "other" };
+        let stamp = JobChange {
+            start_path: Some(path.into()),
+            ..JobChange::default()
+        };
+        if let Err(e) = self.ledger.update_job(job_id, &stamp, now).await {
+            return retry(&e);
+        }
         let bind = RunnerChange {
             job_id: Some(job_id),
             only_for_job: Some(previous),
@@ -338,14 +348,6 @@ impl CreateRunner {
             Err(e) => return retry(&e),
             Ok(false) => return JobOutcome::Duplicate,
             Ok(true) => {}
-        }
-        let path = if previous == 0 { "hot" } else { "other" };
-        let stamp = JobChange {
-            start_path: Some(path.into()),
-            ..JobChange::default()
-        };
-        if let Err(e) = self.ledger.update_job(job_id, &stamp, now).await {
-            tracing::warn!(job_id, error = %e, "could not record the job's start path");
         }
         tracing::info!(
             job_id,

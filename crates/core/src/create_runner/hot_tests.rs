@@ -374,3 +374,96 @@ async fn a_sized_jobs_runner_taken_by_an_unsized_job_gets_the_sized_job_a_replac
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!((sent[0].job_id, sent[0].launch_attempt), (60, 1));
 }
+
+/// The runner a steal left with nothing to do is ended by the idle rule
+/// (taint, then delete after the grace); the stolen runner, busy with its
+/// thief, is not touched.
+#[tokio::test]
+async fn the_runner_a_steal_left_idle_is_ended_by_the_idle_rule() {
+    use crate::janitor::{ActionKind, Janitor, JanitorSettings};
+    let w = world(two_pools());
+    let now = Utc::now();
+    let x = labelled(70, "big", &["self-hosted", "linux", "big"]);
+    let y = labelled(71, "small", &["self-hosted", "linux"]);
+    let JobOutcome::Launched {
+        runner_name: rx, ..
+    } = w.cr.handle_job(&x, now).await
+    else {
+        panic!()
+    };
+    let JobOutcome::Launched {
+        runner_name: ry, ..
+    } = w.cr.handle_job(&y, now).await
+    else {
+        panic!()
+    };
+    boot_all(&w, now).await;
+    w.github.set_busy(&rx, true);
+    github_starts(&w, 71, &rx, now).await;
+    run_tasks(&w, now).await;
+    let janitor = Janitor {
+        config: w.cr.config.clone(),
+        settings: JanitorSettings::for_deployment("sr"),
+        ledger: w.ledger.clone(),
+        github: w.github.clone(),
+        compute: w.compute.clone(),
+        parameters: w.params.clone(),
+        jobs_queue: w.jobs.clone(),
+    };
+    let later = now + chrono::Duration::seconds(901);
+    let report = janitor.run(later, false).await.unwrap();
+    let tainted: Vec<String> = report
+        .actions()
+        .into_iter()
+        .filter(|a| a.kind == ActionKind::Taint)
+        .map(|a| a.subject)
+        .collect();
+    assert!(tainted.contains(&ry), "{tainted:?}");
+    assert!(
+        !tainted.contains(&rx),
+        "the stolen runner is busy: {tainted:?}"
+    );
+    let report = janitor
+        .run(later + chrono::Duration::minutes(11), false)
+        .await
+        .unwrap();
+    assert!(
+        report
+            .actions()
+            .iter()
+            .any(|a| a.kind == ActionKind::DeleteTainted && a.subject == ry),
+        "{:?}",
+        report.actions()
+    );
+    let ended = w.ledger.get_runner(&ry).await.unwrap().unwrap();
+    assert_eq!(ended.state, RunnerState::Released);
+    assert_ne!(
+        w.ledger.get_runner(&rx).await.unwrap().unwrap().state,
+        RunnerState::Released
+    );
+}
+
+/// A free runner older than `max_idle_secs` is replaced by a fresh one.
+#[tokio::test]
+async fn an_old_hot_runner_is_recycled() {
+    let w = world(config(
+        "hot = { count = 1, owner = \"o\", max_idle_secs = 600 }",
+    ));
+    let now = Utc::now();
+    hot_pools(&w).step_all(now).await;
+    run_tasks(&w, now).await;
+    boot_all(&w, now).await;
+    let first = live(&w).await[0].0.clone();
+    let r = hot_pools(&w)
+        .step_all(now + chrono::Duration::seconds(300))
+        .await;
+    assert_eq!((r.pools[0].ended, r.pools[0].refills), (0, 0));
+    let r = hot_pools(&w)
+        .step_all(now + chrono::Duration::seconds(601))
+        .await;
+    assert_eq!((r.pools[0].ended, r.pools[0].refills), (1, 1), "{r:?}");
+    let names: Vec<String> = live(&w).await.into_iter().map(|(n, ..)| n).collect();
+    assert_eq!(names.len(), 1);
+    assert_ne!(names[0], first, "a fresh runner");
+    assert_eq!(w.ledger.pool_use("cpu").await.unwrap().0, 1);
+}

@@ -278,6 +278,10 @@ impl JobRecord {
         if let Some(path) = &change.start_path {
             self.start_path.get_or_insert_with(|| path.clone());
         }
+        // GitHub's in_progress came before the launch was recorded.
+        if self.taken_by.is_some() && self.taken_by == self.runner_name {
+            self.start_path.get_or_insert_with(|| "own".into());
+        }
         if let Some(attempt) = change.launch_attempt {
             self.launch_attempt = attempt;
         }
