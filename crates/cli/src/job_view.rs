@@ -29,6 +29,10 @@ pub struct JobView {
     pub rerun: Option<String>,
     /// Which way it went: `direct` (a slot was free) or `waited` (its pool's line).
     pub path: &'static str,
+    /// The runner it started on: `own` (launched for it), `hot` (an idle hot
+    /// runner), `other` (launched for another job: a steal).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_path: Option<String>,
     pub stages: Vec<StageLine>,
     /// The runner's own record.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -94,6 +98,7 @@ pub fn view(job: &JobRecord, runner: Option<&RunnerRecord>) -> JobView {
         } else {
             None
         },
+        start_path: job.start_path.clone(),
         path: if job.timeline.get(Stage::WaitingSince).is_some() {
             "waited"
         } else {
@@ -127,6 +132,9 @@ pub fn render(v: &JobView) -> String {
     }
     if let Some(r) = &v.rerun {
         out.push_str(&format!("  spot interruption re-run: {r}\n"));
+    }
+    if let Some(p) = &v.start_path {
+        out.push_str(&format!("  start path: {p}\n"));
     }
     out.push_str(&format!(
         "  {:<18} {:<26} {:>10} {:>10}\n",
