@@ -135,6 +135,7 @@ locals {
       startup_script     = p.startup_script
       check_job_queued   = p.check_job_queued
       spot               = p.spot
+      hot                = p.hot
     }]
   }
   config_json = jsonencode(local.config)

@@ -404,6 +404,10 @@ variable "pools" {
       job, 0: never; the re-run launches on-demand) and the spot breaker
       (breaker_interruptions in breaker_window_secs switch the pool off spot
       for breaker_cooldown_secs: on-demand if on_demand_fallback, else wait)
+    - hot: idle runners kept booted and registered before any job (count,
+      owner (org) or repository (repo scope), max_idle_secs, schedule of UTC
+      days/hours); they count against max_runners; the janitor's pass tops
+      the pool up and each job's delivery refills it
   EOT
   type = list(object({
     name                = string
@@ -433,6 +437,18 @@ variable "pools" {
       breaker_window_secs   = optional(number, 900)
       breaker_cooldown_secs = optional(number, 1800)
     }), {})
+    hot = optional(object({
+      count           = number
+      owner           = optional(string)
+      repository      = optional(string)
+      installation_id = optional(number)
+      max_idle_secs   = optional(number, 3600)
+      schedule = optional(list(object({
+        days      = optional(list(string), [])
+        from_hour = optional(number, 0)
+        to_hour   = optional(number, 24)
+      })), [])
+    }))
   }))
 
   validation {
