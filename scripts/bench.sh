@@ -13,8 +13,8 @@
 #   util       capacity utilisation at saturation (the saturated local cases)
 #   start      start time on `spotrunner serve`: webhook (queued at t0) -> job in_progress, 20 jobs
 #              one at a time, runners asking the fake GitHub's dispatch for work; cold, then hot
-#              (pool `hot.count` = BENCH_HOT, default 2; reported as skipped by a build without
-#              hot pools); prints a p50/p90/max table
+#              (pool `hot` = {count: BENCH_HOT (default 2), owner: the jobs' organisation};
+#              reported as skipped by a build without hot pools); prints a p50/p90/max table
 #   all        p1, p2-local, p2-moto (P3 and utilisation come with them), start, then criterion
 #   --quick    smaller cases (a smoke run; criterion is skipped)
 #

@@ -11,7 +11,9 @@
 //! runner process left beyond the hot ones, and, with `--hot N`, N idle
 //! runners online), so each sample is a start from rest.
 //!
-//! `--hot N` (or `BENCH_HOT=N`) puts `"hot": {"count": N}` in the pool; a
+//! Every job is of one repository (GitHub's first queued example). `--hot N`
+//! (or `BENCH_HOT=N`) puts `"hot": {"count": N, "owner": …}` in the pool
+//! (`"repository"` for a user's repository: where its runners register); a
 //! build without hot pools refuses that configuration (`spotrunner config
 //! check`), and the case is reported as skipped.
 
@@ -53,14 +55,26 @@ exit 0
     )
 }
 
-fn config(github: &str, runner: &Path, max_runners: u32, hot: u32) -> Value {
+/// `hot` of the pool: `count` idle runners registered where the jobs' runners
+/// register (an organisation's repository: the organisation; a user's: the
+/// repository), so that they can take the jobs.
+fn hot_setting(hot: u32, job: &Value) -> Value {
+    let repo = &job["repository"];
+    if repo["owner"]["type"] == "User" {
+        json!({ "count": hot, "repository": repo["full_name"] })
+    } else {
+        json!({ "count": hot, "owner": repo["owner"]["login"] })
+    }
+}
+
+fn config(github: &str, runner: &Path, max_runners: u32, hot: Option<Value>) -> Value {
     let mut pool = json!({
         "name": "bench",
         "labels": payloads::POOL_LABELS,
         "max_runners": max_runners,
     });
-    if hot > 0 {
-        pool["hot"] = json!({ "count": hot });
+    if let Some(hot) = hot {
+        pool["hot"] = hot;
     }
     json!({
         "deployment": "bench",
@@ -152,10 +166,20 @@ pub async fn run(case: &Case, bin: &Path, hot: u32) -> Value {
     let runner = tmp.join("runner.sh");
     std::fs::write(&runner, runner_script(&github.url())).unwrap();
     std::fs::set_permissions(&runner, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Every job of one repository (GitHub's first queued example), so that
+    // hot runners registered for it can take every job.
+    let all = payloads::jobs(case.jobs * 2, 7_000_000);
+    let repo = all[0].repo.clone();
+    let jobs: Vec<payloads::Job> = all
+        .into_iter()
+        .filter(|j| j.repo == repo)
+        .take(case.jobs)
+        .collect();
+    let hot_cfg = (hot > 0).then(|| hot_setting(hot, &jobs[0].payload));
     let cfg = tmp.join("config.json");
     std::fs::write(
         &cfg,
-        serde_json::to_string_pretty(&config(&github.url(), &runner, case.max_runners, hot))
+        serde_json::to_string_pretty(&config(&github.url(), &runner, case.max_runners, hot_cfg))
             .unwrap(),
     )
     .unwrap();
@@ -186,7 +210,6 @@ pub async fn run(case: &Case, bin: &Path, hot: u32) -> Value {
     let db = state.join("spotrunner.db");
     let deadline = Instant::now() + Duration::from_secs(case.deadline_secs);
 
-    let jobs = payloads::jobs(case.jobs, 7_000_000);
     let mut to_start: Vec<f64> = Vec::new();
     let mut webhook_answer: Vec<f64> = Vec::new();
     let mut own_runner = 0usize;
