@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmark suite (issue 12). Usage:
-#   scripts/bench.sh [all|criterion|p1|p2-local|p2-moto|p3|util] [--quick] [CRITERION_BENCH]
+#   scripts/bench.sh [all|criterion|p1|p2-local|p2-moto|p3|util|start] [--quick] [CRITERION_BENCH]
 #
 #   criterion  criterion micro-benchmarks (release build):
 #                webhook_route      verify + parse + route of the largest queued example (crates/e2e)
@@ -11,7 +11,11 @@
 #   p2-moto    the same burst through the real Lambda handlers on moto (max_runners 50 and 1000)
 #   p3         API calls per job by service and operation (a moto burst at max_runners 1000)
 #   util       capacity utilisation at saturation (the saturated local cases)
-#   all        p1, p2-local, p2-moto (P3 and utilisation come with them), then criterion
+#   start      start time on `spotrunner serve`: webhook (queued at t0) -> job in_progress, 20 jobs
+#              one at a time, runners asking the fake GitHub's dispatch for work; cold, then hot
+#              (pool `hot` = {count: BENCH_HOT (default 2), owner: the jobs' organisation};
+#              reported as skipped by a build without hot pools); prints a p50/p90/max table
+#   all        p1, p2-local, p2-moto (P3 and utilisation come with them), start, then criterion
 #   --quick    smaller cases (a smoke run; criterion is skipped)
 #
 # Results: one JSON line per case plus a human summary, in target/bench/results-<UTC>.{jsonl,txt};
@@ -28,8 +32,8 @@ criterion_name=""
 for a in "$@"; do
   case "$a" in
     --quick) quick=1 ;;
-    all|criterion|p1|p2-local|p2-moto|p3|util) what="$a" ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    all|criterion|p1|p2-local|p2-moto|p3|util|start) what="$a" ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) criterion_name="$a" ;;
   esac
 done
@@ -146,6 +150,19 @@ util() {
   burst local --jobs 30 --max-runners 3 --run-secs 1 --name local-30x1s-max3
 }
 
+start_time() {
+  scripts/install-test-deps.sh >/dev/null
+  SPOTRUNNER_BIN=$(spotrunner_bin)
+  export SPOTRUNNER_BIN
+  local n=20 hot="${BENCH_HOT:-2}"
+  if [ "$quick" = 1 ]; then n=5; fi
+  burst start --jobs "$n" --hot 0 --name start-cold
+  if [ "$hot" -gt 0 ]; then
+    burst start --jobs "$n" --hot "$hot" --name "start-hot$hot"
+  fi
+  # The table comes with the summary at the end (summary.py).
+}
+
 {
   echo "spotrunner benchmarks, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
   echo "command: scripts/bench.sh $*"
@@ -157,10 +174,12 @@ case "$what" in
   p2-moto) p2_moto ;;
   p3) p3 ;;
   util) util ;;
+  start) start_time ;;
   all)
     p1
     p2_local
     p2_moto
+    start_time
     if [ "$quick" = 0 ]; then criterion; fi
     ;;
 esac

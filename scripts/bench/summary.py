@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Human summary of scripts/bench.sh's JSON lines (one per burst case)."""
+"""Human summary of scripts/bench.sh's JSON lines (one per burst case; `--start FILE`: the
+start-time table only)."""
 import json
 import sys
 
@@ -14,12 +15,39 @@ def secs(v):
     return "-" if v is None else f"{v:.1f} s"
 
 
-def main(path):
+def start_table(cases):
+    """The start-time cases (burst start): webhook -> job in_progress, one table."""
+    if not cases:
+        return
+    print("\n[start-local] webhook (queued at t0) -> job in_progress (the fake GitHub's dispatch), "
+          "jobs one at a time from rest")
+    print(f"  {'case':<14} {'hot':>3} {'jobs':>4} {'p50 ms':>8} {'p90 ms':>8} {'max ms':>8} "
+          f"{'mean ms':>8} {'own runner':>10}  finished")
+    for c in cases:
+        r = c.get("result", {})
+        if r.get("skipped"):
+            print(f"  {c['case']:<14} {c['hot']:>3} {c['jobs']:>4}  skipped: {r['skipped'].splitlines()[0][:110]}")
+            continue
+        d = r.get("webhook_to_in_progress") or {}
+        if not d.get("n"):
+            print(f"  {c['case']:<14} {c['hot']:>3} {c['jobs']:>4}  no job started (finished: {r.get('finished')})")
+            continue
+        print(f"  {c['case']:<14} {c['hot']:>3} {d['n']:>4} {d['p50_ms']:>8.1f} {d['p90_ms']:>8.1f} "
+              f"{d['max_ms']:>8.1f} {d['mean_ms']:>8.1f} {r.get('taken_by_own_runner', 0):>10}  {r.get('finished')}")
+
+
+def main(path, only_start=False):
+    starts = []
     for line in open(path):
         line = line.strip()
         if not line.startswith("{"):
             continue
         c = json.loads(line)
+        if c.get("bench") == "start-local":
+            starts.append(c)
+            continue
+        if only_start:
+            continue
         r = c.get("result", {})
         print(f"\n[{c['bench']}] {c['case']}: {c['jobs']} jobs + {c['duplicates']} duplicates, "
               f"max_runners {c['max_runners']}, {c['run_secs']} s jobs ({c['at']})")
@@ -45,7 +73,11 @@ def main(path):
                 print(f"    {svc:9} {ops}")
             print(f"    by handler: {p3['per_job_by_service_and_handler']}")
             print(f"    SQS event source mapping (not the handlers): {p3.get('event_source_mapping_per_job')}")
+    start_table(starts)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[1] == "--start":
+        main(sys.argv[2], only_start=True)
+    else:
+        main(sys.argv[1])

@@ -44,7 +44,9 @@ async fn queued_jobs_run_on_runners_github_dispatches_them_to() {
     let tmp = tempfile::tempdir().unwrap();
     let github = FakeGitHub::start().await;
     github.set_pat(TOKEN);
-    let runner = dispatch_runner_script(tmp.path(), &github.url(), None);
+    let hold = tmp.path().join("hold");
+    std::fs::create_dir_all(&hold).unwrap();
+    let runner = dispatch_runner_script(tmp.path(), &github.url(), Some(&hold));
     let pools = serde_json::json!([
         { "name": "ubuntu", "labels": ["ubuntu-latest"], "max_runners": 4 },
         { "name": "k8s", "labels": ["k8s"], "max_runners": 4 },
@@ -70,6 +72,24 @@ async fn queued_jobs_run_on_runners_github_dispatches_them_to() {
             202,
             "job {id}: serve took the delivery"
         );
+    }
+
+    // Each runner took a job and holds it: the fake's in_progress webhooks
+    // reached serve, which shows every job running.
+    wait_until(
+        "every job running on a runner GitHub gave it to",
+        LONG,
+        || {
+            let states = job_states(&status(&cfg_path, &state));
+            github.assignments().len() == 3
+                && ids
+                    .iter()
+                    .all(|id| states.get(id).map(String::as_str) == Some("running"))
+        },
+    );
+    assert!(github.queued_jobs().is_empty());
+    for (job, _) in github.assignments() {
+        std::fs::write(hold.join(job.to_string()), "").unwrap();
     }
 
     wait_until(
@@ -112,8 +132,35 @@ async fn queued_jobs_run_on_runners_github_dispatches_them_to() {
     assert_eq!(jobs_assigned, ids);
     assert_eq!(runners.len(), 3, "{assignments:?}");
     assert!(runners.iter().all(|r| r.starts_with("e2e_")), "{runners:?}");
-    assert!(github.queued_jobs().is_empty());
     assert!(github.runners().is_empty(), "{:?}", github.runners());
+    // serve recorded the runner GitHub named, whichever it was launched for.
+    for (job, runner) in &assignments {
+        let out = cli(&[
+            "job",
+            &job.to_string(),
+            "--json",
+            "--config",
+            cfg_path.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let view: Value = serde_json::from_slice(&out.stdout).unwrap();
+        // `taken_by` appears only when it is not the runner launched for the job.
+        let taken_by = view["taken_by"].as_str().or(view["runner_name"].as_str());
+        assert_eq!(taken_by, Some(runner.as_str()), "job {job}: {view}");
+        let launched_for_it = view["runner_name"] == runner.as_str();
+        assert_eq!(
+            view["taken_by"].is_null(),
+            launched_for_it,
+            "job {job}: {view}"
+        );
+        assert_eq!(view["state"], "completed", "job {job}: {view}");
+    }
     assert_eq!(github.calls(endpoint::GENERATE_JITCONFIG), 3);
     // Every delivery (queued, in_progress, completed per job) reached serve.
     let deliveries = github.deliveries();

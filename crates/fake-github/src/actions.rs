@@ -34,6 +34,8 @@ pub(crate) struct JobRecord {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// The runner the dispatch gave it to: (runner id, group id, group name).
+    pub runner: Option<(u64, u64, String)>,
 }
 
 /// Has a job with this status been picked up by a runner?
@@ -60,6 +62,9 @@ impl JobRecord {
         } else {
             self.completed_at = None;
         }
+        if job.runner_name != self.job.runner_name {
+            self.runner = None;
+        }
         self.job = job;
     }
 }
@@ -77,6 +82,7 @@ pub(crate) fn upsert_job(jobs: &mut HashMap<(String, u64), JobRecord>, repo: &st
         created_at: now_secs(),
         started_at: None,
         completed_at: None,
+        runner: None,
     });
     rec.apply(job);
 }
@@ -156,10 +162,10 @@ pub(crate) fn job_json(base_url: &str, repo: &str, r: &JobRecord) -> Value {
         "steps": [],
         "check_run_url": format!("{base_url}/repos/{repo}/check-runs/{}", j.id),
         "labels": r.labels,
-        "runner_id": null,
+        "runner_id": r.runner.as_ref().map(|x| x.0),
         "runner_name": j.runner_name,
-        "runner_group_id": null,
-        "runner_group_name": null,
+        "runner_group_id": r.runner.as_ref().map(|x| x.1),
+        "runner_group_name": r.runner.as_ref().map(|x| x.2.clone()),
         "workflow_name": "CI",
         "head_branch": "main",
     })
@@ -348,6 +354,7 @@ impl FakeGitHub {
             created_at: job.created_at,
             started_at: None,
             completed_at: None,
+            runner: None,
         };
         if started(&job.status) {
             rec.started_at = Some(job.created_at);
@@ -874,6 +881,7 @@ fn rerun_job(s: &mut State, owner: &str, name: &str, repo: &str, job_id: u64) ->
         created_at,
         started_at: None,
         completed_at: None,
+        runner: None,
     };
     s.jobs.insert((repo.to_string(), new_id), rec.clone());
     let installation = repo_installation(s, owner, name);

@@ -272,8 +272,13 @@ fn acquire(s: &mut State, name: &str) -> Response {
     };
     let q = s.dispatch.queue.remove(pos);
     let now = Utc::now();
+    let group = (
+        runner.runner_group_id,
+        group_name(s, &runner.scope, runner.runner_group_id),
+    );
     if let Some(rec) = s.jobs.get_mut(&q.key) {
         start(rec, &runner.name, now);
+        rec.runner = Some((runner.id, group.0, group.1));
     }
     let r = &mut s.runners[i];
     r.status = "online".into();
@@ -407,6 +412,7 @@ impl FakeGitHub {
             created_at,
             started_at: None,
             completed_at: None,
+            runner: None,
         };
         payload["action"] = "queued".into();
         let wj = &mut payload["workflow_job"];

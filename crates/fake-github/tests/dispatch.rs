@@ -97,6 +97,11 @@ impl World {
     /// Register a JIT runner at `scope` (`orgs/x` or `repos/o/r`) as
     /// create-runner does.
     async fn register(&self, scope: &str, name: &str, labels: &[&str]) {
+        self.register_in(scope, name, labels, 1).await
+    }
+
+    /// … in runner group `group`.
+    async fn register_in(&self, scope: &str, name: &str, labels: &[&str], group: u64) {
         let r = self
             .http
             .post(format!(
@@ -104,7 +109,7 @@ impl World {
                 self.github.url()
             ))
             .bearer_auth(PAT)
-            .json(&json!({ "name": name, "runner_group_id": 1, "labels": labels }))
+            .json(&json!({ "name": name, "runner_group_id": group, "labels": labels }))
             .send()
             .await
             .unwrap();
@@ -159,6 +164,15 @@ impl World {
     }
 }
 
+fn u1_id(w: &World) -> u64 {
+    w.github
+        .runners()
+        .iter()
+        .find(|r| r.name == "u1")
+        .unwrap()
+        .id
+}
+
 const UBUNTU_REPO: &str = "Octocoders/Hello-World";
 const K8S_REPO: &str = "lineville/elastic-machines-testing";
 
@@ -192,7 +206,8 @@ async fn oldest_fitting_job_goes_to_a_runner_whose_labels_and_scope_cover_it() {
     assert_eq!(w.acquire("nobody").await.0, 404);
 
     // An org runner whose labels fit (case-insensitively) takes the oldest: 1.
-    w.register("orgs/octocoders", "u1", &["Ubuntu-Latest"])
+    let fast = w.github.add_runner_group("Octocoders", "fast");
+    w.register_in("orgs/octocoders", "u1", &["Ubuntu-Latest"], fast)
         .await;
     assert_eq!(w.acquire("u1").await, (200, Some(1)));
     // A repository runner of the same repository skips 2 (k8s) and takes 3.
@@ -226,6 +241,9 @@ async fn oldest_fitting_job_goes_to_a_runner_whose_labels_and_scope_cover_it() {
     let job = w.job(UBUNTU_REPO, 1).await;
     assert_eq!(job["status"], "in_progress");
     assert_eq!(job["runner_name"], "u1");
+    assert_eq!(job["runner_id"], u1_id(&w));
+    assert_eq!(job["runner_group_id"], fast);
+    assert_eq!(job["runner_group_name"], "fast");
     let u1 = w
         .github
         .runners()
@@ -285,6 +303,20 @@ async fn oldest_fitting_job_goes_to_a_runner_whose_labels_and_scope_cover_it() {
             .all(|a| a.queued_at <= a.started_at
                 && a.completed_at.is_some_and(|c| c >= a.started_at))
     );
+    // The in_progress payload names the runner's id and group as GitHub does.
+    let first = w
+        .github
+        .deliveries()
+        .into_iter()
+        .find(|d| d.action.as_deref() == Some("in_progress"))
+        .unwrap();
+    let p: Value = serde_json::from_slice(&first.payload).unwrap();
+    assert_eq!(p["workflow_job"]["id"], 1);
+    assert_eq!(p["workflow_job"]["status"], "in_progress");
+    assert_eq!(p["workflow_job"]["runner_group_name"], "fast");
+    assert_eq!(p["workflow_job"]["runner_group_id"], fast);
+    assert!(p["workflow_job"]["runner_id"].is_u64());
+    assert!(p["workflow_job"]["started_at"].is_string());
     // The delivery log holds them too.
     let actions: Vec<Option<String>> = w
         .github

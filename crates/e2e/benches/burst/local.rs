@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 
 const TOKEN: &str = "bench-token";
 
-struct Serve {
+pub struct Serve {
     child: Child,
-    addr: String,
+    pub addr: String,
     log: PathBuf,
 }
 
@@ -46,7 +46,7 @@ impl Drop for Serve {
     }
 }
 
-fn start_serve(bin: &Path, config: &Path, state: &Path) -> Serve {
+pub fn start_serve(bin: &Path, config: &Path, state: &Path) -> Serve {
     std::fs::create_dir_all(state).unwrap();
     let addr_file = state.join("serve.addr");
     let log = state.join("serve.log");

@@ -4,6 +4,9 @@
 //! cargo test -p spotrunner-e2e --bench burst -- local [--jobs N] [--max-runners M] [--run-secs S]
 //!     [--no-duplicates] [--concurrency C] [--name NAME] [--out FILE]   (needs SPOTRUNNER_BIN)
 //! cargo test -p spotrunner-e2e --bench burst -- moto  [same flags]
+//! cargo test -p spotrunner-e2e --bench burst -- start [--jobs N] [--hot H] [--max-runners M]
+//!     [--name NAME] [--out FILE]   (webhook → job in_progress, N jobs one at a time; needs
+//!     SPOTRUNNER_BIN; `--hot` defaults to $BENCH_HOT, else 0; see start.rs)
 //! ```
 //!
 //! Each case appends one JSON line to `--out` (and prints it). `scripts/bench.sh`
@@ -16,6 +19,7 @@ mod common;
 mod local;
 mod moto;
 mod payloads;
+mod start;
 mod stats;
 
 use chrono::{DateTime, Utc};
@@ -94,8 +98,8 @@ where
 
 fn usage() -> ! {
     eprintln!(
-        "usage: burst (local|moto) [--jobs N] [--max-runners M] [--run-secs S] [--no-duplicates] \
-         [--concurrency C] [--pollers P] [--deadline-secs D] [--name NAME] [--out FILE]"
+        "usage: burst (local|moto|start) [--jobs N] [--max-runners M] [--run-secs S] [--no-duplicates] \
+         [--concurrency C] [--pollers P] [--deadline-secs D] [--hot H] [--name NAME] [--out FILE]"
     );
     std::process::exit(2)
 }
@@ -106,7 +110,7 @@ fn main() {
     // one only runs when asked for a backend.
     let Some(backend) = args
         .first()
-        .filter(|a| matches!(a.as_str(), "local" | "moto"))
+        .filter(|a| matches!(a.as_str(), "local" | "moto" | "start"))
         .cloned()
     else {
         if args.iter().any(|a| a == "--bench") {
@@ -127,12 +131,24 @@ fn main() {
         pollers: 4,
     };
     let mut out: Option<String> = None;
+    let mut hot: u32 = std::env::var("BENCH_HOT")
+        .ok()
+        .map(|h| h.parse().unwrap_or_else(|_| usage()))
+        .unwrap_or(0);
+    let (mut jobs_given, mut max_given) = (false, false);
     let mut it = args.iter().skip(1);
     while let Some(a) = it.next() {
         let mut val = || it.next().cloned().unwrap_or_else(|| usage());
         match a.as_str() {
-            "--jobs" => case.jobs = val().parse().unwrap_or_else(|_| usage()),
-            "--max-runners" => case.max_runners = val().parse().unwrap_or_else(|_| usage()),
+            "--jobs" => {
+                case.jobs = val().parse().unwrap_or_else(|_| usage());
+                jobs_given = true;
+            }
+            "--max-runners" => {
+                case.max_runners = val().parse().unwrap_or_else(|_| usage());
+                max_given = true;
+            }
+            "--hot" => hot = val().parse().unwrap_or_else(|_| usage()),
             "--run-secs" => case.run_secs = val().parse().unwrap_or_else(|_| usage()),
             "--concurrency" => case.concurrency = val().parse().unwrap_or_else(|_| usage()),
             "--pollers" => case.pollers = val().parse().unwrap_or_else(|_| usage()),
@@ -141,6 +157,22 @@ fn main() {
             "--name" => case.name = val(),
             "--out" => out = Some(val()),
             _ => usage(),
+        }
+    }
+    if backend == "start" {
+        // One job at a time: room for it next to the hot runners.
+        if !jobs_given {
+            case.jobs = 20;
+        }
+        if !max_given {
+            case.max_runners = hot + 2;
+        }
+        if case.name.is_empty() {
+            case.name = if hot > 0 {
+                format!("start-hot{hot}")
+            } else {
+                "start-cold".into()
+            };
         }
     }
     if case.name.is_empty() {
@@ -152,17 +184,26 @@ fn main() {
         .build()
         .expect("tokio runtime");
     let started = Utc::now();
+    let bin = std::env::var("SPOTRUNNER_BIN").unwrap_or_else(|_| "target/debug/spotrunner".into());
     let result = rt.block_on(async {
         match backend.as_str() {
-            "local" => {
-                let bin = std::env::var("SPOTRUNNER_BIN")
-                    .unwrap_or_else(|_| "target/debug/spotrunner".into());
-                local::run(&case, std::path::Path::new(&bin)).await
-            }
+            "local" => local::run(&case, std::path::Path::new(&bin)).await,
+            "start" => start::run(&case, std::path::Path::new(&bin), hot).await,
             _ => moto::run(&case).await,
         }
     });
-    let line = json!({
+    let line = if backend == "start" {
+        json!({
+            "bench": "start-local",
+            "case": case.name,
+            "at": started.to_rfc3339(),
+            "jobs": case.jobs,
+            "hot": hot,
+            "max_runners": case.max_runners,
+            "result": result,
+        })
+    } else {
+        json!({
         "bench": format!("p2-{backend}"),
         "case": case.name,
         "at": started.to_rfc3339(),
@@ -173,7 +214,8 @@ fn main() {
         "concurrency": case.concurrency,
         "pollers": if backend == "moto" { Some(case.pollers) } else { None },
         "result": result,
-    });
+        })
+    };
     let text = line.to_string();
     println!("{text}");
     if let Some(path) = out {
