@@ -8,6 +8,7 @@ mod local;
 mod recovery;
 mod runner_cache;
 mod secret_ref;
+mod sizing;
 mod spot;
 mod validate;
 
@@ -16,6 +17,7 @@ pub use local::LocalConfig;
 pub use recovery::{RecoveryConfig, RedeliveryConfig, SweepConfig};
 pub use runner_cache::RunnerCacheConfig;
 pub use secret_ref::SecretRef;
+pub use sizing::{SizingBounds, family_of, family_problem};
 pub use spot::SpotPolicy;
 pub use validate::{ConfigError, FieldError};
 
@@ -126,6 +128,10 @@ pub struct Pool {
     /// Re-runs of interrupted jobs and the spot circuit breaker.
     #[serde(default)]
     pub spot: SpotPolicy,
+    /// Bounds of per-job sizing (`spotrunner/cpu=8` …, `crate::sizing`);
+    /// unset: the pool refuses sizing labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sizing: Option<SizingBounds>,
 }
 
 impl Pool {
