@@ -16,4 +16,6 @@ mod arch_tests;
 #[cfg(test)]
 mod once_tests;
 #[cfg(test)]
+mod sizing_tests;
+#[cfg(test)]
 mod tests;
