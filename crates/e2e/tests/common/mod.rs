@@ -48,6 +48,12 @@ pub struct World {
 }
 
 pub async fn world(cpu_max: u32, max_total_weight: Option<u32>) -> World {
+    world_with(cpu_max, max_total_weight, "").await
+}
+
+/// [`world`] with `cpu_extra` appended to the `cpu` pool (TOML lines, e.g. its
+/// `sizing`).
+pub async fn world_with(cpu_max: u32, max_total_weight: Option<u32>, cpu_extra: &str) -> World {
     let moto = moto::shared().await;
     let sdk = spotrunner_aws::sdk::local(moto.url()).await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
@@ -97,6 +103,7 @@ instance_types = ["t3.micro", "t3.small"]
 subnets = ["{subnet}"]
 max_runners = {cpu_max}
 relaunch = {{ delay_secs = 1 }}
+{cpu_extra}
 [[pools]]
 name = "gpu"
 labels = ["gpu"]
