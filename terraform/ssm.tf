@@ -116,7 +116,7 @@ locals {
     max_total_weight     = var.max_total_weight
     runner_version       = var.runner_version
     recovery             = var.recovery
-    pools = [for p in var.pools : {
+    pools = [for p in var.pools : merge({
       name               = p.name
       labels             = p.labels
       launch_template    = aws_launch_template.pool[p.name].name
@@ -136,8 +136,19 @@ locals {
       check_job_queued   = p.check_job_queued
       spot               = p.spot
       hot                = p.hot
-    }]
+    }, try(local.pool_sizing[p.name], {}))]
   }
+  # A pool's `sizing`, only for pools that set it; disk_gib is the launch
+  # template's root volume (a launch cannot grow it).
+  pool_sizing = { for p in var.pools : p.name => {
+    sizing = {
+      cpu      = p.sizing.cpu
+      ram_gib  = p.sizing.ram_gib
+      families = p.sizing.families
+      base_cpu = p.sizing.base_cpu
+      disk_gib = p.root_volume_size_gb
+    }
+  } if p.sizing != null }
   config_json = jsonencode(local.config)
 }
 

@@ -408,6 +408,10 @@ variable "pools" {
       owner (org) or repository (repo scope), max_idle_secs, schedule of UTC
       days/hours); they count against max_runners; the janitor's pass tops
       the pool up and each job's delivery refills it
+    - sizing: per-job sizing from `spotrunner/...` labels (README "Sizing a job
+      from its labels"): cpu = [min, max] vCPUs, optional ram_gib = [min, max],
+      families, base_cpu; the document's sizing.disk_gib is root_volume_size_gb.
+      null (default): the pool refuses sizing labels
   EOT
   type = list(object({
     name                = string
@@ -431,6 +435,12 @@ variable "pools" {
     root_volume_size_gb = optional(number, 30)
     root_volume_type    = optional(string, "gp3")
     root_device_name    = optional(string, "/dev/xvda")
+    sizing = optional(object({
+      cpu      = list(number)
+      ram_gib  = optional(list(number))
+      families = optional(list(string), [])
+      base_cpu = optional(number)
+    }))
     spot = optional(object({
       reruns                = optional(number, 1)
       breaker_interruptions = optional(number, 2)
@@ -451,6 +461,10 @@ variable "pools" {
     }))
   }))
 
+  validation {
+    condition     = alltrue([for p in var.pools : p.sizing == null || try(length(p.sizing.cpu) == 2 && p.sizing.cpu[0] >= 1 && p.sizing.cpu[0] <= p.sizing.cpu[1], false)])
+    error_message = "A pool's sizing.cpu must be [min, max] with 1 <= min <= max."
+  }
   validation {
     condition     = length(var.pools) > 0
     error_message = "pools must not be empty."

@@ -229,6 +229,7 @@ variables {
       on_demand_fallback = true
       max_runners        = 20
       startup_script     = "dnf install -y jq"
+      sizing             = { cpu = [2, 16], families = ["m7i", "c7i"] }
     },
     {
       name           = "od"

@@ -7,14 +7,15 @@ use aws_sdk_ec2::operation::create_fleet::builders::CreateFleetFluentBuilder;
 use aws_sdk_ec2::types::{
     DefaultTargetCapacityType, FleetLaunchTemplateConfigRequest,
     FleetLaunchTemplateOverridesRequest, FleetLaunchTemplateSpecificationRequest,
-    FleetOnDemandAllocationStrategy, FleetType, InstanceLifecycle, InstanceType,
-    OnDemandOptionsRequest, ResourceType, SpotAllocationStrategy, SpotOptionsRequest, Tag,
-    TagSpecification, TargetCapacitySpecificationRequest,
+    FleetOnDemandAllocationStrategy, FleetType, InstanceLifecycle, InstanceRequirementsRequest,
+    InstanceType, MemoryMiBRequest, OnDemandOptionsRequest, ResourceType, SpotAllocationStrategy,
+    SpotOptionsRequest, Tag, TagSpecification, TargetCapacitySpecificationRequest,
+    VCpuCountRangeRequest,
 };
 use spotrunner_aws::error::IDEMPOTENT_PARAMETER_MISMATCH;
 use spotrunner_core::config::CapacityType;
 use spotrunner_core::ports::PortError;
-use spotrunner_core::ports::{LaunchOutcome, LaunchRequest};
+use spotrunner_core::ports::{InstanceSize, LaunchOutcome, LaunchRequest};
 use std::time::Duration;
 
 /// Error codes that mean "no capacity of this kind right now": try again later,
@@ -112,8 +113,49 @@ pub(crate) fn create_fleet(client: &Client, req: &LaunchRequest) -> CreateFleetF
     builder
 }
 
+/// EC2's attribute-based instance type selection for a sized job: exactly
+/// its vCPU range, its memory range, among the allowed type patterns.
+fn instance_requirements(size: &InstanceSize) -> InstanceRequirementsRequest {
+    let int = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+    let memory = MemoryMiBRequest::builder()
+        .min(int(size.memory_mib_min))
+        .set_max(size.memory_mib_max.map(int))
+        .build();
+    let allowed =
+        (!size.allowed_instance_types.is_empty()).then(|| size.allowed_instance_types.clone());
+    InstanceRequirementsRequest::builder()
+        .v_cpu_count(
+            VCpuCountRangeRequest::builder()
+                .min(int(size.vcpu_min))
+                .max(int(size.vcpu_max))
+                .build(),
+        )
+        .memory_mib(memory)
+        .set_allowed_instance_types(allowed)
+        .build()
+}
+
 /// Instance types × subnets; either list may be empty (then the launch template decides).
+/// A sized request has one override per subnet with its instance requirements
+/// instead (EC2 takes either a type or requirements in an override, not both).
 fn overrides(req: &LaunchRequest) -> Vec<FleetLaunchTemplateOverridesRequest> {
+    if let Some(size) = &req.size {
+        let requirements = instance_requirements(size);
+        let subnets: Vec<Option<&str>> = if req.subnets.is_empty() {
+            vec![None]
+        } else {
+            req.subnets.iter().map(|s| Some(s.as_str())).collect()
+        };
+        return subnets
+            .into_iter()
+            .map(|s| {
+                FleetLaunchTemplateOverridesRequest::builder()
+                    .instance_requirements(requirements.clone())
+                    .set_subnet_id(s.map(str::to_string))
+                    .build()
+            })
+            .collect();
+    }
     let types: Vec<Option<&str>> = if req.instance_types.is_empty() {
         vec![None]
     } else {
@@ -238,7 +280,44 @@ mod tests {
             capacity_type,
             client_token: "sr-job-1-0".into(),
             tags: vec![("spotrunner:deployment".into(), "sr".into())],
+            size: None,
         }
+    }
+
+    fn sized(mut r: LaunchRequest) -> LaunchRequest {
+        r.size = Some(InstanceSize {
+            vcpu_min: 8,
+            vcpu_max: 8,
+            memory_mib_min: 32 * 1024,
+            memory_mib_max: Some(64 * 1024),
+            allowed_instance_types: vec!["m7i.*".into(), "c7i.*".into()],
+        });
+        r
+    }
+
+    #[test]
+    fn a_sized_request_asks_its_requirements_once_per_subnet_and_no_type() {
+        let o = overrides(&sized(req(CapacityType::Spot)));
+        assert_eq!(o.len(), 3, "one per subnet");
+        for (o, subnet) in o.iter().zip(["subnet-a", "subnet-b", "subnet-c"]) {
+            assert_eq!(o.subnet_id(), Some(subnet));
+            assert_eq!(o.instance_type(), None);
+            let ir = o.instance_requirements().expect("requirements");
+            let v = ir.v_cpu_count().unwrap();
+            assert_eq!((v.min(), v.max()), (Some(8), Some(8)));
+            let m = ir.memory_mib().unwrap();
+            assert_eq!((m.min(), m.max()), (Some(32768), Some(65536)));
+            assert_eq!(ir.allowed_instance_types(), ["m7i.*", "c7i.*"]);
+        }
+        let mut r = sized(req(CapacityType::Spot));
+        r.subnets.clear();
+        r.size.as_mut().unwrap().allowed_instance_types.clear();
+        r.size.as_mut().unwrap().memory_mib_max = None;
+        let o = overrides(&r);
+        assert_eq!(o.len(), 1);
+        let ir = o[0].instance_requirements().unwrap();
+        assert!(ir.allowed_instance_types().is_empty());
+        assert_eq!(ir.memory_mib().unwrap().max(), None);
     }
 
     fn error(code: &str) -> CreateFleetError {
@@ -256,12 +335,13 @@ mod tests {
                 .region(aws_sdk_ec2::config::Region::new("eu-west-1"))
                 .build(),
         );
-        let r = req(CapacityType::Spot);
-        let first = create_fleet(&client, &r).as_input().clone();
-        std::thread::sleep(Duration::from_millis(2));
-        let again = create_fleet(&client, &r.clone()).as_input().clone();
-        assert_eq!(first, again);
-        assert_eq!(first.get_client_token().as_deref(), Some("sr-job-1-0"));
+        for r in [req(CapacityType::Spot), sized(req(CapacityType::Spot))] {
+            let first = create_fleet(&client, &r).as_input().clone();
+            std::thread::sleep(Duration::from_millis(2));
+            let again = create_fleet(&client, &r.clone()).as_input().clone();
+            assert_eq!(first, again);
+            assert_eq!(first.get_client_token().as_deref(), Some("sr-job-1-0"));
+        }
     }
 
     #[test]

@@ -44,6 +44,7 @@ fn request(capacity_type: CapacityType, token: &str) -> LaunchRequest {
             ("spotrunner:deployment".into(), "sr".into()),
             ("spotrunner:job-id".into(), "42".into()),
         ],
+        size: None,
     }
 }
 

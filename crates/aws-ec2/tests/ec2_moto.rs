@@ -9,7 +9,7 @@ use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{InstanceType, RequestLaunchTemplateData};
 use spotrunner_aws_ec2::Ec2Compute;
 use spotrunner_core::config::CapacityType;
-use spotrunner_core::ports::{Compute, LaunchOutcome, LaunchRequest, tags};
+use spotrunner_core::ports::{Compute, InstanceSize, LaunchOutcome, LaunchRequest, tags};
 use spotrunner_testkit::moto;
 
 struct Env {
@@ -96,6 +96,7 @@ impl Env {
                 (tags::RUNNER_NAME.into(), runner.into()),
                 (tags::JOB_ID.into(), "42".into()),
             ],
+            size: None,
         }
     }
 
@@ -275,4 +276,50 @@ async fn list_reads_every_page() {
     got.sort();
     ids.sort();
     assert_eq!(got, ids);
+}
+
+/// A job asking `spotrunner/cpu=8` in a 2–16 vCPU pool: the CreateFleet request
+/// moto receives asks exactly 8 vCPUs, once per subnet, among the pool's
+/// families, and names no instance type. (moto launches the template's type
+/// whatever the requirements; EC2 would choose a type with 8 vCPUs.)
+#[tokio::test]
+async fn a_sized_launch_sends_its_instance_requirements() {
+    let env = env().await;
+    let mut req = env.request("sr", "sr_ubuntu-8", CapacityType::Spot);
+    req.size = Some(InstanceSize {
+        vcpu_min: 8,
+        vcpu_max: 8,
+        memory_mib_min: 4096,
+        memory_mib_max: Some(65536),
+        allowed_instance_types: vec!["m7i.*".into(), "m6a.*".into()],
+    });
+    env.launch(&req).await;
+
+    let fleets = env
+        .ec2
+        .describe_fleets()
+        .send()
+        .await
+        .expect("describe fleets");
+    assert_eq!(fleets.fleets().len(), 1);
+    let configs = fleets.fleets()[0].launch_template_configs();
+    assert_eq!(configs.len(), 1);
+    let overrides = configs[0].overrides();
+    assert_eq!(
+        overrides.len(),
+        env.subnets.len(),
+        "one override per subnet"
+    );
+    for (o, subnet) in overrides.iter().zip(&env.subnets) {
+        assert_eq!(o.subnet_id(), Some(subnet.as_str()));
+        assert_eq!(o.instance_type(), None, "requirements, not a type");
+        let ir = o
+            .instance_requirements()
+            .expect("instance requirements received");
+        let vcpu = ir.v_cpu_count().expect("vCPU count");
+        assert_eq!((vcpu.min(), vcpu.max()), (Some(8), Some(8)));
+        let mem = ir.memory_mib().expect("memory");
+        assert_eq!((mem.min(), mem.max()), (Some(4096), Some(65536)));
+        assert_eq!(ir.allowed_instance_types(), ["m7i.*", "m6a.*"]);
+    }
 }

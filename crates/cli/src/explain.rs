@@ -1,7 +1,7 @@
 //! `spotrunner match LABELS…`: the pool a job with these labels gets, and why.
 
 use crate::config_file;
-use spotrunner_core::matching;
+use spotrunner_core::{matching, sizing};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -15,7 +15,22 @@ pub fn run(config: &Path, labels: &[String]) -> Result<ExitCode, String> {
     for v in &e.pools {
         println!("  {:<20} {}", v.pool, v.reason);
     }
-    Ok(if e.chosen.is_some() {
+    // The chosen pool's bounds decide the job's sizing labels.
+    let sized = match e.chosen.as_deref().and_then(|name| config.pool(name)) {
+        Some(pool) => match sizing::decide(pool, labels, config.max_total_weight) {
+            Ok(Some(s)) => {
+                println!("  {}", s.describe());
+                true
+            }
+            Ok(None) => true,
+            Err(err) => {
+                println!("  sizing refused (the webhook ignores the job): {err}");
+                false
+            }
+        },
+        None => true,
+    };
+    Ok(if e.chosen.is_some() && sized {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -167,6 +167,9 @@ pub struct InstanceLine {
     pub job_id: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capacity_type: Option<String>,
+    /// What a sized job asked (`cpu=8 ram=32`), from its `spotrunner:size` tag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
 }
 
 fn err(e: impl std::fmt::Display) -> String {
@@ -344,6 +347,11 @@ pub async fn collect_window(
                     .tags
                     .iter()
                     .find(|(k, _)| k == spotrunner_local::CAPACITY_TAG)
+                    .map(|(_, v)| v.clone()),
+                size: i
+                    .tags
+                    .iter()
+                    .find(|(k, _)| k == spotrunner_core::ports::tags::SIZE)
                     .map(|(_, v)| v.clone()),
                 instance_id: i.instance_id,
                 runner_name: i.runner_name,

@@ -242,6 +242,45 @@ max_runners = 1
 }
 
 #[test]
+fn match_explains_the_sizing_or_why_it_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("config.toml");
+    std::fs::write(
+        &path,
+        r#"
+deployment = "sr"
+[github]
+auth = { type = "pat", token = "env:T" }
+[webhook]
+secrets = ["value:s"]
+[[pools]]
+name = "build"
+labels = ["linux"]
+instance_types = ["m7i.large", "c7i.large"]
+max_runners = 1
+sizing = { cpu = [2, 16] }
+"#,
+    )
+    .unwrap();
+    let config = path.to_str().unwrap();
+    let out = cli(&["match", "--config", config, "linux", "spotrunner/cpu=8"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("-> pool build"), "{text}");
+    assert!(
+        text.contains("sizing cpu=8: 8 vCPU, >= 0 MiB, types m7i.* c7i.*; weight 4"),
+        "{text}"
+    );
+    let out = cli(&["match", "--config", config, "linux", "spotrunner/cpu=32"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("sizing refused (the webhook ignores the job): label \"spotrunner/cpu=32\": 32 vCPUs is outside pool build's bounds: sizing.cpu = [2, 16]"),
+        "{text}"
+    );
+}
+
+#[test]
 fn demo_runs_to_completion() {
     let out = cli(&["demo", "--jobs", "3"]);
     let stdout = String::from_utf8_lossy(&out.stdout);

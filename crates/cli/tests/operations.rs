@@ -110,6 +110,7 @@ async fn janitor_dry_run_reports_then_ends_orphans_and_leaked_parameters() {
                 (tags::DEPLOYMENT.into(), "e2e".into()),
                 (tags::RUNNER_NAME.into(), "e2e_linux-5-0".into()),
             ],
+            size: None,
         })
         .await
         .unwrap();

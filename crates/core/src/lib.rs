@@ -18,6 +18,7 @@ pub mod ports;
 pub mod recovery;
 pub mod rerun;
 pub mod runner_cache;
+pub mod sizing;
 pub mod spot_breaker;
 pub mod stop_runner;
 pub mod target;

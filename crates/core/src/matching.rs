@@ -1,8 +1,11 @@
 //! Which pool serves a job: every job label (case-insensitive) must be a label of the
 //! pool (`self-hosted` is implicit on every pool); the most specific pool wins
-//! (fewest labels beyond the job's), ties go to the earlier pool.
+//! (fewest labels beyond the job's), ties go to the earlier pool. Sizing labels
+//! (`spotrunner/…`, `crate::sizing`) take no part: they choose the instance
+//! once the pool is chosen.
 
 use crate::config::Pool;
+use crate::sizing;
 
 pub const SELF_HOSTED: &str = "self-hosted";
 
@@ -15,13 +18,21 @@ pub enum PoolFit {
     Missing(Vec<String>),
 }
 
-/// How one pool fares against a job's labels.
+/// How one pool fares against a job's labels (sizing labels left out).
 pub fn fit(pool: &Pool, job_labels: &[String]) -> PoolFit {
+    let job_labels: Vec<&String> = job_labels
+        .iter()
+        .filter(|l| !sizing::is_reserved(l))
+        .collect();
     let has = |label: &str| {
         label.eq_ignore_ascii_case(SELF_HOSTED)
             || pool.labels.iter().any(|l| l.eq_ignore_ascii_case(label))
     };
-    let missing: Vec<String> = job_labels.iter().filter(|l| !has(l)).cloned().collect();
+    let missing: Vec<String> = job_labels
+        .iter()
+        .filter(|l| !has(l))
+        .map(|l| l.to_string())
+        .collect();
     if !missing.is_empty() {
         return PoolFit::Missing(missing);
     }
@@ -41,9 +52,15 @@ pub fn fit(pool: &Pool, job_labels: &[String]) -> PoolFit {
     }
 }
 
-/// The pool that serves a job with these labels, if any. A job without labels is not ours.
+/// Does the job carry any label besides sizing labels? One without is not ours.
+fn has_plain_label(job_labels: &[String]) -> bool {
+    job_labels.iter().any(|l| !sizing::is_reserved(l))
+}
+
+/// The pool that serves a job with these labels, if any. A job without labels
+/// (sizing labels aside) is not ours.
 pub fn match_pool<'a>(pools: &'a [Pool], job_labels: &[String]) -> Option<&'a Pool> {
-    if job_labels.is_empty() {
+    if !has_plain_label(job_labels) {
         return None;
     }
     let mut best: Option<(&Pool, usize)> = None;
@@ -89,8 +106,8 @@ pub fn explain(pools: &[Pool], job_labels: &[String]) -> Explanation {
         .iter()
         .map(|pool| {
             let fit = fit(pool, job_labels);
-            let reason = if job_labels.is_empty() {
-                "a job without labels is not ours".to_string()
+            let reason = if !has_plain_label(job_labels) {
+                "a job without labels (sizing labels aside) is not ours".to_string()
             } else {
                 match &fit {
                     PoolFit::Missing(m) => format!("lacks label(s) {}", m.join(", ")),

@@ -21,6 +21,7 @@ fn request(token: &str) -> LaunchRequest {
         capacity_type: CapacityType::Spot,
         client_token: token.into(),
         tags: vec![(tags::DEPLOYMENT.into(), "sr".into())],
+        size: None,
     }
 }
 

@@ -9,6 +9,7 @@ mod local;
 mod recovery;
 mod runner_cache;
 mod secret_ref;
+mod sizing;
 mod spot;
 mod validate;
 
@@ -18,6 +19,7 @@ pub use local::LocalConfig;
 pub use recovery::{RecoveryConfig, RedeliveryConfig, SweepConfig};
 pub use runner_cache::RunnerCacheConfig;
 pub use secret_ref::SecretRef;
+pub use sizing::{SizingBounds, family_of, family_problem};
 pub use spot::SpotPolicy;
 pub use validate::{ConfigError, FieldError};
 
@@ -131,6 +133,10 @@ pub struct Pool {
     /// Idle runners kept booted and registered before any job (`crate::hot`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hot: Option<HotPool>,
+    /// Bounds of per-job sizing (`spotrunner/cpu=8` …, `crate::sizing`);
+    /// unset: the pool refuses sizing labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sizing: Option<SizingBounds>,
 }
 
 impl Pool {

@@ -210,9 +210,10 @@ fn pool_strategy() -> impl Strategy<Value = Pool> {
         any::<bool>(),
         30u64..3600,
         prop::option::of("[ -~]{0,40}"),
+        prop::option::of((1u32..4, 4u32..16, prop::option::of(1u32..512))),
     )
         .prop_map(
-            |(name, labels, max_runners, weight, repo, boot, script)| Pool {
+            |(name, labels, max_runners, weight, repo, boot, script, sizing)| Pool {
                 name,
                 labels: labels.into_iter().collect(),
                 launch_template: Some("lt".into()),
@@ -233,6 +234,17 @@ fn pool_strategy() -> impl Strategy<Value = Pool> {
                 relaunch: Default::default(),
                 spot: Default::default(),
                 hot: None,
+                sizing: sizing.map(|(lo, hi, disk)| SizingBounds {
+                    cpu: [lo, hi],
+                    ram_gib: Some([lo * 2, hi * 4]),
+                    families: if repo {
+                        vec!["m7i".into(), "c7i".into()]
+                    } else {
+                        vec![]
+                    },
+                    disk_gib: disk,
+                    base_cpu: Some(lo),
+                }),
             },
         )
 }
@@ -313,5 +325,78 @@ fn runner_version_is_latest_or_a_version_and_max_age_at_least_a_day() {
     assert_eq!(
         errors_of(Config::from_toml(&zero)),
         vec!["recovery.runner_cache.max_age_days: must be at least 1"]
+    );
+}
+
+fn with_sizing(sizing: &str) -> String {
+    sample_toml().replace(
+        "max_runners = 5\n",
+        &format!("max_runners = 5\nsizing = {sizing}\n"),
+    )
+}
+
+#[test]
+fn sizing_bounds_load_from_toml() {
+    let c = Config::from_toml(&with_sizing(
+        r#"{ cpu = [2, 8], ram_gib = [4, 32], families = ["m7i", "c7i"], disk_gib = 100, base_cpu = 2 }"#,
+    ))
+    .unwrap();
+    let s = c.pools[0].sizing.as_ref().expect("sizing");
+    assert_eq!(s.cpu, [2, 8]);
+    assert_eq!(s.ram_gib, Some([4, 32]));
+    assert_eq!(s.disk_gib, Some(100));
+    assert_eq!(c.pools[1].sizing, None);
+    assert_eq!(Config::from_json(&c.to_json()).unwrap(), c);
+}
+
+#[test]
+fn sizing_problems_name_their_field() {
+    assert_eq!(
+        errors_of(Config::from_toml(&with_sizing("{ cpu = [8, 2] }"))),
+        vec!["pools[0].sizing.cpu: [8, 2] must be [min, max] with 1 <= min <= max"]
+    );
+    let errors = errors_of(Config::from_toml(&with_sizing(
+        r#"{ cpu = [2, 8], ram_gib = [0, 8], families = ["m7g", "c7i.large"], disk_gib = 0 }"#,
+    )));
+    assert_eq!(errors.len(), 4, "{errors:?}");
+    assert!(
+        errors[0].starts_with("pools[0].sizing.ram_gib: "),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].starts_with("pools[0].sizing.disk_gib: "),
+        "{errors:?}"
+    );
+    assert_eq!(
+        errors[2],
+        r#"pools[0].sizing.families[0]: "m7g" is arm64 but the pool is x64"#
+    );
+    assert!(
+        errors[3]
+            .starts_with("pools[0].sizing.families[1]: \"c7i.large\" is not an instance family"),
+        "{errors:?}"
+    );
+    // max_total_weight = 10: a 16-vCPU runner of weight 1 per 1 vCPU weighs 16.
+    let errors = errors_of(Config::from_toml(&with_sizing("{ cpu = [1, 16] }")));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("pools[0].sizing.cpu: a 16-vCPU runner weighs 16"),
+        "{errors:?}"
+    );
+    let errors = errors_of(Config::from_toml(&with_sizing("{ cpu = [2] }")));
+    assert!(errors[0].starts_with("pools[0].sizing.cpu"), "{errors:?}");
+}
+
+#[test]
+fn a_pool_label_may_not_use_the_sizing_prefix() {
+    let text = sample_toml().replace(
+        r#"labels = ["linux", "gpu"]"#,
+        r#"labels = ["linux", "SpotRunner/cpu=8"]"#,
+    );
+    let errors = errors_of(Config::from_toml(&text));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("pools[1].labels[1]: \"SpotRunner/cpu=8\" uses the reserved prefix"),
+        "{errors:?}"
     );
 }

@@ -107,6 +107,11 @@ impl Config {
         let mut seen = HashSet::new();
         for (i, pool) in self.pools.iter().enumerate() {
             validate_pool(i, pool, &mut p);
+            if let Some(sizing) = &pool.sizing {
+                for (field, message) in sizing.problems(pool, self.max_total_weight) {
+                    p.add(format!("pools[{i}].sizing.{field}"), message);
+                }
+            }
             if !seen.insert(pool.name.as_str()) {
                 p.add(
                     format!("pools[{i}].name"),
@@ -178,6 +183,14 @@ fn validate_pool(i: usize, pool: &Pool, p: &mut Problems) {
     for (j, label) in pool.labels.iter().enumerate() {
         if let Some(problem) = names::label_problem(label) {
             p.add(f(&format!("labels[{j}]")), problem);
+        } else if crate::sizing::is_reserved(label) {
+            p.add(
+                f(&format!("labels[{j}]")),
+                format!(
+                    "{label:?} uses the reserved prefix {:?} (sizing labels are asked by jobs, not served by pools)",
+                    crate::sizing::PREFIX
+                ),
+            );
         } else if !seen.insert(label.to_ascii_lowercase()) {
             p.add(
                 f(&format!("labels[{j}]")),

@@ -142,6 +142,7 @@ impl CreateRunner {
                 runner_name,
                 kind == CapacityType::OnDemand,
             ),
+            size: None,
             tags: vec![
                 (tags::DEPLOYMENT.into(), self.config.deployment.clone()),
                 (tags::POOL.into(), pool.name.clone()),

@@ -232,6 +232,7 @@ labels = ["linux"]
 launch_template = "sr-small"
 instance_types = ["m7i.large"]
 max_runners = 5
+sizing = { cpu = [2, 16] }
 [[pools]]
 name = "big"
 labels = ["linux", "big"]

@@ -14,6 +14,7 @@ use crate::ports::{
     LaunchOutcome, LaunchRequest, Limits, LineOutcome, MAX_LINE, PortError, ReserveOutcome,
     RunnerChange, RunnerRecord, RunnerState, Stage, tags,
 };
+use crate::sizing::{self, Sizing};
 use crate::spot_breaker::SpotChoice;
 use crate::target::github_target;
 use crate::{matching, names, rerun};
@@ -131,6 +132,15 @@ impl CreateRunner {
                 reason: format!("pool {} no longer exists and no pool matches", msg.pool),
             };
         };
+        // Checked by the webhook already; the pool's bounds may have changed since.
+        let sized = match sizing::decide(&pool, &msg.labels, self.config.max_total_weight) {
+            Ok(s) => s,
+            Err(e) => {
+                return JobOutcome::Dropped {
+                    reason: format!("sizing refused by pool {}: {e}", pool.name),
+                };
+            }
+        };
         let drained = match self.ledger.is_drained(&pool.name).await {
             Err(e) => return retry(&e),
             Ok(d) => d,
@@ -163,7 +173,15 @@ impl CreateRunner {
         } else {
             None
         };
+        let on_demand_asked = sized
+            .as_ref()
+            .is_some_and(|s| s.capacity == Some(CapacityType::OnDemand));
         let capacity = match (&rerun, spot) {
+            _ if on_demand_asked => Capacity {
+                kind: CapacityType::OnDemand,
+                label: "sized",
+                reason: Some("the job asks spotrunner/spot=false".into()),
+            },
             (Some(entry), _) => Capacity {
                 kind: CapacityType::OnDemand,
                 label: "rerun",
@@ -254,7 +272,15 @@ impl CreateRunner {
         }
         let clock = Clock::start(now);
         let outcome = self
-            .launch(msg, &pool, &record, &target, &capacity, &clock)
+            .launch(
+                msg,
+                &pool,
+                &record,
+                &target,
+                &capacity,
+                sized.as_ref(),
+                &clock,
+            )
             .await;
         if outcome.keeps_message() || matches!(outcome, JobOutcome::Deferred { .. }) {
             return self.hand_back(msg, now, outcome).await;
@@ -279,6 +305,7 @@ impl CreateRunner {
         outcome
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn launch(
         &self,
         msg: &JobMessage,
@@ -286,9 +313,12 @@ impl CreateRunner {
         record: &JobRecord,
         target: &GitHubTarget,
         chosen: &Capacity,
+        sized: Option<&Sizing>,
         clock: &Clock,
     ) -> JobOutcome {
         let now = clock.now;
+        // A sized runner weighs by its size; release gives back the record's weight.
+        let weight = sized.map_or(pool.weight, |s| s.weight);
         let deployment = &self.config.deployment;
         let attempt = record.launch_attempt;
         let runner_name = names::runner_name(deployment, &pool.name, msg.job_id, attempt);
@@ -297,7 +327,7 @@ impl CreateRunner {
             name: runner_name.clone(),
             pool: pool.name.clone(),
             job_id: msg.job_id,
-            weight: pool.weight,
+            weight,
             state: RunnerState::Reserved,
             instance_id: None,
             command_id: None,
@@ -310,7 +340,7 @@ impl CreateRunner {
         };
         let limits = Limits {
             pool_max: pool.max_runners,
-            weight: pool.weight,
+            weight,
             global_max_weight: self.config.max_total_weight,
         };
         let mut github_runner_id = None;
@@ -424,7 +454,12 @@ impl CreateRunner {
                 (tags::JOB_ID.into(), msg.job_id.to_string()),
                 (tags::RUNNER_NAME.into(), runner_name.clone()),
             ],
+            size: sized.and_then(|s| s.instance.clone()),
         };
+        if let Some(s) = sized {
+            req.tags.push((tags::SIZE.into(), s.size.summary()));
+            tracing::info!(job_id = msg.job_id, pool = %pool.name, sizing = %s.describe(), "sized launch");
+        }
         stamps.push((Stage::LaunchRequested, clock.at()));
         if let Some(reason) = &chosen.reason {
             tracing::info!(job_id = msg.job_id, pool = %pool.name, reason, "launching on-demand");

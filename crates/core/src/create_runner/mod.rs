@@ -19,4 +19,6 @@ mod hot_tests;
 #[cfg(test)]
 mod once_tests;
 #[cfg(test)]
+mod sizing_tests;
+#[cfg(test)]
 mod tests;

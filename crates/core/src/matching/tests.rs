@@ -24,6 +24,7 @@ fn pool(name: &str, labels: &[&str]) -> Pool {
         relaunch: Default::default(),
         spot: Default::default(),
         hot: None,
+        sizing: None,
     }
 }
 
@@ -144,4 +145,25 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn sizing_labels_take_no_part_in_matching() {
+    let pools = vec![pool("big", &["linux", "large"]), pool("small", &["linux"])];
+    let job = labels(&[
+        "self-hosted",
+        "linux",
+        "spotrunner/cpu=8",
+        "SpotRunner/ram=32",
+    ]);
+    assert_eq!(fit(&pools[1], &job), PoolFit::Fits { extra: 0 });
+    assert_eq!(
+        match_pool(&pools, &job).map(|p| p.name.as_str()),
+        Some("small")
+    );
+    let e = explain(&pools, &job);
+    assert_eq!(e.chosen.as_deref(), Some("small"));
+    assert!(e.pools[0].reason.contains("less specific"), "{e:?}");
+    // Sizing labels alone are no labels at all.
+    assert!(match_pool(&pools, &labels(&["spotrunner/cpu=8"])).is_none());
 }

@@ -16,6 +16,8 @@ pub mod tags {
     pub const JOB_ID: &str = "spotrunner:job-id";
     pub const RUNNER_NAME: &str = "spotrunner:runner-name";
     pub const TAINTED: &str = "spotrunner:tainted";
+    /// What a sized job asked (`cpu=8 ram=32`, `crate::sizing::JobSize::summary`).
+    pub const SIZE: &str = "spotrunner:size";
     /// On a JIT parameter: the only instance that may read it (the in-memory
     /// and local stores; SSM uses [`INSTANCE_ARN`]).
     pub const INSTANCE_ID: &str = "spotrunner:instance-id";
@@ -26,7 +28,7 @@ pub mod tags {
 }
 
 /// One VM for one runner.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LaunchRequest {
     pub runner_name: String,
     pub pool: String,
@@ -37,6 +39,42 @@ pub struct LaunchRequest {
     /// Idempotency token: a retry with the same token never starts a second VM.
     pub client_token: String,
     pub tags: Vec<(String, String)>,
+    /// A sized job's instance requirements (`crate::sizing`): the VM is chosen
+    /// by them instead of from `instance_types`.
+    pub size: Option<InstanceSize>,
+}
+
+/// Which instances a sized launch may get (EC2's attribute-based instance
+/// type selection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceSize {
+    pub vcpu_min: u32,
+    pub vcpu_max: u32,
+    pub memory_mib_min: u32,
+    pub memory_mib_max: Option<u32>,
+    /// Patterns like `c7i.*`; empty: any type.
+    pub allowed_instance_types: Vec<String>,
+}
+
+impl InstanceSize {
+    /// `8 vCPU, >= 32768 MiB, types c7i.* m7i.*`.
+    pub fn describe(&self) -> String {
+        let vcpu = if self.vcpu_min == self.vcpu_max {
+            format!("{} vCPU", self.vcpu_min)
+        } else {
+            format!("{}-{} vCPU", self.vcpu_min, self.vcpu_max)
+        };
+        let mem = match self.memory_mib_max {
+            Some(max) => format!("{}-{max} MiB", self.memory_mib_min),
+            None => format!(">= {} MiB", self.memory_mib_min),
+        };
+        let types = if self.allowed_instance_types.is_empty() {
+            "any type".to_string()
+        } else {
+            format!("types {}", self.allowed_instance_types.join(" "))
+        };
+        format!("{vcpu}, {mem}, {types}")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

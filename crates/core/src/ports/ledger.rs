@@ -279,7 +279,10 @@ impl JobRecord {
             self.start_path.get_or_insert_with(|| path.clone());
         }
         // GitHub's in_progress came before the launch was recorded.
-        if self.taken_by.is_some() && self.taken_by == self.runner_name {
+        if change.runner_name.is_some()
+            && self.taken_by.is_some()
+            && self.taken_by == self.runner_name
+        {
             self.start_path.get_or_insert_with(|| "own".into());
         }
         if let Some(attempt) = change.launch_attempt {

@@ -21,7 +21,7 @@ mod wait_line;
 
 pub use compute::{
     BOOTSTRAP_SEND_TIMEOUT, BootstrapCommand, BootstrapMessage, BootstrapQueue, Commands, Compute,
-    Instance, LaunchOutcome, LaunchRequest, RunnerParameters, SendOutcome, tags,
+    Instance, InstanceSize, LaunchOutcome, LaunchRequest, RunnerParameters, SendOutcome, tags,
 };
 pub use dlq::{DeadLetter, DeadLetterQueue, DeleteFailure};
 pub use error::PortError;

@@ -8,7 +8,7 @@ mod service;
 mod signature;
 
 pub use route::{
-    Action, MAX_BODY_BYTES, Outcome, QueuedJob, Routed, WebhookRequest, WebhookResponse,
+    Action, MAX_BODY_BYTES, NotServed, Outcome, QueuedJob, Routed, WebhookRequest, WebhookResponse,
     queued_job_message, route,
 };
 pub use service::{

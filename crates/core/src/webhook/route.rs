@@ -3,7 +3,7 @@ use crate::config::Config;
 use crate::job::{
     JOB_MESSAGE_VERSION, JobMessage, JobStateUpdate, ObservedJobStatus, WorkflowJobEvent,
 };
-use crate::{matching, names};
+use crate::{matching, names, sizing};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
@@ -84,7 +84,7 @@ pub enum Outcome {
     Accepted,
     Recorded,
     /// `not_workflow_job`, `ping`, `not_allowed`, `no_pool_matched`,
-    /// `action_not_handled`.
+    /// `sizing_refused`, `action_not_handled`.
     Ignored(&'static str),
     /// `method_not_allowed`, `too_large`, `bad_signature`, `missing_event`,
     /// `form_encoded`, `malformed`.
@@ -242,10 +242,11 @@ fn route_workflow_job(config: &Config, req: &WebhookRequest<'_>, now: DateTime<U
                 delivery_id: req.delivery,
                 job_name: job.name.as_deref(),
             };
-            // The repository is allowed (above): only the labels can miss.
+            // The repository is allowed (above): only the labels can miss
+            // (no pool, or sizing the pool refuses).
             let msg = match queued_job_message(config, &queued, now) {
                 Ok(msg) => msg,
-                Err(message) => return ignored(message, "no_pool_matched"),
+                Err(e) => return ignored(e.message, e.reason),
             };
             Routed {
                 response: WebhookResponse::new(
@@ -320,19 +321,41 @@ pub struct QueuedJob<'a> {
     pub job_name: Option<&'a str>,
 }
 
+/// Why a queued job gets no message: the metric's reason and a sentence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct NotServed {
+    /// `not_allowed`, `no_pool_matched`, `sizing_refused`.
+    pub reason: &'static str,
+    pub message: String,
+}
+
 /// The job message for a queued job, or why none of our pools takes it (the
-/// repository is not allowed, or no pool serves its labels).
+/// repository is not allowed, no pool serves its labels, or its sizing labels
+/// break the matched pool's bounds).
 pub fn queued_job_message(
     config: &Config,
     job: &QueuedJob<'_>,
     now: DateTime<Utc>,
-) -> Result<JobMessage, String> {
+) -> Result<JobMessage, NotServed> {
     if !config.allows(job.owner, job.repository) {
-        return Err(format!("repository {} is not allowed", job.repository));
+        return Err(NotServed {
+            reason: "not_allowed",
+            message: format!("repository {} is not allowed", job.repository),
+        });
     }
     let Some(pool) = matching::match_pool(&config.pools, job.labels) else {
-        return Err(format!("no pool serves labels {:?}", job.labels));
+        return Err(NotServed {
+            reason: "no_pool_matched",
+            message: format!("no pool serves labels {:?}", job.labels),
+        });
     };
+    if let Err(e) = sizing::decide(pool, job.labels, config.max_total_weight) {
+        return Err(NotServed {
+            reason: "sizing_refused",
+            message: format!("job {} in pool {}: {e}", job.job_id, pool.name),
+        });
+    }
     Ok(JobMessage {
         version: JOB_MESSAGE_VERSION,
         job_id: job.job_id,

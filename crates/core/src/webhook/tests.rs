@@ -554,3 +554,98 @@ fn every_route_names_its_metric_and_a_stable_reason() {
         Outcome::Ignored("not_allowed")
     );
 }
+
+fn sized_config() -> Config {
+    Config::from_toml(
+        r#"
+deployment = "sr"
+[github]
+auth = { type = "pat", token = "env:GH_TOKEN" }
+[webhook]
+secrets = ["value:s3cret"]
+[[pools]]
+name = "k8s"
+labels = ["k8s"]
+max_runners = 3
+sizing = { cpu = [2, 16] }
+[[pools]]
+name = "plain"
+labels = ["plain"]
+max_runners = 3
+"#,
+    )
+    .unwrap()
+}
+
+async fn post_sized(labels: &[&str]) -> (WebhookResponse, Arc<MemoryQueue>) {
+    let queue = Arc::new(MemoryQueue::default());
+    let service = WebhookService::new(
+        Arc::new(sized_config()),
+        WebhookSecrets::new(&[SECRET]),
+        queue.clone(),
+        Arc::new(MemoryJobStates::default()),
+    );
+    let body = job_body("queued", labels, None);
+    let sig = sign(SECRET.as_bytes(), &body);
+    let req = WebhookRequest {
+        method: "POST",
+        event: Some("workflow_job"),
+        delivery: Some("d-1"),
+        signature: Some(&sig),
+        body: &body,
+    };
+    (service.handle(&req).await, queue)
+}
+
+#[tokio::test]
+async fn sizing_labels_within_bounds_are_queued_with_the_job_labels() {
+    let (r, queue) = post_sized(&["self-hosted", "k8s", "spotrunner/cpu=8"]).await;
+    assert_eq!(r.body, json!({"queued": true, "job_id": 77, "pool": "k8s"}));
+    let sent = queue.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].labels,
+        vec!["self-hosted", "k8s", "spotrunner/cpu=8"]
+    );
+}
+
+#[tokio::test]
+async fn sizing_out_of_bounds_or_malformed_is_ignored_with_its_reason() {
+    for (labels, expect) in [
+        (
+            &["k8s", "spotrunner/cpu=32"][..],
+            "label \"spotrunner/cpu=32\": 32 vCPUs is outside pool k8s's bounds: sizing.cpu = [2, 16]",
+        ),
+        (
+            &["k8s", "spotrunner/cpu=lots"][..],
+            "cpu must be a whole number",
+        ),
+        (&["k8s", "spotrunner/gpu=1"][..], "unknown sizing key"),
+        (
+            &["plain", "spotrunner/cpu=4"][..],
+            "pool plain takes no sizing labels",
+        ),
+    ] {
+        let (r, queue) = post_sized(labels).await;
+        assert_eq!(r.status, 202);
+        let why = r.body["ignored"].as_str().unwrap_or_default();
+        assert!(why.contains(expect), "{labels:?}: {}", r.body);
+        assert!(queue.sent().is_empty(), "{labels:?}: nothing enqueued");
+    }
+    let body = job_body("queued", &["k8s", "spotrunner/cpu=32"], None);
+    let sig = sign(SECRET.as_bytes(), &body);
+    let routed = route(
+        &sized_config(),
+        &WebhookSecrets::new(&[SECRET]),
+        &WebhookRequest {
+            method: "POST",
+            event: Some("workflow_job"),
+            delivery: None,
+            signature: Some(&sig),
+            body: &body,
+        },
+        chrono::Utc::now(),
+    );
+    assert_eq!(routed.outcome, Outcome::Ignored("sizing_refused"));
+    assert_eq!(routed.action, Action::None);
+}

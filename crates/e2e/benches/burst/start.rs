@@ -38,11 +38,17 @@ url='{github_url}/_fake/runners'
 name="$SPOTRUNNER_RUNNER_NAME"
 out="$SPOTRUNNER_WORK_DIR/../acquire.json"
 job=""
+down=0
 while [ -z "$job" ]; do
     code=$(curl -s -m 10 -o "$out" -w '%{{http_code}}' -X POST "$url/$name/acquire" || true)
     if [ "$code" = 200 ]; then
         job=$(sed -n 's/.*"job_id":\([0-9][0-9]*\).*/\1/p' "$out")
     fi
+    # Deregistered (a runner whose registration is deleted exits), or
+    # GitHub gone for 5 s (the test ended): stop asking.
+    [ "$code" = 404 ] && exit 1
+    case "$code" in 000|"") down=$((down + 1)) ;; *) down=0 ;; esac
+    [ "$down" -lt 100 ] || exit 1
     [ -n "$job" ] || sleep 0.05
 done
 while :; do

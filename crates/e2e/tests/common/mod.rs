@@ -51,7 +51,8 @@ pub async fn world(cpu_max: u32, max_total_weight: Option<u32>) -> World {
     world_with(cpu_max, max_total_weight, "").await
 }
 
-/// [`world`] with more settings for the `cpu` pool (TOML lines).
+/// [`world`] with `cpu_extra` appended to the `cpu` pool (TOML lines, e.g. its
+/// `sizing`).
 pub async fn world_with(cpu_max: u32, max_total_weight: Option<u32>, cpu_extra: &str) -> World {
     let moto = moto::shared().await;
     let sdk = spotrunner_aws::sdk::local(moto.url()).await;
