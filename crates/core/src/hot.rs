@@ -221,7 +221,7 @@ impl HotPools<'_> {
                 let name = names::runner_name(&self.config.deployment, &pool.name, 0, seq);
                 // Reserve first, then ask create-runner to launch: the next
                 // pass counts the refill even before its launch.
-                let record = free_runner(pool, &name, &self.jit_parameter_prefix, now);
+                let record = free_runner(pool, &name, self.jit_parameter_prefix, now);
                 let limits = Limits {
                     pool_max: pool.max_runners,
                     weight: pool.weight,
