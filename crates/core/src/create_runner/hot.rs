@@ -10,8 +10,8 @@ use crate::config::{CapacityType, Pool};
 use crate::hot::{can_serve, free_runner, hot_client_token, hot_target, is_free, runner_labels};
 use crate::pool_task::{PoolTask, TaskMessage};
 use crate::ports::{
-    BootstrapMessage, GitHubTarget, JobChange, JobRecord, JobState, LaunchOutcome, LaunchRequest,
-    Limits, ReserveOutcome, RunnerChange, RunnerRecord, RunnerState, tags,
+    GitHubTarget, JobChange, JobRecord, JobState, LaunchOutcome, LaunchRequest, Limits,
+    ReserveOutcome, RunnerChange, RunnerRecord, RunnerState, tags,
 };
 use crate::target::github_target;
 use crate::teardown::send_requeue;
@@ -81,6 +81,15 @@ impl CreateRunner {
             weight: pool.weight,
             global_max_weight: self.config.max_total_weight,
         };
+        // A refill delivered again after its runner ended (a late copy) must
+        // not start a second VM under the same name and ClientToken.
+        match self.ledger.get_runner(runner_name).await {
+            Err(e) => return retry(&e),
+            Ok(Some(r)) if r.state == RunnerState::Released => {
+                return JobOutcome::Duplicate;
+            }
+            Ok(_) => {}
+        }
         let mut github_runner_id = None;
         match self.ledger.reserve(&runner, limits).await {
             Err(e) => return retry(&e),
@@ -94,8 +103,15 @@ impl CreateRunner {
                 match self.ledger.get_runner(runner_name).await {
                     Err(e) => return retry(&e),
                     Ok(Some(existing)) => {
-                        if existing.state != RunnerState::Reserved {
-                            return JobOutcome::Duplicate;
+                        // A retried refill: resume from what the earlier try recorded.
+                        if let Some(instance_id) = existing.instance_id {
+                            return match self
+                                .runner_launched(0, pool, runner_name, &instance_id, now)
+                                .await
+                            {
+                                Ok(()) => JobOutcome::Duplicate,
+                                Err(e) => retry(&e),
+                            };
                         }
                         github_runner_id = existing.github_runner_id;
                     }
@@ -154,7 +170,7 @@ impl CreateRunner {
             Ok(LaunchOutcome::Launched { instance_id, .. }) => {
                 tracing::info!(pool = %pool.name, runner_name, instance_id, metric = "hot_launched", "hot runner launched");
                 match self
-                    .after_free_launch(pool, runner_name, &instance_id, now)
+                    .runner_launched(0, pool, runner_name, &instance_id, now)
                     .await
                 {
                     Ok(()) => JobOutcome::Launched {
@@ -197,45 +213,6 @@ impl CreateRunner {
                 }
             }
         }
-    }
-
-    async fn after_free_launch(
-        &self,
-        pool: &Pool,
-        runner_name: &str,
-        instance_id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), crate::ports::PortError> {
-        let parameter = format!("{}{runner_name}", self.settings.jit_parameter_prefix);
-        self.parameters
-            .bind_to_instance(&parameter, instance_id)
-            .await?;
-        let change = RunnerChange {
-            state: Some(RunnerState::Launched),
-            instance_id: Some(instance_id.to_string()),
-            launched_at: Some(now),
-            ..RunnerChange::default()
-        };
-        let moved = self
-            .ledger
-            .transition_runner(runner_name, &[RunnerState::Reserved], &change, now)
-            .await?;
-        if moved {
-            let bootstrap = BootstrapMessage {
-                version: 1,
-                job_id: 0,
-                runner_name: runner_name.to_string(),
-                instance_id: instance_id.to_string(),
-                pool: pool.name.clone(),
-                launched_at: now,
-                tries: 0,
-                resend_after: None,
-            };
-            self.bootstrap_queue
-                .schedule(&bootstrap, self.settings.first_bootstrap_delay)
-                .await?;
-        }
-        Ok(())
     }
 
     /// A job already running on a hot runner (or another job's) when its own

@@ -468,3 +468,32 @@ async fn an_old_hot_runner_is_recycled() {
     assert_ne!(names[0], first, "a fresh runner");
     assert_eq!(w.ledger.pool_use("cpu").await.unwrap().0, 1);
 }
+
+/// A refill delivered again resumes: a bootstrap that was lost is scheduled
+/// again, no second VM; a copy that comes after the runner ended starts
+/// nothing under its name.
+#[tokio::test]
+async fn a_repeated_refill_resumes_and_a_late_one_launches_nothing() {
+    let w = world(config("hot = { count = 1, owner = \"o\" }"));
+    let now = Utc::now();
+    hot_pools(&w).step_all(now).await;
+    let task = w.jobs.tasks()[0].clone();
+    run_tasks(&w, now).await;
+    assert_eq!(w.bootstrap.take_all().len(), 1, "bootstrap scheduled");
+    // The same refill again (its first bootstrap message lost meanwhile).
+    let out = w.cr.handle_task(&task, now).await;
+    assert_eq!(out, JobOutcome::Duplicate);
+    assert_eq!(
+        w.bootstrap.take_all().len(),
+        1,
+        "the lost bootstrap is scheduled again"
+    );
+    assert_eq!(w.compute.launch_calls(), 1);
+    // The runner ends; a late copy of the refill starts nothing.
+    let name = live(&w).await[0].0.clone();
+    w.ledger.release(&name, "test", now).await.unwrap();
+    let out = w.cr.handle_task(&task, now).await;
+    assert_eq!(out, JobOutcome::Duplicate);
+    assert_eq!(w.compute.launch_calls(), 1);
+    assert_eq!(w.ledger.pool_use("cpu").await.unwrap().0, 0);
+}

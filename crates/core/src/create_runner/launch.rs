@@ -589,42 +589,9 @@ impl CreateRunner {
     ) -> JobOutcome {
         let now = clock.now;
         stage_metrics(record, &stamps, &pool.name);
-        let parameter = format!("{}{runner_name}", self.settings.jit_parameter_prefix);
         let steps = async {
-            self.parameters
-                .bind_to_instance(&parameter, instance_id)
+            self.runner_launched(msg.job_id, pool, runner_name, instance_id, now)
                 .await?;
-            // Only a `reserved` runner becomes `launched`: a resumed delivery
-            // must never move a runner that is already being bootstrapped
-            // back, or its bootstrap would run (and send) a second time.
-            let change = RunnerChange {
-                state: Some(RunnerState::Launched),
-                instance_id: Some(instance_id.to_string()),
-                launched_at: Some(now),
-                ..RunnerChange::default()
-            };
-            self.ledger
-                .transition_runner(runner_name, &[RunnerState::Reserved], &change, now)
-                .await?;
-            let runner = self.ledger.get_runner(runner_name).await?;
-            // Schedule the bootstrap while the runner waits for it (a resumed
-            // delivery reschedules one that may have been lost; a duplicate
-            // step is a no-op at the bootstrap's compare-and-set).
-            if let Some(runner) = runner.filter(|r| r.state == RunnerState::Launched) {
-                let bootstrap = BootstrapMessage {
-                    version: 1,
-                    job_id: msg.job_id,
-                    runner_name: runner_name.to_string(),
-                    instance_id: instance_id.to_string(),
-                    pool: pool.name.clone(),
-                    launched_at: runner.launched_at.unwrap_or(now),
-                    tries: 0,
-                    resend_after: None,
-                };
-                self.bootstrap_queue
-                    .schedule(&bootstrap, self.settings.first_bootstrap_delay)
-                    .await?;
-            }
             let change = JobChange {
                 state: Some(JobState::Launched),
                 runner_name: Some(runner_name.to_string()),
@@ -646,6 +613,53 @@ impl CreateRunner {
             }
             Err(e) => retry(&e),
         }
+    }
+
+    /// The steps after a VM exists, shared by every launch (a job's and a
+    /// free runner's): bind the JIT parameter to the instance, move the
+    /// runner `reserved` → `launched`, and schedule its bootstrap while it is
+    /// `launched`. Only a `reserved` runner moves: a resumed delivery never
+    /// moves a runner already being bootstrapped back (its bootstrap would
+    /// send twice); it reschedules a bootstrap that may have been lost (a
+    /// duplicate step is a no-op at the bootstrap's compare-and-set).
+    pub(crate) async fn runner_launched(
+        &self,
+        job_id: u64,
+        pool: &Pool,
+        runner_name: &str,
+        instance_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        let parameter = format!("{}{runner_name}", self.settings.jit_parameter_prefix);
+        self.parameters
+            .bind_to_instance(&parameter, instance_id)
+            .await?;
+        let change = RunnerChange {
+            state: Some(RunnerState::Launched),
+            instance_id: Some(instance_id.to_string()),
+            launched_at: Some(now),
+            ..RunnerChange::default()
+        };
+        self.ledger
+            .transition_runner(runner_name, &[RunnerState::Reserved], &change, now)
+            .await?;
+        let runner = self.ledger.get_runner(runner_name).await?;
+        if let Some(runner) = runner.filter(|r| r.state == RunnerState::Launched) {
+            let bootstrap = BootstrapMessage {
+                version: 1,
+                job_id,
+                runner_name: runner_name.to_string(),
+                instance_id: instance_id.to_string(),
+                pool: pool.name.clone(),
+                launched_at: runner.launched_at.unwrap_or(now),
+                tries: 0,
+                resend_after: None,
+            };
+            self.bootstrap_queue
+                .schedule(&bootstrap, self.settings.first_bootstrap_delay)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Take back what a failed launch left: GitHub registration, parameter,
