@@ -283,16 +283,32 @@ impl CreateRunner {
                 Err(e) => retry(&e),
             };
         };
-        // The in_progress that brought us here may have come before the claim
-        // made the record: record it now (idempotent).
+        // The in_progress that brought us here (and maybe the completed
+        // after it) came before the claim made the record and was dropped:
+        // ask GitHub where the job is now and record that (idempotent).
         if job.taken_by.is_none() && !job.state.is_final() {
+            let status = match self.config.pool(&job.pool) {
+                Some(pool) => self
+                    .github
+                    .get_job(&github_target(&job.message, pool), &job.repository, job_id)
+                    .await
+                    .ok()
+                    .flatten(),
+                None => None,
+            };
+            let (observed, conclusion) = match status {
+                Some(g) if g.status == "completed" => {
+                    (crate::job::ObservedJobStatus::Completed, g.conclusion)
+                }
+                _ => (crate::job::ObservedJobStatus::InProgress, None),
+            };
             let update = crate::job::JobStateUpdate {
                 job_id,
                 repository: job.repository.clone(),
-                status: crate::job::ObservedJobStatus::InProgress,
+                status: observed,
                 runner_name: Some(runner_name.to_string()),
                 runner_id: None,
-                conclusion: None,
+                conclusion,
                 at: now,
             };
             if let Err(e) = self.ledger.record_job_state(&update).await {
@@ -324,6 +340,15 @@ impl CreateRunner {
             .await
         {
             Err(e) => return retry(&e),
+            // The runner ran the job and has ended already (a task that came
+            // back late): nothing to bind, but the job's own runner is free.
+            // (The job it was launched for, if any, was settled when it ended.)
+            Ok(false) if runner.state == RunnerState::Released => {
+                if let Some(own) = self.own_runner(&job, runner_name).await {
+                    self.free(&own, &job, now).await;
+                }
+                return JobOutcome::Duplicate;
+            }
             Ok(false) => return JobOutcome::Duplicate,
             Ok(true) => {}
         }
@@ -335,13 +360,7 @@ impl CreateRunner {
             "job started on a runner not launched for it"
         );
         // The job's own runner (launched for it, not the one it runs on).
-        let own = match job.runner_name.as_deref().filter(|n| *n != runner_name) {
-            Some(name) => match self.ledger.get_runner(name).await {
-                Err(e) => return retry(&e),
-                Ok(r) => r.filter(|r| r.job_id == job_id && LIVE.contains(&r.state)),
-            },
-            None => None,
-        };
+        let own = self.own_runner(&job, runner_name).await;
         let mut own_taken = false;
         if previous != 0 {
             tracing::info!(
@@ -366,6 +385,18 @@ impl CreateRunner {
             self.free(&own, &job, now).await;
         }
         JobOutcome::Duplicate
+    }
+
+    /// The live runner launched for `job`, if it is not the one the job
+    /// runs on (a read that fails is taken as none: the idle rule ends it).
+    async fn own_runner(&self, job: &JobRecord, runs_on: &str) -> Option<RunnerRecord> {
+        let name = job.runner_name.as_deref().filter(|n| *n != runs_on)?;
+        self.ledger
+            .get_runner(name)
+            .await
+            .ok()
+            .flatten()
+            .filter(|r| r.job_id == job.job_id && LIVE.contains(&r.state))
     }
 
     /// Find `victim` a runner: the thief's own runner if its labels serve the

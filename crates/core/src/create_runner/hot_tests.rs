@@ -497,3 +497,54 @@ async fn a_repeated_refill_resumes_and_a_late_one_launches_nothing() {
     assert_eq!(w.compute.launch_calls(), 1);
     assert_eq!(w.ledger.pool_use("cpu").await.unwrap().0, 0);
 }
+
+/// GitHub gave a job to a hot runner and the job completed before its
+/// queued delivery made the record (both webhooks were dropped: no record
+/// yet). The `started` task, back after the claim, asks GitHub and records
+/// `completed`; the job's own runner joins the hot pool; a late task for an
+/// ended runner still frees it.
+#[tokio::test]
+async fn a_job_done_on_a_hot_runner_before_its_record_is_recorded_from_github() {
+    let w = world(config(HOT));
+    let now = Utc::now();
+    hot_pools(&w).step_all(now).await;
+    run_tasks(&w, now).await;
+    boot_all(&w, now).await;
+    let hot: Vec<String> = live(&w).await.into_iter().map(|(n, ..)| n).collect();
+    github_starts(&w, 80, &hot[0], now).await; // dropped by the ledger: no record
+    assert!(matches!(
+        run_tasks(&w, now).await[0],
+        JobOutcome::Deferred { .. }
+    ));
+    w.github.set_job(80, "completed");
+    let JobOutcome::Launched {
+        runner_name: own, ..
+    } = w.cr.handle_job(&job(80, "cpu"), now).await
+    else {
+        panic!()
+    };
+    run_tasks(&w, now).await;
+    let rec = w.ledger.get_job(80).await.unwrap().unwrap();
+    assert_eq!(rec.state, JobState::Completed, "{rec:?}");
+    assert_eq!(rec.start_path.as_deref(), Some("hot"));
+    assert_eq!(runner(&w, &own).await.job_id, 0, "its own runner is free");
+
+    // Job 81 on the other hot runner, which ends before the task is handled.
+    let JobOutcome::Launched {
+        runner_name: own81, ..
+    } = w.cr.handle_job(&job(81, "cpu"), now).await
+    else {
+        panic!()
+    };
+    github_starts(&w, 81, &hot[1], now).await;
+    w.ledger
+        .release(&hot[1], "runner command Success", now)
+        .await
+        .unwrap();
+    run_tasks(&w, now).await;
+    assert_eq!(
+        runner(&w, &own81).await.job_id,
+        0,
+        "freed though the thief ended"
+    );
+}

@@ -215,9 +215,10 @@ impl CreateRunner {
                 if r.state != JobState::Waiting && r.timeline.get(Stage::WaitingSince).is_some() {
                     self.leave_line(&r.pool, r.job_id).await;
                 }
-                // Started on a hot runner before its delivery: the delivery
-                // still launches one runner, the hot pool's refill.
-                if r.state == JobState::Running
+                // Started (or even done) on a hot runner before its delivery:
+                // the delivery still launches one runner, the hot pool's refill.
+                if matches!(r.state, JobState::Running | JobState::Completed)
+                    && r.taken_by.is_some()
                     && r.runner_name.is_none()
                     && pool.hot.is_some()
                     && !drained
