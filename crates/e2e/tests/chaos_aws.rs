@@ -38,7 +38,11 @@ async fn three_hundred_jobs_under_faults_one_vm_each_no_job_killed_nothing_left(
     let seed = seed_from_env();
     println!("chaos_aws seed={seed} (replay with SPOTRUNNER_FAULT_SEED={seed})");
     let n_jobs = env_or("SPOTRUNNER_CHAOS_JOBS", 300);
-    let budget = Duration::from_secs(env_or("SPOTRUNNER_CHAOS_SECS", 240));
+    // A job whose runner hits the chaos pool's boot timeout (120 s) late in
+    // the run is relaunched 30 s later and boots again: seed
+    // 14533753351813989373 needs 238 s on a quiet machine and ran past 240 s
+    // under CI's load. The run ends as soon as it is quiescent.
+    let budget = Duration::from_secs(env_or("SPOTRUNNER_CHAOS_SECS", 320));
     let w = world(seed).await;
     let mut rng = Rng(seed | 1);
 
