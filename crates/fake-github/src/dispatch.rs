@@ -463,6 +463,55 @@ impl FakeGitHub {
     }
 }
 
+/// A shell script that plays the actions runner as far as dispatch goes, for
+/// the local backend's runner command (tests and the start benchmark): it
+/// asks `POST {github_url}/_fake/runners/$SPOTRUNNER_RUNNER_NAME/acquire`
+/// every ~50 ms until GitHub gives it a job (whichever fits, not necessarily
+/// the one it was launched for), writes the job id to
+/// `$SPOTRUNNER_WORK_DIR/../job`, holds it until `hold/<job_id>` exists (when
+/// `hold` is given), then completes it (retried until answered) and exits 0.
+/// It exits 1 when its registration is gone (404) or GitHub has been
+/// unreachable for 5 s (the test ended).
+pub fn dispatch_runner_script(github_url: &str, hold: Option<&std::path::Path>) -> String {
+    let hold = hold
+        .map(|h| {
+            format!(
+                "while [ ! -e '{}'/\"$job\" ]; do sleep 0.05; done\n",
+                h.display()
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        r#"#!/bin/sh
+# The actions runner, as far as GitHub's dispatch goes (fake GitHub test hooks).
+url='{github_url}/_fake/runners'
+name="$SPOTRUNNER_RUNNER_NAME"
+out="$SPOTRUNNER_WORK_DIR/../acquire.json"
+job=""
+down=0
+while [ -z "$job" ]; do
+    code=$(curl -s -m 10 -o "$out" -w '%{{http_code}}' -X POST "$url/$name/acquire" || true)
+    if [ "$code" = 200 ]; then
+        job=$(sed -n 's/.*"job_id":\([0-9][0-9]*\).*/\1/p' "$out")
+    fi
+    # Deregistered (a runner whose registration is deleted exits), or
+    # GitHub gone for 5 s (the test ended): stop asking.
+    [ "$code" = 404 ] && exit 1
+    case "$code" in 000|"") down=$((down + 1)) ;; *) down=0 ;; esac
+    [ "$down" -lt 100 ] || exit 1
+    [ -n "$job" ] || sleep 0.05
+done
+echo "$job" > "$SPOTRUNNER_WORK_DIR/../job"
+{hold}while :; do
+    code=$(curl -s -m 10 -o /dev/null -w '%{{http_code}}' -X POST "$url/$name/complete" || true)
+    case "$code" in 200|404|409|422) break ;; esac
+    sleep 0.05
+done
+exit 0
+"#
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,7 +55,7 @@ mod hooks;
 mod releases;
 
 pub use actions::FakeWorkflowJob;
-pub use dispatch::FakeAssignment;
+pub use dispatch::{FakeAssignment, dispatch_runner_script};
 pub use hooks::{APP_HOOK_ID, FakeDelivery};
 
 use axum::Router;

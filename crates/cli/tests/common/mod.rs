@@ -296,43 +296,7 @@ pub fn job_states(status: &Value) -> std::collections::BTreeMap<u64, String> {
 /// exits before it got a job, unless killed.
 pub fn dispatch_runner_script(dir: &Path, github_url: &str, hold: Option<&Path>) -> PathBuf {
     let path = dir.join("dispatch-runner.sh");
-    let hold = hold
-        .map(|h| {
-            format!(
-                "while [ ! -e '{}'/\"$job\" ]; do sleep 0.05; done\n",
-                h.display()
-            )
-        })
-        .unwrap_or_default();
-    let body = format!(
-        r#"#!/bin/sh
-# The actions runner, as far as GitHub's dispatch goes (fake GitHub test hooks).
-url='{github_url}/_fake/runners'
-name="$SPOTRUNNER_RUNNER_NAME"
-out="$SPOTRUNNER_WORK_DIR/../acquire.json"
-job=""
-down=0
-while [ -z "$job" ]; do
-    code=$(curl -s -m 10 -o "$out" -w '%{{http_code}}' -X POST "$url/$name/acquire" || true)
-    if [ "$code" = 200 ]; then
-        job=$(sed -n 's/.*"job_id":\([0-9][0-9]*\).*/\1/p' "$out")
-    fi
-    # Deregistered (a runner whose registration is deleted exits), or
-    # GitHub gone for 5 s (the test ended): stop asking.
-    [ "$code" = 404 ] && exit 1
-    case "$code" in 000|"") down=$((down + 1)) ;; *) down=0 ;; esac
-    [ "$down" -lt 100 ] || exit 1
-    [ -n "$job" ] || sleep 0.05
-done
-echo "$job" > "$SPOTRUNNER_WORK_DIR/../job"
-{hold}while :; do
-    code=$(curl -s -m 10 -o /dev/null -w '%{{http_code}}' -X POST "$url/$name/complete" || true)
-    case "$code" in 200|404|409|422) break ;; esac
-    sleep 0.05
-done
-exit 0
-"#
-    );
+    let body = spotrunner_testkit::fake_github::dispatch_runner_script(github_url, hold);
     std::fs::write(&path, body).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path

@@ -45,6 +45,13 @@ async fn live(w: &World) -> Vec<(String, u64, RunnerState)> {
     v
 }
 
+/// One filler pass, its refills launched, the runners bootstrapped.
+async fn fill_and_boot(w: &World, now: DateTime<Utc>) {
+    hot_pools(w).step_all(now).await;
+    run_tasks(w, now).await;
+    boot_all(w, now).await;
+}
+
 async fn runner(w: &World, name: &str) -> crate::ports::RunnerRecord {
     w.ledger.get_runner(name).await.unwrap().unwrap()
 }
@@ -168,9 +175,7 @@ async fn a_hot_pool_fills_to_its_target_under_the_cap_and_a_taken_runner_is_repl
 async fn a_job_that_started_on_a_hot_runner_before_its_delivery_still_refills_the_pool() {
     let w = world(config(HOT));
     let now = Utc::now();
-    hot_pools(&w).step_all(now).await;
-    run_tasks(&w, now).await;
-    boot_all(&w, now).await;
+    fill_and_boot(&w, now).await;
     let hot = live(&w).await[0].0.clone();
     // The claim made the record, GitHub started it before the launch.
     let msg = job(20, "cpu");
@@ -204,9 +209,7 @@ async fn a_job_that_started_on_a_hot_runner_before_its_delivery_still_refills_th
 async fn a_drained_hot_pool_is_emptied_and_a_busy_runner_is_kept() {
     let w = world(config(HOT));
     let now = Utc::now();
-    hot_pools(&w).step_all(now).await;
-    run_tasks(&w, now).await;
-    boot_all(&w, now).await;
+    fill_and_boot(&w, now).await;
     let hot: Vec<String> = live(&w).await.into_iter().map(|(n, ..)| n).collect();
     // One of them just got a job (GitHub says busy; the webhook is on its way).
     w.github.set_busy(&hot[1], true);
@@ -451,9 +454,7 @@ async fn an_old_hot_runner_is_recycled() {
         "hot = { count = 1, owner = \"o\", max_idle_secs = 600 }",
     ));
     let now = Utc::now();
-    hot_pools(&w).step_all(now).await;
-    run_tasks(&w, now).await;
-    boot_all(&w, now).await;
+    fill_and_boot(&w, now).await;
     let first = live(&w).await[0].0.clone();
     let r = hot_pools(&w)
         .step_all(now + chrono::Duration::seconds(300))
@@ -507,9 +508,7 @@ async fn a_repeated_refill_resumes_and_a_late_one_launches_nothing() {
 async fn a_job_done_on_a_hot_runner_before_its_record_is_recorded_from_github() {
     let w = world(config(HOT));
     let now = Utc::now();
-    hot_pools(&w).step_all(now).await;
-    run_tasks(&w, now).await;
-    boot_all(&w, now).await;
+    fill_and_boot(&w, now).await;
     let hot: Vec<String> = live(&w).await.into_iter().map(|(n, ..)| n).collect();
     github_starts(&w, 80, &hot[0], now).await; // dropped by the ledger: no record
     assert!(matches!(

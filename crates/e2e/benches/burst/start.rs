@@ -30,35 +30,9 @@ use std::time::{Duration, Instant};
 const TOKEN: &str = "bench-token";
 
 /// The actions runner, as far as dispatch goes: acquire until a job comes,
-/// then complete it at once (as `dispatch_runner_script` in the CLI tests).
+/// then complete it at once.
 fn runner_script(github_url: &str) -> String {
-    format!(
-        r#"#!/bin/sh
-url='{github_url}/_fake/runners'
-name="$SPOTRUNNER_RUNNER_NAME"
-out="$SPOTRUNNER_WORK_DIR/../acquire.json"
-job=""
-down=0
-while [ -z "$job" ]; do
-    code=$(curl -s -m 10 -o "$out" -w '%{{http_code}}' -X POST "$url/$name/acquire" || true)
-    if [ "$code" = 200 ]; then
-        job=$(sed -n 's/.*"job_id":\([0-9][0-9]*\).*/\1/p' "$out")
-    fi
-    # Deregistered (a runner whose registration is deleted exits), or
-    # GitHub gone for 5 s (the test ended): stop asking.
-    [ "$code" = 404 ] && exit 1
-    case "$code" in 000|"") down=$((down + 1)) ;; *) down=0 ;; esac
-    [ "$down" -lt 100 ] || exit 1
-    [ -n "$job" ] || sleep 0.05
-done
-while :; do
-    code=$(curl -s -m 10 -o /dev/null -w '%{{http_code}}' -X POST "$url/$name/complete" || true)
-    case "$code" in 200|404|409|422) break ;; esac
-    sleep 0.05
-done
-exit 0
-"#
-    )
+    spotrunner_testkit::fake_github::dispatch_runner_script(github_url, None)
 }
 
 /// `hot` of the pool: `count` idle runners registered where the jobs' runners
