@@ -4,6 +4,7 @@
 mod adapters;
 mod config_file;
 mod demo;
+mod doctor;
 mod explain;
 mod handlers;
 mod inbox;
@@ -133,6 +134,9 @@ enum Command {
         #[arg(long, default_value_t = 120)]
         grace: u64,
     },
+    /// Check that GitHub, the App, its webhook and the backend fit together;
+    /// each failure with its fix. Exit status 1 when a check failed.
+    Doctor(doctor::DoctorArgs),
     /// A first look, no account needed: a local serve, a fake GitHub, sample jobs.
     Demo {
         /// Sample jobs to send.
@@ -221,6 +225,10 @@ async fn run(command: Command) -> Result<ExitCode, String> {
         } => {
             logging::init_quiet();
             interrupt::run(&target, &subject, std::time::Duration::from_secs(grace)).await
+        }
+        Command::Doctor(args) => {
+            logging::init_quiet();
+            doctor::run(args).await
         }
         Command::Demo { jobs, state_dir } => demo::run(jobs, state_dir).await,
     }
