@@ -38,7 +38,7 @@ fn module_rendering_fixture_loads_with_the_lambdas_parser() {
     assert_eq!(
         config.github.auth,
         GitHubAuth::App {
-            app_id: 4242,
+            app_id: 4242.into(),
             private_key: SecretRef::Ssm("/srtest/github/app-private-key".into()),
         }
     );

@@ -3,6 +3,7 @@
 //! Loaded from JSON or TOML ([`Config::from_json`], [`Config::from_toml`],
 //! [`Config::from_path`]); every error names the field and the rule it broke.
 
+mod app_id;
 mod arch;
 mod hot;
 mod local;
@@ -13,6 +14,7 @@ mod sizing;
 mod spot;
 mod validate;
 
+pub use app_id::AppId;
 pub use arch::Architecture;
 pub use hot::{HotPool, HotWindow};
 pub use local::LocalConfig;
@@ -70,7 +72,8 @@ pub struct GitHubConfig {
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum GitHubAuth {
     /// A GitHub App (preferred): installation tokens are minted and cached.
-    App { app_id: u64, private_key: SecretRef },
+    /// `app_id`: the number, or a reference (`ssm:/sr/github/app-id`).
+    App { app_id: AppId, private_key: SecretRef },
     /// A personal access token.
     Pat { token: SecretRef },
 }

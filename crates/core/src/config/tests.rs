@@ -54,7 +54,7 @@ fn toml_and_json_load_the_same_document() {
     assert_eq!(
         from_toml.github.auth,
         GitHubAuth::App {
-            app_id: 42,
+            app_id: 42.into(),
             private_key: SecretRef::Ssm("/sr/github/key".into())
         }
     );
@@ -266,7 +266,7 @@ prop_compose! {
                 auth: if pat {
                     GitHubAuth::Pat { token: SecretRef::Env("GH_TOKEN".into()) }
                 } else {
-                    GitHubAuth::App { app_id: 7, private_key: SecretRef::File("/k.pem".into()) }
+                    GitHubAuth::App { app_id: 7.into(), private_key: SecretRef::File("/k.pem".into()) }
                 },
             },
             webhook: WebhookConfig { secrets: vec![SecretRef::Ssm("/s".into())] },

@@ -326,8 +326,16 @@ impl Config {
         // Terraform state and plans: literal secrets have no place there.
         let literal = "value: secrets are for local testing only; on AWS use ssm:/name";
         match &self.github.auth {
-            GitHubAuth::App { private_key, .. } if private_key.is_literal() => {
-                p.add("github.auth.private_key", literal);
+            GitHubAuth::App {
+                app_id,
+                private_key,
+            } => {
+                if private_key.is_literal() {
+                    p.add("github.auth.private_key", literal);
+                }
+                if matches!(app_id, super::AppId::Ref(r) if r.is_literal()) {
+                    p.add("github.auth.app_id", "value: is for local testing only; on AWS give the number or ssm:/name");
+                }
             }
             GitHubAuth::Pat { token } if token.is_literal() => p.add("github.auth.token", literal),
             _ => {}
