@@ -7,6 +7,7 @@ pub mod create_runner;
 pub mod dlq_mover;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fakes;
+pub mod github_app;
 pub mod hot;
 pub mod janitor;
 pub mod job;

@@ -90,14 +90,25 @@ mod tests {
             parse(serde_json::json!("ssm:/sr/github/app-id")).unwrap(),
             AppId::Ref(SecretRef::Ssm("/sr/github/app-id".into()))
         );
-        assert!(parse(serde_json::json!(0)).unwrap_err().contains("positive"));
+        assert!(
+            parse(serde_json::json!(0))
+                .unwrap_err()
+                .contains("positive")
+        );
         assert!(parse(serde_json::json!(-3)).unwrap_err().contains("app_id"));
-        assert!(parse(serde_json::json!("nope")).unwrap_err().contains("ssm:"));
+        assert!(
+            parse(serde_json::json!("nope"))
+                .unwrap_err()
+                .contains("ssm:")
+        );
         assert_eq!(
             serde_json::to_value(AppId::Ref(SecretRef::Ssm("/a".into()))).unwrap(),
             serde_json::json!("ssm:/a")
         );
-        assert_eq!(serde_json::to_value(AppId::Id(7)).unwrap(), serde_json::json!(7));
+        assert_eq!(
+            serde_json::to_value(AppId::Id(7)).unwrap(),
+            serde_json::json!(7)
+        );
     }
 
     #[test]

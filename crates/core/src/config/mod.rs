@@ -73,7 +73,10 @@ pub struct GitHubConfig {
 pub enum GitHubAuth {
     /// A GitHub App (preferred): installation tokens are minted and cached.
     /// `app_id`: the number, or a reference (`ssm:/sr/github/app-id`).
-    App { app_id: AppId, private_key: SecretRef },
+    App {
+        app_id: AppId,
+        private_key: SecretRef,
+    },
     /// A personal access token.
     Pat { token: SecretRef },
 }

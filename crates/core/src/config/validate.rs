@@ -334,7 +334,10 @@ impl Config {
                     p.add("github.auth.private_key", literal);
                 }
                 if matches!(app_id, super::AppId::Ref(r) if r.is_literal()) {
-                    p.add("github.auth.app_id", "value: is for local testing only; on AWS give the number or ssm:/name");
+                    p.add(
+                        "github.auth.app_id",
+                        "value: is for local testing only; on AWS give the number or ssm:/name",
+                    );
                 }
             }
             GitHubAuth::Pat { token } if token.is_literal() => p.add("github.auth.token", literal),
