@@ -28,6 +28,7 @@
 //! [`QueuedJobSource::rate_limit`]: spotrunner_core::ports::QueuedJobSource::rate_limit
 //! [`PortError::Throttled`]: spotrunner_core::ports::PortError::Throttled
 
+mod app;
 mod client;
 mod config;
 mod deliveries;
@@ -37,6 +38,7 @@ pub mod ratelimit;
 mod releases;
 mod repos;
 
+pub use app::{Account, AppCredentials, AppInfo, HookConfig, InstallationInfo, convert_manifest};
 pub use client::{
     API_VERSION, ClientError, DEFAULT_RUNNER_GROUP_ID, GitHubClient, MAX_LABELS, PER_PAGE,
     TOKEN_REFRESH_MARGIN, token_is_fresh, validate_jit_request,
