@@ -6,6 +6,7 @@ mod config_file;
 mod demo;
 mod doctor;
 mod explain;
+mod github_app;
 mod handlers;
 mod inbox;
 mod interrupt;
@@ -134,6 +135,9 @@ enum Command {
         #[arg(long, default_value_t = 120)]
         grace: u64,
     },
+    /// Create spotrunner's GitHub App from a manifest, or point its webhook.
+    #[command(subcommand, name = "github-app")]
+    GitHubApp(github_app::GitHubAppCommand),
     /// Check that GitHub, the App, its webhook and the backend fit together;
     /// each failure with its fix. Exit status 1 when a check failed.
     Doctor(doctor::DoctorArgs),
@@ -225,6 +229,10 @@ async fn run(command: Command) -> Result<ExitCode, String> {
         } => {
             logging::init_quiet();
             interrupt::run(&target, &subject, std::time::Duration::from_secs(grace)).await
+        }
+        Command::GitHubApp(command) => {
+            logging::init_quiet();
+            github_app::run(command).await
         }
         Command::Doctor(args) => {
             logging::init_quiet();

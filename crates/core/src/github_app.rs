@@ -124,6 +124,35 @@ pub fn missing<'a>(
         .collect()
 }
 
+/// GitHub's web address for an API base: `https://api.github.com` →
+/// `https://github.com`, `https://HOST/api/v3` (Enterprise Server) →
+/// `https://HOST`; anything else is taken as serving both.
+pub fn web_url_for(api_url: &str) -> String {
+    let api = api_url.trim().trim_end_matches('/');
+    if let Some(rest) = api.strip_prefix("https://api.") {
+        return format!("https://{rest}");
+    }
+    api.strip_suffix("/api/v3").unwrap_or(api).to_string()
+}
+
+/// Where the manifest form posts: an organisation's or the signed-in user's
+/// "new App" page.
+pub fn new_app_url(web_url: &str, org: Option<&str>) -> String {
+    let web = web_url.trim_end_matches('/');
+    match org {
+        Some(org) => format!("{web}/organizations/{org}/settings/apps/new"),
+        None => format!("{web}/settings/apps/new"),
+    }
+}
+
+/// Where an App is installed from.
+pub fn install_url(web_url: &str, slug: &str) -> String {
+    format!(
+        "{}/apps/{slug}/installations/new",
+        web_url.trim_end_matches('/')
+    )
+}
+
 /// The App manifest (GitHub's "Registering a GitHub App from a manifest"):
 /// private, exactly `permissions`, the `workflow_job` event to `webhook_url`.
 pub fn manifest(
@@ -197,6 +226,25 @@ mod tests {
         assert!(
             !p.iter()
                 .any(|p| p.name == "organization_self_hosted_runners")
+        );
+    }
+
+    #[test]
+    fn web_addresses_of_github_and_enterprise_server() {
+        assert_eq!(web_url_for("https://api.github.com"), "https://github.com");
+        assert_eq!(web_url_for("https://ghe.corp/api/v3/"), "https://ghe.corp");
+        assert_eq!(web_url_for("http://127.0.0.1:9"), "http://127.0.0.1:9");
+        assert_eq!(
+            new_app_url("https://github.com", Some("acme")),
+            "https://github.com/organizations/acme/settings/apps/new"
+        );
+        assert_eq!(
+            new_app_url("https://github.com/", None),
+            "https://github.com/settings/apps/new"
+        );
+        assert_eq!(
+            install_url("https://github.com", "sr-ci"),
+            "https://github.com/apps/sr-ci/installations/new"
         );
     }
 
