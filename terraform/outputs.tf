@@ -1,6 +1,10 @@
 output "webhook_url" {
   description = "The URL to give GitHub as the webhook's Payload URL (content type application/json)."
-  value = local.use_api_gateway ? "${aws_apigatewayv2_stage.webhook[0].invoke_url}webhook" : (
+  value       = local.webhook_url
+}
+
+locals {
+  webhook_url = local.use_api_gateway ? "${aws_apigatewayv2_stage.webhook[0].invoke_url}webhook" : (
     local.use_function_url ? aws_lambda_function_url.webhook[0].function_url : null
   )
 }
@@ -129,4 +133,24 @@ output "event_rules" {
     { for k, r in aws_cloudwatch_event_rule.stop_runner : k => r.name },
     { for k, r in aws_cloudwatch_event_rule.schedule : "${k}-schedule" => r.name },
   )
+}
+
+output "github_app_id_parameter" {
+  description = "The SSM parameter the Lambdas read the GitHub App's id from (github_app_id_parameter), or null when the id is given as a number."
+  value       = local.github_app_id_name
+}
+
+output "cli_environment" {
+  description = "Shell exports that point the spotrunner CLI at this deployment (doctor, status, redrive, … with --backend aws): eval \"$(terraform output -raw cli_environment)\"."
+  value = join("\n", [for k, v in {
+    AWS_REGION                     = local.region
+    SPOTRUNNER_CONFIG_PARAMETER    = local.config_parameter
+    SPOTRUNNER_WEBHOOK_URL         = local.webhook_url
+    SPOTRUNNER_JOBS_QUEUE_URL      = aws_sqs_queue.jobs.url
+    SPOTRUNNER_BOOTSTRAP_QUEUE_URL = aws_sqs_queue.bootstrap.url
+    SPOTRUNNER_DLQ_URL             = aws_sqs_queue.dlq.url
+    SPOTRUNNER_LEDGER_TABLE        = aws_dynamodb_table.ledger.name
+    SPOTRUNNER_SSM_DOCUMENT        = aws_ssm_document.runner.name
+    SPOTRUNNER_BUCKET              = aws_s3_bucket.runner.id
+  } : "export ${k}='${v}'" if v != null])
 }

@@ -82,8 +82,10 @@ locals {
     for n in compact([local.webhook_secret_name, local.webhook_previous_secret_name]) :
     "${local.ssm_parameter_arn_prefix}/${trimprefix(n, "/")}"
   ]
+  # The App's id, when it is read from a parameter (written by `spotrunner github-app create`).
+  github_app_id_name = var.github_auth_type == "app" && var.github_app_id_parameter != null ? "/${trimprefix(var.github_app_id_parameter, "/")}" : null
   github_credential_arns = [
-    for n in compact([local.github_credential_name]) :
+    for n in compact([local.github_credential_name, local.github_app_id_name]) :
     "${local.ssm_parameter_arn_prefix}/${trimprefix(n, "/")}"
   ]
   config_parameter_arn = "${local.ssm_parameter_arn_prefix}/${trimprefix(local.config_parameter, "/")}"
@@ -93,13 +95,15 @@ locals {
 # --- the configuration document (crates/core/src/config; deny_unknown_fields) ---
 
 locals {
-  github_auth_json = var.github_auth_type == "app" ? jsonencode({
-    type        = "app"
-    app_id      = var.github_app_id
-    private_key = "ssm:${coalesce(local.github_credential_name, "/missing")}"
-    }) : jsonencode({
-    type  = "pat"
-    token = "ssm:${coalesce(local.github_credential_name, "/missing")}"
+  # The App id is a number, or (github_app_id_parameter) an ssm: reference.
+  github_app_id_json = var.github_app_id != null ? jsonencode(var.github_app_id) : jsonencode("ssm:${coalesce(local.github_app_id_name, "/missing")}")
+  github_auth_json = var.github_auth_type == "app" ? format(
+    "{\"type\":\"app\",\"app_id\":%s,\"private_key\":%s}",
+    local.github_app_id_json,
+    jsonencode("ssm:${coalesce(local.github_credential_name, "/missing")}")
+    ) : jsonencode({
+      type  = "pat"
+      token = "ssm:${coalesce(local.github_credential_name, "/missing")}"
   })
 
   config = {
@@ -164,8 +168,8 @@ resource "aws_ssm_parameter" "config" {
 
   lifecycle {
     precondition {
-      condition     = var.github_auth_type != "app" || var.github_app_id != null
-      error_message = "github_app_id is required when github_auth_type = app."
+      condition     = var.github_auth_type != "app" || ((var.github_app_id != null) != (var.github_app_id_parameter != null))
+      error_message = "github_auth_type = app needs exactly one of github_app_id and github_app_id_parameter."
     }
     precondition {
       condition     = var.max_total_weight == null || alltrue([for p in var.pools : p.weight <= var.max_total_weight])

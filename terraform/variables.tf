@@ -238,13 +238,24 @@ variable "github_auth_type" {
 }
 
 variable "github_app_id" {
-  description = "GitHub App id (github_auth_type = app)."
+  description = "GitHub App id (github_auth_type = app). Give this or github_app_id_parameter."
   type        = number
   default     = null
 
   validation {
     condition     = var.github_app_id == null || try(var.github_app_id >= 1 && floor(var.github_app_id) == var.github_app_id, false)
     error_message = "github_app_id must be a positive whole number."
+  }
+}
+
+variable "github_app_id_parameter" {
+  description = "Name of an SSM parameter holding the GitHub App's id (instead of github_app_id). `spotrunner github-app create --ssm-prefix /<prefix>` writes /<prefix>/github/app-id; the Lambdas read it at cold start, so the App can be created after terraform apply."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.github_app_id_parameter == null || can(regex("^/?[A-Za-z0-9_./-]+$", var.github_app_id_parameter))
+    error_message = "github_app_id_parameter must be an SSM parameter name."
   }
 }
 

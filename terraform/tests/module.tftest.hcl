@@ -1147,3 +1147,41 @@ run "ledger_and_bucket" {
     error_message = "the SSM document is scripts/runner/ssm-document.yaml, named <prefix>-runner"
   }
 }
+
+run "app_id_from_a_parameter_written_by_github_app_create" {
+  variables {
+    github_app_id                    = null
+    github_app_private_key           = null
+    webhook_secret                   = null
+    github_app_id_parameter          = "/srtest/github/app-id"
+    github_app_private_key_parameter = "/srtest/github/app-private-key"
+    webhook_secret_parameter         = "/srtest/webhook/secret"
+  }
+
+  assert {
+    condition     = jsondecode(output.config_json).github.auth == { type = "app", app_id = "ssm:/srtest/github/app-id", private_key = "ssm:/srtest/github/app-private-key" }
+    error_message = "the App id becomes an ssm: reference the Lambdas resolve"
+  }
+  assert {
+    condition     = length(aws_ssm_parameter.github_app_private_key) == 0 && length(aws_ssm_parameter.webhook_secret) == 0
+    error_message = "parameters written by github-app create are referenced, not created"
+  }
+  assert {
+    condition = anytrue([for s in data.aws_iam_policy_document.lambda["create-runner"].statement :
+      contains(s.resources, "arn:aws:ssm:eu-west-1:123456789012:parameter/srtest/github/app-id")
+    ])
+    error_message = "create-runner may read the App id parameter"
+  }
+  assert {
+    condition     = strcontains(output.cli_environment, "export SPOTRUNNER_CONFIG_PARAMETER='/srtest/config'") && strcontains(output.cli_environment, "export SPOTRUNNER_LEDGER_TABLE=")
+    error_message = "cli_environment exports the CLI's resource names"
+  }
+}
+
+run "app_id_twice_is_refused" {
+  command = plan
+  variables {
+    github_app_id_parameter = "/srtest/github/app-id"
+  }
+  expect_failures = [aws_ssm_parameter.config]
+}

@@ -5,10 +5,16 @@
 #             (runs-on: [self-hosted, linux, x64, on-demand])
 #
 #   scripts/package-lambdas.sh          # target/lambda/<fn>/bootstrap.zip
-#   terraform init && terraform apply -var-file=my.tfvars
+#   cp terraform.tfvars.example terraform.tfvars   # and fill it in
+#   terraform init && terraform apply
+#   spotrunner github-app create --org <github_org> --ssm-prefix /sr \
+#     --webhook-url "$(terraform output -raw webhook_url)"
 #
-# Then configure the GitHub App's webhook: URL = output webhook_url, content
-# type application/json, secret = var.webhook_secret, events: Workflow jobs.
+# The GitHub App does not exist yet at apply time: `spotrunner github-app
+# create` makes it from a manifest (exactly the permissions spotrunner uses, the
+# workflow_job event, this deployment's webhook URL) and writes its id, private
+# key and webhook secret to the three SSM parameters below, which the Lambdas
+# read at cold start. See README.md, "Deploy on AWS".
 
 terraform {
   required_version = ">= 1.9.0"
@@ -41,23 +47,6 @@ variable "github_org" {
   type        = string
 }
 
-variable "github_app_id" {
-  description = "Id of the GitHub App installed on the organisation (permissions: organization self-hosted runners read/write, actions read)."
-  type        = number
-}
-
-variable "github_app_private_key" {
-  description = "The GitHub App's private key (PEM)."
-  type        = string
-  sensitive   = true
-}
-
-variable "webhook_secret" {
-  description = "The GitHub App's webhook secret."
-  type        = string
-  sensitive   = true
-}
-
 variable "subnet_ids" {
   description = "Private subnets (with a route to the internet through NAT) the runners launch in."
   type        = list(string)
@@ -80,10 +69,11 @@ module "spotrunner" {
   prefix         = "sr"
   lambda_zip_dir = "${path.module}/../../../target/lambda"
 
-  github_auth_type       = "app"
-  github_app_id          = var.github_app_id
-  github_app_private_key = var.github_app_private_key
-  webhook_secret         = var.webhook_secret
+  # Written by `spotrunner github-app create --ssm-prefix /sr` (after apply).
+  github_auth_type                 = "app"
+  github_app_id_parameter          = "/sr/github/app-id"
+  github_app_private_key_parameter = "/sr/github/app-private-key"
+  webhook_secret_parameter         = "/sr/webhook/secret"
 
   allowed_owners   = [var.github_org]
   max_total_weight = 40
@@ -147,4 +137,9 @@ output "config_parameter" {
 output "bucket" {
   description = "Runner bucket (seed runner-cache/ with the runner tarball, see the module README)."
   value       = module.spotrunner.bucket
+}
+
+output "cli_environment" {
+  description = "Exports for the spotrunner CLI: eval \"$(terraform output -raw cli_environment)\"."
+  value       = module.spotrunner.cli_environment
 }
