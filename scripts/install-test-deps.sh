@@ -52,6 +52,13 @@ if ! have shellcheck; then
   apt_install shellcheck || say "WARNING: shellcheck unavailable; shell lint is skipped"
 fi
 
+# The github-app create test drives the setup page in a real headless browser.
+if ! have chromium || ! have chromedriver; then
+  say "installing chromium and chromium-driver from Debian (headless browser test)"
+  apt_install chromium chromium-driver || { say "ERROR: chromium/chromedriver could not be installed"; exit 1; }
+  hash -r
+fi
+
 if ! have terraform; then
   say "WARNING: terraform not found: the Terraform checks will be SKIPPED"
 fi

@@ -1,6 +1,7 @@
 //! Test harness for spotrunner (dev-dependency only): a moto server per test
 //! process, a fake GitHub HTTP server, and GitHub's own webhook examples.
 
+pub mod browser;
 pub mod examples;
 pub mod fault_proxy;
 /// The fake GitHub lives in its own crate so that `spotrunner demo` can ship it.
