@@ -63,13 +63,14 @@ impl Browser {
             {
                 break;
             }
-            assert!(Instant::now() < deadline, "chromedriver did not become ready");
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not become ready"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let profile = std::env::temp_dir().join(format!(
-            "spotrunner-browser-{}-{port}",
-            std::process::id()
-        ));
+        let profile =
+            std::env::temp_dir().join(format!("spotrunner-browser-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&profile).expect("browser profile dir");
         // As the probe of this machine found: no sandbox as root, and no
         // background networking (this machine's network is closed).
@@ -96,7 +97,9 @@ impl Browser {
             http,
             _profile: tempdir::Dir(profile),
         };
-        let v = browser.call(reqwest::Method::POST, "/session", Some(caps)).await;
+        let v = browser
+            .call(reqwest::Method::POST, "/session", Some(caps))
+            .await;
         browser.session = v["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("no session id in {v}"))
@@ -105,7 +108,9 @@ impl Browser {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut rb = self.http.request(method.clone(), format!("{}{path}", self.base));
+        let mut rb = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base));
         if method == reqwest::Method::POST {
             rb = rb.json(&body.unwrap_or_else(|| json!({})));
         }
@@ -128,8 +133,12 @@ impl Browser {
 
     /// Open `url` (returns once the page has loaded).
     pub async fn goto(&self, url: &str) {
-        self.call(reqwest::Method::POST, &self.s("/url"), Some(json!({ "url": url })))
-            .await;
+        self.call(
+            reqwest::Method::POST,
+            &self.s("/url"),
+            Some(json!({ "url": url })),
+        )
+        .await;
     }
 
     /// The element matching `css`, waiting up to `timeout` for it to appear.
@@ -171,10 +180,14 @@ impl Browser {
     /// The visible text of the element matching `css`, once it exists.
     pub async fn text(&self, css: &str, timeout: Duration) -> Option<String> {
         let id = self.find(css, timeout).await?;
-        self.call(reqwest::Method::GET, &self.s(&format!("/element/{id}/text")), None)
-            .await
-            .as_str()
-            .map(str::to_string)
+        self.call(
+            reqwest::Method::GET,
+            &self.s(&format!("/element/{id}/text")),
+            None,
+        )
+        .await
+        .as_str()
+        .map(str::to_string)
     }
 
     pub async fn current_url(&self) -> String {
