@@ -14,9 +14,10 @@
 //!   same GUID, signed with the **current** secret, records it as a new attempt
 //!   (`redelivery: true`) and only then answers `202 {}` (so a test sees the
 //!   redelivery as soon as the call returns).
-//! - The App's hook has a `content_type` (`json`, or `form`: the payload is
-//!   sent as `payload=<url-encoded JSON>`, signed as sent) and is `active` or
-//!   not (an inactive App hook gets no deliveries and logs none).
+//! - The App's hook has GitHub's configuration (`GET`/`PATCH /app/hook/config`,
+//!   `app.rs`): `url`, `secret`, `content_type` (`json`, or `form`: the payload
+//!   is sent as `payload=<url-encoded JSON>`, signed as sent), `insecure_ssl`
+//!   and `active` (an inactive App hook gets no deliveries and logs none).
 
 use super::{
     Caller, FakeGitHub, Response, RunnerScope, State, StatusCode, allowed, err, ok_json,
@@ -80,6 +81,8 @@ pub(crate) struct Hooks {
     pub secret: String,
     /// `json` or `form`.
     pub content_type: String,
+    /// `0` (verify the certificate) or `1`; recorded only.
+    pub insecure_ssl: String,
     /// An inactive App hook delivers nothing.
     pub active: bool,
     timeout: Duration,
@@ -97,6 +100,7 @@ impl Default for Hooks {
             url: None,
             secret: String::new(),
             content_type: "json".into(),
+            insecure_ssl: "0".into(),
             active: true,
             timeout: DEFAULT_TIMEOUT,
             registered: Vec::new(),
@@ -568,6 +572,17 @@ pub(crate) struct NewDelivery {
     pub payload: Vec<u8>,
 }
 
+/// A delivery through the App's hook to a URL and with a secret of its own:
+/// a new App's `ping`, which GitHub sends on registration to the manifest's
+/// hook URL (before anyone holds the App's webhook secret).
+#[derive(Clone)]
+pub(crate) struct DirectDelivery {
+    pub url: String,
+    pub secret: String,
+    pub event: String,
+    pub payload: Vec<u8>,
+}
+
 /// POST one new delivery through the App's hook and log it.
 async fn deliver_new(st: &Mutex<State>, target: Target, event: &str, payload: &[u8]) {
     let guid = new_guid();
@@ -585,6 +600,16 @@ async fn deliver_new(st: &Mutex<State>, target: Target, event: &str, payload: &[
 /// Perform the redelivery (or new delivery) a handler asked for, before its
 /// answer goes out.
 pub(crate) async fn after(st: &Mutex<State>, resp: &mut Response) {
+    if let Some(d) = resp.extensions_mut().remove::<DirectDelivery>() {
+        let timeout = st.lock().unwrap().hooks.timeout;
+        let target = Target {
+            url: Some(d.url),
+            secret: d.secret,
+            form: false,
+            timeout,
+        };
+        deliver_new(st, target, &d.event, &d.payload).await;
+    }
     if let Some(d) = resp.extensions_mut().remove::<NewDelivery>() {
         let (target, active) = {
             let s = st.lock().unwrap();
