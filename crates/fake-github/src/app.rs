@@ -1046,9 +1046,10 @@ mod tests {
     }
 
     #[test]
-    fn an_organisation_event_needs_its_permission_only() {
+    fn events_without_a_known_rule_are_stored_as_given() {
         let mut m = manifest();
-        m["default_events"] = json!(["workflow_job", "meta", "installation_target"]);
-        assert!(validate(&m).is_ok());
+        m["default_events"] = json!(["workflow_job", "label", "installation_target", "label"]);
+        let r = validate(&m).unwrap();
+        assert_eq!(r.events, ["workflow_job", "label", "installation_target"]);
     }
 }
