@@ -198,7 +198,7 @@ pub(crate) struct Repos {
 }
 
 /// A stable account id for `login` (GitHub's are numbers; tests only need them stable).
-fn account_id(login: &str) -> u64 {
+pub(crate) fn account_id(login: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in login.to_ascii_lowercase().bytes() {
         h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
@@ -650,6 +650,13 @@ pub(crate) fn handle(
     let base = s.base_url.clone();
     match r.kind {
         Kind::ListInstallations => {
+            // Each shows the App's permissions, or its own (app.rs).
+            let permissions: HashMap<u64, _> = s
+                .installations
+                .iter()
+                .map(|i| (i.id, super::app::installation_permissions(s, i.id)))
+                .collect();
+            let events = super::app::events(s);
             let accounts = installation_accounts(s);
             paged(
                 s,
@@ -667,12 +674,8 @@ pub(crate) fn handle(
                         "access_tokens_url": format!("{base}/app/installations/{id}/access_tokens"),
                         "repositories_url": format!("{base}/installation/repositories"),
                         "html_url": format!("https://github.com/settings/installations/{id}"),
-                        "permissions": {
-                            "actions": "read",
-                            "organization_self_hosted_runners": "write",
-                            "administration": "write",
-                        },
-                        "events": ["workflow_job"],
+                        "permissions": permissions.get(id),
+                        "events": events,
                         "suspended_at": null,
                     })
                 },

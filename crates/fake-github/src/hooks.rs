@@ -14,6 +14,10 @@
 //!   same GUID, signed with the **current** secret, records it as a new attempt
 //!   (`redelivery: true`) and only then answers `202 {}` (so a test sees the
 //!   redelivery as soon as the call returns).
+//! - The App's hook has GitHub's configuration (`GET`/`PATCH /app/hook/config`,
+//!   `app.rs`): `url`, `secret`, `content_type` (`json`, or `form`: the payload
+//!   is sent as `payload=<url-encoded JSON>`, signed as sent), `insecure_ssl`
+//!   and `active` (an inactive App hook gets no deliveries and logs none).
 
 use super::{
     Caller, FakeGitHub, Response, RunnerScope, State, StatusCode, allowed, err, ok_json,
@@ -62,7 +66,8 @@ pub struct FakeDelivery {
     pub url: String,
     /// The headers sent (names as GitHub spells them).
     pub request_headers: Vec<(String, String)>,
-    /// The exact bytes sent.
+    /// The payload (JSON): the exact bytes sent, except through a hook whose
+    /// content type is `form`, which sends them as `payload=<url-encoded>`.
     pub payload: Vec<u8>,
     /// The answer's headers (lower-case names).
     pub response_headers: Vec<(String, String)>,
@@ -72,8 +77,14 @@ pub struct FakeDelivery {
 
 /// The webhook configuration and every hook's delivery log.
 pub(crate) struct Hooks {
-    url: Option<String>,
-    secret: String,
+    pub url: Option<String>,
+    pub secret: String,
+    /// `json` or `form`.
+    pub content_type: String,
+    /// `0` (verify the certificate) or `1`; recorded only.
+    pub insecure_ssl: String,
+    /// An inactive App hook delivers nothing.
+    pub active: bool,
     timeout: Duration,
     /// Registered organisation and repository hooks (names lower-cased); the
     /// App's hook always exists.
@@ -88,6 +99,9 @@ impl Default for Hooks {
         Self {
             url: None,
             secret: String::new(),
+            content_type: "json".into(),
+            insecure_ssl: "0".into(),
+            active: true,
             timeout: DEFAULT_TIMEOUT,
             registered: Vec::new(),
             log: Vec::new(),
@@ -170,22 +184,54 @@ fn about(payload: &[u8]) -> About {
     }
 }
 
-/// POST `payload` as GitHub would. Never holds the state's lock.
-async fn post(
+/// Where and how a delivery goes: a snapshot of the hook's configuration.
+struct Target {
     url: Option<String>,
-    secret: &str,
+    secret: String,
+    /// `content_type` `form`: `payload=<url-encoded JSON>`.
+    form: bool,
     timeout: Duration,
-    hook: &HookRef,
-    event: &str,
-    guid: &str,
-    payload: &[u8],
-) -> Outcome {
+}
+
+impl Hooks {
+    /// The current configuration (every hook shares the App's).
+    fn target(&self) -> Target {
+        Target {
+            url: self.url.clone(),
+            secret: self.secret.clone(),
+            form: self.content_type == "form",
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// `payload=<url-encoded JSON>`, as GitHub sends to a `form` hook.
+fn form_body(payload: &[u8]) -> Vec<u8> {
+    let mut u = reqwest::Url::parse("http://x/").expect("static URL");
+    u.query_pairs_mut()
+        .append_pair("payload", &String::from_utf8_lossy(payload));
+    u.query().unwrap_or_default().as_bytes().to_vec()
+}
+
+/// POST `payload` as GitHub would. Never holds the state's lock.
+async fn post(target: Target, hook: &HookRef, event: &str, guid: &str, payload: &[u8]) -> Outcome {
+    let Target {
+        url,
+        secret,
+        form,
+        timeout,
+    } = target;
     let now = Utc::now();
     let delivered_at = DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
-    let signature = spotrunner_core::webhook::sign(secret.as_bytes(), payload);
+    let (body, content_type) = if form {
+        (form_body(payload), "application/x-www-form-urlencoded")
+    } else {
+        (payload.to_vec(), "application/json")
+    };
+    let signature = spotrunner_core::webhook::sign(secret.as_bytes(), &body);
     let request_headers: Vec<(String, String)> = vec![
         ("Accept".into(), "*/*".into()),
-        ("Content-Type".into(), "application/json".into()),
+        ("Content-Type".into(), content_type.into()),
         ("User-Agent".into(), "GitHub-Hookshot/fake".into()),
         ("X-GitHub-Delivery".into(), guid.to_string()),
         ("X-GitHub-Event".into(), event.to_string()),
@@ -211,7 +257,7 @@ async fn post(
         out.status = "No webhook URL configured".into();
         return out;
     };
-    let mut rb = http().post(&url).timeout(timeout).body(payload.to_vec());
+    let mut rb = http().post(&url).timeout(timeout).body(body);
     for (k, v) in &request_headers {
         rb = rb.header(k.as_str(), v.as_str());
     }
@@ -256,9 +302,17 @@ struct Sent<'a> {
 }
 
 fn record(s: &mut State, sent: Sent<'_>, out: Outcome) -> FakeDelivery {
+    let d = delivery(s.hooks.next_id, sent, out);
+    s.hooks.next_id += 1;
+    s.hooks.log.push(d.clone());
+    d
+}
+
+/// The attempt as the log shows it (with id `id`).
+fn delivery(id: u64, sent: Sent<'_>, out: Outcome) -> FakeDelivery {
     let about = about(sent.payload);
-    let d = FakeDelivery {
-        id: s.hooks.next_id,
+    FakeDelivery {
+        id,
         hook: sent.hook,
         guid: sent.guid,
         delivered_at: out.delivered_at,
@@ -275,19 +329,18 @@ fn record(s: &mut State, sent: Sent<'_>, out: Outcome) -> FakeDelivery {
         payload: sent.payload.to_vec(),
         response_headers: out.response_headers,
         response_body: out.response_body,
-    };
-    s.hooks.next_id += 1;
-    s.hooks.log.push(d.clone());
-    d
+    }
 }
 
 impl FakeGitHub {
     /// Configure the App's webhook: where deliveries go and the secret they are
     /// signed with. Registered organisation and repository hooks share it.
+    /// The hook becomes active (its content type and `insecure_ssl` stay).
     pub fn set_webhook(&self, url: &str, secret: &str) {
         let mut s = self.st();
         s.hooks.url = Some(url.to_string());
         s.hooks.secret = secret.to_string();
+        s.hooks.active = true;
     }
 
     /// How long a delivery waits for an answer (GitHub: 10 s, the default).
@@ -314,7 +367,10 @@ impl FakeGitHub {
     }
 
     /// Deliver through `hook` (registered with [`FakeGitHub::add_hook`]).
-    /// Returns the answer's status code and the recorded attempt.
+    /// Returns the answer's status code and the recorded attempt. An inactive
+    /// App hook (a manifest's `hook_attributes.active: false`) delivers
+    /// nothing: 0 and an attempt that is not in the log (id 0, status
+    /// `Hook is inactive`).
     ///
     /// # Panics
     /// If `hook` was never registered (a mistake in the test).
@@ -325,16 +381,37 @@ impl FakeGitHub {
         payload: &[u8],
     ) -> (u16, FakeDelivery) {
         let hook = normalized(hook);
-        let (url, secret, timeout) = {
+        let (target, active) = {
             let s = self.st();
             assert!(
                 hook == HookRef::App || s.hooks.registered.contains(&hook),
                 "fake GitHub: {hook} was never registered (add_hook)"
             );
-            (s.hooks.url.clone(), s.hooks.secret.clone(), s.hooks.timeout)
+            (s.hooks.target(), s.hooks.active || hook != HookRef::App)
         };
         let guid = new_guid();
-        let out = post(url, &secret, timeout, &hook, event, &guid, payload).await;
+        if !active {
+            let now = Utc::now();
+            let out = Outcome {
+                delivered_at: DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now),
+                duration: 0.0,
+                status: "Hook is inactive".into(),
+                status_code: 0,
+                url: target.url.unwrap_or_default(),
+                request_headers: Vec::new(),
+                response_headers: Vec::new(),
+                response_body: String::new(),
+            };
+            let sent = Sent {
+                hook,
+                guid,
+                event,
+                payload,
+                redelivery: false,
+            };
+            return (0, delivery(0, sent, out));
+        }
+        let out = post(target, &hook, event, &guid, payload).await;
         let code = out.status_code;
         let sent = Sent {
             hook,
@@ -495,45 +572,58 @@ pub(crate) struct NewDelivery {
     pub payload: Vec<u8>,
 }
 
+/// A delivery through the App's hook to a URL and with a secret of its own:
+/// a new App's `ping`, which GitHub sends on registration to the manifest's
+/// hook URL (before anyone holds the App's webhook secret).
+#[derive(Clone)]
+pub(crate) struct DirectDelivery {
+    pub url: String,
+    pub secret: String,
+    pub event: String,
+    pub payload: Vec<u8>,
+}
+
+/// POST one new delivery through the App's hook and log it.
+async fn deliver_new(st: &Mutex<State>, target: Target, event: &str, payload: &[u8]) {
+    let guid = new_guid();
+    let out = post(target, &HookRef::App, event, &guid, payload).await;
+    let sent = Sent {
+        hook: HookRef::App,
+        guid,
+        event,
+        payload,
+        redelivery: false,
+    };
+    record(&mut st.lock().unwrap(), sent, out);
+}
+
 /// Perform the redelivery (or new delivery) a handler asked for, before its
 /// answer goes out.
 pub(crate) async fn after(st: &Mutex<State>, resp: &mut Response) {
-    if let Some(d) = resp.extensions_mut().remove::<NewDelivery>() {
-        let (url, secret, timeout) = {
-            let s = st.lock().unwrap();
-            (s.hooks.url.clone(), s.hooks.secret.clone(), s.hooks.timeout)
-        };
-        let guid = new_guid();
-        let out = post(
-            url,
-            &secret,
+    if let Some(d) = resp.extensions_mut().remove::<DirectDelivery>() {
+        let timeout = st.lock().unwrap().hooks.timeout;
+        let target = Target {
+            url: Some(d.url),
+            secret: d.secret,
+            form: false,
             timeout,
-            &HookRef::App,
-            &d.event,
-            &guid,
-            &d.payload,
-        )
-        .await;
-        let sent = Sent {
-            hook: HookRef::App,
-            guid,
-            event: &d.event,
-            payload: &d.payload,
-            redelivery: false,
         };
-        record(&mut st.lock().unwrap(), sent, out);
+        deliver_new(st, target, &d.event, &d.payload).await;
+    }
+    if let Some(d) = resp.extensions_mut().remove::<NewDelivery>() {
+        let (target, active) = {
+            let s = st.lock().unwrap();
+            (s.hooks.target(), s.hooks.active)
+        };
+        if active {
+            deliver_new(st, target, &d.event, &d.payload).await;
+        }
     }
     let Some(p) = resp.extensions_mut().remove::<Pending>() else {
         return;
     };
-    let (url, secret, timeout) = {
-        let s = st.lock().unwrap();
-        (s.hooks.url.clone(), s.hooks.secret.clone(), s.hooks.timeout)
-    };
-    let out = post(
-        url, &secret, timeout, &p.hook, &p.event, &p.guid, &p.payload,
-    )
-    .await;
+    let target = st.lock().unwrap().hooks.target();
+    let out = post(target, &p.hook, &p.event, &p.guid, &p.payload).await;
     let sent = Sent {
         hook: p.hook,
         guid: p.guid,

@@ -6,7 +6,7 @@
 //!
 //! | endpoint name (for [`FakeGitHub::calls`]) | route |
 //! | --- | --- |
-//! | `access_tokens` | `POST /app/installations/{id}/access_tokens` (App JWT) |
+//! | `access_tokens` | `POST /app/installations/{id}/access_tokens` (App JWT; the token's `permissions` are its installation's) |
 //! | `installation` | `GET /orgs/{org}/installation`, `GET /repos/{o}/{r}/installation` (App JWT) |
 //! | `runner-groups` | `GET /orgs/{org}/actions/runner-groups` |
 //! | `generate-jitconfig` | `POST /orgs/{org}/actions/runners/generate-jitconfig`, repo alike |
@@ -17,7 +17,7 @@
 //! | `list-deliveries` | `GET /app/hook/deliveries` (App JWT), `GET /orgs/{org}/hooks/{id}/deliveries`, repo alike (cursor paging) |
 //! | `get-delivery` | `GET /app/hook/deliveries/{delivery_id}`, org and repo hooks alike |
 //! | `redeliver` | `POST /app/hook/deliveries/{delivery_id}/attempts`, org and repo hooks alike (re-POSTs before answering 202) |
-//! | `list-installations` | `GET /app/installations` (App JWT) |
+//! | `list-installations` | `GET /app/installations` (App JWT; each with the App's events and permissions, or its own permissions) |
 //! | `installation` | also `GET /users/{user}/installation` (App JWT) |
 //! | `installation-repositories` | `GET /installation/repositories` (installation token) |
 //! | `get-repository` | `GET /repos/{o}/{r}` |
@@ -29,7 +29,16 @@
 //! | `get-release` | `GET /repos/{o}/{r}/releases/latest`, `GET /repos/{o}/{r}/releases/tags/{tag}` (public: no credentials checked) |
 //! | `download-asset` | `GET /{o}/{r}/releases/download/{tag}/{name}` (a release's `browser_download_url`): 302 to `asset-object` |
 //! | `asset-object` | `GET /_objects/{id}`: the asset's bytes (`releases.rs`) |
+//! | `new-app` | `POST /settings/apps/new`, `POST /organizations/{org}/settings/apps/new` (the manifest flow's web form, at the server's root even under a prefix, no credentials): `302` to the manifest's `redirect_url` with `code` and `state`, or an HTML `422` (`app.rs`) |
+//! | `manifest-conversion` | `POST /app-manifests/{code}/conversions` (no credentials): `201` with the App, `pem`, `webhook_secret`…; a code works once, for an hour |
+//! | `get-app` | `GET /app` (App JWT) |
+//! | `hook-config` | `GET /app/hook/config`, `PATCH /app/hook/config` (App JWT; the secret masked) |
 //! | (not counted) | `POST /_fake/runners/{name}/acquire`, `POST /_fake/runners/{name}/complete`: a runner takes the oldest queued job that fits it and finishes it (test hooks, no credentials; `dispatch.rs`, [`FakeGitHub::queue_job`]) |
+//!
+//! The App (`app.rs`): one, [`APP_ID`]; created from a manifest (the web form,
+//! then the code's conversion) it takes the manifest's name, owner,
+//! permissions, events and hook; installations show its permissions and
+//! events unless a test gave one its own ([`FakeGitHub::set_installation_permissions`]).
 //!
 //! Webhooks ([`FakeGitHub::set_webhook`], [`FakeGitHub::deliver`]): the fake POSTs
 //! signed payloads the way GitHub does, records every attempt in the hook's
@@ -50,11 +59,13 @@
 #![allow(clippy::result_large_err)]
 
 mod actions;
+mod app;
 mod dispatch;
 mod hooks;
 mod releases;
 
 pub use actions::FakeWorkflowJob;
+pub use app::{FakeAppHook, MASKED_SECRET, WEB_USER};
 pub use dispatch::{FakeAssignment, dispatch_runner_script};
 pub use hooks::{APP_HOOK_ID, FakeDelivery};
 
@@ -103,6 +114,10 @@ pub mod endpoint {
     pub const GET_RELEASE: &str = "get-release";
     pub const DOWNLOAD_ASSET: &str = "download-asset";
     pub const ASSET_OBJECT: &str = "asset-object";
+    pub const NEW_APP: &str = "new-app";
+    pub const MANIFEST_CONVERSION: &str = "manifest-conversion";
+    pub const GET_APP: &str = "get-app";
+    pub const HOOK_CONFIG: &str = "hook-config";
 }
 
 /// A runner registered with the fake.
@@ -190,7 +205,11 @@ struct TokenInfo {
 
 struct State {
     base_url: String,
+    /// The root, without the prefix (GitHub's web UI).
+    web_url: String,
     prefix: String,
+    /// The App: name, owner, permissions, events, manifest codes (app.rs).
+    app: app::App,
     installations: Vec<Installation>,
     tokens: HashMap<String, TokenInfo>,
     tokens_minted: usize,
@@ -289,9 +308,12 @@ impl FakeGitHub {
             .await
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
-        let url = format!("http://{addr}{prefix}");
+        let web_url = format!("http://{addr}");
+        let url = format!("{web_url}{prefix}");
         let state = Arc::new(Mutex::new(State {
             base_url: url.clone(),
+            app: app::App::new(&web_url),
+            web_url,
             prefix,
             installations: Vec::new(),
             tokens: HashMap::new(),
@@ -516,8 +538,48 @@ fn ok_json(status: StatusCode, v: Value) -> Response {
     (status, axum::Json(v)).into_response()
 }
 
-/// A route served by `hooks.rs` or `actions.rs`.
+/// An injected failure as an answer.
+fn failure_response(f: Failure) -> Response {
+    let mut resp = ok_json(
+        StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        f.body,
+    );
+    for (k, v) in f.headers {
+        if let (Ok(k), Ok(v)) = (HeaderName::try_from(k), HeaderValue::from_str(&v)) {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+    resp
+}
+
+/// Count a call of `ep` and record its request; the injected failure to
+/// answer with, if one is queued.
+fn count_call(
+    s: &mut State,
+    ep: &'static str,
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Option<Response> {
+    *s.calls.entry(ep).or_default() += 1;
+    s.requests.push(RecordedRequest {
+        endpoint: ep,
+        method: method.to_string(),
+        path: path.to_string(),
+        query: query.map(str::to_string),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect(),
+    });
+    let f = s.failures.get_mut(ep).and_then(VecDeque::pop_front)?;
+    Some(failure_response(f))
+}
+
+/// A route served by `app.rs`, `hooks.rs` or `actions.rs`.
 enum Ext {
+    App(app::Route),
     Hook(hooks::Route),
     Actions(actions::Route),
 }
@@ -525,6 +587,7 @@ enum Ext {
 impl Ext {
     fn endpoint(&self) -> &'static str {
         match self {
+            Ext::App(r) => r.endpoint,
             Ext::Hook(r) => r.endpoint,
             Ext::Actions(r) => r.endpoint,
         }
@@ -532,6 +595,7 @@ impl Ext {
     /// Does it take an App JWT (rather than a PAT or an installation token)?
     fn jwt(&self) -> bool {
         match self {
+            Ext::App(_) => true,
             Ext::Hook(r) => r.jwt(),
             Ext::Actions(r) => r.jwt(),
         }
@@ -722,6 +786,11 @@ fn handle(
     body: Bytes,
 ) -> Response {
     let mut s = st.lock().unwrap();
+    let m = method.as_str();
+    // GitHub's web UI (the manifest flow's form) is at the root (app.rs).
+    if let Some(resp) = app::web(&mut s, m, uri.path(), uri.query(), &headers, &body) {
+        return resp;
+    }
     let Some(path) = uri
         .path()
         .strip_prefix(s.prefix.as_str())
@@ -732,10 +801,16 @@ fn handle(
     let query = uri.query().map(str::to_string);
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
 
-    let m = method.as_str();
     // The runner side of GitHub's dispatch: test hooks, no credentials (dispatch.rs).
     if let Some(resp) = dispatch::serve(&mut s, m, &segs, &body) {
         return resp;
+    }
+    // A manifest code's conversion takes no credentials (app.rs).
+    if let Some((ep, code)) = app::public_route(m, &segs) {
+        if let Some(failure) = count_call(&mut s, ep, m, &path, query.as_deref(), &headers) {
+            return failure;
+        }
+        return app::convert(&mut s, &code);
     }
     // Releases and their downloads are public (releases.rs).
     if let Some((ep, resp)) = releases::serve(&mut s, m, &segs) {
@@ -799,13 +874,14 @@ fn handle(
             Some((e.0, Some(scope), e.1))
         }),
     };
-    // Then the webhook endpoints (hooks.rs) and repositories and workflow runs (actions.rs).
+    // Then the App (app.rs), the webhook endpoints (hooks.rs) and repositories
+    // and workflow runs (actions.rs).
     let ext = match route {
         Some(_) => None,
-        None => match hooks::route(m, &segs) {
-            Some(r) => Some(Ext::Hook(r)),
-            None => actions::route(m, &segs).map(Ext::Actions),
-        },
+        None => app::route(m, &segs)
+            .map(Ext::App)
+            .or_else(|| hooks::route(m, &segs).map(Ext::Hook))
+            .or_else(|| actions::route(m, &segs).map(Ext::Actions)),
     };
     let Some((ep, scope, id)) = route.or_else(|| ext.as_ref().map(|e| (e.endpoint(), None, None)))
     else {
@@ -829,16 +905,7 @@ fn handle(
         return err(StatusCode::NOT_FOUND, "Not Found");
     }
     if let Some(f) = s.failures.get_mut(ep).and_then(VecDeque::pop_front) {
-        let mut resp = ok_json(
-            StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            f.body,
-        );
-        for (k, v) in f.headers {
-            if let (Ok(k), Ok(v)) = (HeaderName::try_from(k), HeaderValue::from_str(&v)) {
-                resp.headers_mut().insert(k, v);
-            }
-        }
-        return resp;
+        return failure_response(f);
     }
 
     // Auth.
@@ -861,6 +928,7 @@ fn handle(
         return r;
     }
     match ext {
+        Some(Ext::App(r)) => return app::handle(&mut s, r, &body),
         Some(Ext::Hook(r)) => return hooks::handle(&mut s, r, &caller, &path, query.as_deref()),
         Some(Ext::Actions(r)) => {
             return actions::handle(&mut s, r, &caller, &path, query.as_deref());
@@ -891,7 +959,7 @@ fn handle(
                 json!({
                     "token": token,
                     "expires_at": exp.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    "permissions": { "organization_self_hosted_runners": "write" },
+                    "permissions": app::installation_permissions(&s, id),
                     "repository_selection": "all",
                 }),
             )
