@@ -359,7 +359,7 @@ fn webhook_checks(
     };
     // GitHub lists the newest first; sort anyway.
     let mut deliveries = deliveries;
-    deliveries.sort_by(|a, b| b.delivered_at.cmp(&a.delivered_at));
+    deliveries.sort_by_key(|d| std::cmp::Reverse(d.delivered_at));
     if !hook.secret_set {
         out.push(Check::fail(
             "github.webhook.secret",

@@ -1,0 +1,322 @@
+//! `spotrunner github-app create` end to end: the setup page in a real
+//! headless Chromium, the fake GitHub's manifest flow (form → redirect with a
+//! code → conversion), the credentials in moto's SSM, and nothing secret on the
+//! terminal, in the logs or on the page.
+
+mod common;
+
+use common::BIN;
+use spotrunner_testkit::browser::Browser;
+use spotrunner_testkit::fake_github::{APP_ID, APP_PRIVATE_KEY_PEM, FakeGitHub};
+use spotrunner_testkit::moto;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A webhook URL nothing listens on: the registration ping is refused at once.
+const HOOK: &str = "http://127.0.0.1:9/webhook";
+
+fn aws_env(cmd: &mut Command, moto_url: &str) {
+    cmd.env("AWS_ENDPOINT_URL", moto_url)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing");
+}
+
+/// Start `github-app create ARGS`, return it and the setup page's URL.
+fn start_create(args: &[&str], moto_url: &str) -> (Child, String, std::thread::JoinHandle<String>) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["github-app", "create"]).args(args);
+    aws_env(&mut cmd, moto_url);
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spotrunner runs");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Read the whole stdout on a thread; hand the page URL over when it appears.
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.trim().strip_prefix("http://127.0.0.1:") {
+                let _ = tx.send(format!("http://127.0.0.1:{url}"));
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("github-app create printed its page's URL");
+    (child, url, reader)
+}
+
+fn finish(mut child: Child, reader: std::thread::JoinHandle<String>) -> (bool, String, String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "github-app create did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status.success(), reader.join().unwrap(), err)
+}
+
+/// Open the page, press the button, and wait for the page GitHub's redirect leads to.
+async fn click_through(page: &str) -> (String, String) {
+    let browser = Browser::start().await;
+    browser.goto(page).await;
+    browser.click("#create").await;
+    let Some(created) = browser.text("#created", Duration::from_secs(30)).await else {
+        panic!(
+            "no confirmation page at {}:\n{}",
+            browser.current_url().await,
+            browser.source().await
+        );
+    };
+    let source = browser.source().await;
+    browser.quit().await;
+    (created, source)
+}
+
+/// Every secret the fake GitHub handed out, and the key's lines.
+fn secrets(github: &FakeGitHub) -> Vec<String> {
+    let mut s = github.issued_secrets();
+    s.push(github.app_hook().secret);
+    s.extend(
+        APP_PRIVATE_KEY_PEM
+            .lines()
+            .filter(|l| !l.starts_with("-----") && l.len() > 20)
+            .map(str::to_string),
+    );
+    s.retain(|x| !x.is_empty());
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_is_created_in_a_browser_and_its_credentials_land_in_ssm_unseen() {
+    let moto = moto::shared().await;
+    let github = FakeGitHub::start_with_prefix("/api/v3").await;
+    let (child, page, reader) = start_create(
+        &[
+            "--org",
+            "acme",
+            "--webhook-url",
+            HOOK,
+            "--api-url",
+            &github.url(),
+            "--web-url",
+            &github.web_url(),
+            "--ssm-prefix",
+            "/ga1",
+            "--name",
+            "sr-acme-ci",
+        ],
+        moto.url(),
+    );
+    let (created, source) = click_through(&page).await;
+    let (ok, out, err) = finish(child, reader);
+    assert!(ok, "github-app create failed:\n{out}\n{err}");
+    assert!(created.contains(&format!("App id {APP_ID}")), "{created}");
+
+    // The manifest asked for exactly what spotrunner uses.
+    let manifests = github.manifests();
+    assert_eq!(manifests.len(), 1, "{manifests:?}");
+    let m = &manifests[0];
+    assert_eq!(m["name"], "sr-acme-ci");
+    assert_eq!(m["hook_attributes"]["url"], HOOK);
+    assert_eq!(m["public"], false);
+    assert_eq!(m["default_events"], serde_json::json!(["workflow_job"]));
+    assert_eq!(
+        m["default_permissions"],
+        serde_json::json!({
+            "organization_self_hosted_runners": "write",
+            "actions": "write",
+            "metadata": "read",
+        })
+    );
+    assert_eq!(github.conversions(), 1);
+
+    // SSM holds the id, and the key and secret as SecureStrings.
+    let sdk = spotrunner_aws::sdk::local(moto.url()).await;
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    let get = |name: &'static str| {
+        let ssm = ssm.clone();
+        async move {
+            let p = ssm
+                .get_parameter()
+                .name(name)
+                .with_decryption(true)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e:?}"))
+                .parameter
+                .unwrap();
+            (p.r#type.unwrap().as_str().to_string(), p.value.unwrap())
+        }
+    };
+    assert_eq!(
+        get("/ga1/github/app-id").await,
+        ("String".into(), APP_ID.into())
+    );
+    assert_eq!(
+        get("/ga1/github/app-private-key").await,
+        ("SecureString".into(), APP_PRIVATE_KEY_PEM.into())
+    );
+    let hook = github.app_hook();
+    assert!(!hook.secret.is_empty());
+    assert_eq!(
+        get("/ga1/webhook/secret").await,
+        ("SecureString".into(), hook.secret.clone())
+    );
+    assert_eq!(hook.url.as_deref(), Some(HOOK));
+
+    // What the user sees: references and the install link, never a secret.
+    assert!(
+        out.contains("stored the private key: ssm:/ga1/github/app-private-key (SecureString)"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "{}/apps/sr-acme-ci/installations/new",
+            github.web_url()
+        )),
+        "{out}"
+    );
+    let secrets = secrets(&github);
+    assert!(secrets.len() >= 4, "{secrets:?}");
+    for s in &secrets {
+        assert!(!out.contains(s.as_str()), "stdout shows a secret");
+        assert!(!err.contains(s.as_str()), "stderr shows a secret");
+        assert!(!source.contains(s.as_str()), "the page shows a secret");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locally_the_credentials_are_private_files_the_printed_configuration_names() {
+    let _moto = moto::shared().await;
+    let github = FakeGitHub::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("secrets");
+    let dir_s = dir.to_str().unwrap().to_string();
+    let (child, page, reader) = start_create(
+        &[
+            "--webhook-url",
+            HOOK,
+            "--api-url",
+            &github.url(),
+            "--backend",
+            "local",
+            "--out",
+            &dir_s,
+            "--no-reruns",
+        ],
+        "http://127.0.0.1:9",
+    );
+    click_through(&page).await;
+    let (ok, out, err) = finish(child, reader);
+    assert!(ok, "{out}\n{err}");
+    // A personal account: repository administration, actions read only.
+    assert_eq!(
+        github.manifests()[0]["default_permissions"],
+        serde_json::json!({ "administration": "write", "actions": "read", "metadata": "read" })
+    );
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["app-private-key.pem", "webhook-secret"] {
+        let mode = std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{f}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.join("webhook-secret")).unwrap(),
+        github.app_hook().secret
+    );
+    let key = std::fs::canonicalize(dir.join("app-private-key.pem")).unwrap();
+    assert!(
+        out.contains(&format!("private_key = \"file:{}\"", key.display())),
+        "{out}"
+    );
+    for s in secrets(&github) {
+        assert!(
+            !out.contains(&s) && !err.contains(&s),
+            "a secret was printed"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn existing_credentials_are_never_overwritten_and_a_forged_callback_changes_nothing() {
+    let moto = moto::shared().await;
+    let github = FakeGitHub::start().await;
+    let sdk = spotrunner_aws::sdk::local(moto.url()).await;
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    ssm.put_parameter()
+        .name("/ga3/github/app-private-key")
+        .value("an older key")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "github-app",
+        "create",
+        "--org",
+        "acme",
+        "--webhook-url",
+        HOOK,
+        "--api-url",
+        &github.url(),
+        "--ssm-prefix",
+        "/ga3",
+    ]);
+    aws_env(&mut cmd, moto.url());
+    let o = cmd.output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("/ga3/github/app-private-key") && err.contains("--overwrite"),
+        "{err}"
+    );
+    assert!(github.manifests().is_empty(), "no App was started");
+
+    // A callback without the page's state is refused; the flow goes on waiting.
+    let (mut child, page, _reader) = start_create(
+        &[
+            "--org",
+            "acme",
+            "--webhook-url",
+            HOOK,
+            "--api-url",
+            &github.url(),
+            "--ssm-prefix",
+            "/ga4",
+        ],
+        moto.url(),
+    );
+    let resp = reqwest::get(format!("{page}callback?code=abc&state=forged"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "a forged callback ended the flow"
+    );
+    assert_eq!(github.conversions(), 0);
+    let missing = ssm.get_parameter().name("/ga4/github/app-id").send().await;
+    assert!(missing.is_err(), "nothing stored");
+    let _ = child.kill();
+    let _ = child.wait();
+}
