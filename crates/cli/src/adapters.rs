@@ -35,6 +35,12 @@ pub struct Adapters {
     pub first_bootstrap_delay: std::time::Duration,
 }
 
+/// The bootstrap SSM document's name when `SPOTRUNNER_SSM_DOCUMENT` is unset:
+/// Terraform's (`<prefix>-runner`, terraform/main.tf `ssm_document_name`).
+pub fn default_ssm_document(deployment: &str) -> String {
+    format!("{deployment}-runner")
+}
+
 /// The runner settings of the local backend from the configuration.
 pub fn runner_settings(config: &Config) -> RunnerSettings {
     let local = config_file::local(config);
@@ -115,7 +121,7 @@ impl Adapters {
         let bootstrap_url = e(env("SPOTRUNNER_BOOTSTRAP_QUEUE_URL"))?;
         let table = e(env("SPOTRUNNER_LEDGER_TABLE"))?;
         let document = std::env::var("SPOTRUNNER_SSM_DOCUMENT")
-            .unwrap_or_else(|_| format!("{}-bootstrap", config.deployment));
+            .unwrap_or_else(|_| default_ssm_document(&config.deployment));
         let bucket = std::env::var("SPOTRUNNER_BUCKET")
             .unwrap_or_else(|_| format!("{}-runner-cache", config.deployment));
         let script_key = std::env::var("SPOTRUNNER_BOOTSTRAP_SCRIPT_KEY")

@@ -61,7 +61,7 @@ pub async fn build(config: Config, adapters: &Adapters) -> Result<Handlers, Stri
     let document = match &adapters.local {
         Some(_) => LOCAL_DOCUMENT.to_string(),
         None => std::env::var("SPOTRUNNER_SSM_DOCUMENT")
-            .unwrap_or_else(|_| format!("{}-bootstrap", config.deployment)),
+            .unwrap_or_else(|_| crate::adapters::default_ssm_document(&config.deployment)),
     };
     let stop_runner = StopRunner {
         config: config.clone(),
