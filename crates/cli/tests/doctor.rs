@@ -1,0 +1,284 @@
+//! `spotrunner doctor` against a real `serve` (its webhook answers GitHub's
+//! deliveries) and the fake GitHub's App: a correct setup passes; each seeded
+//! misconfiguration — a wrong webhook secret, the event not subscribed, the
+//! App not installed for an allowed owner, a missing permission — fails its
+//! own check with its fix, and the fix the doctor names for the secret
+//! (`github-app webhook`) mends it.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use spotrunner_core::ports::RunnerScope;
+use spotrunner_testkit::fake_github::{APP_ID, APP_PRIVATE_KEY_PEM, FakeGitHub};
+use std::path::Path;
+
+struct Setup {
+    github: FakeGitHub,
+    _tmp: tempfile::TempDir,
+    config: std::path::PathBuf,
+    state: std::path::PathBuf,
+    hook_url: String,
+    _serve: Serve,
+}
+
+fn doc(github: &FakeGitHub, dir: &Path, owners: &[&str]) -> Value {
+    let key = dir.join("app-key.pem");
+    std::fs::write(&key, APP_PRIVATE_KEY_PEM).unwrap();
+    let secret = dir.join("webhook-secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    let runner = runner_script(dir, "exit 0");
+    let mut d = config(
+        github,
+        json!([{ "name": "linux", "labels": ["linux"], "max_runners": 2 }]),
+        json!({ "runner_command": runner }),
+    );
+    d["github"]["auth"] = json!({
+        "type": "app",
+        "app_id": APP_ID.parse::<u64>().unwrap(),
+        "private_key": format!("file:{}", key.display()),
+    });
+    d["webhook"]["secrets"] = json!([format!("file:{}", secret.display())]);
+    d["allowed_owners"] = json!(owners);
+    d
+}
+
+async fn setup() -> Setup {
+    let github = FakeGitHub::start().await;
+    github.add_installation(RunnerScope::Org { org: "acme".into() });
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config.json");
+    write_json(&config, &doc(&github, tmp.path(), &["acme"]));
+    let state = tmp.path().join("state");
+    let serve = Serve::start(&config, &state);
+    let hook_url = serve.url("/webhook");
+    github.set_webhook(&hook_url, SECRET);
+    Setup {
+        github,
+        _tmp: tmp,
+        config,
+        state,
+        hook_url,
+        _serve: serve,
+    }
+}
+
+impl Setup {
+    /// `doctor --json`: (exit code, report).
+    fn doctor(&self) -> (i32, Value) {
+        let o = cli(&[
+            "doctor",
+            "--config",
+            self.config.to_str().unwrap(),
+            "--state-dir",
+            self.state.to_str().unwrap(),
+            "--webhook-url",
+            &self.hook_url,
+            "--json",
+        ]);
+        let report: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+            panic!(
+                "doctor --json: {e}\n{}\n{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        });
+        (o.status.code().unwrap_or(-1), report)
+    }
+
+    async fn ping(&self) -> u16 {
+        self.github
+            .deliver(
+                "ping",
+                br#"{"zen":"Keep it logically awesome.","hook_id":1}"#,
+            )
+            .await
+    }
+}
+
+fn check<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no check {id} in {report:#}"))
+}
+
+fn failed_ids(report: &Value) -> Vec<String> {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_correct_setup_passes_and_a_wrong_secret_fails_until_the_named_fix_is_run() {
+    let s = setup().await;
+    assert_eq!(s.ping().await, 200, "serve accepts the ping");
+    let (code, report) = s.doctor();
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["failed"], 0, "{report:#}");
+    for id in [
+        "config",
+        "local.runner",
+        "local.state_dir",
+        "github.credentials",
+        "github.app.events",
+        "github.app.permissions",
+        "github.installation.acme",
+        "github.webhook.url",
+        "github.webhook.content_type",
+        "github.webhook.secret",
+        "github.deliveries",
+    ] {
+        assert_eq!(check(&report, id)["status"], "pass", "{id}: {report:#}");
+    }
+
+    // GitHub signs with another secret: our webhook refuses, the doctor says why.
+    s.github.set_webhook(&s.hook_url, "not-our-secret");
+    assert_eq!(s.ping().await, 401);
+    let (code, report) = s.doctor();
+    assert_eq!(code, 1);
+    assert_eq!(
+        failed_ids(&report),
+        ["github.webhook.secret", "github.deliveries"],
+        "{report:#}"
+    );
+    let c = check(&report, "github.webhook.secret");
+    assert!(c["detail"].as_str().unwrap().contains("401"), "{c}");
+    assert!(
+        c["fix"]
+            .as_str()
+            .unwrap()
+            .contains("spotrunner github-app webhook"),
+        "{c}"
+    );
+
+    // The fix it names sets the App's webhook to our URL and current secret.
+    let o = cli(&[
+        "github-app",
+        "webhook",
+        "--config",
+        s.config.to_str().unwrap(),
+        "--url",
+        &s.hook_url,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains(SECRET));
+    assert_eq!(s.github.app_hook().secret, SECRET);
+    assert_eq!(s.ping().await, 200);
+    let (code, report) = s.doctor();
+    assert_eq!(code, 0, "{report:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_seeded_github_misconfiguration_fails_its_own_check_with_its_fix() {
+    let s = setup().await;
+    assert_eq!(s.ping().await, 200);
+
+    // The App does not subscribe to workflow_job.
+    let events = s.github.app_events();
+    s.github.set_app_events(vec!["push".into()]);
+    let (code, report) = s.doctor();
+    assert_eq!(code, 1);
+    assert_eq!(failed_ids(&report), ["github.app.events"], "{report:#}");
+    assert!(
+        check(&report, "github.app.events")["fix"]
+            .as_str()
+            .unwrap()
+            .contains("Workflow job")
+    );
+    s.github.set_app_events(events);
+
+    // A permission spotrunner needs is missing (re-runs need actions: write).
+    let granted = s.github.app_permissions();
+    let mut fewer = granted.clone();
+    fewer.insert("actions".into(), "read".into());
+    s.github.set_app_permissions(fewer);
+    let (code, report) = s.doctor();
+    assert_eq!(code, 1);
+    let failed = failed_ids(&report);
+    assert!(
+        failed.contains(&"github.app.permissions".to_string()),
+        "{report:#}"
+    );
+    let c = check(&report, "github.app.permissions");
+    assert!(
+        c["detail"].as_str().unwrap().contains("actions: write"),
+        "{c}"
+    );
+    assert!(c["detail"].as_str().unwrap().contains("re-run"), "{c}");
+    s.github.set_app_permissions(granted);
+    let (code, report) = s.doctor();
+    assert_eq!(code, 0, "{report:#}");
+
+    // The webhook points elsewhere.
+    s.github.set_webhook("https://old.example/webhook", SECRET);
+    let (code, report) = s.doctor();
+    assert_eq!(code, 1);
+    let c = check(&report, "github.webhook.url");
+    assert_eq!(c["status"], "fail", "{c}");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("https://old.example/webhook"),
+        "{c}"
+    );
+    s.github.set_webhook(&s.hook_url, SECRET);
+
+    // An allowed owner the App is not installed on.
+    let tmp = tempfile::tempdir().unwrap();
+    write_json(&s.config, &doc(&s.github, tmp.path(), &["acme", "globex"]));
+    let (code, report) = s.doctor();
+    assert_eq!(code, 1);
+    assert_eq!(
+        failed_ids(&report),
+        ["github.installation.globex"],
+        "{report:#}"
+    );
+    let fix = check(&report, "github.installation.globex")["fix"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(fix.contains("/installations/new"), "{fix}");
+
+    // The text form says the same, one line a check, its fix below.
+    let o = cli(&[
+        "doctor",
+        "-c",
+        s.config.to_str().unwrap(),
+        "--state-dir",
+        s.state.to_str().unwrap(),
+        "--webhook-url",
+        &s.hook_url,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("[FAIL] github.installation.globex: the App is not installed on globex"),
+        "{text}"
+    );
+    assert!(
+        text.contains("       fix: an owner of globex installs it:"),
+        "{text}"
+    );
+    assert!(text.contains(" failed\n"), "{text}");
+}
+
+#[test]
+fn a_bad_configuration_fails_naming_the_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("bad.json");
+    std::fs::write(&path, r#"{"deployment":"x","github":{"auth":{"type":"app","app_id":"nope","private_key":"file:/k"}},"webhook":{"secrets":["env:S"]},"pools":[]}"#).unwrap();
+    let o = cli(&["doctor", "-c", path.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let c = check(&report, "config");
+    assert_eq!(c["status"], "fail");
+    assert!(c["detail"].as_str().unwrap().contains("github.auth"), "{c}");
+}
