@@ -282,3 +282,119 @@ fn a_bad_configuration_fails_naming_the_field() {
     assert_eq!(c["status"], "fail");
     assert!(c["detail"].as_str().unwrap().contains("github.auth"), "{c}");
 }
+
+/// `doctor --backend aws` end to end: the deployed document read from SSM
+/// (its App id an `ssm:` reference, as github-app create leaves it), the
+/// resources from the environment Terraform's `cli_environment` exports, the
+/// App's key from a SecureString; a pool's launch template that does not exist
+/// fails its own check, naming the pool and the field to correct.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_aws_a_missing_launch_template_fails_and_the_app_id_is_read_from_ssm() {
+    use aws_sdk_ssm::types::ParameterType;
+    let moto = spotrunner_testkit::moto::shared().await;
+    let sdk = spotrunner_aws::sdk::local(moto.url()).await;
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let github = FakeGitHub::start().await;
+    github.add_installation(RunnerScope::Org { org: "acme".into() });
+    let hook = "https://hooks.example/webhook";
+    github.set_webhook(hook, SECRET);
+
+    let put = |name: &'static str, value: String, kind: ParameterType| {
+        let ssm = ssm.clone();
+        async move {
+            ssm.put_parameter()
+                .name(name)
+                .value(value)
+                .r#type(kind)
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    put("/dr/github/app-id", APP_ID.into(), ParameterType::String).await;
+    put(
+        "/dr/github/app-private-key",
+        APP_PRIVATE_KEY_PEM.into(),
+        ParameterType::SecureString,
+    )
+    .await;
+    put(
+        "/dr/webhook/secret",
+        SECRET.into(),
+        ParameterType::SecureString,
+    )
+    .await;
+    let doc = json!({
+        "deployment": "dr",
+        "github": { "api_url": github.url(), "auth": {
+            "type": "app", "app_id": "ssm:/dr/github/app-id",
+            "private_key": "ssm:/dr/github/app-private-key" } },
+        "webhook": { "secrets": ["ssm:/dr/webhook/secret"] },
+        "allowed_owners": ["acme"],
+        "pools": [{ "name": "linux", "labels": ["linux"], "max_runners": 2,
+                    "launch_template": "dr-linux", "instance_types": ["m7i.large"] }],
+    });
+    put("/dr/config", doc.to_string(), ParameterType::SecureString).await;
+    let mut urls = Vec::new();
+    for q in ["dr-jobs", "dr-bootstrap", "dr-jobs-dlq"] {
+        let out = sqs.create_queue().queue_name(q).send().await.unwrap();
+        urls.push(out.queue_url.unwrap());
+    }
+    spotrunner_aws::dynamodb::create_table(&aws_sdk_dynamodb::Client::new(&sdk), "dr-ledger")
+        .await
+        .unwrap();
+    ssm.create_document()
+        .name("dr-runner")
+        .content(include_str!("../../../scripts/runner/ssm-document.yaml"))
+        .document_format(aws_sdk_ssm::types::DocumentFormat::Yaml)
+        .document_type(aws_sdk_ssm::types::DocumentType::Command)
+        .send()
+        .await
+        .unwrap();
+
+    let o = std::process::Command::new(BIN)
+        .args(["doctor", "--backend", "aws", "--json"])
+        .env("AWS_ENDPOINT_URL", moto.url())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("SPOTRUNNER_CONFIG_PARAMETER", "/dr/config")
+        .env("SPOTRUNNER_WEBHOOK_URL", hook)
+        .env("SPOTRUNNER_JOBS_QUEUE_URL", &urls[0])
+        .env("SPOTRUNNER_BOOTSTRAP_QUEUE_URL", &urls[1])
+        .env("SPOTRUNNER_DLQ_URL", &urls[2])
+        .env("SPOTRUNNER_LEDGER_TABLE", "dr-ledger")
+        .env_remove("SPOTRUNNER_SSM_DOCUMENT")
+        .env_remove("SPOTRUNNER_CONFIG")
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+    assert_eq!(o.status.code(), Some(1), "{report:#}");
+    let t = check(&report, "aws.launch_template.linux");
+    assert_eq!(t["status"], "fail", "{t}");
+    assert!(t["detail"].as_str().unwrap().contains("dr-linux"), "{t}");
+    assert!(
+        t["fix"]
+            .as_str()
+            .unwrap()
+            .contains("pools[0].launch_template"),
+        "{t}"
+    );
+    for id in [
+        "aws.config_parameter",
+        "aws.environment",
+        "aws.queue.jobs",
+        "aws.ledger",
+        "aws.ssm_document",
+        "aws.secret.github.auth.app_id",
+        "aws.secret.github.auth.private_key",
+        "github.credentials",
+        "github.installation.acme",
+        "github.webhook.url",
+    ] {
+        assert_eq!(check(&report, id)["status"], "pass", "{id}: {report:#}");
+    }
+    assert!(!String::from_utf8_lossy(&o.stdout).contains(SECRET));
+}
