@@ -62,6 +62,7 @@ mod actions;
 mod app;
 mod dispatch;
 mod hooks;
+mod manifest;
 mod releases;
 
 pub use actions::FakeWorkflowJob;
