@@ -320,3 +320,45 @@ async fn existing_credentials_are_never_overwritten_and_a_forged_callback_change
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn bad_input_is_refused_naming_the_flag_before_anything_starts() {
+    for (args, expect) in [
+        (vec!["--webhook-url", "not a url"], "--webhook-url"),
+        (vec!["--webhook-url", "ftp://x/webhook"], "http(s)"),
+        (vec!["--webhook-url", HOOK, "--org", "bad org"], "--org"),
+        (
+            vec![
+                "--webhook-url",
+                HOOK,
+                "--name",
+                "a-name-far-longer-than-thirty-four-characters",
+            ],
+            "--name",
+        ),
+        (
+            vec![
+                "--webhook-url",
+                HOOK,
+                "--listen",
+                "0.0.0.0:0",
+                "--backend",
+                "local",
+                "--out",
+                "/nonexistent-dir-never",
+            ],
+            "loopback",
+        ),
+    ] {
+        let o = Command::new(BIN)
+            .args(["github-app", "create"])
+            .args(&args)
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .env("AWS_REGION", "us-east-1")
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(expect), "{args:?}: {err}");
+    }
+}
