@@ -56,14 +56,7 @@ async fn thirty_jobs_twice_give_exactly_thirty_instances() {
         .send()
         .await
         .unwrap();
-    ssm.create_document()
-        .name("cli-runner")
-        .content(include_str!("../../../scripts/runner/ssm-document.yaml"))
-        .document_format(aws_sdk_ssm::types::DocumentFormat::Yaml)
-        .document_type(aws_sdk_ssm::types::DocumentType::Command)
-        .send()
-        .await
-        .unwrap();
+    create_runner_document(&ssm, "cli-runner").await;
     spotrunner_aws::dynamodb::create_table(&aws_sdk_dynamodb::Client::new(&sdk), "cli-ledger")
         .await
         .unwrap();

@@ -344,21 +344,11 @@ async fn on_aws_a_missing_launch_template_fails_and_the_app_id_is_read_from_ssm(
     spotrunner_aws::dynamodb::create_table(&aws_sdk_dynamodb::Client::new(&sdk), "dr-ledger")
         .await
         .unwrap();
-    ssm.create_document()
-        .name("dr-runner")
-        .content(include_str!("../../../scripts/runner/ssm-document.yaml"))
-        .document_format(aws_sdk_ssm::types::DocumentFormat::Yaml)
-        .document_type(aws_sdk_ssm::types::DocumentType::Command)
-        .send()
-        .await
-        .unwrap();
+    create_runner_document(&ssm, "dr-runner").await;
 
     let o = std::process::Command::new(BIN)
         .args(["doctor", "--backend", "aws", "--json"])
-        .env("AWS_ENDPOINT_URL", moto.url())
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .envs(moto_env(moto.url()))
         .env("SPOTRUNNER_CONFIG_PARAMETER", "/dr/config")
         .env("SPOTRUNNER_WEBHOOK_URL", hook)
         .env("SPOTRUNNER_JOBS_QUEUE_URL", &urls[0])

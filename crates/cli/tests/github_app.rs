@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::BIN;
+use common::{BIN, moto_env};
 use spotrunner_testkit::browser::Browser;
 use spotrunner_testkit::fake_github::{APP_ID, APP_PRIVATE_KEY_PEM, FakeGitHub};
 use spotrunner_testkit::moto;
@@ -16,18 +16,11 @@ use std::time::{Duration, Instant};
 /// A webhook URL nothing listens on: the registration ping is refused at once.
 const HOOK: &str = "http://127.0.0.1:9/webhook";
 
-fn aws_env(cmd: &mut Command, moto_url: &str) {
-    cmd.env("AWS_ENDPOINT_URL", moto_url)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing");
-}
-
 /// Start `github-app create ARGS`, return it and the setup page's URL.
 fn start_create(args: &[&str], moto_url: &str) -> (Child, String, std::thread::JoinHandle<String>) {
     let mut cmd = Command::new(BIN);
     cmd.args(["github-app", "create"]).args(args);
-    aws_env(&mut cmd, moto_url);
+    cmd.envs(moto_env(moto_url));
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -282,7 +275,7 @@ async fn existing_credentials_are_never_overwritten_and_a_forged_callback_change
         "--ssm-prefix",
         "/ga3",
     ]);
-    aws_env(&mut cmd, moto.url());
+    cmd.envs(moto_env(moto.url()));
     let o = cmd.output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);

@@ -18,17 +18,8 @@ pub struct Browser {
     base: String,
     session: String,
     http: reqwest::Client,
-    _profile: tempdir::Dir,
-}
-
-mod tempdir {
-    /// A directory removed on drop (a fresh, empty browser profile).
-    pub struct Dir(pub std::path::PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    /// A fresh, empty browser profile, removed on drop.
+    _profile: tempfile::TempDir,
 }
 
 fn free_port() -> u16 {
@@ -70,9 +61,10 @@ impl Browser {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let profile =
-            std::env::temp_dir().join(format!("spotrunner-browser-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&profile).expect("browser profile dir");
+        let profile = tempfile::Builder::new()
+            .prefix("spotrunner-browser-")
+            .tempdir()
+            .expect("browser profile dir");
         // As the probe of this machine found: no sandbox as root, and no
         // background networking (this machine's network is closed).
         let args = [
@@ -85,7 +77,7 @@ impl Browser {
             "--disable-background-networking".into(),
             "--disable-component-update".into(),
             "--disable-sync".into(),
-            format!("--user-data-dir={}", profile.display()),
+            format!("--user-data-dir={}", profile.path().display()),
         ];
         let caps = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
@@ -96,7 +88,7 @@ impl Browser {
             base,
             session: String::new(),
             http,
-            _profile: tempdir::Dir(profile),
+            _profile: profile,
         };
         let v = browser
             .call(reqwest::Method::POST, "/session", Some(caps))

@@ -32,7 +32,7 @@ pub struct CreateArgs {
     #[arg(long)]
     webhook_url: String,
     /// GitHub's REST API: https://api.github.com, or https://HOST/api/v3 for Enterprise Server.
-    #[arg(long, default_value = github_app_default_api())]
+    #[arg(long, default_value = spotrunner_github::PUBLIC_API_URL)]
     api_url: String,
     /// GitHub's web address (default: from --api-url).
     #[arg(long)]
@@ -72,10 +72,6 @@ pub struct CreateArgs {
     /// Give up when GitHub has not sent the browser back within SECS.
     #[arg(long, default_value_t = 900)]
     timeout_secs: u64,
-}
-
-const fn github_app_default_api() -> &'static str {
-    spotrunner_github::PUBLIC_API_URL
 }
 
 #[derive(clap::Args)]

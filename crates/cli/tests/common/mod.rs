@@ -301,3 +301,25 @@ pub fn dispatch_runner_script(dir: &Path, github_url: &str, hold: Option<&Path>)
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path
 }
+
+/// The standard AWS environment pointing a child process at moto.
+pub fn moto_env(url: &str) -> [(&'static str, String); 4] {
+    [
+        ("AWS_ENDPOINT_URL", url.to_string()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+    ]
+}
+
+/// The runner bootstrap SSM document (scripts/runner/ssm-document.yaml) as `name`.
+pub async fn create_runner_document(ssm: &aws_sdk_ssm::Client, name: &str) {
+    ssm.create_document()
+        .name(name)
+        .content(include_str!("../../../../scripts/runner/ssm-document.yaml"))
+        .document_format(aws_sdk_ssm::types::DocumentFormat::Yaml)
+        .document_type(aws_sdk_ssm::types::DocumentType::Command)
+        .send()
+        .await
+        .unwrap();
+}
