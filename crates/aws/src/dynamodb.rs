@@ -247,7 +247,8 @@ fn conflicted(codes: &[String]) -> bool {
         .any(|c| c == "TransactionConflict" || c.contains("Throughput") || c == "ThrottlingError")
 }
 
-/// A short, growing pause with some jitter before retrying a lost race.
+/// A short, growing pause with some jitter before retrying a lost race. The
+/// wall clock's nanoseconds are only a cheap source of jitter, not a time.
 async fn backoff(attempt: u32) {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -314,7 +315,8 @@ fn expires_at(updated_at: DateTime<Utc>) -> AttributeValue {
 }
 
 /// A fresh version for a new item: distinct from any version a stale reader of a
-/// replaced item may hold.
+/// replaced item may hold. The wall clock's microseconds serve as a unique,
+/// increasing number, not as a time (nothing compares them with a `now`).
 fn first_version() -> i64 {
     Utc::now().timestamp_micros()
 }

@@ -21,6 +21,10 @@
 //!     anything but `[A-Za-z0-9_-]` becomes `_` (bounded cardinality).
 //! - **Reports** ([`emit`]): a function that has totals at hand (janitor,
 //!   dlq-mover, recovery) prints one line directly.
+//!
+//! Lines are stamped with the wall clock when printed, not with a handler's
+//! `now` (`spotrunner_core::clock`): CloudWatch drops EMF timestamps more than
+//! two weeks in the past or two hours in the future of its own time.
 
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};

@@ -365,6 +365,9 @@ impl Commands for SsmCommands {
         // started before `send_by` and bounded by the operation timeout, so a
         // step that resends later knows nothing of ours is still on its way
         // (the bootstrap step retries through `find_bootstrap` first).
+        // `send_by` is a promise about real time (the step that may resend
+        // waits in real time), so it is checked against the wall clock, not
+        // the invocation's `now` (`spotrunner_core::clock`).
         if Utc::now() >= cmd.send_by {
             return Ok(SendOutcome::TooLate);
         }

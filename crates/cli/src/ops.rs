@@ -34,9 +34,10 @@ pub async fn set_drained(target: &Target, pool: &str, drained: bool) -> Result<E
         ));
     }
     let adapters = Adapters::open(target, &config, false).await?;
+    let now = Utc::now();
     adapters
         .ledger
-        .set_drained(pool, drained)
+        .set_drained(pool, drained, now)
         .await
         .map_err(|e| e.to_string())?;
     if drained {
@@ -47,10 +48,7 @@ pub async fn set_drained(target: &Target, pool: &str, drained: bool) -> Result<E
             ledger: adapters.ledger.as_ref(),
             jobs_queue: adapters.jobs_queue.as_ref(),
         };
-        let woken = waker
-            .wake(pool, Utc::now())
-            .await
-            .map_err(|e| e.to_string())?;
+        let woken = waker.wake(pool, now).await.map_err(|e| e.to_string())?;
         println!(
             "pool {pool} undrained: launching again ({} waiting job(s) woken)",
             woken.len()

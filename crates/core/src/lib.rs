@@ -2,6 +2,7 @@
 //! functions over ports. No AWS SDK and no HTTP client live here.
 
 pub mod circuit;
+pub mod clock;
 pub mod config;
 pub mod create_runner;
 pub mod dlq_mover;

@@ -96,7 +96,7 @@ async fn the_janitor_fills_the_hot_pool_and_a_job_on_a_hot_runner_is_refilled_by
 
     // Drain: the idle hot runners end; the busy one is kept.
     w.github.set_runner_status(&hot[0].name, "online", true);
-    w.ledger.set_drained("cpu", true).await.unwrap();
+    w.ledger.set_drained("cpu", true, now).await.unwrap();
     let r = w.janitor.step_hot(now).await;
     assert_eq!((r.pools[0].target, r.pools[0].ended), (0, 2), "{r:?}");
     let left = live(&w).await;

@@ -120,7 +120,7 @@ async fn one_job_end_to_end_leaves_no_secret_in_logs_tags_messages_or_ledger() {
                 signature: Some(&sig),
                 body: &body,
             };
-            webhook.handle(&req).await
+            webhook.handle(&req, chrono::Utc::now()).await
         }
     };
     let resp = post(p.clone()).await;

@@ -306,13 +306,13 @@ async fn the_runner_cache_task_fills_the_bucket_given_in_the_environment() {
             )
         })
     };
-    for (tag, at) in [
-        ("v2.329.0", "2026-09-01T00:00:00Z"),
-        ("v2.330.0", "2026-11-20T00:00:00Z"),
-    ] {
+    // Published days before the task runs (it runs at the wall clock): how far
+    // behind the pin is stays the same in any year.
+    let days_ago = |d: i64| (chrono::Utc::now() - chrono::Duration::days(d)).to_rfc3339();
+    for (tag, at) in [("v2.329.0", days_ago(97)), ("v2.330.0", days_ago(17))] {
         let f = files(tag.trim_start_matches('v'));
         let f: Vec<(&str, Vec<u8>)> = f.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
-        w.github.publish_release("actions/runner", tag, at, &f);
+        w.github.publish_release("actions/runner", tag, &at, &f);
     }
     let report = w
         .recovery()
@@ -322,6 +322,7 @@ async fn the_runner_cache_task_fills_the_bucket_given_in_the_environment() {
         .unwrap();
     assert_eq!(report["version"], "2.329.0", "{report}");
     assert_eq!(report["latest_version"], "2.330.0", "{report}");
+    assert_eq!(report["behind_days"], 17, "{report}");
     let listed = s3
         .list_objects_v2()
         .bucket("sr-runner")

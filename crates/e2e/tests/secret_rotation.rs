@@ -131,7 +131,7 @@ async fn deliver(service: &WebhookService, body: &[u8], secret: &str) -> Webhook
         signature: Some(&sig),
         body,
     };
-    service.handle(&req).await
+    service.handle(&req, chrono::Utc::now()).await
 }
 
 #[tokio::test]

@@ -60,13 +60,16 @@ async fn post(
 ) -> spotrunner_core::webhook::WebhookResponse {
     let (body, sig) = queued_example(labels);
     service
-        .handle(&WebhookRequest {
-            method: "POST",
-            event: Some("workflow_job"),
-            delivery: Some("d-sizing"),
-            signature: Some(&sig),
-            body: &body,
-        })
+        .handle(
+            &WebhookRequest {
+                method: "POST",
+                event: Some("workflow_job"),
+                delivery: Some("d-sizing"),
+                signature: Some(&sig),
+                body: &body,
+            },
+            chrono::Utc::now(),
+        )
         .await
 }
 

@@ -78,7 +78,7 @@ impl Env {
             signature,
             body,
         };
-        self.service.handle(&req).await
+        self.service.handle(&req, chrono::Utc::now()).await
     }
 
     /// Every message on the queue, removed.
@@ -290,7 +290,10 @@ async fn oversized_non_json_and_wrong_method_change_nothing() {
         signature: Some(&good),
         body: &body,
     };
-    assert_eq!(env.service.handle(&req).await.status, 405);
+    assert_eq!(
+        env.service.handle(&req, chrono::Utc::now()).await.status,
+        405
+    );
     env.assert_queue_empty().await;
 }
 

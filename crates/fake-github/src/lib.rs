@@ -54,6 +54,11 @@
 //! `runner_group_id` of an existing group → 422; a taken name → 409). Lists honour
 //! `per_page` and `page` and send `Link` headers. Tests can make the next N calls
 //! of an endpoint fail with any status, headers and body ([`FakeGitHub::fail_next`]).
+//!
+//! Like GitHub, the fake keeps time by the wall clock (tokens' expiry, rate-limit
+//! windows, `created_at`, deliveries): a test that drives the handlers against it
+//! passes them the wall clock too, and an age it sets up (a release published
+//! N days ago) is counted back from the wall clock (`spotrunner_core::clock`).
 
 // Handlers return early with an axum `Response` as the error; size does not matter here.
 #![allow(clippy::result_large_err)]

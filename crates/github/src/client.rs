@@ -984,7 +984,7 @@ impl GitHubApi for GitHubClient {
             reply.status.as_u16(),
             &reply.headers,
             &message,
-            SystemTime::now(),
+            self.inner.clock.now(),
         )
         .is_some();
         if matches!(reply.status.as_u16(), 403 | 404 | 422) && !throttled {

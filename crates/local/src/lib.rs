@@ -9,6 +9,11 @@
 //! <state>/bucket/           what `aws s3 cp s3://…` reads (startup scripts)
 //! <state>/bin/              bootstrap.sh and the `aws` shim
 //! ```
+//!
+//! This crate plays EC2, SQS and SSM for local mode, so like them it stamps
+//! launches, exits, terminations, messages and interruption notices with the
+//! wall clock; the handlers above it take their `now` from their entry point
+//! (`spotrunner_core::clock`).
 
 mod db;
 pub mod interrupt;

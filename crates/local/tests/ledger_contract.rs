@@ -80,7 +80,9 @@ async fn two_connections_share_the_caps() {
         .count();
     assert_eq!(won, 3);
     assert_eq!(a.capacity().await.expect("capacity").pools["cpu"], 3);
-    b.set_drained("cpu", true).await.expect("drain");
+    b.set_drained("cpu", true, chrono::Utc::now())
+        .await
+        .expect("drain");
     assert!(a.is_drained("cpu").await.expect("is_drained"));
 }
 

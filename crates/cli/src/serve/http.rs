@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use chrono::Utc;
 use futures::StreamExt;
 use spotrunner_core::webhook::{MAX_BODY_BYTES, WebhookRequest};
 use std::sync::Arc;
@@ -59,7 +60,7 @@ async fn webhook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bo
         .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v)))
         .collect();
     let req = WebhookRequest::from_headers("POST", pairs, &body);
-    let out = shared.handlers().webhook.handle(&req).await;
+    let out = shared.handlers().webhook.handle(&req, Utc::now()).await;
     let status = StatusCode::from_u16(out.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     json(status, out.body)
 }

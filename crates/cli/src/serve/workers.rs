@@ -80,7 +80,7 @@ async fn jobs_loop(shared: Arc<Shared>) {
             .iter()
             .map(|d| (d.receipt.clone(), d.body.clone()))
             .collect();
-        let result = h.create_runner.handle_batch(batch).await;
+        let result = h.create_runner.handle_batch(batch, Utc::now()).await;
         for item in &result.items {
             if let Some(d) = deliveries.iter().find(|d| d.receipt == item.message_id) {
                 settle(inbox.as_ref(), d, &item.outcome).await;

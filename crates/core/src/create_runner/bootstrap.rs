@@ -10,8 +10,9 @@
 //! with a short backoff; then the instance ends and the job is relaunched.
 
 use super::deps::CreateRunner;
-use super::launch::{Clock, MAX_DELAY};
+use super::launch::MAX_DELAY;
 use super::outcome::JobOutcome;
+use crate::clock::Elapsed;
 use crate::config::Architecture;
 use crate::ports::{
     BOOTSTRAP_SEND_TIMEOUT, BootstrapCommand, BootstrapMessage, JobChange, PortError, RunnerChange,
@@ -184,7 +185,7 @@ impl CreateRunner {
             runner_arch: pool.map_or(Architecture::X64, |p| p.arch()),
             send_by: now + chrono::Duration::from_std(SEND_WINDOW).unwrap_or_default(),
         };
-        let clock = Clock::start(now);
+        let clock = Elapsed::start(now);
         match self.commands.send_bootstrap(&cmd).await {
             Ok(SendOutcome::Sent { command_id }) => {
                 self.record_sent(msg, command_id, now, clock.at()).await

@@ -1,7 +1,7 @@
 //! Hot pools and steals (`crate::hot`, `create_runner/hot.rs`) on the
 //! in-memory fakes.
 
-use super::tests::{World, config, job, world};
+use super::tests::{World, config, fixed_now, job, world};
 use super::*;
 use crate::hot::HotPools;
 use crate::job::{JobStateUpdate, ObservedJobStatus};
@@ -93,7 +93,7 @@ async fn github_starts(w: &World, job_id: u64, runner: &str, now: DateTime<Utc>)
 async fn a_hot_pool_fills_to_its_target_under_the_cap_and_a_taken_runner_is_replaced_by_the_jobs_own_launch()
  {
     let w = world(config(HOT));
-    let now = Utc::now();
+    let now = fixed_now();
     let report = hot_pools(&w).step_all(now).await;
     assert_eq!(report.pools[0].refills, 2, "{report:?}");
     // Reserved before the tasks run: a second pass sends nothing more.
@@ -174,7 +174,7 @@ async fn a_hot_pool_fills_to_its_target_under_the_cap_and_a_taken_runner_is_repl
 #[tokio::test]
 async fn a_job_that_started_on_a_hot_runner_before_its_delivery_still_refills_the_pool() {
     let w = world(config(HOT));
-    let now = Utc::now();
+    let now = fixed_now();
     fill_and_boot(&w, now).await;
     let hot = live(&w).await[0].0.clone();
     // The claim made the record, GitHub started it before the launch.
@@ -208,12 +208,12 @@ async fn a_job_that_started_on_a_hot_runner_before_its_delivery_still_refills_th
 #[tokio::test]
 async fn a_drained_hot_pool_is_emptied_and_a_busy_runner_is_kept() {
     let w = world(config(HOT));
-    let now = Utc::now();
+    let now = fixed_now();
     fill_and_boot(&w, now).await;
     let hot: Vec<String> = live(&w).await.into_iter().map(|(n, ..)| n).collect();
     // One of them just got a job (GitHub says busy; the webhook is on its way).
     w.github.set_busy(&hot[1], true);
-    w.ledger.set_drained("cpu", true).await.unwrap();
+    w.ledger.set_drained("cpu", true, now).await.unwrap();
     let r = hot_pools(&w).step_all(now).await;
     assert_eq!((r.pools[0].target, r.pools[0].ended), (0, 1), "{r:?}");
     assert_eq!(live(&w).await.len(), 1, "the busy one is kept");
@@ -256,7 +256,7 @@ fn labelled(id: u64, pool: &str, labels: &[&str]) -> crate::job::JobMessage {
 #[tokio::test]
 async fn a_steal_whose_thief_runner_cannot_serve_the_victim_launches_exactly_one_replacement() {
     let w = world(two_pools());
-    let now = Utc::now();
+    let now = fixed_now();
     let x = labelled(30, "big", &["self-hosted", "linux", "big"]);
     let y = labelled(31, "small", &["self-hosted", "linux"]);
     let JobOutcome::Launched {
@@ -301,7 +301,7 @@ async fn a_steal_whose_thief_runner_cannot_serve_the_victim_launches_exactly_one
 #[tokio::test]
 async fn a_steal_whose_thief_runner_serves_the_victim_hands_it_over_without_a_launch() {
     let w = world(two_pools());
-    let now = Utc::now();
+    let now = fixed_now();
     let a = labelled(40, "small", &["self-hosted", "linux"]);
     let b = labelled(41, "small", &["self-hosted", "linux"]);
     let JobOutcome::Launched {
@@ -336,7 +336,7 @@ async fn a_steal_whose_thief_runner_serves_the_victim_hands_it_over_without_a_la
 #[tokio::test]
 async fn a_started_task_for_a_job_not_in_the_ledger_yet_comes_back_later() {
     let w = world(config(HOT));
-    let now = Utc::now();
+    let now = fixed_now();
     hot_pools(&w).step_all(now).await;
     run_tasks(&w, now).await;
     let hot = live(&w).await[0].0.clone();
@@ -357,7 +357,7 @@ async fn a_started_task_for_a_job_not_in_the_ledger_yet_comes_back_later() {
 #[tokio::test]
 async fn a_sized_jobs_runner_taken_by_an_unsized_job_gets_the_sized_job_a_replacement() {
     let w = world(two_pools());
-    let now = Utc::now();
+    let now = fixed_now();
     // Same pool; X asks for a size, so its runner registers with that label
     // and Y's runner (without it) cannot serve X.
     let x = labelled(60, "small", &["self-hosted", "linux", "spotrunner/cpu=8"]);
@@ -386,7 +386,7 @@ async fn a_sized_jobs_runner_taken_by_an_unsized_job_gets_the_sized_job_a_replac
 async fn the_runner_a_steal_left_idle_is_ended_by_the_idle_rule() {
     use crate::janitor::{ActionKind, Janitor, JanitorSettings};
     let w = world(two_pools());
-    let now = Utc::now();
+    let now = fixed_now();
     let x = labelled(70, "big", &["self-hosted", "linux", "big"]);
     let y = labelled(71, "small", &["self-hosted", "linux"]);
     let JobOutcome::Launched {
@@ -453,7 +453,7 @@ async fn an_old_hot_runner_is_recycled() {
     let w = world(config(
         "hot = { count = 1, owner = \"o\", max_idle_secs = 600 }",
     ));
-    let now = Utc::now();
+    let now = fixed_now();
     fill_and_boot(&w, now).await;
     let first = live(&w).await[0].0.clone();
     let r = hot_pools(&w)
@@ -476,7 +476,7 @@ async fn an_old_hot_runner_is_recycled() {
 #[tokio::test]
 async fn a_repeated_refill_resumes_and_a_late_one_launches_nothing() {
     let w = world(config("hot = { count = 1, owner = \"o\" }"));
-    let now = Utc::now();
+    let now = fixed_now();
     hot_pools(&w).step_all(now).await;
     let task = w.jobs.tasks()[0].clone();
     run_tasks(&w, now).await;
@@ -507,7 +507,7 @@ async fn a_repeated_refill_resumes_and_a_late_one_launches_nothing() {
 #[tokio::test]
 async fn a_job_done_on_a_hot_runner_before_its_record_is_recorded_from_github() {
     let w = world(config(HOT));
-    let now = Utc::now();
+    let now = fixed_now();
     fill_and_boot(&w, now).await;
     let hot: Vec<String> = live(&w).await.into_iter().map(|(n, ..)| n).collect();
     github_starts(&w, 80, &hot[0], now).await; // dropped by the ledger: no record

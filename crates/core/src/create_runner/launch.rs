@@ -6,6 +6,7 @@
 use super::deps::CreateRunner;
 use super::outcome::{BatchItem, BatchResult, JobOutcome};
 use crate::circuit::{Admission, CircuitState, PoolHealth};
+use crate::clock::Elapsed;
 use crate::config::{CapacityType, Pool};
 use crate::job::JobMessage;
 use crate::pool_task::TaskMessage;
@@ -27,13 +28,20 @@ pub(crate) const MAX_DELAY: Duration = Duration::from_secs(900);
 
 impl CreateRunner {
     /// Handle a batch of raw messages `(message_id, body)` concurrently, at most
-    /// `settings.max_concurrency` at once. Malformed messages fail alone.
-    pub async fn handle_batch(&self, messages: Vec<(String, String)>) -> BatchResult {
+    /// `settings.max_concurrency` at once. Malformed messages fail alone. `now`
+    /// is the invocation's (`crate::clock`): each message starts at it plus the
+    /// time the batch has spent so far.
+    pub async fn handle_batch(
+        &self,
+        messages: Vec<(String, String)>,
+        now: DateTime<Utc>,
+    ) -> BatchResult {
+        let clock = Elapsed::start(now);
         let items = futures::stream::iter(messages)
             .map(|(message_id, body)| async move {
                 if let Some(task) = TaskMessage::parse(&body) {
                     let (job_id, outcome) = match task {
-                        Ok(task) => (task.job_id(), self.handle_task(&task, Utc::now()).await),
+                        Ok(task) => (task.job_id(), self.handle_task(&task, clock.at()).await),
                         Err(reason) => {
                             tracing::error!(message_id, reason, "malformed task message");
                             (None, JobOutcome::Invalid { reason })
@@ -46,7 +54,7 @@ impl CreateRunner {
                     };
                 }
                 let (job_id, outcome) = match JobMessage::parse(&body) {
-                    Ok(msg) => (Some(msg.job_id), self.handle_job(&msg, Utc::now()).await),
+                    Ok(msg) => (Some(msg.job_id), self.handle_job(&msg, clock.at()).await),
                     Err(e) => {
                         tracing::error!(message_id, error = %e, "malformed job message");
                         (
@@ -271,7 +279,7 @@ impl CreateRunner {
                 Err(e) => return self.hand_back(msg, now, retry(&e)).await,
             }
         }
-        let clock = Clock::start(now);
+        let clock = Elapsed::start(now);
         let outcome = self
             .launch(
                 msg,
@@ -315,9 +323,9 @@ impl CreateRunner {
         target: &GitHubTarget,
         chosen: &Capacity,
         sized: Option<&Sizing>,
-        clock: &Clock,
+        clock: &Elapsed,
     ) -> JobOutcome {
-        let now = clock.now;
+        let now = clock.started_at();
         // A sized runner weighs by its size; release gives back the record's weight.
         let weight = sized.map_or(pool.weight, |s| s.weight);
         let deployment = &self.config.deployment;
@@ -586,9 +594,9 @@ impl CreateRunner {
         runner_name: &str,
         instance_id: &str,
         stamps: Vec<(Stage, DateTime<Utc>)>,
-        clock: &Clock,
+        clock: &Elapsed,
     ) -> JobOutcome {
-        let now = clock.now;
+        let now = clock.started_at();
         stage_metrics(record, &stamps, &pool.name);
         let steps = async {
             self.runner_launched(msg.job_id, pool, runner_name, instance_id, now)
@@ -847,27 +855,6 @@ pub fn client_token(deployment: &str, job_id: u64, attempt: u32, capacity: Capac
         CapacityType::OnDemand => "od",
     };
     format!("{deployment}-{job_id}-{attempt}-{kind}")
-}
-
-/// The handler's `now` moved on by the real time spent since, so the stage
-/// stamps of one delivery are in order and measure the steps (tests pass a
-/// fixed `now`).
-pub(crate) struct Clock {
-    pub now: DateTime<Utc>,
-    started: std::time::Instant,
-}
-
-impl Clock {
-    pub fn start(now: DateTime<Utc>) -> Self {
-        Self {
-            now,
-            started: std::time::Instant::now(),
-        }
-    }
-
-    pub fn at(&self) -> DateTime<Utc> {
-        self.now + chrono::Duration::from_std(self.started.elapsed()).unwrap_or_default()
-    }
 }
 
 /// `stage_ms` and `queue_time_ms` of a job whose launch was just requested.

@@ -3,7 +3,7 @@
 //! an answer can be lost after SSM accepted the command.
 
 use super::bootstrap::{RESEND_AFTER, SEND_WINDOW};
-use super::tests::{World, config, job, world};
+use super::tests::{World, config, fixed_now, job, world};
 use super::*;
 use crate::ports::{BootstrapMessage, Ledger, RunnerChange, RunnerRecord, RunnerState};
 use chrono::{Duration as CDuration, Utc};
@@ -19,7 +19,7 @@ async fn runner(w: &World, msg: &BootstrapMessage) -> RunnerRecord {
 
 /// Launch job `id` on the cpu pool; returns the world's bootstrap message.
 async fn launched(w: &World, id: u64) -> BootstrapMessage {
-    let out = w.cr.handle_job(&job(id, "cpu"), Utc::now()).await;
+    let out = w.cr.handle_job(&job(id, "cpu"), fixed_now()).await;
     assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
     w.bootstrap.take_all().remove(0).0
 }
@@ -28,7 +28,7 @@ async fn launched(w: &World, id: u64) -> BootstrapMessage {
 async fn a_duplicate_bootstrap_message_sends_the_runner_command_once() {
     let w = world(config(""));
     let msg = launched(&w, 1).await;
-    let now = Utc::now();
+    let now = fixed_now();
     let (a, b) = tokio::join!(
         w.cr.handle_bootstrap(&msg, now),
         w.cr.handle_bootstrap(&msg, now)
@@ -50,7 +50,7 @@ async fn a_lost_send_answer_is_adopted_not_sent_again() {
     let w = world(config(""));
     let msg = launched(&w, 2).await;
     w.commands.lose_next_answers(1);
-    let now = Utc::now();
+    let now = fixed_now();
     let out = w.cr.handle_bootstrap(&msg, now).await;
     assert!(out.keeps_message(), "retried: {out:?}");
     let r = runner(&w, &msg).await;
@@ -90,7 +90,7 @@ async fn taken_and_silent(w: &World, msg: &BootstrapMessage, at: chrono::DateTim
 async fn a_step_that_died_before_sending_is_finished_after_its_send_window() {
     let w = world(config(""));
     let msg = launched(&w, 3).await;
-    let t0 = Utc::now();
+    let t0 = fixed_now();
     taken_and_silent(&w, &msg, t0).await;
     let out =
         w.cr.handle_bootstrap(&msg, t0 + CDuration::seconds(5))
@@ -128,7 +128,7 @@ async fn a_step_that_died_before_sending_is_finished_after_its_send_window() {
 async fn two_steps_that_find_the_same_silent_runner_send_once() {
     let w = world(config(""));
     let msg = launched(&w, 7).await;
-    let t0 = Utc::now();
+    let t0 = fixed_now();
     taken_and_silent(&w, &msg, t0).await;
     // Both read the runner (written at t0) and find nothing listed; the one
     // that takes it over is still sending when the other tries.
@@ -156,14 +156,14 @@ async fn a_step_too_late_to_send_hands_the_runner_back() {
     let w = world(config(""));
     let msg = launched(&w, 8).await;
     w.commands.set_too_late(true);
-    let out = w.cr.handle_bootstrap(&msg, Utc::now()).await;
+    let out = w.cr.handle_bootstrap(&msg, fixed_now()).await;
     assert!(matches!(out, JobOutcome::Deferred { .. }), "{out:?}");
     assert_eq!(runner(&w, &msg).await.state, RunnerState::Launched);
     assert!(w.commands.sent().is_empty());
     w.commands.set_too_late(false);
     let (next, delay) = w.bootstrap.take_all().remove(0);
     assert_eq!(delay, std::time::Duration::from_secs(1), "tried again soon");
-    let out = w.cr.handle_bootstrap(&next, Utc::now()).await;
+    let out = w.cr.handle_bootstrap(&next, fixed_now()).await;
     assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
     assert_eq!(w.commands.sent_to(&msg.instance_id), 1);
 }
@@ -175,7 +175,7 @@ async fn a_throttled_send_hands_the_runner_back_at_once() {
     let w = world(config(""));
     let msg = launched(&w, 9).await;
     w.commands.throttle_next_sends(1);
-    let now = Utc::now();
+    let now = fixed_now();
     let out = w.cr.handle_bootstrap(&msg, now).await;
     assert!(out.keeps_message(), "retried: {out:?}");
     assert_eq!(runner(&w, &msg).await.state, RunnerState::Launched);
@@ -191,7 +191,7 @@ async fn a_throttled_send_hands_the_runner_back_at_once() {
 async fn a_hand_back_from_a_step_that_was_overtaken_changes_nothing() {
     let w = world(config(""));
     let msg = launched(&w, 10).await;
-    let t0 = Utc::now();
+    let t0 = fixed_now();
     taken_and_silent(&w, &msg, t0).await;
     let t1 = t0 + CDuration::from_std(RESEND_AFTER).unwrap();
     let out = w.cr.handle_bootstrap(&msg, t1).await;
@@ -221,13 +221,13 @@ async fn an_agent_not_yet_online_hands_the_runner_back_for_the_next_step() {
     let w = world(config(""));
     let msg = launched(&w, 4).await;
     w.commands.set_not_ready(true);
-    let out = w.cr.handle_bootstrap(&msg, Utc::now()).await;
+    let out = w.cr.handle_bootstrap(&msg, fixed_now()).await;
     assert!(matches!(out, JobOutcome::Deferred { .. }), "{out:?}");
     let r = runner(&w, &msg).await;
     assert_eq!(r.state, RunnerState::Launched, "nothing was sent");
     w.commands.set_not_ready(false);
     let (next, _) = w.bootstrap.take_all().remove(0);
-    let out = w.cr.handle_bootstrap(&next, Utc::now()).await;
+    let out = w.cr.handle_bootstrap(&next, fixed_now()).await;
     assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
     assert_eq!(w.commands.sent_to(&msg.instance_id), 1);
 }
@@ -237,7 +237,7 @@ async fn a_bootstrap_message_for_another_instance_is_dropped() {
     let w = world(config(""));
     let mut msg = launched(&w, 5).await;
     msg.instance_id = "i-someone-else".into();
-    let out = w.cr.handle_bootstrap(&msg, Utc::now()).await;
+    let out = w.cr.handle_bootstrap(&msg, fixed_now()).await;
     assert!(matches!(out, JobOutcome::Dropped { .. }), "{out:?}");
     assert!(w.commands.sent().is_empty());
 }
@@ -249,7 +249,7 @@ async fn a_bootstrap_message_for_another_instance_is_dropped() {
 async fn a_resumed_launch_never_moves_a_bootstrapped_runner_back() {
     let w = world(config(""));
     let msg = launched(&w, 6).await;
-    let out = w.cr.handle_bootstrap(&msg, Utc::now()).await;
+    let out = w.cr.handle_bootstrap(&msg, fixed_now()).await;
     assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
     // The job message comes again with the job still claimed (its last
     // ledger write failed): the claim resumes and finds the instance.
@@ -258,8 +258,8 @@ async fn a_resumed_launch_never_moves_a_bootstrapped_runner_back() {
         clear_lease: true,
         ..Default::default()
     };
-    w.ledger.update_job(6, &change, Utc::now()).await.unwrap();
-    let again = w.cr.handle_job(&job(6, "cpu"), Utc::now()).await;
+    w.ledger.update_job(6, &change, fixed_now()).await.unwrap();
+    let again = w.cr.handle_job(&job(6, "cpu"), fixed_now()).await;
     assert!(matches!(again, JobOutcome::Launched { .. }), "{again:?}");
     assert_eq!(runner(&w, &msg).await.state, RunnerState::Bootstrapped);
     assert!(

@@ -3,10 +3,10 @@
 //! and `spot=false` launches on-demand.
 
 use super::JobOutcome;
-use super::tests::{config, job, world};
+use super::tests::{config, fixed_now, job, world};
 use crate::config::{CapacityType, Config};
 use crate::ports::{LaunchRequest, Ledger, PortError, tags};
-use chrono::{Duration as CDuration, Utc};
+use chrono::Duration as CDuration;
 
 /// A pool of 2- to 16-vCPU types, sized within 2–16 vCPUs: weight 1 is a
 /// 2-vCPU runner, so 8 vCPUs weigh 4.
@@ -52,7 +52,7 @@ fn requests(w: &super::tests::World) -> Vec<LaunchRequest> {
 async fn eight_cpus_in_a_two_to_sixteen_pool_launch_eight_and_weigh_by_size() {
     let w = world(sized_config(100));
     let out =
-        w.cr.handle_job(&sized_job(8, &["spotrunner/cpu=8"]), Utc::now())
+        w.cr.handle_job(&sized_job(8, &["spotrunner/cpu=8"]), fixed_now())
             .await;
     assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
 
@@ -82,7 +82,7 @@ async fn eight_cpus_in_a_two_to_sixteen_pool_launch_eight_and_weigh_by_size() {
     );
     assert!(
         w.ledger
-            .release("sr_sized-8-0", "test", Utc::now())
+            .release("sr_sized-8-0", "test", fixed_now())
             .await
             .unwrap()
     );
@@ -92,7 +92,7 @@ async fn eight_cpus_in_a_two_to_sixteen_pool_launch_eight_and_weigh_by_size() {
 #[tokio::test]
 async fn an_unsized_job_of_a_sized_pool_launches_the_pools_types_at_the_pools_weight() {
     let w = world(sized_config(100));
-    let out = w.cr.handle_job(&sized_job(3, &[]), Utc::now()).await;
+    let out = w.cr.handle_job(&sized_job(3, &[]), fixed_now()).await;
     assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
     let reqs = requests(&w);
     assert_eq!(reqs[0].size, None);
@@ -109,7 +109,7 @@ async fn an_unsized_job_of_a_sized_pool_launches_the_pools_types_at_the_pools_we
 async fn the_global_quota_holds_by_size() {
     // 10: two 8-vCPU runners (4 + 4) fit, a third waits; a 2-vCPU one fits.
     let w = world(sized_config(10));
-    let now = Utc::now();
+    let now = fixed_now();
     for id in [1, 2] {
         let out =
             w.cr.handle_job(&sized_job(id, &["spotrunner/cpu=8"]), now)
@@ -137,7 +137,7 @@ async fn spot_false_launches_on_demand_under_its_own_token() {
     let out =
         w.cr.handle_job(
             &sized_job(5, &["spotrunner/spot=false", "spotrunner/disk=80"]),
-            Utc::now(),
+            fixed_now(),
         )
         .await;
     assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
@@ -161,7 +161,7 @@ async fn a_sized_launch_whose_answer_was_lost_is_found_again() {
     w.compute
         .lose_next_answer(PortError::unavailable("ec2", "answer lost (fake)"));
     let msg = sized_job(6, &["spotrunner/cpu=4", "spotrunner/ram=16"]);
-    let t0 = Utc::now();
+    let t0 = fixed_now();
     let out = w.cr.handle_job(&msg, t0).await;
     assert!(matches!(out, JobOutcome::Retry { .. }), "{out:?}");
     let out = w.cr.handle_job(&msg, t0 + CDuration::seconds(40)).await;
@@ -176,7 +176,7 @@ async fn a_size_the_pool_no_longer_allows_is_dropped_and_launches_nothing() {
     // The webhook accepted it; the bounds shrank before create-runner ran.
     let w = world(sized_config(100));
     let out =
-        w.cr.handle_job(&sized_job(9, &["spotrunner/cpu=32"]), Utc::now())
+        w.cr.handle_job(&sized_job(9, &["spotrunner/cpu=32"]), fixed_now())
             .await;
     let JobOutcome::Dropped { reason } = &out else {
         panic!("expected a drop, got {out:?}");

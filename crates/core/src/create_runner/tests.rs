@@ -1,4 +1,5 @@
 use super::*;
+use crate::clock::ManualClock;
 use crate::config::Config;
 use crate::fakes::{
     MemoryBootstrapQueue, MemoryCommands, MemoryCompute, MemoryGitHub, MemoryLedger,
@@ -7,7 +8,7 @@ use crate::fakes::{
 use crate::job::{JOB_MESSAGE_VERSION, JobMessage};
 use crate::ports::{JobState, Ledger, PortError, RunnerState, Stage, tags};
 use crate::target::github_target;
-use chrono::{Duration as CDuration, Utc};
+use chrono::{DateTime, Duration as CDuration, Utc};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,10 +53,20 @@ startup_script = "nvidia-smi"
     .unwrap()
 }
 
+/// The one clock of these tests (`crate::clock`): jobs are created, queued and
+/// received at this instant and every step runs at it or at an offset from it,
+/// never at the machine's date, so the 24 h queue limit, leases and boot
+/// timeouts measure the test's own time and the suite passes in any year.
+pub(super) fn fixed_now() -> DateTime<Utc> {
+    "2026-11-26T10:00:00Z".parse().unwrap()
+}
+
 pub(super) fn world(config: Config) -> World {
     let ledger = Arc::new(MemoryLedger::default());
     let github = Arc::new(MemoryGitHub::default());
-    let compute = Arc::new(MemoryCompute::default());
+    let compute = Arc::new(MemoryCompute::with_clock(Arc::new(ManualClock::new(
+        fixed_now(),
+    ))));
     let params = Arc::new(MemoryParameters::default());
     let commands = Arc::new(MemoryCommands::default());
     let bootstrap = Arc::new(MemoryBootstrapQueue::default());
@@ -100,8 +111,8 @@ pub(super) fn job(id: u64, pool: &str) -> JobMessage {
         ],
         pool: pool.into(),
         delivery_id: None,
-        received_at: Utc::now(),
-        queued_at: Some(Utc::now()),
+        received_at: fixed_now(),
+        queued_at: Some(fixed_now()),
         launch_attempt: 0,
         deferrals: 0,
         job_name: None,
@@ -111,7 +122,7 @@ pub(super) fn job(id: u64, pool: &str) -> JobMessage {
 #[tokio::test]
 async fn one_job_one_vm_with_its_parameter_tags_and_bootstrap() {
     let w = world(config(""));
-    let out = w.cr.handle_job(&job(7, "gpu"), Utc::now()).await;
+    let out = w.cr.handle_job(&job(7, "gpu"), fixed_now()).await;
     let JobOutcome::Launched {
         runner_name,
         instance_id,
@@ -143,7 +154,7 @@ async fn one_job_one_vm_with_its_parameter_tags_and_bootstrap() {
 
     let scheduled = w.bootstrap.take_all();
     assert_eq!(scheduled.len(), 1);
-    let out = w.cr.handle_bootstrap(&scheduled[0].0, Utc::now()).await;
+    let out = w.cr.handle_bootstrap(&scheduled[0].0, fixed_now()).await;
     assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
     let sent = w.commands.sent();
     assert_eq!(sent.len(), 1);
@@ -157,7 +168,7 @@ async fn one_job_one_vm_with_its_parameter_tags_and_bootstrap() {
     assert_eq!(runner.state, RunnerState::Bootstrapped);
     assert_eq!(runner.command_id.as_deref(), Some("cmd-1"));
     // The same bootstrap message again changes nothing.
-    let again = w.cr.handle_bootstrap(&scheduled[0].0, Utc::now()).await;
+    let again = w.cr.handle_bootstrap(&scheduled[0].0, fixed_now()).await;
     assert_eq!(again, JobOutcome::Duplicate);
     assert_eq!(w.commands.sent().len(), 1);
 }
@@ -180,8 +191,12 @@ async fn each_message_three_times_in_eight_concurrent_batches_gives_one_vm_per_j
     // Deliver until nothing is left to retry, as SQS would.
     let mut pending = batches;
     for _ in 0..10 {
-        let results =
-            futures::future::join_all(pending.iter().map(|b| w.cr.handle_batch(b.clone()))).await;
+        let results = futures::future::join_all(
+            pending
+                .iter()
+                .map(|b| w.cr.handle_batch(b.clone(), fixed_now())),
+        )
+        .await;
         let retry: Vec<String> = results
             .iter()
             .flat_map(|r| r.failures().into_iter().map(|i| i.message_id.clone()))
@@ -209,15 +224,11 @@ async fn each_message_three_times_in_eight_concurrent_batches_gives_one_vm_per_j
     assert_eq!(w.params.names().len(), 40);
 }
 
-/// A job queued `secs` after a fixed start (GitHub's order).
+/// A job queued `secs` after the fixed start (GitHub's order).
 fn queued_job(id: u64, pool: &str, secs: i64) -> JobMessage {
     let mut m = job(id, pool);
-    m.queued_at = Some(t0() + CDuration::seconds(secs));
+    m.queued_at = Some(fixed_now() + CDuration::seconds(secs));
     m
-}
-
-fn t0() -> chrono::DateTime<Utc> {
-    "2026-11-26T10:00:00Z".parse().unwrap()
 }
 
 /// End every live runner of the fake cloud through the teardown stop-runner
@@ -229,7 +240,7 @@ async fn end_all(w: &World) -> Vec<String> {
         let runner = w.ledger.get_runner(&name).await.unwrap().unwrap();
         assert!(
             w.cr.teardown()
-                .end_runner(&runner, true, "done", Utc::now())
+                .end_runner(&runner, true, "done", fixed_now())
                 .await
                 .unwrap()
         );
@@ -246,7 +257,7 @@ async fn a_full_pool_lines_jobs_up_and_each_freed_slot_launches_the_oldest() {
     for i in (0..20u64).rev() {
         match w
             .cr
-            .handle_job(&queued_job(i, "cpu", i as i64), Utc::now())
+            .handle_job(&queued_job(i, "cpu", i as i64), fixed_now())
             .await
         {
             JobOutcome::Launched { .. } => launched.push(i),
@@ -283,7 +294,7 @@ async fn a_full_pool_lines_jobs_up_and_each_freed_slot_launches_the_oldest() {
         let woken = std::mem::take(&mut *w.jobs.sent.lock().unwrap());
         assert_eq!(woken.len(), 5);
         for m in woken {
-            let out = w.cr.handle_job(&m, Utc::now()).await;
+            let out = w.cr.handle_job(&m, fixed_now()).await;
             assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
             launched.push(m.job_id);
             assert!(w.compute.live().len() <= 5, "never more than max_runners");
@@ -322,7 +333,7 @@ async fn a_full_pool_lines_jobs_up_and_each_freed_slot_launches_the_oldest() {
 async fn concurrent_releases_and_duplicate_wakes_launch_each_waiting_job_once() {
     let w = world(config(""));
     for i in 0..12u64 {
-        w.cr.handle_job(&queued_job(i, "cpu", i as i64), Utc::now())
+        w.cr.handle_job(&queued_job(i, "cpu", i as i64), fixed_now())
             .await;
     }
     assert_eq!(w.compute.live().len(), 5);
@@ -340,13 +351,13 @@ async fn concurrent_releases_and_duplicate_wakes_launch_each_waiting_job_once() 
         futures::future::join_all(
             runners
                 .iter()
-                .map(|r| teardown.end_runner(r, true, "done", Utc::now())),
+                .map(|r| teardown.end_runner(r, true, "done", fixed_now())),
         )
         .await;
         // Every wake delivered twice (SQS), handled concurrently.
         let woken = std::mem::take(&mut *w.jobs.sent.lock().unwrap());
         let twice: Vec<_> = woken.iter().chain(woken.iter()).cloned().collect();
-        futures::future::join_all(twice.iter().map(|m| w.cr.handle_job(m, Utc::now()))).await;
+        futures::future::join_all(twice.iter().map(|m| w.cr.handle_job(m, fixed_now()))).await;
         assert!(w.compute.live().len() <= 5, "the cap holds");
     }
     let all = w.compute.all();
@@ -365,7 +376,7 @@ async fn concurrent_releases_and_duplicate_wakes_launch_each_waiting_job_once() 
 async fn a_slot_freed_before_a_job_enters_the_line_is_not_lost() {
     let w = world(config(""));
     for i in 0..5u64 {
-        w.cr.handle_job(&queued_job(i, "cpu", i as i64), Utc::now())
+        w.cr.handle_job(&queued_job(i, "cpu", i as i64), fixed_now())
             .await;
     }
     // Job 9 is claimed and refused a slot; before it enters the line, every
@@ -373,7 +384,7 @@ async fn a_slot_freed_before_a_job_enters_the_line_is_not_lost() {
     let lease = chrono::Duration::minutes(5);
     let claimed = w
         .ledger
-        .claim_job(&queued_job(9, "cpu", 9), Utc::now(), lease)
+        .claim_job(&queued_job(9, "cpu", 9), fixed_now(), lease)
         .await;
     assert!(matches!(
         claimed,
@@ -384,17 +395,17 @@ async fn a_slot_freed_before_a_job_enters_the_line_is_not_lost() {
     // Then it enters the line and looks for a slot itself (as `wait` does).
     let pool = w.cr.config.pool("cpu").unwrap().clone();
     assert_eq!(
-        w.ledger.enter_line("cpu", 9, 0, Utc::now()).await.unwrap(),
+        w.ledger.enter_line("cpu", 9, 0, fixed_now()).await.unwrap(),
         crate::ports::LineOutcome::Entered
     );
     let woken =
         w.cr.teardown()
             .waker()
-            .wake(&pool.name, Utc::now())
+            .wake(&pool.name, fixed_now())
             .await
             .unwrap();
     assert_eq!(woken, vec![9]);
-    let out = w.cr.handle_job(&w.jobs.sent()[0], Utc::now()).await;
+    let out = w.cr.handle_job(&w.jobs.sent()[0], fixed_now()).await;
     assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
 }
 
@@ -410,7 +421,8 @@ async fn global_weighted_quota_holds_with_mixed_weights() {
         .iter()
         .enumerate()
     {
-        if let JobOutcome::Launched { .. } = w.cr.handle_job(&job(i as u64, pool), Utc::now()).await
+        if let JobOutcome::Launched { .. } =
+            w.cr.handle_job(&job(i as u64, pool), fixed_now()).await
         {
             launched_weight += if *pool == "gpu" { 4 } else { 1 };
         }
@@ -424,7 +436,7 @@ async fn global_weighted_quota_holds_with_mixed_weights() {
 async fn no_spot_capacity_falls_back_to_on_demand_when_allowed() {
     let w = world(config("on_demand_fallback = true"));
     w.compute.set_no_spot_capacity(true);
-    let out = w.cr.handle_job(&job(1, "cpu"), Utc::now()).await;
+    let out = w.cr.handle_job(&job(1, "cpu"), fixed_now()).await;
     assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
     let all = w.compute.all();
     assert_eq!(all.len(), 1);
@@ -435,7 +447,7 @@ async fn no_spot_capacity_falls_back_to_on_demand_when_allowed() {
 async fn no_spot_capacity_without_fallback_defers_and_leaves_nothing_behind() {
     let w = world(config(""));
     w.compute.set_no_spot_capacity(true);
-    let out = w.cr.handle_job(&job(1, "cpu"), Utc::now()).await;
+    let out = w.cr.handle_job(&job(1, "cpu"), fixed_now()).await;
     assert!(matches!(out, JobOutcome::Deferred { .. }), "{out:?}");
     assert!(w.compute.all().is_empty());
     assert!(w.params.names().is_empty(), "parameter deleted");
@@ -455,7 +467,7 @@ async fn no_spot_capacity_without_fallback_defers_and_leaves_nothing_behind() {
     // Capacity comes back: the re-sent message is served.
     w.compute.set_no_spot_capacity(false);
     let next = w.jobs.sent()[0].clone();
-    let out = w.cr.handle_job(&next, Utc::now()).await;
+    let out = w.cr.handle_job(&next, fixed_now()).await;
     assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
 }
 
@@ -471,12 +483,12 @@ async fn a_transient_launch_error_is_retried_without_a_second_vm() {
             service: "ec2",
             retry_after: Duration::from_secs(2),
         });
-    let out = w.cr.handle_job(&job(1, "cpu"), Utc::now()).await;
+    let out = w.cr.handle_job(&job(1, "cpu"), fixed_now()).await;
     assert!(
         matches!(out, JobOutcome::Retry { after, .. } if after == Duration::from_secs(2)),
         "{out:?}"
     );
-    let out = w.cr.handle_job(&job(1, "cpu"), Utc::now()).await;
+    let out = w.cr.handle_job(&job(1, "cpu"), fixed_now()).await;
     assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
     assert_eq!(w.compute.all().len(), 1);
     assert_eq!(
@@ -493,7 +505,7 @@ async fn github_refusing_launches_nothing_and_releases_capacity() {
         service: "github",
         retry_after: Duration::from_secs(60),
     });
-    let out = w.cr.handle_job(&job(1, "cpu"), Utc::now()).await;
+    let out = w.cr.handle_job(&job(1, "cpu"), fixed_now()).await;
     assert!(
         matches!(out, JobOutcome::Retry { after, .. } if after == Duration::from_secs(60)),
         "{out:?}"
@@ -519,7 +531,7 @@ async fn one_malformed_message_fails_alone() {
         .map(|i| (format!("m{i}"), job(i, "gpu").to_json()))
         .collect();
     batch.insert(4, ("bad".into(), "{\"version\":1,\"job_id\":\"x\"}".into()));
-    let result = w.cr.handle_batch(batch).await;
+    let result = w.cr.handle_batch(batch, fixed_now()).await;
     let failures: Vec<&str> = result
         .failures()
         .iter()
@@ -533,8 +545,8 @@ async fn one_malformed_message_fails_alone() {
 async fn jobs_past_githubs_24h_limit_are_dropped() {
     let w = world(config(""));
     let mut m = job(1, "cpu");
-    m.queued_at = Some(Utc::now() - CDuration::hours(25));
-    let out = w.cr.handle_job(&m, Utc::now()).await;
+    m.queued_at = Some(fixed_now() - CDuration::hours(25));
+    let out = w.cr.handle_job(&m, fixed_now()).await;
     assert!(matches!(out, JobOutcome::Dropped { .. }), "{out:?}");
     assert!(w.compute.all().is_empty());
 }
@@ -544,20 +556,20 @@ async fn job_no_longer_queued_on_github_is_dropped_when_the_pool_asks() {
     let w = world(config("check_job_queued = true"));
     w.github.set_job(1, "completed");
     w.github.set_job(2, "queued");
-    let out = w.cr.handle_job(&job(1, "cpu"), Utc::now()).await;
+    let out = w.cr.handle_job(&job(1, "cpu"), fixed_now()).await;
     assert!(matches!(out, JobOutcome::Dropped { .. }), "{out:?}");
     assert_eq!(
         w.ledger.get_job(1).await.unwrap().unwrap().state,
         JobState::Dropped
     );
-    let out = w.cr.handle_job(&job(2, "cpu"), Utc::now()).await;
+    let out = w.cr.handle_job(&job(2, "cpu"), fixed_now()).await;
     assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
 }
 
 #[tokio::test]
 async fn boot_timeout_terminates_and_requeues_with_the_next_attempt() {
     let w = world(config(""));
-    let t0 = Utc::now();
+    let t0 = fixed_now();
     w.cr.handle_job(&job(3, "cpu"), t0).await;
     w.commands.set_not_ready(true);
     let (msg, _) = w.bootstrap.take_all().remove(0);
@@ -582,7 +594,7 @@ async fn boot_timeout_terminates_and_requeues_with_the_next_attempt() {
     assert_eq!(requeued[0].launch_attempt, 1);
     // The requeued job launches a fresh runner with the next attempt's name.
     w.commands.set_not_ready(false);
-    let out = w.cr.handle_job(&requeued[0], Utc::now()).await;
+    let out = w.cr.handle_job(&requeued[0], fixed_now()).await;
     assert!(
         matches!(&out, JobOutcome::Launched { runner_name, .. } if runner_name == "sr_cpu-3-1"),
         "{out:?}"
@@ -593,10 +605,13 @@ async fn boot_timeout_terminates_and_requeues_with_the_next_attempt() {
 #[tokio::test]
 async fn a_drained_pool_holds_its_line_and_undrain_wakes_it_in_order() {
     let w = world(config(""));
-    w.ledger.set_drained("cpu", true).await.unwrap();
+    w.ledger
+        .set_drained("cpu", true, fixed_now())
+        .await
+        .unwrap();
     for i in [12u64, 11] {
         let out =
-            w.cr.handle_job(&queued_job(i, "cpu", i as i64), Utc::now())
+            w.cr.handle_job(&queued_job(i, "cpu", i as i64), fixed_now())
                 .await;
         assert!(
             matches!(&out, JobOutcome::Waiting { reason } if reason.contains("drained")),
@@ -610,22 +625,25 @@ async fn a_drained_pool_holds_its_line_and_undrain_wakes_it_in_order() {
     assert!(
         w.cr.teardown()
             .waker()
-            .wake("cpu", Utc::now())
+            .wake("cpu", fixed_now())
             .await
             .unwrap()
             .is_empty()
     );
     // Other pools are not affected.
-    let gpu = w.cr.handle_job(&job(20, "gpu"), Utc::now()).await;
+    let gpu = w.cr.handle_job(&job(20, "gpu"), fixed_now()).await;
     assert!(matches!(gpu, JobOutcome::Launched { .. }), "{gpu:?}");
     // Undrained (as `spotrunner undrain` does: flag, then wake), oldest first.
-    w.ledger.set_drained("cpu", false).await.unwrap();
+    w.ledger
+        .set_drained("cpu", false, fixed_now())
+        .await
+        .unwrap();
     assert_eq!(
-        w.cr.teardown().waker().wake_all(Utc::now()).await,
+        w.cr.teardown().waker().wake_all(fixed_now()).await,
         vec![11, 12]
     );
     for m in w.jobs.sent() {
-        let out = w.cr.handle_job(&m, Utc::now()).await;
+        let out = w.cr.handle_job(&m, fixed_now()).await;
         assert!(matches!(out, JobOutcome::Launched { .. }), "{out:?}");
     }
     assert_eq!(w.compute.live().len(), 3);
@@ -641,7 +659,7 @@ async fn a_launch_whose_answer_was_lost_is_found_again_by_a_later_retry() {
         "ec2",
         "connection reset after CreateFleet was sent (fake)",
     ));
-    let t0 = Utc::now();
+    let t0 = fixed_now();
     let out = w.cr.handle_job(&job(5, "cpu"), t0).await;
     assert!(matches!(out, JobOutcome::Retry { .. }), "{out:?}");
     assert_eq!(w.compute.live().len(), 1, "the first call did start a VM");

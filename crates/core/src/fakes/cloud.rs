@@ -1,5 +1,6 @@
 //! In-memory compute, parameters, commands and bootstrap queue.
 
+use crate::clock::Clock;
 use crate::config::CapacityType;
 use crate::ports::{
     BootstrapCommand, BootstrapMessage, BootstrapQueue, Commands, Compute, Instance, LaunchOutcome,
@@ -7,7 +8,7 @@ use crate::ports::{
 };
 use async_trait::async_trait;
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// VMs in memory. `ClientToken`s are honoured as strictly as EC2 does: a known
@@ -35,9 +36,20 @@ pub struct ComputeState {
     /// The next launches happen (an instance starts, its token is known), but
     /// the caller gets this error instead of the answer.
     pub lose_next_answer: VecDeque<PortError>,
+    /// EC2's clock, which stamps `launched_at`: the wall clock unless a test
+    /// that drives its steps at a fixed instant gives its own
+    /// ([`MemoryCompute::with_clock`], `crate::clock`).
+    pub clock: Option<Arc<dyn Clock>>,
 }
 
 impl MemoryCompute {
+    /// A cloud whose launches are stamped by `clock`.
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        let c = Self::default();
+        c.state.lock().unwrap().clock = Some(clock);
+        c
+    }
+
     pub fn live(&self) -> Vec<Instance> {
         let s = self.state.lock().unwrap();
         s.instances
@@ -102,7 +114,7 @@ impl Compute for MemoryCompute {
         let inst = Instance {
             instance_id: id.clone(),
             state: "running".into(),
-            launched_at: Some(chrono::Utc::now()),
+            launched_at: Some(s.clock.as_ref().map_or_else(chrono::Utc::now, |c| c.now())),
             tags: req.tags.clone(),
         };
         s.instances.insert(id.clone(), (inst, req.capacity_type));

@@ -175,7 +175,12 @@ impl Ledger for RacingLedger {
     async fn drained_pools(&self) -> Result<BTreeSet<String>, PortError> {
         self.inner.drained_pools().await
     }
-    async fn set_drained(&self, pool: &str, drained: bool) -> Result<(), PortError> {
-        self.inner.set_drained(pool, drained).await
+    async fn set_drained(
+        &self,
+        pool: &str,
+        drained: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        self.inner.set_drained(pool, drained, now).await
     }
 }

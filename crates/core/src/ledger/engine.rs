@@ -517,10 +517,14 @@ impl<S: LedgerStore> Ledger for S {
         Ok(self.read(&DocKey::Drain(pool.to_string())).await?.is_some())
     }
 
-    async fn set_drained(&self, pool: &str, drained: bool) -> Result<(), PortError> {
+    async fn set_drained(
+        &self,
+        pool: &str,
+        drained: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), PortError> {
         self.enter("set_drained")?;
         let keys = [DocKey::Drain(pool.to_string())];
-        let now = Utc::now();
         run::<true, _, _, _>(self, docs_only(format!("drain {pool}"), &keys), |r| {
             Ok(decide::set_drained(r.has(&keys[0]), pool, drained, now))
         })

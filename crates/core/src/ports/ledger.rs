@@ -503,9 +503,14 @@ pub trait Ledger: JobStateSink {
     async fn is_drained(&self, pool: &str) -> Result<bool, PortError> {
         Ok(self.drained_pools().await?.contains(pool))
     }
-    /// Drain (`true`) or undrain (`false`) a pool; idempotent.
-    async fn set_drained(&self, pool: &str, drained: bool) -> Result<(), PortError> {
-        let _ = (pool, drained);
+    /// Drain (`true`) or undrain (`false`) a pool at `now`; idempotent.
+    async fn set_drained(
+        &self,
+        pool: &str,
+        drained: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        let _ = (pool, drained, now);
         Err(PortError::rejected(
             "ledger",
             "this ledger cannot drain pools",

@@ -988,11 +988,12 @@ pub async fn concurrent_releases_one_winner(l: &dyn Ledger) {
 
 /// Draining is a per-pool flag: set twice, cleared twice, seen by both reads.
 pub async fn drain_flags(l: &dyn Ledger) {
+    let now = base_time();
     assert!(l.drained_pools().await.expect("drained_pools").is_empty());
     assert!(!l.is_drained("cpu").await.expect("is_drained"));
-    l.set_drained("cpu", true).await.expect("drain");
-    l.set_drained("cpu", true).await.expect("drain twice");
-    l.set_drained("gpu", true).await.expect("drain");
+    l.set_drained("cpu", true, now).await.expect("drain");
+    l.set_drained("cpu", true, now).await.expect("drain twice");
+    l.set_drained("gpu", true, now).await.expect("drain");
     assert!(l.is_drained("cpu").await.expect("is_drained"));
     assert!(!l.is_drained("arm").await.expect("is_drained"));
     let pools: Vec<String> = l
@@ -1002,8 +1003,10 @@ pub async fn drain_flags(l: &dyn Ledger) {
         .into_iter()
         .collect();
     assert_eq!(pools, ["cpu", "gpu"]);
-    l.set_drained("cpu", false).await.expect("undrain");
-    l.set_drained("cpu", false).await.expect("undrain twice");
+    l.set_drained("cpu", false, now).await.expect("undrain");
+    l.set_drained("cpu", false, now)
+        .await
+        .expect("undrain twice");
     assert!(!l.is_drained("cpu").await.expect("is_drained"));
     assert!(l.is_drained("gpu").await.expect("is_drained"));
 }

@@ -356,11 +356,11 @@ async fn a_drained_pool_or_a_disabled_sweep_enqueues_nothing() {
     w.source.add_repository("acme/app", "Organization");
     w.source
         .add_job("acme/app", 10, job(1, 10, "queued", &["linux"], t(0)));
-    w.ledger.set_drained("cpu", true).await.unwrap();
+    w.ledger.set_drained("cpu", true, t(0)).await.unwrap();
     let r = w.run(t(600)).await;
     assert!(w.enqueued().is_empty(), "{r:?}");
     assert_eq!(r.not_ours, 1);
-    w.ledger.set_drained("cpu", false).await.unwrap();
+    w.ledger.set_drained("cpu", false, t(600)).await.unwrap();
     w.config.recovery.sweep.enabled = false;
     let r = w.run(t(700)).await;
     assert!(r.skipped.is_some());

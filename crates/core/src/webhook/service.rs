@@ -3,7 +3,7 @@ use super::signature::{SignatureError, WebhookSecrets};
 use crate::config::{Config, SecretRef};
 use crate::ports::{JobQueue, JobStateSink, PortError, SecretStore, resolve_secret};
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -97,10 +97,10 @@ impl WebhookService {
         self
     }
 
-    /// Handle one request. 5xx only when our side fails; GitHub does not
-    /// redeliver it by itself: the redelivery loop (`crate::recovery`) asks it to.
-    pub async fn handle(&self, req: &WebhookRequest<'_>) -> WebhookResponse {
-        let now = Utc::now();
+    /// Handle one request received at `now` (the invocation's, `crate::clock`).
+    /// 5xx only when our side fails; GitHub does not redeliver it by itself:
+    /// the redelivery loop (`crate::recovery`) asks it to.
+    pub async fn handle(&self, req: &WebhookRequest<'_>, now: DateTime<Utc>) -> WebhookResponse {
         let secrets = self.current_secrets();
         let mut routed = route(&self.config, &secrets, req, now);
         if self.mismatched(&routed, &secrets, req)

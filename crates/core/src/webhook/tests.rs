@@ -24,6 +24,12 @@ max_runners = 3
     .unwrap()
 }
 
+/// When the webhook receives the payloads below (built at fixed GitHub times):
+/// seconds after `created_at`, whatever the machine's date (`crate::clock`).
+fn received() -> chrono::DateTime<chrono::Utc> {
+    "2026-11-23T10:00:02Z".parse().unwrap()
+}
+
 fn job_body(action: &str, labels: &[&str], runner: Option<&str>) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "action": action,
@@ -69,7 +75,7 @@ async fn post(h: &Harness, event: &str, body: &[u8]) -> WebhookResponse {
         signature: Some(&sig),
         body,
     };
-    h.service.handle(&req).await
+    h.service.handle(&req, received()).await
 }
 
 #[tokio::test]
@@ -169,13 +175,13 @@ async fn bad_requests_get_4xx_and_enqueue_nothing() {
         signature: Some(&sig),
         body: &body,
     };
-    assert_eq!(h.service.handle(&req).await.status, 405);
+    assert_eq!(h.service.handle(&req, received()).await.status, 405);
     req.method = "POST";
     req.signature = None;
-    assert_eq!(h.service.handle(&req).await.status, 401);
+    assert_eq!(h.service.handle(&req, received()).await.status, 401);
     req.signature = Some(&sig);
     req.event = None;
-    assert_eq!(h.service.handle(&req).await.status, 400);
+    assert_eq!(h.service.handle(&req, received()).await.status, 400);
     let big = vec![b' '; MAX_BODY_BYTES + 1];
     assert_eq!(post(&h, "workflow_job", &big).await.status, 413);
     assert_eq!(post(&h, "workflow_job", b"not json").await.status, 400);
@@ -315,7 +321,7 @@ async fn post_signed(h: &Harness, secret: &str, body: &[u8]) -> WebhookResponse 
         signature: Some(&sig),
         body,
     };
-    h.service.handle(&req).await
+    h.service.handle(&req, received()).await
 }
 
 #[tokio::test]
@@ -377,9 +383,9 @@ async fn a_missing_or_malformed_signature_reads_nothing() {
         signature: None,
         body: &body,
     };
-    assert_eq!(h.service.handle(&req).await.status, 401);
+    assert_eq!(h.service.handle(&req, received()).await.status, 401);
     req.signature = Some("sha256=xyz");
-    assert_eq!(h.service.handle(&req).await.status, 401);
+    assert_eq!(h.service.handle(&req, received()).await.status, 401);
     assert_eq!(source.reads(), 0);
 }
 
@@ -451,7 +457,7 @@ async fn secret_refs_resolve_each_call() {
 fn every_route_names_its_metric_and_a_stable_reason() {
     let cfg = config();
     let secrets = WebhookSecrets::new(&[SECRET]);
-    let now = chrono::Utc::now();
+    let now = received();
     let outcome = |method: &str, event: Option<&str>, body: &[u8], sig: Option<String>| {
         let req = WebhookRequest {
             method,
@@ -594,7 +600,7 @@ async fn post_sized(labels: &[&str]) -> (WebhookResponse, Arc<MemoryQueue>) {
         signature: Some(&sig),
         body: &body,
     };
-    (service.handle(&req).await, queue)
+    (service.handle(&req, received()).await, queue)
 }
 
 #[tokio::test]
@@ -644,7 +650,7 @@ async fn sizing_out_of_bounds_or_malformed_is_ignored_with_its_reason() {
             signature: Some(&sig),
             body: &body,
         },
-        chrono::Utc::now(),
+        received(),
     );
     assert_eq!(routed.outcome, Outcome::Ignored("sizing_refused"));
     assert_eq!(routed.action, Action::None);

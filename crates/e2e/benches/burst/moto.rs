@@ -296,7 +296,7 @@ async fn webhook(w: &World, job: &Job, action: &str, runner: &str) {
         body: &body,
     };
     for _ in 0..30 {
-        if w.webhook.handle(&req).await.status < 300 {
+        if w.webhook.handle(&req, chrono::Utc::now()).await.status < 300 {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -542,7 +542,7 @@ pub async fn run(case: &Case) -> Value {
                 signature: Some(&job.signature),
                 body: &job.body,
             };
-            w.webhook.handle(&req).await.status
+            w.webhook.handle(&req, chrono::Utc::now()).await.status
         }
     })
     .await;

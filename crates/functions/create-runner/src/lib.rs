@@ -8,6 +8,7 @@ pub use wiring::{StartError, handler_from_env};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::Utc;
+use spotrunner_core::clock::Elapsed;
 use spotrunner_core::create_runner::{BatchItem, CreateRunner, JobOutcome};
 use spotrunner_core::ports::BootstrapMessage;
 
@@ -28,6 +29,8 @@ impl Handler {
     /// The metrics it counted are printed as it returns.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
         let _metrics = spotrunner_aws::metrics::invocation();
+        // The invocation's one read of the wall clock (`spotrunner_core::clock`).
+        let clock = Elapsed::start(Utc::now());
         let bootstrap_name = queue_name(&self.bootstrap_queue_url).to_string();
         let (boot, jobs): (Vec<SqsMessage>, Vec<SqsMessage>) =
             event.records.into_iter().partition(|r| {
@@ -41,7 +44,7 @@ impl Handler {
             .iter()
             .map(|m| (id(m), m.body.clone().unwrap_or_default()))
             .collect();
-        let result = self.create_runner.handle_batch(batch).await;
+        let result = self.create_runner.handle_batch(batch, clock.at()).await;
         for item in result.failures() {
             self.delay(&jobs, &self.jobs_queue_url, item).await;
             failures.push(item.message_id.clone());
@@ -51,7 +54,7 @@ impl Handler {
             let outcome = match serde_json::from_str::<BootstrapMessage>(
                 m.body.as_deref().unwrap_or(""),
             ) {
-                Ok(msg) => self.create_runner.handle_bootstrap(&msg, Utc::now()).await,
+                Ok(msg) => self.create_runner.handle_bootstrap(&msg, clock.at()).await,
                 Err(e) => {
                     tracing::error!(message_id = %id(m), error = %e, "malformed bootstrap message");
                     JobOutcome::Invalid {

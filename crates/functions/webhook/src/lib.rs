@@ -25,7 +25,8 @@ pub async fn handle(service: &WebhookService, req: Request) -> Response<Body> {
         _ => &[],
     };
     let wreq = WebhookRequest::from_headers(&method, headers, body);
-    let out = service.handle(&wreq).await;
+    // The request's one read of the wall clock (`spotrunner_core::clock`).
+    let out = service.handle(&wreq, chrono::Utc::now()).await;
     Response::builder()
         .status(out.status)
         .header("content-type", "application/json")
