@@ -47,6 +47,12 @@ fi
 python3 -c 'import boto3' 2>/dev/null || "$PY" -c 'import boto3' 2>/dev/null ||
   say "WARNING: python boto3 missing (it comes with moto[server]); the IAM matrix cannot read the deployment"
 
+# scripts/test-moved-clock.sh runs the fast suites with the date a year ahead.
+if ! have faketime; then
+  say "installing faketime (libfaketime) from Debian"
+  apt_install faketime || say "WARNING: faketime unavailable; the moved-clock run is skipped (and fails under CI)"
+fi
+
 if ! have shellcheck; then
   say "installing shellcheck from Debian"
   apt_install shellcheck || say "WARNING: shellcheck unavailable; shell lint is skipped"
