@@ -50,10 +50,6 @@ impl ManualClock {
     pub fn advance(&self, by: chrono::Duration) {
         *self.0.lock().unwrap() += by;
     }
-
-    pub fn set(&self, at: DateTime<Utc>) {
-        *self.0.lock().unwrap() = at;
-    }
 }
 
 impl Clock for ManualClock {
@@ -92,46 +88,4 @@ impl Elapsed {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_manual_clock_moves_only_when_told() {
-        let t0: DateTime<Utc> = "2026-11-26T10:00:00Z".parse().unwrap();
-        let c = ManualClock::new(t0);
-        assert_eq!(c.now(), t0);
-        c.advance(chrono::Duration::hours(25));
-        assert_eq!(c.now(), t0 + chrono::Duration::hours(25));
-        c.set(t0);
-        assert_eq!(c.now(), t0);
-    }
-
-    #[test]
-    fn elapsed_moves_a_fixed_start_on_by_the_time_spent_only() {
-        let t0: DateTime<Utc> = "2026-11-26T10:00:00Z".parse().unwrap();
-        let e = Elapsed::start(t0);
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        let at = e.at();
-        assert!(at >= t0 + chrono::Duration::milliseconds(20), "{at}");
-        // However late the machine's date, a fixed start stays near itself.
-        assert!(at < t0 + chrono::Duration::minutes(1), "{at}");
-        assert_eq!(e.started_at(), t0);
-    }
-
-    /// `scripts/test-moved-clock.sh` runs this first, under libfaketime, with
-    /// the real time in `SPOTRUNNER_REAL_NOW`: a moved-clock run whose clock did
-    /// not move would prove nothing.
-    #[test]
-    #[ignore = "run by scripts/test-moved-clock.sh under libfaketime"]
-    fn the_moved_clock_run_sees_a_date_a_year_ahead() {
-        let real: i64 = std::env::var("SPOTRUNNER_REAL_NOW")
-            .expect("SPOTRUNNER_REAL_NOW (epoch seconds) is set by scripts/test-moved-clock.sh")
-            .parse()
-            .expect("SPOTRUNNER_REAL_NOW is epoch seconds");
-        let ahead = SystemClock.now().timestamp() - real;
-        assert!(
-            ahead > 300 * 86_400,
-            "the clock is only {ahead} s ahead of the real time: libfaketime is not in effect"
-        );
-    }
-}
+mod tests;

@@ -103,6 +103,14 @@ pub fn base_time() -> DateTime<Utc> {
         .expect("round to seconds")
 }
 
+/// When every fixture message was received: the wall clock the first time a
+/// fixture asks, then the same instant for the whole process, so a message built
+/// twice is the same message and is never received after a check's `base_time()`.
+fn received_at() -> DateTime<Utc> {
+    static AT: std::sync::OnceLock<DateTime<Utc>> = std::sync::OnceLock::new();
+    *AT.get_or_init(base_time)
+}
+
 /// A job message for `job_id` in `pool` (built from JSON so that fields added to
 /// the message with defaults need no change here).
 pub fn job_message(job_id: u64, pool: &str, launch_attempt: u32) -> JobMessage {
@@ -118,7 +126,7 @@ pub fn job_message(job_id: u64, pool: &str, launch_attempt: u32) -> JobMessage {
         "labels": ["self-hosted", "linux"],
         "pool": pool,
         "delivery_id": format!("delivery-{job_id}"),
-        "received_at": "2026-01-01T00:00:00Z",
+        "received_at": received_at(),
         "launch_attempt": launch_attempt,
     }))
     .expect("job message fixture")
