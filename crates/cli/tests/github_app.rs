@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 /// A webhook URL nothing listens on: the registration ping is refused at once.
 const HOOK: &str = "http://127.0.0.1:9/webhook";
+/// The shortest webhook secret a configuration accepts.
+const MIN_WEBHOOK_SECRET: usize = 32;
 
 /// Start `github-app create ARGS`, return it and the setup page's URL.
 fn start_create(args: &[&str], moto_url: &str) -> (Child, String, std::thread::JoinHandle<String>) {
@@ -170,7 +172,11 @@ async fn the_app_is_created_in_a_browser_and_its_credentials_land_in_ssm_unseen(
         ("SecureString".into(), APP_PRIVATE_KEY_PEM.into())
     );
     let hook = github.app_hook();
-    assert!(!hook.secret.is_empty());
+    assert!(
+        hook.secret.len() >= MIN_WEBHOOK_SECRET,
+        "a webhook secret of {} characters",
+        hook.secret.len()
+    );
     assert_eq!(
         get("/ga1/webhook/secret").await,
         ("SecureString".into(), hook.secret.clone())
@@ -232,9 +238,12 @@ async fn locally_the_credentials_are_private_files_the_printed_configuration_nam
         let mode = std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{f}");
     }
-    assert_eq!(
-        std::fs::read_to_string(dir.join("webhook-secret")).unwrap(),
-        github.app_hook().secret
+    let secret = std::fs::read_to_string(dir.join("webhook-secret")).unwrap();
+    assert_eq!(secret, github.app_hook().secret);
+    assert!(
+        secret.len() >= MIN_WEBHOOK_SECRET,
+        "a webhook secret of {} characters",
+        secret.len()
     );
     let key = std::fs::canonicalize(dir.join("app-private-key.pem")).unwrap();
     assert!(
@@ -353,5 +362,259 @@ fn bad_input_is_refused_naming_the_flag_before_anything_starts() {
         assert_eq!(o.status.code(), Some(1), "{args:?}");
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(expect), "{args:?}: {err}");
+    }
+}
+
+/// Undo the setup page's HTML escaping of an attribute.
+fn unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The attribute `attr="…"` that follows `after` in `html`, unescaped.
+fn attribute(html: &str, after: &str, attr: &str) -> String {
+    let start = html
+        .find(after)
+        .unwrap_or_else(|| panic!("{after} in {html}"));
+    let rest = &html[start..];
+    let open = format!("{attr}=\"");
+    let at = rest
+        .find(&open)
+        .unwrap_or_else(|| panic!("{attr} in {rest}"))
+        + open.len();
+    let end = rest[at..].find('"').unwrap() + at;
+    unescape(&rest[at..end])
+}
+
+/// What the setup page gives the browser: the form's state and the manifest.
+async fn read_form(page: &str) -> (String, String) {
+    let html = reqwest::get(page).await.unwrap().text().await.unwrap();
+    let action = reqwest::Url::parse(&attribute(&html, "<form", "action")).unwrap();
+    let state = action
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .expect("the form posts a state");
+    (state, attribute(&html, "name=\"manifest\"", "value"))
+}
+
+/// Post `manifest` to the fake GitHub's "new App" form (an organisation's, or
+/// the web user's) with `state`, as a browser would; the address GitHub
+/// sends the browser back to (the callback with a one-use code).
+async fn github_redirect(
+    github: &FakeGitHub,
+    org: Option<&str>,
+    manifest: &str,
+    state: &str,
+) -> String {
+    let path = match org {
+        Some(org) => format!("organizations/{org}/settings/apps/new"),
+        None => "settings/apps/new".into(),
+    };
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http
+        .post(format!("{}/{path}?state={state}", github.web_url()))
+        .form(&[("manifest", manifest)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 302, "{}", r.text().await.unwrap());
+    r.headers()["location"].to_str().unwrap().to_string()
+}
+
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_under_another_host_name_is_refused_and_its_code_stays_unconverted() {
+    let github = FakeGitHub::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("secrets");
+    let (child, page, reader) = start_create(
+        &[
+            "--org",
+            "acme",
+            "--name",
+            "sr-acme",
+            "--webhook-url",
+            HOOK,
+            "--api-url",
+            &github.url(),
+            "--backend",
+            "local",
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        "http://127.0.0.1:9",
+    );
+    let port = reqwest::Url::parse(&page).unwrap().port().unwrap();
+    let (state, manifest) = read_form(&page).await;
+    let callback = github_redirect(&github, Some("acme"), &manifest, &state).await;
+    let http = reqwest::Client::new();
+
+    // A page whose name resolves to 127.0.0.1 (DNS rebinding) is another origin:
+    // neither the form (it holds the state) nor the callback answers it.
+    for (url, host) in [
+        (page.clone(), format!("evil.example:{port}")),
+        (callback.clone(), format!("evil.example:{port}")),
+        (callback.clone(), "evil.example".to_string()),
+        (callback.clone(), format!("127.0.0.1.evil.example:{port}")),
+        (
+            callback.clone(),
+            format!("localhost:{}", port.wrapping_add(1)),
+        ),
+    ] {
+        let r = http.get(&url).header("host", &host).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 403, "Host: {host}");
+        let body = r.text().await.unwrap();
+        assert!(
+            body.contains("Host") && body.contains(&format!("127.0.0.1:{port}")),
+            "Host: {host}: {body}"
+        );
+        assert!(
+            !body.contains(&state),
+            "Host: {host}: the page shows the state"
+        );
+    }
+    assert_eq!(
+        github.conversions(),
+        0,
+        "a refused callback converted the code"
+    );
+    assert!(files_in(&dir).is_empty(), "{:?}", files_in(&dir));
+
+    // The same code under the page's own name (localhost works too) goes through.
+    let r = http
+        .get(&callback)
+        .header("host", format!("localhost:{port}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    let (ok, out, err) = finish(child, reader);
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(github.conversions(), 1);
+    let secret = std::fs::read_to_string(dir.join("webhook-secret")).unwrap();
+    assert_eq!(secret, github.app_hook().secret);
+    assert!(
+        secret.len() >= MIN_WEBHOOK_SECRET,
+        "{} characters",
+        secret.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_of_another_owner_or_name_is_refused_and_nothing_is_stored() {
+    /// What the command asks for, what GitHub's code turns out to be, and
+    /// what the error names as expected and as returned.
+    struct Stray {
+        org: Option<&'static str>,
+        name: &'static str,
+        got_org: &'static str,
+        got_name: &'static str,
+        expected: &'static str,
+        returned: &'static str,
+    }
+    let cases = [
+        // Another organisation's App.
+        Stray {
+            org: Some("acme"),
+            name: "sr-acme",
+            got_org: "evil",
+            got_name: "sr-acme",
+            expected: "organisation acme",
+            returned: "organisation evil",
+        },
+        // Renamed on GitHub's confirmation page.
+        Stray {
+            org: Some("acme"),
+            name: "sr-acme",
+            got_org: "acme",
+            got_name: "sr-acme-2",
+            expected: "named \"sr-acme\"",
+            returned: "named \"sr-acme-2\"",
+        },
+        // Asked for a personal account's App, got an organisation's.
+        Stray {
+            org: None,
+            name: "sr-mine",
+            got_org: "acme",
+            got_name: "sr-mine",
+            expected: "your personal account",
+            returned: "organisation acme",
+        },
+    ];
+    for Stray {
+        org,
+        name,
+        got_org,
+        got_name,
+        expected,
+        returned,
+    } in cases
+    {
+        let github = FakeGitHub::start().await;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("secrets");
+        let api = github.url();
+        let mut args = vec![
+            "--name",
+            name,
+            "--webhook-url",
+            HOOK,
+            "--api-url",
+            &api,
+            "--backend",
+            "local",
+            "--out",
+            dir.to_str().unwrap(),
+        ];
+        if let Some(org) = org {
+            args.extend(["--org", org]);
+        }
+        let (child, page, reader) = start_create(&args, "http://127.0.0.1:9");
+        let (state, manifest) = read_form(&page).await;
+        let mut m: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+        m["name"] = got_name.into();
+        let callback = github_redirect(&github, Some(got_org), &m.to_string(), &state).await;
+        let r = reqwest::get(&callback).await.unwrap();
+        let status = r.status().as_u16();
+        let body = r.text().await.unwrap();
+        assert_ne!(status, 200, "{body}");
+        assert!(body.contains("not the App"), "{body}");
+        let (ok, out, err) = finish(child, reader);
+        assert!(!ok, "{name}: a stray App was accepted:\n{out}");
+        // The code was one-use: GitHub made the App; say which and where to delete it.
+        assert_eq!(github.conversions(), 1);
+        let settings = format!(
+            "{}/organizations/{}/settings/apps/{got_name}/advanced",
+            github.web_url(),
+            got_org
+        );
+        for needle in [
+            expected,
+            returned,
+            settings.as_str(),
+            "delete",
+            "nothing was stored",
+        ] {
+            assert!(err.contains(needle), "{needle:?} not in {err}");
+        }
+        assert!(files_in(&dir).is_empty(), "{:?}", files_in(&dir));
+        for s in secrets(&github) {
+            assert!(!out.contains(&s) && !err.contains(&s) && !body.contains(&s));
+        }
     }
 }

@@ -3,14 +3,18 @@
 //! 1. Check the store would not overwrite anything (before an App exists).
 //! 2. Serve a one-page form on 127.0.0.1 whose hidden field holds the manifest
 //!    (`core::github_app::manifest`) and which posts to GitHub's "new App" page
-//!    with a random `state`.
+//!    with a random `state`. Every request must name the page's own host
+//!    (`host.rs`: no DNS rebinding).
 //! 3. GitHub sends the browser back to `/callback?code=…&state=…`; the state
-//!    must match, the code is converted (`POST /app-manifests/{code}/conversions`)
-//!    and the App's id, key and webhook secret are stored (`store.rs`).
+//!    must match, the code is converted (`POST /app-manifests/{code}/conversions`),
+//!    the App must be the one asked for (`expect.rs`: owner and name), and its
+//!    id, key and webhook secret are stored (`store.rs`). The webhook secret is
+//!    GitHub's when it has [`MIN_WEBHOOK_SECRET_LEN`] characters or more (GitHub's
+//!    have 40), else one made here and set on the App.
 //! 4. Print what was stored (references, never values) and the install link.
 
-use super::page;
 use super::store::{Store, Stored};
+use super::{expect, host, page};
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::response::Html;
@@ -20,6 +24,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
+
+/// The shortest webhook secret stored (a configuration refuses shorter ones).
+pub const MIN_WEBHOOK_SECRET_LEN: usize = 32;
 
 /// What the flow needs to know.
 pub struct Plan {
@@ -84,7 +91,11 @@ pub async fn run(plan: Plan, announce: impl FnOnce(&str)) -> Result<Created, Str
     let app = Router::new()
         .route("/", get(form))
         .route("/callback", get(callback))
-        .with_state(shared.clone());
+        .with_state(shared.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            host::Allowed::for_addr(addr),
+            host::guard,
+        ));
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -160,6 +171,14 @@ async fn finish(plan: &Plan, code: &str) -> Result<Created, String> {
     let app = spotrunner_github::convert_manifest(&plan.api_url, code)
         .await
         .map_err(|e| format!("converting GitHub's code into the App's credentials: {e}"))?;
+    expect::check(
+        &expect::Wanted {
+            org: plan.org.as_deref(),
+            name: &plan.name,
+        },
+        &plan.web_url,
+        &app,
+    )?;
     let created = |stored| Created {
         id: app.id,
         slug: app.slug.clone(),
@@ -176,15 +195,11 @@ async fn finish(plan: &Plan, code: &str) -> Result<Created, String> {
         )
     };
     // GitHub generates the webhook secret when the manifest has a hook; if it
-    // sent none, make one and set it.
-    let secret = match &app.webhook_secret {
-        Some(s) if !s.is_empty() => s.clone(),
-        _ => {
-            let secret = format!(
-                "{}{}",
-                uuid::Uuid::new_v4().simple(),
-                uuid::Uuid::new_v4().simple()
-            );
+    // sent none (or a short one), make one and set it.
+    let secret = match usable_secret(app.webhook_secret.as_deref()) {
+        Some(s) => s.to_string(),
+        None => {
+            let secret = new_webhook_secret();
             let client =
                 spotrunner_github::GitHubClient::new(spotrunner_github::ClientConfig::new(
                     plan.api_url.clone(),
@@ -203,4 +218,37 @@ async fn finish(plan: &Plan, code: &str) -> Result<Created, String> {
     };
     let stored = plan.store.save(&app, &secret).await.map_err(lost)?;
     Ok(created(stored))
+}
+
+/// GitHub's webhook secret, if it is long enough to keep.
+fn usable_secret(secret: Option<&str>) -> Option<&str> {
+    secret.filter(|s| s.chars().count() >= MIN_WEBHOOK_SECRET_LEN)
+}
+
+/// 64 random hex digits (two v4 UUIDs: 244 random bits).
+fn new_webhook_secret() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_webhook_secret_is_kept_only_when_long_enough_and_a_made_one_is() {
+        let made = new_webhook_secret();
+        assert_eq!(made.len(), 64);
+        assert!(made.len() >= MIN_WEBHOOK_SECRET_LEN);
+        assert_ne!(made, new_webhook_secret());
+        assert_eq!(usable_secret(Some(&made)), Some(made.as_str()));
+        let github = "a".repeat(40);
+        assert_eq!(usable_secret(Some(&github)), Some(github.as_str()));
+        assert_eq!(usable_secret(Some(&"a".repeat(31))), None);
+        assert_eq!(usable_secret(Some("")), None);
+        assert_eq!(usable_secret(None), None);
+    }
 }

@@ -2,6 +2,8 @@
 //! (`create`), and point an existing App's webhook at a deployment (`webhook`).
 
 mod create;
+mod expect;
+mod host;
 mod page;
 mod store;
 
