@@ -5,6 +5,17 @@
 # Run by the spotrunner SSM document (as root), or by the local process
 # backend (as a normal user, with SPOTRUNNER_NO_SHUTDOWN=1). See README.md.
 #
+# The runner tarball is installed only with a verified SHA-256
+# (--runner-sha256, else the runner cache's .sha256 sidecar): a job of a pool
+# with runner_cache_upload may have planted a tarball for a version not yet
+# cached. Without one: no install, unless --allow-unverified-runner true (a
+# pool that pins its version and opts out, see README.md).
+#
+# The runner runs as --runner-user (default: the user running this script).
+# When that is another user, this script (root) creates it if missing, gives
+# it passwordless sudo and the runner and work directories, and starts the
+# runner as it (setpriv); RUNNER_ALLOW_RUNASROOT only when the runner is root.
+#
 # The JIT config is a credential: it lives only in a shell variable (never
 # exported, never echoed, never written to disk by this script) and reaches
 # the runner in its environment as ACTIONS_RUNNER_INPUT_JITCONFIG, never on a
@@ -41,6 +52,8 @@ BUCKET=""
 RUNNER_VERSION=""
 RUNNER_ARCH="x64"
 RUNNER_SHA256=""
+ALLOW_UNVERIFIED=""
+RUNNER_USER=""
 STARTUP_SCRIPT_KEY=""
 MAX_RUN_TIME_SECS=""
 REGION=""
@@ -87,6 +100,7 @@ usage() {
     cat >&2 <<'EOF'
 usage: bootstrap.sh --runner-name NAME --jit-parameter PARAM_NAME --bucket BUCKET
                     --runner-version VER [--runner-arch x64|arm64] [--runner-sha256 HEX]
+                    [--allow-unverified-runner true|false] [--runner-user NAME]
                     [--startup-script-key KEY] --max-run-time-secs N [--region R]
 EOF
 }
@@ -197,6 +211,8 @@ parse_flags() {
             --runner-version) RUNNER_VERSION="$value" ;;
             --runner-arch) RUNNER_ARCH="$value" ;;
             --runner-sha256) RUNNER_SHA256="$value" ;;
+            --allow-unverified-runner) ALLOW_UNVERIFIED="$value" ;;
+            --runner-user) RUNNER_USER="$value" ;;
             --startup-script-key) STARTUP_SCRIPT_KEY="$value" ;;
             --max-run-time-secs) MAX_RUN_TIME_SECS="$value" ;;
             --region) REGION="$value" ;;
@@ -391,6 +407,33 @@ RUNNER_VERSION="${RUNNER_VERSION#v}"
 if ! [[ "$RUNNER_VERSION" =~ ^[0-9]+(\.[0-9]+)*$ ]]; then
     die "flag --runner-version must look like 2.317.0, got '$RUNNER_VERSION'"
 fi
+case "$ALLOW_UNVERIFIED" in
+    true) ;;
+    false | "") ALLOW_UNVERIFIED=false ;;
+    *) die "flag --allow-unverified-runner must be true or false, got '$ALLOW_UNVERIFIED'" ;;
+esac
+
+# The runner's user (see the header). RUN_AS_OTHER=1: this script (root)
+# switches to it; else the runner runs as this script's user.
+CURRENT_UID="$(id -u)" || die "cannot tell which user runs this script (id -u)"
+CURRENT_USER="$(id -un 2>/dev/null)" || CURRENT_USER="" # a uid without a name
+RUN_AS_OTHER=0
+if [[ -z "$RUNNER_USER" ]]; then
+    RUNNER_USER="${CURRENT_USER:-uid $CURRENT_UID}"
+elif ! [[ "$RUNNER_USER" =~ ^[a-z_][a-z0-9_-]{0,31}$ ]]; then
+    die "flag --runner-user must be a Linux user name ([a-z_][a-z0-9_-], at most 32 characters), got '$RUNNER_USER'"
+elif [[ "$RUNNER_USER" != "$CURRENT_USER" ]]; then
+    if [[ "$CURRENT_UID" != "0" ]]; then
+        die "flag --runner-user $RUNNER_USER: running the runner as another user needs root (this is ${CURRENT_USER:-uid $CURRENT_UID})"
+    fi
+    if [[ "$RUNNER_USER" != root ]]; then
+        RUN_AS_OTHER=1
+        for tool in setpriv useradd getent; do
+            command -v "$tool" >/dev/null 2>&1 || die "flag --runner-user $RUNNER_USER: $tool not found (setpriv: util-linux, useradd: shadow-utils/passwd)"
+        done
+        unset tool
+    fi
+fi
 
 SPOTRUNNER_HOME="${SPOTRUNNER_HOME:-/opt/spotrunner}"
 RUNNER_DIR="${SPOTRUNNER_RUNNER_DIR:-$SPOTRUNNER_HOME/runner}"
@@ -466,6 +509,13 @@ else
             die "the runner cache's checksum $cache_url.sha256 is not a SHA-256; refusing the runner"
         fi
     fi
+    # Fail closed: no checksum to verify against, no install (a job of a pool
+    # with runner_cache_upload may have planted this version's tarball).
+    if [[ -z "$expected_sha" && "$ALLOW_UNVERIFIED" != true ]]; then
+        die "runner $RUNNER_VERSION ($RUNNER_ARCH): no verified SHA-256 (no --runner-sha256, no $cache_url.sha256): refusing to install it; let the runner cache verify this version, or pin runner_version and set the pool's allow_unverified_runner"
+    elif [[ -z "$expected_sha" ]]; then
+        warn "runner $RUNNER_VERSION ($RUNNER_ARCH): no verified SHA-256; installing it unverified (--allow-unverified-runner true)"
+    fi
     from_github=0
     if aws_ s3 cp --only-show-errors "$cache_url" "$local_tarball"; then
         info "runner $RUNNER_VERSION ($RUNNER_ARCH) taken from the S3 cache $cache_url"
@@ -480,7 +530,7 @@ else
     fi
     got_sha="$(sha256sum -- "$local_tarball" | cut -d' ' -f1)"
     if [[ -z "$expected_sha" ]]; then
-        warn "runner $tarball not verified: no --runner-sha256 and no $cache_url.sha256 (sha256 $got_sha)"
+        warn "runner $tarball not verified: installing sha256 $got_sha"
     elif [[ "$got_sha" != "$expected_sha" ]]; then
         rm -f -- "$local_tarball"
         die "runner $tarball refused: sha256 $got_sha is not the expected $expected_sha (from $sha_source)"
@@ -511,15 +561,88 @@ else
     unset tarball cache_url local_tarball github_url expected_sha sha_source got_sha from_github
 fi
 
-# --- 6/7/8. job environment, startup script, .env ------------------------------
+# --- 6. the runner's user ------------------------------------------------------
+
+# passwd_field USER N: field N of USER's passwd entry (empty if none).
+passwd_field() {
+    local entry
+    entry="$(getent passwd "$1" 2>/dev/null)" || return 0
+    cut -d: -f"$2" <<<"$entry"
+}
+
+# grant_sudo USER: passwordless sudo for USER, as on GitHub's hosted
+# runners, in its own sudoers.d file (checked by visudo when installed).
+grant_sudo() {
+    local user="$1" dir="${SPOTRUNNER_SUDOERS_DIR:-/etc/sudoers.d}"
+    local file="$dir/90-spotrunner-$user" tmp
+    tmp="$dir/.90-spotrunner-$user.tmp" # a name sudo skips (it has a '.')
+    if ! command -v sudo >/dev/null 2>&1; then
+        warn "sudo is not installed: the runner user $user gets no sudo"
+    fi
+    mkdir -p -- "$dir" || die "cannot create $dir"
+    chmod 750 -- "$dir" 2>/dev/null || true
+    if ! {
+        printf '# spotrunner: the runner user, passwordless sudo (as on GitHub-hosted runners)\n'
+        printf 'Defaults:%s !requiretty\n' "$user"
+        printf '%s ALL=(ALL) NOPASSWD:ALL\n' "$user"
+    } >"$tmp" || ! chmod 440 -- "$tmp"; then
+        rm -f -- "$tmp"
+        die "cannot write $tmp"
+    fi
+    if command -v visudo >/dev/null 2>&1 && ! visudo -cf "$tmp" >/dev/null 9>&-; then
+        rm -f -- "$tmp"
+        die "visudo refused the sudoers entry for $user"
+    fi
+    mv -f -- "$tmp" "$file" || die "cannot write $file"
+}
+
+RUNNER_HOME=""
+if [[ "$RUN_AS_OTHER" == 1 ]]; then
+    created=""
+    if [[ -z "$(passwd_field "$RUNNER_USER" 1)" ]]; then
+        if getent group "$RUNNER_USER" >/dev/null 2>&1; then
+            group_args=(--gid "$RUNNER_USER")
+        else
+            group_args=(--user-group)
+        fi
+        if ! useradd --create-home --shell /bin/bash "${group_args[@]}" "$RUNNER_USER" 9>&-; then
+            die "could not create the runner user $RUNNER_USER (useradd failed)"
+        fi
+        unset group_args
+        created=" created"
+        # As on GitHub-hosted runners: docker without sudo, when installed.
+        if getent group docker >/dev/null 2>&1 && ! usermod -aG docker "$RUNNER_USER" 9>&-; then
+            warn "could not add $RUNNER_USER to the docker group"
+        fi
+    fi
+    grant_sudo "$RUNNER_USER"
+    RUNNER_UID="$(passwd_field "$RUNNER_USER" 3)"
+    RUNNER_GID="$(passwd_field "$RUNNER_USER" 4)"
+    RUNNER_HOME="$(passwd_field "$RUNNER_USER" 6)"
+    if ! [[ "$RUNNER_UID" =~ ^[0-9]+$ && "$RUNNER_GID" =~ ^[0-9]+$ ]]; then
+        die "runner user $RUNNER_USER: no uid/gid in its passwd entry"
+    fi
+    if [[ "$RUNNER_UID" == 0 ]]; then
+        die "runner user $RUNNER_USER has uid 0: give root as --runner-user root"
+    fi
+    info "runner user $RUNNER_USER$created (passwordless sudo); the runner runs as it"
+    unset created
+elif [[ "$CURRENT_UID" == 0 ]]; then
+    info "the runner runs as root (RUNNER_ALLOW_RUNASROOT=1)"
+fi
+
+# --- 7/8/9. job environment, startup script, .env ------------------------------
 
 export SPOTRUNNER_HOME
 export SPOTRUNNER_RUNNER_DIR="$RUNNER_DIR"
 export SPOTRUNNER_WORK_DIR="$WORK_DIR"
 export SPOTRUNNER_RUNNER_NAME="$RUNNER_NAME"
-# The actions runner refuses root in some code paths; under SSM we are root.
-if [[ "$(id -u)" == "0" ]]; then
+export SPOTRUNNER_RUNNER_USER="$RUNNER_USER"
+# The actions runner refuses root unless told; only a root runner is told.
+if [[ "$CURRENT_UID" == 0 && "$RUN_AS_OTHER" == 0 ]]; then
     export RUNNER_ALLOW_RUNASROOT="${RUNNER_ALLOW_RUNASROOT:-1}"
+else
+    unset RUNNER_ALLOW_RUNASROOT
 fi
 
 if [[ -n "$STARTUP_SCRIPT_KEY" ]]; then
@@ -551,7 +674,13 @@ chmod 644 "$env_tmp"
 mv -f -- "$env_tmp" "$env_file"
 unset env_file env_tmp
 
-# --- 9. the runner -------------------------------------------------------------
+# The runner user owns what the runner writes (_diag, the work tree).
+if [[ "$RUN_AS_OTHER" == 1 ]] &&
+    ! chown -R "$RUNNER_UID:$RUNNER_GID" -- "$RUNNER_DIR" "$WORK_DIR" 9>&-; then
+    die "could not give $RUNNER_DIR and $WORK_DIR to $RUNNER_USER"
+fi
+
+# --- 10. the runner -------------------------------------------------------------
 
 if [[ -n "${SPOTRUNNER_RUNNER_CMD:-}" ]]; then
     # Split on whitespace (no quoting, no globbing): "prog arg1 arg2".
@@ -559,13 +688,20 @@ if [[ -n "${SPOTRUNNER_RUNNER_CMD:-}" ]]; then
 else
     runner_cmd=("$RUNNER_DIR/run.sh")
 fi
-info "starting runner: ${runner_cmd[*]} (JIT config in ACTIONS_RUNNER_INPUT_JITCONFIG)"
+# As the runner user: setpriv keeps the environment (so the JIT config stays
+# out of every command line) and execs (RUNNER_PID is the runner's).
+runner_env=()
+if [[ "$RUN_AS_OTHER" == 1 ]]; then
+    runner_cmd=(setpriv "--reuid=$RUNNER_UID" "--regid=$RUNNER_GID" --init-groups -- "${runner_cmd[@]}")
+    runner_env=(HOME="$RUNNER_HOME" USER="$RUNNER_USER" LOGNAME="$RUNNER_USER")
+fi
+info "starting runner as $RUNNER_USER: ${runner_cmd[*]} (JIT config in ACTIONS_RUNNER_INPUT_JITCONFIG)"
 
 # In the background, so TERM/INT reach our trap while the runner runs. The
 # assignment prefix puts the value in the runner's environment only: this
 # shell's own environment never holds it. Without the lock's fd: a process
 # the job leaves behind must not keep the lock.
-ACTIONS_RUNNER_INPUT_JITCONFIG="$JIT" "${runner_cmd[@]}" </dev/null 9>&- &
+ACTIONS_RUNNER_INPUT_JITCONFIG="$JIT" env ${runner_env[@]+"${runner_env[@]}"} "${runner_cmd[@]}" </dev/null 9>&- &
 RUNNER_PID=$!
 JIT=""
 runner_rc=0

@@ -4,7 +4,9 @@
 # Every test builds a temp dir with fake `aws`, `shutdown` and `curl` on PATH
 # (small bash scripts that append their argv to calls.log), a fake S3 "bucket"
 # directory holding a real runner tar.gz with a fake run.sh, and a fake SSM
-# parameter store directory. The run-once tests start two bootstraps on one
+# parameter store directory; fake user tools (id, getent, useradd, usermod,
+# chown, visudo, setpriv) over $T/passwd and $T/group, the current user being
+# $FAKE_USER (tester unless a test sets root). The run-once tests start two bootstraps on one
 # "VM" (one state dir), concurrently or one after the other. Output: one
 # `ok NAME` / `FAIL NAME: why` line per
 # test, then exactly `N passed, N failed`. Exit status is non-zero if any test
@@ -147,6 +149,7 @@ fi
 { printf 'runner argv=['; printf '%s' "$*"; printf ']\n'; } >>"$FAKE_LOG"
 echo "runner-ppid $PPID" >>"$FAKE_LOG"
 echo "runner-env SPOTRUNNER_WORK_DIR=${SPOTRUNNER_WORK_DIR:-} SPOTRUNNER_RUNNER_DIR=${SPOTRUNNER_RUNNER_DIR:-}" >>"$FAKE_LOG"
+echo "runner-id user=$(id -un) home=${HOME:-} USER=${USER:-} allow_root=${RUNNER_ALLOW_RUNASROOT:-}" >>"$FAKE_LOG"
 # The JIT config arrives in ACTIONS_RUNNER_INPUT_JITCONFIG and nowhere else:
 # not in another variable, not on bootstrap.sh's command line or environment.
 if [[ "${ACTIONS_RUNNER_INPUT_JITCONFIG:-}" == "$FAKE_JIT" ]]; then echo "runner-jit ok" >>"$FAKE_LOG"; fi
@@ -176,12 +179,146 @@ exit "${FAKE_RUNNER_EXIT:-0}"
 EOF
     mkdir -p "$T/tarsrc/bin"
     echo "fake runner payload" >"$T/tarsrc/bin/Runner.Listener"
+    make_user_fakes
     chmod +x "$T/bin/aws" "$T/bin/shutdown" "$T/bin/curl" "$T/tarsrc/run.sh"
     for arch in x64 arm64; do
         tar -czf "$T/actions-runner-linux-$arch-$VERSION.tar.gz" -C "$T/tarsrc" .
     done
-    cp "$T/actions-runner-linux-x64-$VERSION.tar.gz" "$T/s3/$BUCKET/runner-cache/"
+    # The cache as the runner-cache task fills it: the tarball, then its
+    # verified .sha256 sidecar.
+    cache_tarball x64
     printf '%s\n' "$JIT_VALUE" >"$T/params/${PARAM//\//_}"
+}
+
+# cache_tarball ARCH: put ARCH's tarball and its sidecar in the fake cache.
+cache_tarball() {
+    local name="actions-runner-linux-$1-$VERSION.tar.gz"
+    cp "$T/$name" "$T/s3/$BUCKET/runner-cache/"
+    sha256sum -- "$T/$name" | cut -d' ' -f1 | tr -d '\n' >"$T/s3/$BUCKET/runner-cache/$name.sha256"
+}
+
+# make_user_fakes: the VM's users in $T/passwd and $T/group, and fakes of the
+# tools bootstrap.sh uses to look them up, create them and run as them. The
+# current user is $FAKE_USER (default tester, uid 1000; root: uid 0). Like the
+# real tools, the ones that change the system refuse a non-root caller.
+make_user_fakes() {
+    mkdir -p "$T/homes"
+    printf 'root:x:0:0:root:/root:/bin/bash\ntester:x:1000:1000::%s/tester:/bin/bash\n' "$T/homes" >"$T/passwd"
+    printf 'root:x:0:\ntester:x:1000:\n' >"$T/group"
+
+    cat >"$T/bin/id" <<'EOF'
+#!/usr/bin/env bash
+me="${FAKE_USER:-tester}"
+entry() { awk -F: -v u="$1" '$1 == u { print; exit }' "$FAKE_PASSWD"; }
+case "$#:${1:-}" in
+    1:-u) entry "$me" | cut -d: -f3 ;;
+    1:-un) printf '%s\n' "$me" ;;
+    2:-u)
+        e="$(entry "$2")"
+        [[ -n "$e" ]] || { echo "id: '$2': no such user" >&2; exit 1; }
+        cut -d: -f3 <<<"$e"
+        ;;
+    *) echo "fake id: unsupported: $*" >&2; exit 2 ;;
+esac
+EOF
+
+    cat >"$T/bin/getent" <<'EOF'
+#!/usr/bin/env bash
+case "$1" in
+    passwd) db="$FAKE_PASSWD" ;;
+    group) db="$FAKE_GROUP" ;;
+    *) echo "fake getent: unsupported: $*" >&2; exit 2 ;;
+esac
+awk -F: -v k="$2" '$1 == k { print; found = 1; exit } END { exit !found ? 2 : 0 }' "$db"
+EOF
+
+    # needs_root TOOL: exit like the real tool when the caller is not root.
+    # shellcheck disable=SC2016  # expanded by the fakes, not here
+    local needs_root='[[ "${FAKE_USER:-tester}" == root ]] || { echo "$(basename "$0"): Permission denied." >&2; exit 1; }'
+
+    cat >"$T/bin/useradd" <<EOF
+#!/usr/bin/env bash
+{ printf 'useradd'; printf ' %s' "\$@"; printf '\n'; } >>"\$FAKE_LOG"
+$needs_root
+EOF
+    cat >>"$T/bin/useradd" <<'EOF'
+home=0 usergroup=0 gid="" shell=/bin/sh name=""
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        -m | --create-home) home=1; shift ;;
+        -U | --user-group) usergroup=1; shift ;;
+        -g | --gid) gid="$2"; shift 2 ;;
+        -s | --shell) shell="$2"; shift 2 ;;
+        -*) echo "fake useradd: unsupported option $1" >&2; exit 2 ;;
+        *) name="$1"; shift ;;
+    esac
+done
+if awk -F: -v u="$name" '$1 == u { f = 1 } END { exit !f }' "$FAKE_PASSWD"; then
+    echo "useradd: user '$name' already exists" >&2
+    exit 9
+fi
+uid=$(($(cut -d: -f3 "$FAKE_PASSWD" | sort -n | tail -n1) + 1))
+if [[ "$usergroup" == 1 ]]; then
+    if awk -F: -v g="$name" '$1 == g { f = 1 } END { exit !f }' "$FAKE_GROUP"; then
+        echo "useradd: group $name exists - if you want to add this user to that group, use -g." >&2
+        exit 9
+    fi
+    gid_num="$uid"
+    printf '%s:x:%s:\n' "$name" "$gid_num" >>"$FAKE_GROUP"
+elif [[ -n "$gid" ]]; then
+    gid_num="$(awk -F: -v g="$gid" '$1 == g { print $3; exit }' "$FAKE_GROUP")"
+    [[ -n "$gid_num" ]] || { echo "useradd: group '$gid' does not exist" >&2; exit 6; }
+else
+    echo "fake useradd: give -U or -g" >&2
+    exit 2
+fi
+printf '%s:x:%s:%s::%s/%s:%s\n' "$name" "$uid" "$gid_num" "$FAKE_HOMES" "$name" "$shell" >>"$FAKE_PASSWD"
+[[ "$home" == 0 ]] || mkdir -p "$FAKE_HOMES/$name"
+EOF
+
+    local tool
+    for tool in usermod chown; do
+        cat >"$T/bin/$tool" <<EOF
+#!/usr/bin/env bash
+{ printf '$tool'; printf ' %s' "\$@"; printf '\n'; } >>"\$FAKE_LOG"
+$needs_root
+EOF
+    done
+
+    # visudo -cf FILE: the line bootstrap.sh writes must be one sudo parses.
+    cat >"$T/bin/visudo" <<'EOF'
+#!/usr/bin/env bash
+{ printf 'visudo'; printf ' %s' "$@"; printf '\n'; } >>"$FAKE_LOG"
+[[ "$1" == -cf ]] || { echo "fake visudo: unsupported: $*" >&2; exit 2; }
+bad="$(grep -vE '^(#.*|Defaults:[a-z_][a-z0-9_-]* !requiretty|[a-z_][a-z0-9_-]* ALL=\(ALL(:ALL)?\) NOPASSWD: ?ALL|)$' "$2")"
+[[ -z "$bad" ]] || { echo "$2: syntax error near: $bad" >&2; exit 1; }
+EOF
+
+    # setpriv --reuid=U --regid=G --init-groups -- CMD...: run CMD as U.
+    cat >"$T/bin/setpriv" <<EOF
+#!/usr/bin/env bash
+{ printf 'setpriv'; printf ' %s' "\$@"; printf '\n'; } >>"\$FAKE_LOG"
+$needs_root
+EOF
+    cat >>"$T/bin/setpriv" <<'EOF'
+uid="" gid="" groups=0
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --reuid=*) uid="${1#*=}"; shift ;;
+        --regid=*) gid="${1#*=}"; shift ;;
+        --init-groups) groups=1; shift ;;
+        --) shift; break ;;
+        *) echo "fake setpriv: unsupported: $1" >&2; exit 2 ;;
+    esac
+done
+[[ -n "$uid" && -n "$gid" && "$groups" == 1 ]] || { echo "fake setpriv: give --reuid, --regid and --init-groups" >&2; exit 2; }
+user="$(awk -F: -v u="$uid" '$3 == u { print $1; exit }' "$FAKE_PASSWD")"
+[[ -n "$user" ]] || { echo "setpriv: uid $uid not found" >&2; exit 1; }
+FAKE_USER="$user" exec "$@"
+EOF
+    printf '#!/usr/bin/env bash\necho "fake sudo: not for bootstrap.sh" >&2\nexit 1\n' >"$T/bin/sudo"
+    chmod +x "$T/bin/id" "$T/bin/getent" "$T/bin/useradd" "$T/bin/usermod" "$T/bin/chown" \
+        "$T/bin/visudo" "$T/bin/setpriv" "$T/bin/sudo"
 }
 
 default_args() {
@@ -206,6 +343,8 @@ run_bootstrap() {
         SPOTRUNNER_HOME="$T/home" \
         FAKE_LOG="$T/calls.log" FAKE_PARAMS="$T/params" FAKE_S3="$T/s3" \
         FAKE_JIT="$JIT_VALUE" FAKE_TARBALL="$T/actions-runner-linux-x64-$VERSION.tar.gz" \
+        FAKE_PASSWD="$T/passwd" FAKE_GROUP="$T/group" FAKE_HOMES="$T/homes" \
+        SPOTRUNNER_SUDOERS_DIR="$T/sudoers.d" \
         ${TIMEOUT[@]+"${TIMEOUT[@]}"} bash ${BASH_FLAGS:+"$BASH_FLAGS"} "${RUN_SCRIPT:-$SCRIPT}" "$@" \
         >"$T/${OUT:+$OUT.}stdout" 2>"$T/${OUT:+$OUT.}stderr" || RC=$?
 }
@@ -523,7 +662,8 @@ test_cache_sidecar_verifies_without_the_flag() {
 
 test_unverified_github_tarball_is_not_uploaded() {
     rm -f "$T/s3/$BUCKET/runner-cache/"*
-    run_bootstrap
+    default_args
+    run_bootstrap "${ARGS[@]}" --allow-unverified-runner true
     assert_eq "$RC" 0 "exit code"
     assert_has "$T/stderr" "not verified"
     assert_has "$T/stderr" "not uploading an unverified runner"
@@ -534,7 +674,8 @@ test_unverified_github_tarball_is_not_uploaded() {
 test_download_failure_fails_safe() {
     rm -f "$T/s3/$BUCKET/runner-cache/"*
     export FAKE_CURL_FAIL=1
-    run_bootstrap
+    default_args
+    run_bootstrap "${ARGS[@]}" --runner-sha256 "$(sha_of "$T/actions-runner-linux-x64-$VERSION.tar.gz")"
     assert_ne "$RC" 0 "exit code"
     assert_never "runner "
     assert_shut_down_last
@@ -542,7 +683,7 @@ test_download_failure_fails_safe() {
 }
 
 test_arm64_tarball_name() {
-    cp "$T/actions-runner-linux-arm64-$VERSION.tar.gz" "$T/s3/$BUCKET/runner-cache/"
+    cache_tarball arm64
     default_args
     run_bootstrap "${ARGS[@]}" --runner-arch arm64
     assert_eq "$RC" 0 "exit code"
@@ -629,7 +770,9 @@ test_missing_required_flags() {
 
 test_bad_flags_fail_safe() {
     local bad
-    for bad in "--max-run-time-secs 0" "--max-run-time-secs abc" "--runner-arch sparc" "--runner-sha256 ABC" "--bogus x"; do
+    for bad in "--max-run-time-secs 0" "--max-run-time-secs abc" "--runner-arch sparc" "--runner-sha256 ABC" "--bogus x" \
+        "--runner-user Runner" "--runner-user run;ner" "--runner-user -runner" "--runner-user a234567890123456789012345678901234" \
+        "--allow-unverified-runner yes"; do
         : >"$T/calls.log"
         default_args
         # shellcheck disable=SC2086  # split "flag value" on purpose
@@ -688,6 +831,205 @@ test_xtrace_does_not_leak_jit() {
     assert_no_secret_output
 }
 
+# --- the runner cache fails closed (no verified checksum, no install) ------------
+
+# plant_tarball: a job's tarball in the cache (a runner-cache upload), no sidecar.
+plant_tarball() {
+    mkdir -p "$T/planted"
+    # shellcheck disable=SC2016  # expanded by the planted run.sh, not here
+    printf '#!/usr/bin/env bash\necho planted-runner >>"$FAKE_LOG"\n' >"$T/planted/run.sh"
+    chmod +x "$T/planted/run.sh"
+    rm -f "$T/s3/$BUCKET/runner-cache/"*
+    tar -czf "$T/s3/$BUCKET/runner-cache/actions-runner-linux-x64-$VERSION.tar.gz" -C "$T/planted" .
+}
+
+test_planted_tarball_without_checksum_is_refused() {
+    plant_tarball
+    run_bootstrap
+    assert_ne "$RC" 0 "exit code"
+    assert_has "$T/stderr" "level=error runner=ci-linux-42-1 msg=\"runner $VERSION (x64): no verified SHA-256"
+    assert_has "$T/stderr" "refusing to install it"
+    assert_never "runner "
+    assert_never "planted-runner"
+    assert_never "curl"
+    [[ ! -e "$T/home/runner/run.sh" ]] || fail "an unverified tarball was extracted"
+    assert_shut_down_last
+}
+
+test_no_checksum_no_install_from_github_either() {
+    rm -f "$T/s3/$BUCKET/runner-cache/"*
+    run_bootstrap
+    assert_ne "$RC" 0 "exit code"
+    assert_has "$T/stderr" "runner $VERSION (x64): no verified SHA-256"
+    assert_never "curl"
+    assert_never "aws s3api put-object"
+    assert_never "runner "
+    assert_shut_down_last
+}
+
+test_unverified_runner_allowed_when_opted_out() {
+    # The pool pins the version and sets allow_unverified_runner (validated
+    # by the configuration): the VM gets --allow-unverified-runner true.
+    plant_tarball
+    default_args
+    run_bootstrap "${ARGS[@]}" --allow-unverified-runner true
+    assert_eq "$RC" 0 "exit code"
+    assert_has "$T/calls.log" "planted-runner"
+    assert_has "$T/stderr" "level=warn runner=ci-linux-42-1 msg=\"runner $VERSION (x64): no verified SHA-256; installing it unverified (--allow-unverified-runner true)"
+    assert_shut_down_last
+}
+
+test_opt_out_never_overrides_a_wrong_checksum() {
+    local cached="$T/s3/$BUCKET/runner-cache/actions-runner-linux-x64-$VERSION.tar.gz" genuine
+    genuine="$(sha_of "$cached")"
+    # a tarball replaced under its sidecar
+    plant_tarball
+    printf '%s' "$genuine" >"$cached.sha256"
+    default_args
+    run_bootstrap "${ARGS[@]}" --allow-unverified-runner true
+    assert_ne "$RC" 0 "exit code with a sidecar mismatch"
+    assert_has "$T/stderr" "sha256 $(sha_of "$cached") is not the expected $genuine"
+    assert_never "planted-runner"
+    # a checksum sent with the command that does not match
+    : >"$T/calls.log"
+    put_parameter
+    run_bootstrap "${ARGS[@]}" --allow-unverified-runner true --runner-sha256 "$genuine"
+    assert_ne "$RC" 0 "exit code with a --runner-sha256 mismatch"
+    assert_has "$T/stderr" "is not the expected $genuine (from --runner-sha256)"
+    assert_never "planted-runner"
+    assert_never "runner "
+    [[ ! -e "$T/home/runner/run.sh" ]] || fail "a refused tarball was extracted"
+}
+
+# --- the runner's user ----------------------------------------------------------------
+
+# sudoers_of USER: the sudoers file bootstrap.sh writes for USER.
+sudoers_of() {
+    printf '%s/90-spotrunner-%s' "$T/sudoers.d" "$1"
+}
+
+test_runner_runs_as_a_new_non_root_user_with_sudo() {
+    export FAKE_USER=root
+    printf 'docker:x:990:\n' >>"$T/group"
+    default_args
+    run_bootstrap "${ARGS[@]}" --runner-user runner
+    assert_eq "$RC" 0 "exit code"
+    assert_has "$T/calls.log" "useradd --create-home --shell /bin/bash --user-group runner"
+    local entry
+    entry="$(awk -F: '$1 == "runner"' "$T/passwd")"
+    assert_ne "$entry" "" "runner in passwd"
+    assert_has "$T/calls.log" "usermod -aG docker runner"
+    # passwordless sudo, as on GitHub's hosted runners, checked by visudo
+    local sudoers
+    sudoers="$(sudoers_of runner)"
+    assert_has "$sudoers" "runner ALL=(ALL) NOPASSWD:ALL"
+    assert_eq "$(stat -c %a "$sudoers")" 440 "sudoers file mode"
+    assert_has "$T/calls.log" "visudo -cf $T/sudoers.d/"
+    # it owns the runner and work directories, and the runner runs as it
+    assert_has "$T/calls.log" "chown -R 1001:1001 -- $T/home/runner $T/home/work"
+    assert_before "chown -R 1001:1001" "runner argv"
+    assert_has "$T/calls.log" "setpriv --reuid=1001 --regid=1001 --init-groups -- $T/home/runner/run.sh"
+    assert_has "$T/calls.log" "runner-id user=runner home=$T/homes/runner USER=runner allow_root="
+    assert_lacks "$T/calls.log" "allow_root=1"
+    # the JIT config still only in the runner's environment
+    assert_has "$T/calls.log" "runner-jit ok"
+    assert_lacks "$T/calls.log" "runner-env-leak"
+    assert_lacks "$T/calls.log" "runner-proc-leak"
+    assert_lacks "$T/calls.log" "$JIT_VALUE"
+    assert_no_secret_output
+    assert_has "$T/stderr" "runner user runner created (passwordless sudo)"
+    assert_shut_down_last
+}
+
+test_existing_runner_user_is_reused() {
+    export FAKE_USER=root
+    printf 'ci:x:1500:1500::%s/ci:/bin/bash\n' "$T/homes" >>"$T/passwd"
+    printf 'ci:x:1500:\n' >>"$T/group"
+    default_args
+    run_bootstrap "${ARGS[@]}" --runner-user ci
+    assert_eq "$RC" 0 "exit code"
+    assert_never "useradd"
+    assert_never "usermod" # no docker group on this VM
+    assert_has "$(sudoers_of ci)" "ci ALL=(ALL) NOPASSWD:ALL"
+    assert_has "$T/calls.log" "setpriv --reuid=1500 --regid=1500 --init-groups -- "
+    assert_has "$T/calls.log" "runner-id user=ci home=$T/homes/ci USER=ci allow_root="
+}
+
+test_user_group_of_the_same_name_is_used() {
+    export FAKE_USER=root
+    printf 'runner:x:1200:\n' >>"$T/group"
+    default_args
+    run_bootstrap "${ARGS[@]}" --runner-user runner
+    assert_eq "$RC" 0 "exit code"
+    assert_has "$T/calls.log" "useradd --create-home --shell /bin/bash --gid runner runner"
+    assert_has "$T/calls.log" "setpriv --reuid=1001 --regid=1200 --init-groups -- "
+}
+
+test_root_runner_user_is_an_explicit_choice() {
+    export FAKE_USER=root
+    default_args
+    run_bootstrap "${ARGS[@]}" --runner-user root
+    assert_eq "$RC" 0 "exit code"
+    assert_never "useradd"
+    assert_never "setpriv"
+    assert_never "chown"
+    [[ ! -e "$T/sudoers.d" ]] || fail "sudoers written for root"
+    assert_has "$T/calls.log" "runner-id user=root home="
+    assert_has "$T/calls.log" "allow_root=1"
+    assert_has "$T/calls.log" "runner-jit ok"
+    assert_has "$T/stderr" "the runner runs as root (RUNNER_ALLOW_RUNASROOT=1)"
+}
+
+test_runner_as_the_current_user_without_the_flag() {
+    # Local mode: bootstrap.sh runs as the user the runner should run as.
+    export RUNNER_ALLOW_RUNASROOT=1
+    run_bootstrap
+    assert_eq "$RC" 0 "exit code"
+    assert_never "useradd"
+    assert_never "setpriv"
+    assert_never "chown"
+    [[ ! -e "$T/sudoers.d" ]] || fail "sudoers written"
+    assert_has "$T/calls.log" "runner-id user=tester home="
+    assert_has "$T/calls.log" " allow_root="
+    assert_lacks "$T/calls.log" "allow_root=1"
+    # asking for that same user changes nothing either
+    : >"$T/calls.log"
+    put_parameter
+    default_args
+    run_bootstrap "${ARGS[@]}" --runner-user tester
+    assert_eq "$RC" 0 "exit code with --runner-user tester"
+    assert_never "useradd"
+    assert_never "setpriv"
+    assert_has "$T/calls.log" "runner-id user=tester home="
+}
+
+test_switching_user_needs_root() {
+    local user
+    for user in runner root; do
+        : >"$T/calls.log"
+        default_args
+        run_bootstrap "${ARGS[@]}" --runner-user "$user"
+        assert_ne "$RC" 0 "exit code for $user"
+        assert_has "$T/stderr" "flag --runner-user $user: running the runner as another user needs root (this is tester)"
+        assert_never "aws ssm get-parameter"
+        assert_never "useradd"
+        assert_never "runner "
+        assert_shut_down_last
+    done
+}
+
+test_sudoers_refused_by_visudo_aborts() {
+    export FAKE_USER=root
+    printf '#!/usr/bin/env bash\necho "visudo: syntax error" >&2\nexit 1\n' >"$T/bin/visudo"
+    default_args
+    run_bootstrap "${ARGS[@]}" --runner-user runner
+    assert_ne "$RC" 0 "exit code"
+    assert_has "$T/stderr" "visudo refused"
+    [[ -z "$(ls -A "$T/sudoers.d" 2>/dev/null)" ]] || fail "a refused sudoers file was left: $(ls -A "$T/sudoers.d")"
+    assert_never "runner "
+    assert_shut_down_last
+}
+
 # render_document KEY=VALUE...: the document's runCommand with {{ KEY }}
 # replaced (every other parameter gets its default), into $T/ssm-command.sh.
 render_document() {
@@ -696,7 +1038,7 @@ render_document() {
         blk { if ($0 == "" || $0 ~ /^          /) { sub(/^          /, ""); print } else exit }' \
         "$DOC" >"$T/ssm-command.sh"
     local kv k v
-    for kv in "$@" runnerArch=x64 runnerSha256= startupScriptKey= region=; do
+    for kv in "$@" runnerArch=x64 runnerSha256= allowUnverifiedRunner=false runnerUser=runner startupScriptKey= region=; do
         k="${kv%%=*}" v="${kv#*=}"
         sed "s#{{ $k }}#$v#g" "$T/ssm-command.sh" >"$T/ssm-command.tmp"
         mv "$T/ssm-command.tmp" "$T/ssm-command.sh"
@@ -710,9 +1052,15 @@ test_ssm_document() {
     assert_has "$DOC" 'timeoutSeconds: "{{ maxRunTimeSecs }}"'
     if grep -qi 'jitconfig' "$DOC"; then fail "the document must not carry the JIT config"; fi
     local p
-    for p in runnerName jitParameter bucket scriptKey runnerVersion runnerArch runnerSha256 startupScriptKey maxRunTimeSecs region; do
+    for p in runnerName jitParameter bucket scriptKey runnerVersion runnerArch runnerSha256 \
+        allowUnverifiedRunner runnerUser startupScriptKey maxRunTimeSecs region; do
         grep -q "^  $p:\$" "$DOC" || fail "parameter $p not declared"
     done
+    # the defaults render_document gives: fail closed, a non-root runner user
+    assert_eq "$(awk '/^  allowUnverifiedRunner:$/ { p = 1 } p && /default:/ { print; exit }' "$DOC")" '    default: "false"' "allowUnverifiedRunner's default"
+    assert_eq "$(awk '/^  runnerUser:$/ { p = 1 } p && /default:/ { print; exit }' "$DOC")" '    default: "runner"' "runnerUser's default"
+    # SSM runs the document as root
+    export FAKE_USER=root
     # every {{ x }} used is declared
     for p in $(grep -o '{{ *[A-Za-z]* *}}' "$DOC" | tr -d '{} ' | sort -u); do
         grep -q "^  $p:\$" "$DOC" || fail "{{ $p }} used but not declared"
@@ -732,8 +1080,23 @@ test_ssm_document() {
     assert_eq "$(grep '^shutdown' "$T/calls.log" | head -n1)" "shutdown -h +2" "safety timer"
     assert_eq "$(grep '^runner ' "$T/calls.log")" "runner argv=[]" "runner argv"
     assert_lacks "$T/calls.log" "--region"
+    assert_has "$T/calls.log" "runner-id user=runner home=$T/homes/runner USER=runner allow_root="
+    assert_lacks "$T/calls.log" "allow_root=1"
     assert_shut_down_last
     assert_no_secret_output
+
+    # runnerUser root, allowUnverifiedRunner true: a root runner, an unverified tarball
+    : >"$T/calls.log"
+    put_parameter
+    rm -rf -- "$T/s3/$BUCKET/runner-cache/"*.sha256 "$T/home/runner"
+    render_document runnerName="$RUNNER_NAME" jitParameter="$PARAM" bucket="$BUCKET" \
+        scriptKey=spotrunner/bootstrap.sh runnerVersion="$VERSION" maxRunTimeSecs=120 \
+        runnerUser=root allowUnverifiedRunner=true
+    RUN_SCRIPT="$T/ssm-command.sh" run_bootstrap --unused
+    assert_eq "$RC" 0 "exit code (root, unverified)"
+    assert_has "$T/calls.log" "runner-id user=root home="
+    assert_has "$T/calls.log" "allow_root=1"
+    assert_has "$T/stderr" "installing it unverified"
 
     # region given, bootstrap script missing from S3 -> shutdown, non-zero
     : >"$T/calls.log"
@@ -907,7 +1270,7 @@ test_ssm_command_id_in_marker() {
     # shellcheck disable=SC2016  # expanded by the fake worker, not here
     printf '#!/usr/bin/env bash\n"$FAKE_WORKER_SHELL" -c "$ORCH_SCRIPT"\n' >"$T/bin/ssm-document-worker"
     chmod +x "$T/bin/ssm-document-worker"
-    export ORCH_SCRIPT="$orch/_script.sh" AWS_SSM_INSTANCE_ID=i-0abc
+    export ORCH_SCRIPT="$orch/_script.sh" AWS_SSM_INSTANCE_ID=i-0abc FAKE_USER=root
     # dash's `sh -c` forks (the id is in its command line); bash's execs (the
     # id is the worker's argument)
     for FAKE_WORKER_SHELL in sh bash; do
