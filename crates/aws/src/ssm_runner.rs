@@ -340,6 +340,11 @@ impl SsmCommands {
             ),
             ("region", self.region.clone().unwrap_or_default()),
             ("runnerArch", cmd.runner_arch.as_str().to_string()),
+            ("runnerUser", cmd.runner_user.clone()),
+            (
+                "allowUnverifiedRunner",
+                cmd.allow_unverified_runner.to_string(),
+            ),
         ]
     }
 }
@@ -531,6 +536,8 @@ mod tests {
             max_run_time_secs: 999_999,
             startup_script_key: None,
             runner_arch: Architecture::X64,
+            runner_user: "runner".into(),
+            allow_unverified_runner: false,
             send_by: chrono::Utc::now() + chrono::Duration::hours(1),
         };
         let p = c.parameters(&cmd);
@@ -546,6 +553,8 @@ mod tests {
         assert_eq!(get("startupScriptKey"), "");
         assert_eq!(get("region"), "");
         assert_eq!(get("runnerArch"), "x64");
+        assert_eq!(get("runnerUser"), "runner");
+        assert_eq!(get("allowUnverifiedRunner"), "false");
         let arm = BootstrapCommand {
             runner_arch: Architecture::Arm64,
             ..cmd
@@ -553,8 +562,17 @@ mod tests {
         let p = c.parameters(&arm);
         let arch = p.iter().find(|(n, _)| *n == "runnerArch").unwrap();
         assert_eq!(arch.1, "arm64");
+        let root = BootstrapCommand {
+            runner_user: "root".into(),
+            allow_unverified_runner: true,
+            ..arm.clone()
+        };
+        let p = c.parameters(&root);
+        let get = |k: &str| p.iter().find(|(n, _)| *n == k).unwrap().1.clone();
+        assert_eq!(get("runnerUser"), "root");
+        assert_eq!(get("allowUnverifiedRunner"), "true");
         // The document allows exactly the values we send.
-        for value in ["x64", "arm64"] {
+        for value in ["x64", "arm64", "true", "false"] {
             assert!(
                 doc.contains(&format!("      - \"{value}\"\n")),
                 "{value} not allowed"

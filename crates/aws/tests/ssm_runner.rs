@@ -227,6 +227,9 @@ async fn bootstrap_command_sends_names_not_the_jit_value() {
         startup_script_key: None,
         // A Graviton pool's runner.
         runner_arch: Architecture::Arm64,
+        // A pool that runs jobs as root, by choice.
+        runner_user: "root".into(),
+        allow_unverified_runner: false,
         send_by: chrono::Utc::now() + chrono::Duration::hours(1),
     };
     let SendOutcome::Sent { command_id } = commands.send_bootstrap(&cmd).await.unwrap() else {
@@ -254,6 +257,8 @@ async fn bootstrap_command_sends_names_not_the_jit_value() {
         ("startupScriptKey", ""),
         ("region", "eu-west-1"),
         ("runnerArch", "arm64"),
+        ("runnerUser", "root"),
+        ("allowUnverifiedRunner", "false"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), vec![v.to_string()]))
@@ -328,6 +333,8 @@ fn cmd() -> BootstrapCommand {
         max_run_time_secs: 3600,
         startup_script_key: Some("startup/ubuntu.sh".into()),
         runner_arch: Architecture::X64,
+        runner_user: "runner".into(),
+        allow_unverified_runner: false,
         send_by: chrono::Utc::now() + chrono::Duration::hours(1),
     }
 }

@@ -30,6 +30,8 @@ async fn sent_parameters(
         max_run_time_secs: 3600,
         startup_script_key: None,
         runner_arch: spotrunner_core::config::Architecture::X64,
+        runner_user: "runner".into(),
+        allow_unverified_runner: false,
         send_by: chrono::Utc::now() + chrono::Duration::hours(1),
     };
     let SendOutcome::Sent { command_id } = commands.send_bootstrap(&cmd).await.unwrap() else {

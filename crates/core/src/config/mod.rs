@@ -9,6 +9,7 @@ mod hot;
 mod local;
 mod recovery;
 mod runner_cache;
+mod runner_user;
 mod secret_ref;
 mod sizing;
 mod spot;
@@ -20,6 +21,7 @@ pub use hot::{HotPool, HotWindow};
 pub use local::LocalConfig;
 pub use recovery::{RecoveryConfig, RedeliveryConfig, SweepConfig};
 pub use runner_cache::RunnerCacheConfig;
+pub use runner_user::{DEFAULT_RUNNER_USER, ROOT_USER, runner_user_problem};
 pub use secret_ref::SecretRef;
 pub use sizing::{SizingBounds, family_of, family_problem};
 pub use spot::SpotPolicy;
@@ -127,6 +129,15 @@ pub struct Pool {
     /// Shell script run on the VM before the runner starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub startup_script: Option<String>,
+    /// Linux user the runner, and so every job step, runs as on the VM
+    /// (`runner_user.rs`): created if missing, with passwordless sudo as on
+    /// GitHub's hosted runners; `"root"` runs jobs as root.
+    #[serde(default = "defaults::runner_user")]
+    pub runner_user: String,
+    /// Install the runner even when no verified SHA-256 is known for it
+    /// (`runner_user.rs`); only with a pinned `runner_version`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_unverified_runner: bool,
     /// Ask GitHub whether the job is still queued before launching.
     #[serde(default)]
     pub check_job_queued: bool,
@@ -231,6 +242,9 @@ pub(crate) mod defaults {
     }
     pub fn runner_group() -> String {
         "Default".into()
+    }
+    pub fn runner_user() -> String {
+        super::runner_user::DEFAULT_RUNNER_USER.into()
     }
     pub fn boot_timeout() -> u64 {
         300

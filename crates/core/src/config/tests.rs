@@ -229,6 +229,8 @@ fn pool_strategy() -> impl Strategy<Value = Pool> {
                 idle_timeout_secs: 600,
                 max_run_time_secs: 7200,
                 startup_script: script,
+                runner_user: if repo { "root" } else { "runner" }.into(),
+                allow_unverified_runner: false,
                 check_job_queued: repo,
                 architecture: None,
                 relaunch: Default::default(),

@@ -107,6 +107,9 @@ impl Config {
         let mut seen = HashSet::new();
         for (i, pool) in self.pools.iter().enumerate() {
             validate_pool(i, pool, &mut p);
+            for (field, message) in super::runner_user::problems(pool, &self.runner_version) {
+                p.add(format!("pools[{i}].{field}"), message);
+            }
             if let Some(sizing) = &pool.sizing {
                 for (field, message) in sizing.problems(pool, self.max_total_weight) {
                     p.add(format!("pools[{i}].sizing.{field}"), message);

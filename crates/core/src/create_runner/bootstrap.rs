@@ -13,7 +13,7 @@ use super::deps::CreateRunner;
 use super::launch::MAX_DELAY;
 use super::outcome::JobOutcome;
 use crate::clock::Elapsed;
-use crate::config::Architecture;
+use crate::config::{Architecture, DEFAULT_RUNNER_USER};
 use crate::ports::{
     BOOTSTRAP_SEND_TIMEOUT, BootstrapCommand, BootstrapMessage, JobChange, PortError, RunnerChange,
     RunnerRecord, RunnerState, SendOutcome, Stage,
@@ -183,6 +183,12 @@ impl CreateRunner {
                 .and_then(|p| p.startup_script.as_ref())
                 .map(|_| format!("startup/{}.sh", msg.pool)),
             runner_arch: pool.map_or(Architecture::X64, |p| p.arch()),
+            // A pool gone from the configuration meanwhile: the safe defaults.
+            runner_user: pool.map_or_else(
+                || DEFAULT_RUNNER_USER.to_string(),
+                |p| p.runner_user.clone(),
+            ),
+            allow_unverified_runner: pool.is_some_and(|p| p.allow_unverified_runner),
             send_by: now + chrono::Duration::from_std(SEND_WINDOW).unwrap_or_default(),
         };
         let clock = Elapsed::start(now);

@@ -19,6 +19,8 @@ mod hot_tests;
 #[cfg(test)]
 mod once_tests;
 #[cfg(test)]
+mod runner_user_tests;
+#[cfg(test)]
 mod sizing_tests;
 #[cfg(test)]
 mod tests;

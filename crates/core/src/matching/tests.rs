@@ -19,6 +19,8 @@ fn pool(name: &str, labels: &[&str]) -> Pool {
         idle_timeout_secs: 900,
         max_run_time_secs: 3600,
         startup_script: None,
+        runner_user: "runner".into(),
+        allow_unverified_runner: false,
         check_job_queued: false,
         architecture: None,
         relaunch: Default::default(),

@@ -170,6 +170,12 @@ pub struct BootstrapCommand {
     pub startup_script_key: Option<String>,
     /// Which runner tarball the VM downloads (the pool's architecture).
     pub runner_arch: Architecture,
+    /// The Linux user the runner runs as (the pool's `runner_user`: created
+    /// with passwordless sudo on the VM; `root` runs jobs as root).
+    pub runner_user: String,
+    /// Install the runner even without a verified SHA-256 (the pool's
+    /// `allow_unverified_runner`; false: no checksum, no runner).
+    pub allow_unverified_runner: bool,
     /// The command is not sent after this moment (the adapter checks right
     /// before the call): past it, another step may already be sending one.
     pub send_by: DateTime<Utc>,
