@@ -610,10 +610,6 @@ if [[ "$RUN_AS_OTHER" == 1 ]]; then
         fi
         unset group_args
         created=" created"
-        # As on GitHub-hosted runners: docker without sudo, when installed.
-        if getent group docker >/dev/null 2>&1 && ! usermod -aG docker "$RUNNER_USER" 9>&-; then
-            warn "could not add $RUNNER_USER to the docker group"
-        fi
     fi
     grant_sudo "$RUNNER_USER"
     RUNNER_UID="$(passwd_field "$RUNNER_USER" 3)"
@@ -674,10 +670,16 @@ chmod 644 "$env_tmp"
 mv -f -- "$env_tmp" "$env_file"
 unset env_file env_tmp
 
-# The runner user owns what the runner writes (_diag, the work tree).
-if [[ "$RUN_AS_OTHER" == 1 ]] &&
-    ! chown -R "$RUNNER_UID:$RUNNER_GID" -- "$RUNNER_DIR" "$WORK_DIR" 9>&-; then
-    die "could not give $RUNNER_DIR and $WORK_DIR to $RUNNER_USER"
+if [[ "$RUN_AS_OTHER" == 1 ]]; then
+    # As on GitHub-hosted runners: docker without sudo, when installed (also
+    # by the startup script, hence only now).
+    if getent group docker >/dev/null 2>&1 && ! usermod -aG docker "$RUNNER_USER" 9>&-; then
+        warn "could not add $RUNNER_USER to the docker group"
+    fi
+    # The runner user owns what the runner writes (_diag, the work tree).
+    if ! chown -R "$RUNNER_UID:$RUNNER_GID" -- "$RUNNER_DIR" "$WORK_DIR" 9>&-; then
+        die "could not give $RUNNER_DIR and $WORK_DIR to $RUNNER_USER"
+    fi
 fi
 
 # --- 10. the runner -------------------------------------------------------------

@@ -955,6 +955,19 @@ test_existing_runner_user_is_reused() {
     assert_has "$T/calls.log" "runner-id user=ci home=$T/homes/ci USER=ci allow_root="
 }
 
+test_docker_group_made_by_the_startup_script_is_joined() {
+    export FAKE_USER=root
+    mkdir -p "$T/s3/$BUCKET/pools"
+    # shellcheck disable=SC2016  # expanded by the startup script, not here
+    printf 'echo startup-script >>"$FAKE_LOG"\nprintf "docker:x:990:\\n" >>"$FAKE_GROUP"\n' >"$T/s3/$BUCKET/pools/docker.sh"
+    default_args
+    run_bootstrap "${ARGS[@]}" --runner-user runner --startup-script-key pools/docker.sh
+    assert_eq "$RC" 0 "exit code"
+    assert_before "useradd" "startup-script"
+    assert_before "startup-script" "usermod -aG docker runner"
+    assert_before "usermod -aG docker runner" "runner argv"
+}
+
 test_user_group_of_the_same_name_is_used() {
     export FAKE_USER=root
     printf 'runner:x:1200:\n' >>"$T/group"

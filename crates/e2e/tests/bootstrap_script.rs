@@ -38,6 +38,7 @@ fn bootstrap_script_suite_passes() {
         // Jobs run as a non-root user with sudo; root only when chosen (item 10).
         "runner_runs_as_a_new_non_root_user_with_sudo",
         "existing_runner_user_is_reused",
+        "docker_group_made_by_the_startup_script_is_joined",
         "root_runner_user_is_an_explicit_choice",
         "runner_as_the_current_user_without_the_flag",
         "switching_user_needs_root",
