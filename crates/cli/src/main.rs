@@ -94,6 +94,10 @@ enum Command {
     Match {
         #[arg(long, short, env = "SPOTRUNNER_CONFIG")]
         config: PathBuf,
+        /// The job is of a public repository (served only by pools that
+        /// allow public repositories).
+        #[arg(long)]
+        public: bool,
         #[arg(required = true)]
         labels: Vec<String>,
     },
@@ -205,7 +209,11 @@ async fn run(command: Command) -> Result<ExitCode, String> {
         Command::Config {
             command: ConfigCommand::Check { file },
         } => Ok(config_file::check(&file)),
-        Command::Match { config, labels } => explain::run(&config, &labels),
+        Command::Match {
+            config,
+            public,
+            labels,
+        } => explain::run(&config, &labels, public),
         Command::Redrive { target, dry_run } => {
             logging::init_quiet();
             ops::redrive(&target, dry_run).await

@@ -388,3 +388,68 @@ async fn on_aws_a_missing_launch_template_fails_and_the_app_id_is_read_from_ssm(
     }
     assert!(!String::from_utf8_lossy(&o.stdout).contains(SECRET));
 }
+
+/// Who can run code on our runners: a pool that serves public repositories
+/// and a runner group where GitHub allows them are warnings (named, with
+/// the GitHub setting to change); an empty `allowed_owners` is a warning
+/// locally and a failure on AWS (its validation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_repositories_and_any_owner_are_named_by_the_doctor() {
+    let s = setup().await;
+    let (_, report) = s.doctor();
+    for id in [
+        "security.allowed_owners",
+        "security.public_repositories",
+        "github.runner_groups.acme",
+    ] {
+        assert_eq!(check(&report, id)["status"], "pass", "{id}: {report:#}");
+    }
+
+    let mut d: Value = serde_json::from_slice(&std::fs::read(&s.config).unwrap()).unwrap();
+    d["pools"][0]["allow_public_repositories"] = json!(true);
+    d["allowed_owners"] = json!([]);
+    write_json(&s.config, &d);
+    s.github
+        .set_runner_group_allows_public("acme", "Default", true);
+    let (code, report) = s.doctor();
+    assert_eq!(code, 0, "warnings only: {report:#}");
+    let public = check(&report, "security.public_repositories");
+    assert_eq!(public["status"], "warn", "{public}");
+    assert!(
+        public["detail"].as_str().unwrap().contains("linux"),
+        "{public}"
+    );
+    assert!(
+        public["fix"]
+            .as_str()
+            .unwrap()
+            .contains("outside collaborators"),
+        "{public}"
+    );
+    let group = check(&report, "github.runner_groups.acme");
+    assert_eq!(group["status"], "warn", "{group}");
+    assert!(
+        group["detail"].as_str().unwrap().contains("Default"),
+        "{group}"
+    );
+    let owners = check(&report, "security.allowed_owners");
+    assert_eq!(owners["status"], "warn", "{owners}");
+
+    // On AWS the same document is refused, naming the field.
+    let o = cli(&[
+        "doctor",
+        "--backend",
+        "aws",
+        "--config",
+        s.config.to_str().unwrap(),
+        "--json",
+    ]);
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(o.status.code(), Some(1), "{report:#}");
+    let c = check(&report, "config");
+    assert_eq!(c["status"], "fail", "{c}");
+    assert!(
+        c["detail"].as_str().unwrap().contains("allowed_owners"),
+        "{c}"
+    );
+}

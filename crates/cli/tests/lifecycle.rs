@@ -210,6 +210,7 @@ fn match_explains_the_choice() {
         &path,
         r#"
 deployment = "sr"
+allow_public_repositories = true
 [github]
 auth = { type = "pat", token = "env:T" }
 [webhook]
@@ -249,6 +250,7 @@ fn match_explains_the_sizing_or_why_it_is_refused() {
         &path,
         r#"
 deployment = "sr"
+allow_public_repositories = true
 [github]
 auth = { type = "pat", token = "env:T" }
 [webhook]

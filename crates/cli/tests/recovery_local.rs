@@ -70,6 +70,7 @@ async fn world(recovery: Value) -> World {
     let state = tmp.path().join("state");
     let doc = json!({
         "deployment": "e2e",
+        "allow_public_repositories": true,
         "github": {
             "api_url": github.url(),
             "auth": { "type": "app", "app_id": APP_ID.parse::<u64>().unwrap(), "private_key": format!("value:{APP_PRIVATE_KEY_PEM}") },

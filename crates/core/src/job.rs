@@ -124,6 +124,24 @@ fn one() -> u32 {
 pub struct Repository {
     pub full_name: String,
     pub owner: Owner,
+    /// GitHub always sends it; a payload without it (nor `visibility`)
+    /// counts as public (fail closed).
+    #[serde(default)]
+    pub private: Option<bool>,
+    /// `public`, `private` or `internal` (newer payloads).
+    #[serde(default)]
+    pub visibility: Option<String>,
+}
+
+impl Repository {
+    /// Anyone can read it, and so anyone can open a pull request whose
+    /// workflow runs on a runner that serves it.
+    pub fn is_public(&self) -> bool {
+        match self.private {
+            Some(private) => !private,
+            None => !matches!(self.visibility.as_deref(), Some("private" | "internal")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -18,6 +18,9 @@ fn bench(c: &mut Criterion) {
     let config = Config::from_json(
         &serde_json::json!({
             "deployment": "sr",
+            // GitHub's example payloads are of public repositories, of any owner.
+            "allowed_owners": ["*"],
+            "allow_public_repositories": true,
             "github": { "auth": { "type": "pat", "token": "env:T" } },
             "webhook": { "secrets": ["value:current", "value:previous"] },
             "pools": [

@@ -28,6 +28,9 @@ fn config(fallback: bool) -> Config {
     Config::from_toml(&format!(
         r#"
 deployment = "sr"
+# GitHub's example payloads are of public repositories, of any owner.
+allowed_owners = ["*"]
+allow_public_repositories = true
 [github]
 auth = {{ type = "pat", token = "env:T" }}
 [webhook]

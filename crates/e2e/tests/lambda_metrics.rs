@@ -69,6 +69,9 @@ async fn webhook_world(labels: &[String]) -> Webhook {
     let ssm = aws_sdk_ssm::Client::new(&sdk);
     let document = json!({
         "deployment": "sr",
+        // GitHub's example payloads are of public repositories, of any owner.
+        "allowed_owners": ["*"],
+        "allow_public_repositories": true,
         "github": { "auth": { "type": "pat", "token": "ssm:/sr/github/token" } },
         "webhook": { "secrets": [format!("ssm:{SECRET}")] },
         "pools": [{ "name": "k8s", "labels": labels, "launch_template": "sr-k8s",

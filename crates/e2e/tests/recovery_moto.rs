@@ -59,6 +59,9 @@ async fn world() -> World {
     common::put_secure(&ssm, "/sr/webhook/secret", SECRET).await;
     let config = json!({
         "deployment": "sr",
+        // GitHub's example payloads are of public repositories, of any owner.
+        "allowed_owners": ["*"],
+        "allow_public_repositories": true,
         "github": {
             "api_url": github.url(),
             "auth": { "type": "app", "app_id": APP_ID.parse::<u64>().unwrap(), "private_key": "ssm:/sr/github/key" },

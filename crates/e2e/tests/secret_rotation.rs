@@ -50,6 +50,9 @@ fn document(secrets: &[&str], pools: &[(&str, &[&str])]) -> String {
         .collect();
     json!({
         "deployment": "sr",
+        // GitHub's example payloads are of public repositories, of any owner.
+        "allowed_owners": ["*"],
+        "allow_public_repositories": true,
         "github": { "auth": { "type": "pat", "token": "ssm:/sr/github/token" } },
         "webhook": { "secrets": secrets.iter().map(|s| format!("ssm:{s}")).collect::<Vec<_>>() },
         "pools": pools,

@@ -20,6 +20,9 @@ fn webhook(queue: Arc<MemoryQueue>) -> WebhookService {
     let config = Config::from_toml(
         r#"
 deployment = "sr"
+# GitHub's example payloads are of public repositories, of any owner.
+allowed_owners = ["*"]
+allow_public_repositories = true
 max_total_weight = 20
 [github]
 auth = { type = "pat", token = "env:GH_TOKEN" }

@@ -21,6 +21,9 @@ fn config() -> Config {
     Config::from_toml(
         r#"
 deployment = "sr"
+# GitHub's example payloads are of public repositories, of any owner.
+allowed_owners = ["*"]
+allow_public_repositories = true
 [github]
 auth = { type = "pat", token = "env:GH_TOKEN" }
 [webhook]
@@ -50,11 +53,14 @@ struct Env {
 }
 
 async fn env() -> Env {
+    env_with(config()).await
+}
+
+async fn env_with(cfg: Config) -> Env {
     let moto = moto::shared().await;
     let sdk = spotrunner_aws::sdk::local(moto.url()).await;
     let sqs = Client::new(&sdk);
     let queue_url = common::create_queue(&sqs, "sr-jobs").await;
-    let cfg = config();
     let service = WebhookService::new(
         Arc::new(cfg),
         WebhookSecrets::new(&[CURRENT, PREVIOUS]),
@@ -317,4 +323,29 @@ async fn previous_secret_accepted_during_rotation_a_third_is_not() {
         202
     );
     assert_eq!(env.drain().await.len(), 1);
+}
+
+/// GitHub's own queued examples are of public repositories: by default (no
+/// `allow_public_repositories`) they are ignored and nothing is enqueued.
+#[tokio::test]
+async fn githubs_public_examples_are_ignored_by_default() {
+    let mut cfg = config();
+    cfg.allow_public_repositories = false;
+    let env = env_with(cfg).await;
+    env.drain().await;
+    let queued: Vec<_> = examples("workflow_job")
+        .into_iter()
+        .filter(|e| e.action() == Some("queued"))
+        .collect();
+    assert!(!queued.is_empty());
+    for ex in &queued {
+        assert_eq!(ex.payload["repository"]["private"], false, "{}", ex.source);
+        let body = ex.body();
+        let sig = octokit_sign(CURRENT, std::slice::from_ref(&body)).remove(0);
+        let r = env.post("workflow_job", &body, Some(&sig)).await;
+        assert_eq!(r.status, 202, "{}", r.body);
+        let said = r.body["ignored"].as_str().unwrap_or_default();
+        assert!(said.contains("is public"), "{}", r.body);
+    }
+    env.assert_queue_empty().await;
 }

@@ -181,6 +181,8 @@ struct RepoRecord {
     name: String,
     owner_type: String,
     installation: Option<u64>,
+    /// Repositories start private; [`FakeGitHub::set_repository_private`].
+    private: bool,
 }
 
 impl RepoRecord {
@@ -238,14 +240,14 @@ fn repo_json(base_url: &str, r: &RepoRecord) -> Value {
         "node_id": format!("R_fake{}", r.id),
         "name": r.name,
         "full_name": full,
-        "private": false,
+        "private": r.private,
         "owner": account_json(&r.owner, &r.owner_type),
         "html_url": format!("https://github.com/{full}"),
         "url": format!("{base_url}/repos/{full}"),
         "fork": false,
         "archived": false,
         "disabled": false,
-        "visibility": "public",
+        "visibility": if r.private { "private" } else { "public" },
         "default_branch": "main",
     })
 }
@@ -333,8 +335,20 @@ impl FakeGitHub {
             name: name.to_string(),
             owner_type: owner_type.to_string(),
             installation,
+            private: true,
         });
         id
+    }
+
+    /// Make repository `full_name` public (`false`) or private again.
+    pub fn set_repository_private(&self, full_name: &str, private: bool) {
+        let (owner, name) = full_name
+            .split_once('/')
+            .expect("fake GitHub: a repository is owner/name");
+        let mut s = self.st();
+        for r in s.repos.list.iter_mut().filter(|r| r.is(owner, name)) {
+            r.private = private;
+        }
     }
 
     /// Add (or replace) a workflow job of repository `repo` (`owner/name`).
@@ -897,6 +911,7 @@ fn rerun_job(s: &mut State, owner: &str, name: &str, repo: &str, job_id: u64) ->
             "name": name,
             "full_name": format!("{owner}/{name}"),
             "owner": { "login": owner, "type": owner_type },
+            "private": repo_private(s, owner, name),
         },
         "sender": { "login": "octocat", "type": "User" },
     });
@@ -917,6 +932,16 @@ fn rerun_job(s: &mut State, owner: &str, name: &str, repo: &str, job_id: u64) ->
         payload: serde_json::to_vec(&payload).unwrap_or_default(),
     });
     resp
+}
+
+/// Is repository `owner/name` private? Registered ones say; others are
+/// private (as repositories start).
+fn repo_private(s: &State, owner: &str, name: &str) -> bool {
+    s.repos
+        .list
+        .iter()
+        .find(|r| r.is(owner, name))
+        .is_none_or(|r| r.private)
 }
 
 /// A repository the fake knows: registered, or with jobs (`add_job` alone).

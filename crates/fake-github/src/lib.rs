@@ -226,6 +226,8 @@ struct State {
     jtis: HashSet<String>,
     pat: Option<String>,
     groups: HashMap<String, Vec<(u64, String)>>,
+    /// (org, group name), lowercase: groups that allow public repositories.
+    public_groups: std::collections::HashSet<(String, String)>,
     next_group_id: u64,
     runners: Vec<FakeRunner>,
     next_runner_id: u64,
@@ -329,6 +331,7 @@ impl FakeGitHub {
             jtis: HashSet::new(),
             pat: None,
             groups: HashMap::new(),
+            public_groups: Default::default(),
             next_group_id: 2,
             runners: Vec::new(),
             next_runner_id: 1,
@@ -411,6 +414,18 @@ impl FakeGitHub {
     /// How many distinct App JWTs (by `jti`) were accepted.
     pub fn jwts_seen(&self) -> usize {
         self.st().jtis.len()
+    }
+
+    /// Turn GitHub's "Allow public repositories" on (or off) for runner group
+    /// `name` of `org` (`Default` included); every group starts with it off.
+    pub fn set_runner_group_allows_public(&self, org: &str, name: &str, allows: bool) {
+        let mut s = self.st();
+        let key = (org.to_ascii_lowercase(), name.to_ascii_lowercase());
+        if allows {
+            s.public_groups.insert(key);
+        } else {
+            s.public_groups.remove(&key);
+        }
     }
 
     /// Add a runner group to `org` (every org also has `Default`, id 1).
@@ -1038,7 +1053,15 @@ fn scoped(
             };
             let list: Vec<Value> = page
                 .iter()
-                .map(|(id, name)| json!({ "id": id, "name": name, "visibility": "all", "default": *id == 1 }))
+                .map(|(id, name)| {
+                    let public = s
+                        .public_groups
+                        .contains(&(org.to_ascii_lowercase(), name.to_ascii_lowercase()));
+                    json!({
+                        "id": id, "name": name, "visibility": "all", "default": *id == 1,
+                        "allows_public_repositories": public,
+                    })
+                })
                 .collect();
             with_link(
                 ok_json(

@@ -237,6 +237,17 @@ struct IdAnswer {
 struct GroupAnswer {
     id: u64,
     name: String,
+    /// GitHub's switch "Allow public repositories" (off by default).
+    #[serde(default)]
+    allows_public_repositories: bool,
+}
+
+/// A runner group of an organisation, as the doctor reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerGroupInfo {
+    pub id: u64,
+    pub name: String,
+    pub allows_public_repositories: bool,
 }
 
 #[derive(Deserialize)]
@@ -755,6 +766,34 @@ impl GitHubClient {
     }
 
     // ---- runner groups --------------------------------------------------------
+
+    /// Every runner group of organisation `org` (`GET /orgs/{org}/actions/runner-groups`).
+    pub async fn runner_groups(
+        &self,
+        target: &GitHubTarget,
+        org: &str,
+    ) -> Result<Vec<RunnerGroupInfo>, PortError> {
+        let path = format!(
+            "/orgs/{}/actions/runner-groups",
+            segment(org, "organisation")?
+        );
+        let groups: Vec<GroupAnswer> = self
+            .get_all(
+                target,
+                &path,
+                "runner_groups",
+                &format!("runner groups of organisation {org}"),
+            )
+            .await?;
+        Ok(groups
+            .into_iter()
+            .map(|g| RunnerGroupInfo {
+                id: g.id,
+                name: g.name,
+                allows_public_repositories: g.allows_public_repositories,
+            })
+            .collect())
+    }
 
     async fn lookup_group(
         &self,

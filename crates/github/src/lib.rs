@@ -41,7 +41,7 @@ mod repos;
 pub use app::{Account, AppCredentials, AppInfo, HookConfig, InstallationInfo, convert_manifest};
 pub use client::{
     API_VERSION, ClientError, DEFAULT_RUNNER_GROUP_ID, GitHubClient, MAX_LABELS, PER_PAGE,
-    TOKEN_REFRESH_MARGIN, token_is_fresh, validate_jit_request,
+    RunnerGroupInfo, TOKEN_REFRESH_MARGIN, token_is_fresh, validate_jit_request,
 };
 pub use config::{
     Auth, ClientConfig, Clock, DEFAULT_MAX_CONCURRENT_CALLS, DEFAULT_USER_AGENT, OffsetClock,

@@ -47,6 +47,9 @@ struct IdAnswer {
 struct RepoAnswer {
     full_name: String,
     owner: AccountAnswer,
+    /// Always present in GitHub's answer; absent counts as public.
+    #[serde(default)]
+    private: bool,
 }
 
 impl RepoAnswer {
@@ -55,6 +58,7 @@ impl RepoAnswer {
             full_name: self.full_name,
             owner: self.owner.login,
             owner_type: self.owner.kind,
+            private: self.private,
             installation_id,
         }
     }

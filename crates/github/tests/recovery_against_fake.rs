@@ -521,6 +521,7 @@ async fn installations_and_repositories_with_an_app_page_by_page() {
             full_name: "acme/repo-000".into(),
             owner: "acme".into(),
             owner_type: "Organization".into(),
+            private: true,
             installation_id: Some(acme),
         }
     );
@@ -753,6 +754,7 @@ async fn runs_and_jobs_page_with_a_pat() {
         full_name: "acme/big".into(),
         owner: "acme".into(),
         owner_type: "Organization".into(),
+        private: true,
         installation_id: None,
     };
     let p1 = gh.list_runs(&repo, "queued", 1).await.unwrap();

@@ -75,7 +75,7 @@ pub async fn checks(
 }
 
 async fn pat_checks(config: &Config, client: &GitHubClient, out: &mut Vec<Check>) {
-    let Some(owner) = config.allowed_owners.first() else {
+    let Some(owner) = config.named_owners().next() else {
         out.push(Check::warn(
             "github.credentials",
             "personal access token: nothing to try it on (allowed_owners is empty)",
@@ -161,7 +161,7 @@ fn app_checks(app: &AppInfo, required: &[Permission], out: &mut Vec<Check>) {
 fn owners(config: &Config) -> Vec<String> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
-    let named = config.allowed_owners.iter().cloned().chain(
+    let named = config.named_owners().cloned().chain(
         config
             .allowed_repositories
             .iter()
@@ -195,6 +195,7 @@ async fn installation_checks(
             return;
         }
     };
+    out.extend(super::exposure::runner_group_checks(config, client, &installations).await);
     let owners = owners(config);
     if owners.is_empty() {
         if installations.is_empty() {
@@ -211,7 +212,7 @@ async fn installation_checks(
             out.push(Check::pass(
                 "github.installations",
                 format!(
-                    "installed on {} (allowed_owners is empty: any owner)",
+                    "installed on {} (allowed_owners names none: any owner)",
                     names.join(", ")
                 ),
             ));

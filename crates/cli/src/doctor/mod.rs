@@ -6,6 +6,7 @@
 //! failure with its fix. Exit status 1 when any check failed.
 
 pub mod aws;
+pub mod exposure;
 pub mod github;
 pub mod local;
 pub mod report;
@@ -48,6 +49,7 @@ pub async fn run(args: DoctorArgs) -> Result<ExitCode, String> {
     };
     let config = load_config(&args, sdk.as_ref(), &mut report).await;
     if let Some(config) = &config {
+        report.extend(exposure::config_checks(config));
         match (&sdk, args.backend) {
             (Some(sdk), Backend::Aws) => {
                 report.extend(aws::checks(sdk, config, &spotrunner_aws::runtime::ProcessEnv).await)

@@ -59,6 +59,7 @@ pub fn config(github: &FakeGitHub, pools: Value, local: Value) -> Value {
     }
     serde_json::json!({
         "deployment": "e2e",
+        "allow_public_repositories": true,
         "github": { "api_url": github.url(), "auth": { "type": "pat", "token": format!("value:{TOKEN}") } },
         "webhook": { "secrets": [format!("value:{SECRET}")] },
         "pools": pools,

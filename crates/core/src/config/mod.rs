@@ -30,6 +30,9 @@ pub use validate::{ConfigError, FieldError};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+/// `allowed_owners = ["*"]`: every owner the credentials reach.
+pub const ANY_OWNER: &str = "*";
+
 /// The whole configuration document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,7 +41,10 @@ pub struct Config {
     pub deployment: String,
     pub github: GitHubConfig,
     pub webhook: WebhookConfig,
-    /// Organisations / users whose jobs we serve; empty means any.
+    /// Organisations / users whose jobs we serve; `["*"]` means any owner
+    /// the credentials reach. Empty also means any, but only locally: on AWS
+    /// ([`Config::validate_for_aws`]) it is refused unless
+    /// `allowed_repositories` names the repositories.
     #[serde(default)]
     pub allowed_owners: Vec<String>,
     /// `owner/repo` names we serve; empty means any repository of an allowed owner.
@@ -47,6 +53,10 @@ pub struct Config {
     /// Global weighted quota: sum of `weight` over live runners of all pools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_total_weight: Option<u32>,
+    /// Serve jobs of public repositories (off by default: anyone who can open
+    /// a pull request could run code on our runners). A pool may override it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_public_repositories: bool,
     /// Version of the GitHub Actions runner the VMs run: pinned (`2.329.0`)
     /// or `"latest"` (the newest release the runner cache verified).
     #[serde(default = "defaults::runner_version")]
@@ -154,6 +164,10 @@ pub struct Pool {
     /// unset: the pool refuses sizing labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sizing: Option<SizingBounds>,
+    /// Serve jobs of public repositories; unset: the global
+    /// `allow_public_repositories`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_public_repositories: Option<bool>,
 }
 
 impl Pool {
@@ -165,6 +179,12 @@ impl Pool {
                 .first()
                 .map_or(Architecture::X64, |t| Architecture::of_instance_type(t))
         })
+    }
+
+    /// Does this pool take jobs of public repositories (its own setting,
+    /// else the global one)?
+    pub fn allows_public_repositories(&self, global: bool) -> bool {
+        self.allow_public_repositories.unwrap_or(global)
     }
 }
 
@@ -301,9 +321,20 @@ impl Config {
         self.pools.iter().find(|p| p.name == name)
     }
 
+    /// `allowed_owners = ["*"]`: any owner, said explicitly.
+    pub fn allows_any_owner(&self) -> bool {
+        self.allowed_owners.iter().any(|o| o == ANY_OWNER)
+    }
+
+    /// The owners named in `allowed_owners` (without `"*"`).
+    pub fn named_owners(&self) -> impl Iterator<Item = &String> {
+        self.allowed_owners.iter().filter(|o| *o != ANY_OWNER)
+    }
+
     /// Is a job of this repository (`owner/name`) ours to serve?
     pub fn allows(&self, owner: &str, repository_full_name: &str) -> bool {
         let owner_ok = self.allowed_owners.is_empty()
+            || self.allows_any_owner()
             || self
                 .allowed_owners
                 .iter()
@@ -317,5 +348,7 @@ impl Config {
     }
 }
 
+#[cfg(test)]
+mod owners_tests;
 #[cfg(test)]
 mod tests;

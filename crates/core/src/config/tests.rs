@@ -211,9 +211,10 @@ fn pool_strategy() -> impl Strategy<Value = Pool> {
         30u64..3600,
         prop::option::of("[ -~]{0,40}"),
         prop::option::of((1u32..4, 4u32..16, prop::option::of(1u32..512))),
+        prop::option::of(any::<bool>()),
     )
         .prop_map(
-            |(name, labels, max_runners, weight, repo, boot, script, sizing)| Pool {
+            |(name, labels, max_runners, weight, repo, boot, script, sizing, public)| Pool {
                 name,
                 labels: labels.into_iter().collect(),
                 launch_template: Some("lt".into()),
@@ -247,6 +248,7 @@ fn pool_strategy() -> impl Strategy<Value = Pool> {
                     disk_gib: disk,
                     base_cpu: Some(lo),
                 }),
+                allow_public_repositories: public,
             },
         )
 }
@@ -256,6 +258,7 @@ prop_compose! {
         deployment in "[a-z][a-z0-9-]{0,19}",
         pools in prop::collection::vec(pool_strategy(), 1..4),
         pat in any::<bool>(),
+        public in any::<bool>(),
     ) -> Config {
         let mut pools = pools;
         for (i, p) in pools.iter_mut().enumerate() {
@@ -275,6 +278,7 @@ prop_compose! {
             allowed_owners: vec![],
             allowed_repositories: vec!["o/r".into()],
             max_total_weight: Some(100),
+            allow_public_repositories: public,
             runner_version: "2.329.0".into(),
             pools,
             recovery: Default::default(),

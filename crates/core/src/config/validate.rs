@@ -78,6 +78,12 @@ impl Config {
                 format!("must hold 1 or 2 secrets (current, previous), not {n}"),
             ),
         }
+        if self.allows_any_owner() && self.allowed_owners.len() > 1 {
+            p.add(
+                "allowed_owners",
+                "\"*\" (any owner) must stand alone; remove it or the named owners",
+            );
+        }
         for (i, r) in self.allowed_repositories.iter().enumerate() {
             if r.split('/').filter(|s| !s.is_empty()).count() != 2 || r.matches('/').count() != 1 {
                 p.add(
@@ -350,6 +356,16 @@ impl Config {
             if secret.is_literal() {
                 p.add(format!("webhook.secrets[{i}]"), literal);
             }
+        }
+        // Fail closed: an empty list would serve any owner the credentials
+        // reach (any account that installs a public App). Say so explicitly.
+        if self.allowed_owners.is_empty() && self.allowed_repositories.is_empty() {
+            p.add(
+                "allowed_owners",
+                "is empty, which would serve every owner the credentials reach: \
+                 list the organisations/users (or the repositories in allowed_repositories), \
+                 or say [\"*\"] to serve any owner on purpose",
+            );
         }
         for (i, pool) in self.pools.iter().enumerate() {
             if pool.launch_template.as_deref().unwrap_or("").is_empty() {

@@ -200,8 +200,17 @@ impl MemoryJobSource {
             full_name: full_name.into(),
             owner,
             owner_type: owner_type.into(),
+            private: true,
             installation_id: Some(7),
         });
+    }
+
+    /// Make repository `full_name` public (repositories start private).
+    pub fn set_public(&self, full_name: &str) {
+        let mut st = self.st.lock().unwrap();
+        for r in st.repos.iter_mut().filter(|r| r.full_name == full_name) {
+            r.private = false;
+        }
     }
 
     /// A job of run `run_id` (the run's status follows its jobs).

@@ -144,7 +144,7 @@ impl Janitor {
             }
         }
         if self.config.pools.iter().any(|p| p.scope == Scope::Org) {
-            for owner in &self.config.allowed_owners {
+            for owner in self.config.named_owners() {
                 let t = GitHubTarget {
                     scope: RunnerScope::Org { org: owner.clone() },
                     installation_id: None,

@@ -27,6 +27,7 @@ fn pool(name: &str, labels: &[&str]) -> Pool {
         spot: Default::default(),
         hot: None,
         sizing: None,
+        allow_public_repositories: None,
     }
 }
 

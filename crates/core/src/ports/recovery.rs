@@ -88,6 +88,9 @@ pub struct RepoRef {
     pub owner: String,
     /// `Organization` or `User`.
     pub owner_type: String,
+    /// GitHub's `private`; absent counts as public (fail closed).
+    #[serde(default)]
+    pub private: bool,
     /// The App installation that can read it (`None` with a PAT).
     #[serde(default)]
     pub installation_id: Option<u64>,

@@ -214,7 +214,7 @@ impl Run<'_> {
                 }
             }
         } else {
-            let owners = if config.allowed_owners.is_empty() {
+            let owners = if config.named_owners().next().is_none() {
                 let mut owners = Vec::new();
                 let mut page = 1;
                 loop {
@@ -232,7 +232,7 @@ impl Run<'_> {
                     page += 1;
                 }
             } else {
-                config.allowed_owners.clone()
+                config.named_owners().cloned().collect()
             };
             for owner in owners {
                 let mut page = 1;
@@ -332,6 +332,7 @@ impl Run<'_> {
             repository: &repo.full_name,
             owner: &repo.owner,
             owner_type: &repo.owner_type,
+            public: !repo.private,
             installation_id: repo.installation_id,
             delivery_id: Some(SWEEP_DELIVERY),
             job_name: job.name.as_deref(),

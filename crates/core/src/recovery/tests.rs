@@ -406,3 +406,38 @@ async fn allowed_repositories_are_read_by_name() {
     assert_eq!(w.enqueued(), [1], "{r:?}");
     assert_eq!(r.repositories, 1);
 }
+
+#[tokio::test]
+async fn a_public_repositorys_missed_job_is_not_enqueued_unless_its_pool_allows_it() {
+    for (extra, expected) in [
+        ("", vec![1]),
+        ("allow_public_repositories = true", vec![1, 2]),
+    ] {
+        let w = SweepWorld::new(config(extra), 100);
+        w.source.add_repository("acme/app", "Organization");
+        w.source.add_repository("acme/oss", "Organization");
+        w.source.set_public("acme/oss");
+        w.source
+            .add_job("acme/app", 10, job(1, 10, "queued", &["linux"], t(0)));
+        w.source
+            .add_job("acme/oss", 11, job(2, 11, "queued", &["linux"], t(0)));
+        let r = w.run(t(600)).await;
+        assert_eq!(w.enqueued(), expected, "{extra:?}: {r:?}");
+        assert_eq!(r.not_ours, 2 - expected.len() as u32, "{extra:?}: {r:?}");
+    }
+}
+
+#[tokio::test]
+async fn any_owner_said_explicitly_sweeps_every_installation() {
+    let mut any = config("");
+    any.allowed_owners = vec!["*".into()];
+    let w = SweepWorld::new(any, 100);
+    w.source.add_repository("acme/app", "Organization");
+    w.source.add_repository("zed/tool", "Organization");
+    w.source
+        .add_job("acme/app", 10, job(1, 10, "queued", &["linux"], t(0)));
+    w.source
+        .add_job("zed/tool", 11, job(2, 11, "queued", &["linux"], t(0)));
+    let r = w.run(t(600)).await;
+    assert_eq!(w.enqueued(), [1, 2], "{r:?}");
+}

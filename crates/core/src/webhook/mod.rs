@@ -3,10 +3,12 @@
 //! adds the queue, the job-state seam and, with a [`SecretsSource`], a re-read
 //! of the secrets when a signature does not match (a rotation while warm).
 
+mod refresh_gate;
 mod route;
 mod service;
 mod signature;
 
+pub use refresh_gate::{MemoryRefreshGate, RefreshGate};
 pub use route::{
     Action, MAX_BODY_BYTES, NotServed, Outcome, QueuedJob, Routed, WebhookRequest, WebhookResponse,
     queued_job_message, route,
@@ -16,5 +18,7 @@ pub use service::{
 };
 pub use signature::{SignatureError, WebhookSecrets, sign};
 
+#[cfg(test)]
+mod public_tests;
 #[cfg(test)]
 mod tests;

@@ -84,7 +84,7 @@ pub enum Outcome {
     Accepted,
     Recorded,
     /// `not_workflow_job`, `ping`, `not_allowed`, `no_pool_matched`,
-    /// `sizing_refused`, `action_not_handled`.
+    /// `public_repository`, `sizing_refused`, `action_not_handled`.
     Ignored(&'static str),
     /// `method_not_allowed`, `too_large`, `bad_signature`, `missing_event`,
     /// `form_encoded`, `malformed`.
@@ -238,12 +238,14 @@ fn route_workflow_job(config: &Config, req: &WebhookRequest<'_>, now: DateTime<U
                 repository: &repo.full_name,
                 owner: &repo.owner.login,
                 owner_type: &repo.owner.kind,
+                public: repo.is_public(),
                 installation_id: ev.installation.as_ref().map(|i| i.id),
                 delivery_id: req.delivery,
                 job_name: job.name.as_deref(),
             };
-            // The repository is allowed (above): only the labels can miss
-            // (no pool, or sizing the pool refuses).
+            // The repository is allowed (above): the labels can miss (no
+            // pool, or sizing the pool refuses), or the pool refuses a
+            // public repository.
             let msg = match queued_job_message(config, &queued, now) {
                 Ok(msg) => msg,
                 Err(e) => return ignored(e.message, e.reason),
@@ -314,6 +316,9 @@ pub struct QueuedJob<'a> {
     pub owner: &'a str,
     /// `Organization` or `User`.
     pub owner_type: &'a str,
+    /// A public repository (`repository.private` is false): only pools that
+    /// allow public repositories serve it.
+    pub public: bool,
     pub installation_id: Option<u64>,
     /// `X-GitHub-Delivery`, or what found the job (`sweep`).
     pub delivery_id: Option<&'a str>,
@@ -325,14 +330,15 @@ pub struct QueuedJob<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct NotServed {
-    /// `not_allowed`, `no_pool_matched`, `sizing_refused`.
+    /// `not_allowed`, `no_pool_matched`, `public_repository`, `sizing_refused`.
     pub reason: &'static str,
     pub message: String,
 }
 
 /// The job message for a queued job, or why none of our pools takes it (the
-/// repository is not allowed, no pool serves its labels, or its sizing labels
-/// break the matched pool's bounds).
+/// repository is not allowed, no pool serves its labels, the repository is
+/// public and the matched pool does not allow public repositories, or its
+/// sizing labels break the matched pool's bounds).
 pub fn queued_job_message(
     config: &Config,
     job: &QueuedJob<'_>,
@@ -350,6 +356,17 @@ pub fn queued_job_message(
             message: format!("no pool serves labels {:?}", job.labels),
         });
     };
+    if job.public && !pool.allows_public_repositories(config.allow_public_repositories) {
+        return Err(NotServed {
+            reason: "public_repository",
+            message: format!(
+                "repository {} is public and pool {} does not allow public repositories \
+                 (allow_public_repositories): anyone who can open a pull request there \
+                 could run code on its runners",
+                job.repository, pool.name
+            ),
+        });
+    }
     if let Err(e) = sizing::decide(pool, job.labels, config.max_total_weight) {
         return Err(NotServed {
             reason: "sizing_refused",

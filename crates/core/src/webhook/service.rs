@@ -1,3 +1,4 @@
+use super::refresh_gate::RefreshGate;
 use super::route::{Action, Routed, WebhookRequest, WebhookResponse, route};
 use super::signature::{SignatureError, WebhookSecrets};
 use crate::config::{Config, SecretRef};
@@ -53,6 +54,8 @@ struct Refresh {
     /// When the last read started (`None`: never). Held across the read, so
     /// concurrent mismatches wait for it instead of reading again.
     last: futures::lock::Mutex<Option<Instant>>,
+    /// Shared with the function's other containers (`None`: this one alone).
+    gate: Option<Arc<dyn RefreshGate>>,
 }
 
 /// The webhook handler with its ports: route, then enqueue or record.
@@ -93,7 +96,19 @@ impl WebhookService {
             source,
             min_interval,
             last: futures::lock::Mutex::new(None),
+            gate: None,
         });
+        self
+    }
+
+    /// Also ask `gate`, shared by every container of the function, before a
+    /// read: at most one read per interval across all of them. A gate that
+    /// fails or refuses means no read (the request is refused as before).
+    /// Needs [`Self::with_secrets_source`] first.
+    pub fn with_refresh_gate(mut self, gate: Arc<dyn RefreshGate>) -> Self {
+        if let Some(refresh) = self.refresh.as_mut() {
+            refresh.gate = Some(gate);
+        }
         self
     }
 
@@ -104,7 +119,7 @@ impl WebhookService {
         let secrets = self.current_secrets();
         let mut routed = route(&self.config, &secrets, req, now);
         if self.mismatched(&routed, &secrets, req)
-            && let Some(fresh) = self.refresh_secrets(&secrets).await
+            && let Some(fresh) = self.refresh_secrets(&secrets, now).await
         {
             routed = route(&self.config, &fresh, req, now);
         }
@@ -130,7 +145,11 @@ impl WebhookService {
     /// or the read failed). `seen` are the secrets the request was refused with:
     /// if another request swapped newer ones in meanwhile, those are returned
     /// without a read.
-    async fn refresh_secrets(&self, seen: &Arc<WebhookSecrets>) -> Option<Arc<WebhookSecrets>> {
+    async fn refresh_secrets(
+        &self,
+        seen: &Arc<WebhookSecrets>,
+        now: DateTime<Utc>,
+    ) -> Option<Arc<WebhookSecrets>> {
         let refresh = self.refresh.as_ref()?;
         let mut last = refresh.last.lock().await;
         let current = self.current_secrets();
@@ -141,6 +160,25 @@ impl WebhookService {
             return None;
         }
         *last = Some(Instant::now());
+        if let Some(gate) = &refresh.gate {
+            match gate.claim(now, refresh.min_interval).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::info!(
+                        "webhook secrets were read by another container less than {} s ago; not reading again",
+                        refresh.min_interval.as_secs()
+                    );
+                    return None;
+                }
+                Err(e) => {
+                    tracing::error!(
+                        error = %e,
+                        "webhook secrets refresh gate failed; keeping the secrets held"
+                    );
+                    return None;
+                }
+            }
+        }
         match refresh.source.webhook_secrets().await {
             Ok(fresh) => {
                 let fresh = Arc::new(fresh);

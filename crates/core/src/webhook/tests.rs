@@ -38,7 +38,9 @@ fn job_body(action: &str, labels: &[&str], runner: Option<&str>) -> Vec<u8> {
             "created_at": "2026-11-23T10:00:00Z", "runner_name": runner, "runner_id": 9,
             "conclusion": null, "started_at": "2026-11-23T10:01:00Z"
         },
-        "repository": { "full_name": "o/r", "owner": { "login": "o", "type": "User" } },
+        "repository": {
+            "full_name": "o/r", "owner": { "login": "o", "type": "User" }, "private": true
+        },
         "installation": { "id": 12 }
     }))
     .unwrap()
@@ -654,4 +656,84 @@ async fn sizing_out_of_bounds_or_malformed_is_ignored_with_its_reason() {
     );
     assert_eq!(routed.outcome, Outcome::Ignored("sizing_refused"));
     assert_eq!(routed.action, Action::None);
+}
+
+/// Two warm containers of one function, reading the same source.
+fn containers(source: &Arc<FakeSecrets>, gate: Option<Arc<dyn RefreshGate>>) -> (Harness, Harness) {
+    let one = || {
+        let mut h = refreshing(source.clone(), DEFAULT_SECRET_REFRESH);
+        if let Some(g) = &gate {
+            h.service = h.service.with_refresh_gate(g.clone());
+        }
+        h
+    };
+    (one(), one())
+}
+
+#[tokio::test]
+async fn a_flood_of_bad_signatures_reads_the_secrets_once_across_containers() {
+    let body = job_body("queued", &["k8s"], None);
+    // Each container alone: one read per container.
+    let alone = FakeSecrets::holding(&[SECRET]);
+    let (a, b) = containers(&alone, None);
+    for h in [&a, &b, &a, &b] {
+        assert_eq!(post_signed(h, "wrong", &body).await.status, 401);
+    }
+    assert_eq!(
+        alone.reads(),
+        2,
+        "without a shared gate every container reads"
+    );
+
+    // Sharing the function's gate: one read for the whole function.
+    let shared = FakeSecrets::holding(&[SECRET]);
+    let gate: Arc<dyn RefreshGate> = Arc::new(MemoryRefreshGate::default());
+    let (a, b) = containers(&shared, Some(gate.clone()));
+    for h in [&a, &b, &a, &b] {
+        assert_eq!(post_signed(h, "wrong", &body).await.status, 401);
+    }
+    assert_eq!(shared.reads(), 1);
+    assert!(a.queue.sent().is_empty() && b.queue.sent().is_empty());
+}
+
+#[tokio::test]
+async fn the_shared_gate_opens_again_after_the_interval() {
+    let gate = MemoryRefreshGate::default();
+    let t0 = received();
+    let interval = std::time::Duration::from_secs(30);
+    assert!(gate.claim(t0, interval).await.unwrap());
+    assert!(
+        !gate
+            .claim(t0 + chrono::Duration::seconds(29), interval)
+            .await
+            .unwrap()
+    );
+    assert!(
+        gate.claim(t0 + chrono::Duration::seconds(30), interval)
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_failing_gate_reads_nothing_and_refuses() {
+    struct Broken;
+    #[async_trait::async_trait]
+    impl RefreshGate for Broken {
+        async fn claim(
+            &self,
+            _: chrono::DateTime<chrono::Utc>,
+            _: std::time::Duration,
+        ) -> Result<bool, crate::ports::PortError> {
+            Err(crate::ports::PortError::unavailable(
+                "dynamodb",
+                "throttled",
+            ))
+        }
+    }
+    let source = FakeSecrets::holding(&["n3w"]);
+    let (a, _) = containers(&source, Some(Arc::new(Broken)));
+    let body = job_body("queued", &["k8s"], None);
+    assert_eq!(post_signed(&a, "n3w", &body).await.status, 401);
+    assert_eq!(source.reads(), 0);
 }

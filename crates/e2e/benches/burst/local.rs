@@ -151,6 +151,7 @@ async fn report(State(ctl): State<Arc<Ctl>>, UrlPath((what, runner)): UrlPath<(S
 fn config(github: &str, runner: &Path, max_runners: u32) -> Value {
     json!({
         "deployment": "bench",
+        "allow_public_repositories": true,
         "github": { "api_url": github, "auth": { "type": "pat", "token": format!("value:{TOKEN}") } },
         "webhook": { "secrets": [format!("value:{SECRET}")] },
         "pools": [ { "name": "bench", "labels": payloads::POOL_LABELS, "max_runners": max_runners } ],

@@ -63,6 +63,9 @@ async fn sdk(url: &str) -> aws_config::SdkConfig {
 fn config_json(github_url: &str, subnet: &str, max_runners: u32) -> String {
     json!({
         "deployment": "sr",
+        // GitHub's example payloads are of public repositories, of any owner.
+        "allowed_owners": ["*"],
+        "allow_public_repositories": true,
         "github": {
             "api_url": github_url,
             "auth": { "type": "app", "app_id": fake_github::APP_ID.parse::<u64>().unwrap(),

@@ -58,6 +58,7 @@ fn config(github: &str, runner: &Path, max_runners: u32, hot: Option<Value>) -> 
     }
     json!({
         "deployment": "bench",
+        "allow_public_repositories": true,
         "github": { "api_url": github, "auth": { "type": "pat", "token": format!("value:{TOKEN}") } },
         "webhook": { "secrets": [format!("value:{SECRET}")] },
         "pools": [pool],

@@ -274,6 +274,9 @@ fn config_json(github_url: &str, subnet: &str) -> String {
         .collect();
     serde_json::json!({
         "deployment": DEPLOYMENT,
+        // GitHub's example payloads are of public repositories, of any owner.
+        "allowed_owners": ["*"],
+        "allow_public_repositories": true,
         "max_total_weight": MAX_TOTAL_WEIGHT,
         "github": {
             "api_url": github_url,

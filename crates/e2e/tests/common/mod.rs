@@ -90,6 +90,9 @@ pub async fn world_with(cpu_max: u32, max_total_weight: Option<u32>, cpu_extra: 
     let config = Config::from_toml(&format!(
         r#"
 deployment = "sr"
+# GitHub's example payloads are of public repositories, of any owner.
+allowed_owners = ["*"]
+allow_public_repositories = true
 {weight_line}
 [github]
 auth = {{ type = "app", app_id = {app}, private_key = "env:UNUSED" }}

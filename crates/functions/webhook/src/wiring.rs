@@ -2,7 +2,9 @@
 
 use aws_config::SdkConfig;
 use spotrunner_aws::runtime::{self, EnvSource, StartupError};
-use spotrunner_aws::{dynamodb::DynamoLedger, sqs::SqsJobQueue, ssm::SsmSecretStore};
+use spotrunner_aws::{
+    dynamodb::DynamoLedger, refresh_gate::DynamoRefreshGate, sqs::SqsJobQueue, ssm::SsmSecretStore,
+};
 use spotrunner_core::ports::{JobStateSink, NoJobStateSink, SecretStore};
 use spotrunner_core::webhook::{SecretRefs, WebhookService};
 use std::sync::Arc;
@@ -13,7 +15,9 @@ use std::sync::Arc;
 /// `completed` are recorded; without it they are only logged), optional
 /// `SPOTRUNNER_SECRET_REFRESH_SECS` (default 30): a signature that matches no
 /// secret makes the service read the configured secrets again, at most once
-/// per that many seconds, so a rotated secret is accepted by a warm container.
+/// per that many seconds, so a rotated secret is accepted by a warm container;
+/// with the ledger table, at most once per that many seconds across every
+/// container of the function (`spotrunner_aws::refresh_gate`).
 pub async fn service_from_env(
     sdk: &SdkConfig,
     env: &dyn EnvSource,
@@ -23,15 +27,21 @@ pub async fn service_from_env(
     let store: Arc<dyn SecretStore> = Arc::new(SsmSecretStore::new(sdk));
     let source = SecretRefs::new(config.webhook.secrets.clone(), Some(store));
     let queue = SqsJobQueue::new(sdk, env.require("SPOTRUNNER_JOBS_QUEUE_URL")?);
-    let job_states: Arc<dyn JobStateSink> = match env.get("SPOTRUNNER_LEDGER_TABLE") {
-        Some(table) if !table.is_empty() => Arc::new(DynamoLedger::new(sdk, table)),
-        _ => {
-            tracing::warn!("SPOTRUNNER_LEDGER_TABLE not set: job states are not recorded");
+    let table = env.get("SPOTRUNNER_LEDGER_TABLE").filter(|t| !t.is_empty());
+    let job_states: Arc<dyn JobStateSink> = match &table {
+        Some(table) => Arc::new(DynamoLedger::new(sdk, table.clone())),
+        None => {
+            tracing::warn!(
+                "SPOTRUNNER_LEDGER_TABLE not set: job states are not recorded, \
+                 and secrets refreshes are limited per container only"
+            );
             Arc::new(NoJobStateSink)
         }
     };
-    Ok(
-        WebhookService::new(Arc::new(config), secrets, Arc::new(queue), job_states)
-            .with_secrets_source(Arc::new(source), refresh),
-    )
+    let service = WebhookService::new(Arc::new(config), secrets, Arc::new(queue), job_states)
+        .with_secrets_source(Arc::new(source), refresh);
+    Ok(match table {
+        Some(table) => service.with_refresh_gate(Arc::new(DynamoRefreshGate::new(sdk, table))),
+        None => service,
+    })
 }

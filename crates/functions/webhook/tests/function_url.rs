@@ -13,6 +13,9 @@ fn service(queue: Arc<MemoryQueue>) -> WebhookService {
     let config = Config::from_toml(
         r#"
 deployment = "sr"
+# GitHub's example payloads are of public repositories, of any owner.
+allowed_owners = ["*"]
+allow_public_repositories = true
 [github]
 auth = { type = "pat", token = "env:T" }
 [webhook]
