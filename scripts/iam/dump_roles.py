@@ -14,6 +14,13 @@ policies decide), the queue policies of the stop-events queue and its DLQ (who
 may send EventBridge's runner events), the documents of AmazonSSMManagedInstanceCore and
 AdministratorAccess as the matrix's regression inputs, and the Terraform
 outputs the matrix names resources with.
+
+And, found in the emulator by the deployment tag (not from the module's own
+outputs, so that a resource the guardrails forgot still gets its rows): the
+EventBridge rules, the event source mappings of the functions, the HTTP APIs,
+the log groups, the alarms, the security groups the launch templates use and
+the module's own ones, and the custom `resolve:ssm:` AMI parameters of the
+launch templates (`deployed` in the dump).
 """
 import argparse
 import json
@@ -39,6 +46,87 @@ def policy_document(iam, arn):
 
 def as_dict(doc):
     return json.loads(doc) if isinstance(doc, str) else doc
+
+
+def tagged(tags, prefix):
+    """Tags as a list of {Key, Value} or a dict: is it ours?"""
+    if isinstance(tags, dict):
+        return tags.get(DEPLOYMENT_TAG) == prefix
+    return {"Key": DEPLOYMENT_TAG, "Value": prefix} in (tags or [])
+
+
+def deployed_resources(session, endpoint, prefix, outputs):
+    """The deployment's resources a job could use to switch the control plane
+    off, found by their deployment tag."""
+    found = {}
+
+    events = session.client("events", endpoint_url=endpoint)
+    rules, token = [], None
+    while True:
+        page = events.list_rules(NamePrefix=f"{prefix}-", **({"NextToken": token} if token else {}))
+        for r in page.get("Rules", []):
+            if tagged(events.list_tags_for_resource(ResourceARN=r["Arn"]).get("Tags"), prefix):
+                rules.append(r["Arn"])
+        token = page.get("NextToken")
+        if not token:
+            break
+    found["event_rules"] = sorted(rules)
+
+    lam = session.client("lambda", endpoint_url=endpoint)
+    # Every mapping of the account, kept when it feeds one of our functions.
+    ours = set(tf_value(outputs, "function_names").values())
+    mappings, marker = [], None
+    while True:
+        page = lam.list_event_source_mappings(**({"Marker": marker} if marker else {}))
+        for m in page.get("EventSourceMappings", []):
+            if m.get("FunctionArn", "").split(":function:")[-1].split(":")[0] in ours:
+                mappings.append(m["UUID"])
+        marker = page.get("NextMarker")
+        if not marker:
+            break
+    found["event_source_mappings"] = sorted(mappings)
+
+    apis = session.client("apigatewayv2", endpoint_url=endpoint)
+    found["apis"] = sorted(a["ApiId"] for a in apis.get_apis().get("Items", []) if tagged(a.get("Tags"), prefix))
+
+    logs = session.client("logs", endpoint_url=endpoint)
+    groups = []
+    for p in ("/aws/lambda/", "/aws/apigateway/"):
+        for page in logs.get_paginator("describe_log_groups").paginate(logGroupNamePrefix=f"{p}{prefix}-"):
+            for g in page["logGroups"]:
+                if tagged(logs.list_tags_log_group(logGroupName=g["logGroupName"]).get("tags"), prefix):
+                    groups.append(g["logGroupName"])
+    found["log_groups"] = sorted(groups)
+
+    cw = session.client("cloudwatch", endpoint_url=endpoint)
+    alarms = []
+    for page in cw.get_paginator("describe_alarms").paginate(AlarmNamePrefix=f"{prefix}-"):
+        for a in page["MetricAlarms"]:
+            if tagged(cw.list_tags_for_resource(ResourceARN=a["AlarmArn"]).get("Tags"), prefix):
+                alarms.append(a["AlarmName"])
+    found["alarms"] = sorted(alarms)
+
+    ec2 = session.client("ec2", endpoint_url=endpoint)
+    groups = {
+        g["GroupId"]
+        for g in ec2.describe_security_groups(Filters=[{"Name": f"tag:{DEPLOYMENT_TAG}", "Values": [prefix]}])["SecurityGroups"]
+    }
+    ami_parameters = set()
+    for lt in tf_value(outputs, "launch_templates").values():
+        versions = ec2.describe_launch_template_versions(LaunchTemplateId=lt["id"], Versions=["$Latest"])
+        for v in versions["LaunchTemplateVersions"]:
+            data = v["LaunchTemplateData"]
+            for ni in data.get("NetworkInterfaces", []):
+                groups.update(ni.get("Groups", []))
+            groups.update(data.get("SecurityGroupIds", []))
+            image = data.get("ImageId", "")
+            if image.startswith("resolve:ssm:"):
+                name = image[len("resolve:ssm:"):].split(":")[0]
+                if not name.startswith("/aws/service/"):
+                    ami_parameters.add(name)
+    found["security_groups"] = sorted(groups)
+    found["ami_parameters"] = sorted(ami_parameters)
+    return found
 
 
 def main():
@@ -92,7 +180,7 @@ def main():
             % (prefix, sorted(tagged), sorted(expected.values()))
         )
 
-    partition = expected["runner"].split(":")[1]
+    partition = next(iter(expected.values())).split(":")[1]
     reference = {}
     for name in REFERENCE_POLICIES:
         _, doc = policy_document(iam, f"arn:{partition}:iam::aws:policy/{name}")
@@ -119,12 +207,15 @@ def main():
             sys.exit(f"dump_roles: queue {url} ({name}) has no queue policy")
         queue_policies[url] = json.loads(attrs["Policy"])
 
+    deployed = deployed_resources(session, args.endpoint, prefix, outputs)
+
     keep = [
         "prefix", "region", "role_arns", "config_parameter", "github_credential_parameter",
         "webhook_secret_parameters", "jit_parameter_prefix", "jobs_queue_url", "bootstrap_queue_url",
         "dlq_url", "ledger_table", "bucket", "bootstrap_script_key", "ssm_document", "launch_templates",
         "function_names", "runner_instance_profile", "parameter_kms_key_arn",
         "bootstrap_dlq_url", "stop_events_queue_url", "stop_events_dlq_url", "event_rules",
+        "runner_roles",
     ]
     dump = {
         "account": account,
@@ -136,12 +227,14 @@ def main():
         "reference_policies": reference,
         "key_policies": key_policies,
         "queue_policies": queue_policies,
+        "deployed": deployed,
     }
     with open(args.out, "w") as f:
         json.dump(dump, f, indent=1, sort_keys=True)
     print(
         f"dump_roles: {len(roles)} roles of {prefix} "
         + ", ".join(f"{k} ({len(v['inline'])} inline, {len(v['attached'])} attached)" for k, v in sorted(roles.items()))
+        + "; deployed: " + ", ".join(f"{k} {len(v)}" for k, v in sorted(deployed.items()))
         + f" -> {args.out}",
         file=sys.stderr,
     )

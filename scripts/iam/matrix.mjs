@@ -18,6 +18,18 @@
 //  - the runner role with AdministratorAccess as an extra policy must still
 //    be denied the deployment's secrets and control plane (explicit Deny),
 //    and without its guardrail policy it must not be.
+//  - without the shared guardrails-watch policy, AdministratorAccess must
+//    reach the alarms, the event source mappings and the janitor's rule.
+// Every pool has its own runner role (<prefix>-runner-<pool>): the runner rows
+// and the AdministratorAccess rows run once per pool role, with that pool's
+// startup script allowed and every other pool's denied, its own extra
+// policies reaching its jobs only, and its credentials bound to the
+// instance's VPC and address (aws:ec2InstanceSourceVPC / ...PrivateIPv4).
+// The AdministratorAccess rows also cover what a job could use to switch the
+// control plane off, as found deployed (dump.deployed): the EventBridge rules,
+// event source mappings, the webhook API, log groups, alarms, the pools'
+// security groups, the runners' volumes, snapshots and network interfaces, the
+// deployment's parameters and custom resolve:ssm: AMI parameters.
 // The queue policies of the stop-events queue and its DLQ are evaluated too:
 // only EventBridge, only for this deployment's stop-runner rules (aws:SourceArn).
 // And a static check: no resource pattern of deployment <prefix> matches a
@@ -80,8 +92,32 @@ const document = `arn:${PART}:ssm:${R}:${A}:document/${out.ssm_document}`
 const templates = Object.values(out.launch_templates).map((t) => ec2(`launch-template/${t.id}`))
 const ourTemplate = templates[0]
 const foreignTemplate = ec2('launch-template/lt-0ffffffffffffffff')
-const runnerRole = out.role_arns.runner
 const functions = out.function_names
+// Pools, and each pool's runner role (older dumps: one role `runner` for all).
+const pools = Object.keys(out.launch_templates)
+const runnerRoles = out.runner_roles || {}
+const runnerKey = (pool) => (dump.roles[`runner-${pool}`] ? `runner-${pool}` : 'runner')
+const runnerRoleOf = (pool) => dump.roles[runnerKey(pool)].arn
+// Pools with a startup script (examples/local: cpu and arm) and each pool's
+// extra policies (examples/local: arm reads team-artifacts).
+const startupPools = Object.keys(runnerRoles).length
+  ? pools.filter((p) => runnerRoles[p].startup_script_key)
+  : ['cpu', 'arm']
+const teamArtifact = `arn:${PART}:s3:::team-artifacts/build.tar`
+const hasExtraFor = (pool) => (runnerRoles[pool]?.extra_policy_arns || []).length > 0
+const bindingOf = (pool) => runnerRoles[pool]?.credential_binding || 'off'
+// What the deployment runs, found in the emulator by its tag (dump_roles.py).
+const deployed = dump.deployed || {}
+const INSTANCE_VPC = 'vpc-0runner0000000001'
+const INSTANCE_IP = '10.0.1.23'
+// A request from the instance, through a VPC endpoint of its VPC.
+const throughEndpoint = {
+  'aws:ec2InstanceSourceVPC': INSTANCE_VPC,
+  'aws:ec2InstanceSourcePrivateIPv4': INSTANCE_IP,
+  'aws:SourceVpc': INSTANCE_VPC,
+  'aws:VpcSourceIp': INSTANCE_IP,
+  'aws:ViaAWSService': 'false',
+}
 
 const other = {
   config: param(`/${O}/config`),
@@ -133,10 +169,56 @@ const launch = (template, deployment = P) => ({
 // [expect, action, resource, context, note]
 const ALLOW = 'ALLOW'
 const DENY = 'DENY'
-const onInstance = { 'ec2:SourceInstanceARN': ownInstance }
+// The request context of a call made with the instance's credentials on the
+// instance: through a VPC endpoint when the pool binds its credentials
+// strictly (it could not call otherwise), else as a plain call.
+const baseOnInstance = { 'ec2:SourceInstanceARN': ownInstance }
+let onInstance = baseOnInstance
+let runnerRole = null
+let currentPool = null
+function forPool(pool) {
+  currentPool = pool
+  runnerRole = runnerRoleOf(pool)
+  onInstance = bindingOf(pool) === 'strict' ? { ...baseOnInstance, ...throughEndpoint } : baseOnInstance
+}
+
+// The pool's own startup script is readable, no other pool's; its extra
+// policies reach its jobs only.
+function poolRows(pool) {
+  const rows = startupPools.map((p) =>
+    p === pool
+      ? [ALLOW, 's3:GetObject', s3obj(bucket, `startup/${p}.sh`), { ...onInstance }, 'its own pool\'s startup script']
+      : [DENY, 's3:GetObject', s3obj(bucket, `startup/${p}.sh`), { ...onInstance }, `pool ${p}'s startup script`],
+  )
+  rows.push([hasExtraFor(pool) ? ALLOW : DENY, 's3:GetObject', teamArtifact, { ...onInstance }, hasExtraFor(pool) ? 'its pool\'s extra policy (team-artifacts)' : 'another pool\'s extra policy (team-artifacts)'])
+  return rows
+}
+
+// Credentials bound to the instance's VPC and private address: used through a
+// VPC endpoint of another VPC, or from another address, they are refused.
+function bindingRows() {
+  const jit = { 'ec2:SourceInstanceARN': ownInstance, ...jitTags(ownInstance) }
+  const rows = [
+    [ALLOW, 'ssm:GetParameter', ownJit, { ...jit, ...throughEndpoint }, 'credentials used from the instance (VPC endpoint)'],
+    [DENY, 'ssm:GetParameter', ownJit, { ...jit, ...throughEndpoint, 'aws:SourceVpc': 'vpc-0elsewhere000000001' }, 'credentials used from another VPC (its VPC endpoint)'],
+    [DENY, 'ssm:GetParameter', ownJit, { ...jit, ...throughEndpoint, 'aws:VpcSourceIp': '10.0.9.99' }, 'credentials used from another address of the VPC'],
+    [DENY, 's3:GetObject', s3obj(bucket, out.bootstrap_script_key), { 'ec2:SourceInstanceARN': ownInstance, ...throughEndpoint, 'aws:SourceVpc': 'vpc-0elsewhere000000001' }, 'bucket read from another VPC'],
+  ]
+  if (bindingOf(currentPool) === 'strict') {
+    rows.push(
+      [DENY, 'ssm:GetParameter', ownJit, { ...jit, 'aws:SourceIp': '203.0.113.7', 'aws:ViaAWSService': 'false' }, 'credentials used over the internet (strict binding)'],
+      ...(kmsKey ? [[ALLOW, 'kms:Decrypt', kmsKey, { 'ec2:SourceInstanceARN': ownInstance, ...kmsCtx(ownJit), 'aws:ViaAWSService': 'true', 'aws:ec2InstanceSourceVPC': INSTANCE_VPC }, 'KMS called by SSM on its behalf (strict binding)']] : []),
+    )
+  } else {
+    // Documented: without VPC endpoints the keys to compare are absent.
+    rows.push([ALLOW, 'ssm:GetParameter', ownJit, { ...jit, 'aws:SourceIp': '203.0.113.7', 'aws:ViaAWSService': 'false' }, 'credentials used over the internet (by design: binding "endpoints" binds endpoint calls only)'])
+  }
+  return rows
+}
 
 function runnerRows() {
   const rows = [
+    ...bindingRows(),
     // its own JIT config, bound to it by tag; nothing else
     [ALLOW, 'ssm:GetParameter', ownJit, { ...onInstance, ...jitTags(ownInstance) }, 'own JIT parameter'],
     [ALLOW, 'ssm:DeleteParameter', ownJit, { ...onInstance, ...jitTags(ownInstance) }, 'own JIT parameter'],
@@ -165,7 +247,7 @@ function runnerRows() {
     [DENY, 'ssmmessages:CreateDataChannel', '*', { ...onInstance }, 'no Session Manager data channel'],
     // the bucket
     [ALLOW, 's3:GetObject', s3obj(bucket, out.bootstrap_script_key), { ...onInstance }, 'bootstrap.sh'],
-    [ALLOW, 's3:GetObject', s3obj(bucket, 'startup/cpu.sh'), { ...onInstance }, 'startup script'],
+    ...poolRows(currentPool),
     [ALLOW, 's3:GetObject', s3obj(bucket, 'runner-cache/actions-runner-linux-x64-2.329.0.tar.gz'), { ...onInstance }, 'runner tarball'],
     [DENY, 's3:PutObject', s3obj(bucket, out.bootstrap_script_key), { ...onInstance }, 'overwrite bootstrap.sh'],
     [DENY, 's3:PutObject', s3obj(bucket, 'startup/cpu.sh'), { ...onInstance }, 'overwrite a startup script'],
@@ -242,6 +324,9 @@ function adminRows() {
     // own grants elsewhere stay (a job may build AMIs, read its own secrets).
     [ALLOW, 'ssm:GetParameter', unrelated, { ...onInstance }, 'unrelated parameter (by design: extra policy)'],
     [ALLOW, 'ec2:RunInstances', instance('*'), { ...onInstance }, 'untagged instance (by design: extra policy)'],
+    ...startupPools.filter((p) => p !== currentPool).map((p) => [DENY, 's3:GetObject', s3obj(bucket, `startup/${p}.sh`), { ...onInstance }, `pool ${p}'s startup script`]),
+    ...bindingRows().filter((r) => r[0] === DENY),
+    ...controlPlaneRows(),
   ]
   if (kmsKey) {
     rows.push(
@@ -252,6 +337,60 @@ function adminRows() {
       [ALLOW, 'kms:Decrypt', kmsKey, { ...onInstance, ...kmsCtx(ownJit) }, 'decrypt a JIT parameter'],
     )
   }
+  return rows
+}
+
+// What a job with AdministratorAccess could use to switch the control plane
+// off or reach other runners: each resource found deployed, and the runners'
+// volumes, snapshots and network interfaces (by the deployment tag).
+function controlPlaneRows() {
+  const tagged = instanceTags(P)
+  const eventRules = deployed.event_rules || []
+  const mappings = (deployed.event_source_mappings || []).map((u) => `arn:${PART}:lambda:${R}:${A}:event-source-mapping:${u}`)
+  const apis = (deployed.apis || []).map((id) => `arn:${PART}:apigateway:${R}::/apis/${id}`)
+  const logGroup = (name) => `arn:${PART}:logs:${R}:${A}:log-group:${name}`
+  const alarm = (name) => `arn:${PART}:cloudwatch:${R}:${A}:alarm:${name}`
+  const sg = (id) => ec2(`security-group/${id}`)
+  const guardrailPolicies = Object.values(dump.roles)
+    .flatMap((r) => r.attached)
+    .filter((p) => p.name.includes('guardrails'))
+    .map((p) => p.arn)
+  const rows = [
+    ...eventRules.flatMap((r) => ['events:DisableRule', 'events:RemoveTargets', 'events:PutTargets', 'events:DeleteRule'].map((a) => [DENY, a, r, { ...onInstance }, `rule ${r.split('/').pop()}`])),
+    ...mappings.flatMap((m) => ['lambda:UpdateEventSourceMapping', 'lambda:DeleteEventSourceMapping'].map((a) => [DENY, a, m, { ...onInstance }, 'stop a queue (event source mapping)'])),
+    ...apis.flatMap((api) => [
+      [DENY, 'apigateway:DELETE', api, { ...onInstance }, 'delete the webhook API'],
+      [DENY, 'apigateway:PATCH', `${api}/stages/$default`, { ...onInstance }, "lift the webhook API's throttle"],
+      [DENY, 'apigateway:PATCH', `${api}/integrations/abc1234`, { ...onInstance }, "repoint the webhook API's integration"],
+    ]),
+    ...(deployed.log_groups || []).flatMap((g) =>
+      ['logs:DeleteLogGroup', 'logs:PutRetentionPolicy', 'logs:DeleteMetricFilter', 'logs:PutSubscriptionFilter'].map((a) => [DENY, a, logGroup(g), { ...onInstance }, `log group ${g}`]),
+    ),
+    ...(deployed.alarms || []).flatMap((n) =>
+      ['cloudwatch:DeleteAlarms', 'cloudwatch:DisableAlarmActions', 'cloudwatch:PutMetricAlarm'].map((a) => [DENY, a, alarm(n), { ...onInstance }, `alarm ${n}`]),
+    ),
+    ...(deployed.security_groups || []).flatMap((id) =>
+      ['ec2:AuthorizeSecurityGroupIngress', 'ec2:ModifySecurityGroupRules', 'ec2:DeleteSecurityGroup'].map((a) => [DENY, a, sg(id), { ...onInstance }, `a pool's security group ${id}`]),
+    ),
+    ...['ec2:CreateSnapshot', 'ec2:DetachVolume', 'ec2:AttachVolume', 'ec2:DeleteVolume', 'ec2:ModifyVolume'].map((a) => [DENY, a, ec2('volume/vol-0bbbbbbbbbbbbbbb2'), { ...onInstance, ...tagged }, "another runner's root volume"]),
+    [DENY, 'ec2:CreateSnapshots', otherRunner, { ...onInstance, ...tagged }, "snapshot another runner's disks"],
+    ...['ec2:CopySnapshot', 'ec2:ModifySnapshotAttribute', 'ec2:CreateVolume'].map((a) => [DENY, a, `arn:${PART}:ec2:${R}::snapshot/snap-0bbbbbbbbbbbbbbb2`, { ...onInstance, ...tagged }, "a snapshot of a runner's volume"]),
+    [DENY, 'ebs:GetSnapshotBlock', `arn:${PART}:ec2:${R}::snapshot/snap-0bbbbbbbbbbbbbbb2`, { ...onInstance, ...tagged }, "read a runner snapshot's blocks"],
+    [DENY, 'ec2:CreateSnapshot', `arn:${PART}:ec2:${R}::snapshot/*`, { ...onInstance, [`aws:RequestTag/${TAG}`]: P }, 'a snapshot tagged as ours'],
+    ...['ec2:ModifyNetworkInterfaceAttribute', 'ec2:DetachNetworkInterface', 'ec2:DeleteNetworkInterface', 'ec2:CreateNetworkInterfacePermission', 'ec2:AssignPrivateIpAddresses'].map((a) => [DENY, a, ec2('network-interface/eni-0bbbbbbbbbbbbbbb2'), { ...onInstance, ...tagged }, "another runner's network interface"]),
+    [DENY, 'ssm:PutParameter', param(`/${P}/planted`), { ...onInstance }, "a new parameter under the deployment's path"],
+    [DENY, 'ssm:LabelParameterVersion', config, { ...onInstance }, 'relabel the configuration'],
+    ...(deployed.ami_parameters || []).flatMap((n) => [
+      ...['ssm:PutParameter', 'ssm:LabelParameterVersion', 'ssm:DeleteParameter', 'ssm:AddTagsToResource'].map((a) => [DENY, a, param(n), { ...onInstance }, `the pools' AMI parameter ${n}`]),
+      [ALLOW, 'ssm:GetParameter', param(n), { ...onInstance }, `read the AMI parameter ${n} (by design: extra policy)`],
+    ]),
+    ...guardrailPolicies.flatMap((arn) => ['iam:CreatePolicyVersion', 'iam:DeletePolicy', 'iam:SetDefaultPolicyVersion'].map((a) => [DENY, a, arn, { ...onInstance }, 'edit the guardrails'])),
+    [DENY, 'iam:DetachRolePolicy', runnerRole, { ...onInstance }, 'detach the guardrails'],
+    // By design: an extra policy's grants on the job's own resources stay.
+    [ALLOW, 'ec2:CreateSnapshot', ec2('volume/vol-0eeeeeeeeeeeeeee5'), { ...onInstance }, "snapshot a job's own volume (by design: extra policy)"],
+    [ALLOW, 'events:DisableRule', rule('team-nightly'), { ...onInstance }, "another team's rule (by design: extra policy)"],
+    [ALLOW, 'logs:DeleteLogGroup', logGroup('/team/app'), { ...onInstance }, "another team's log group (by design: extra policy)"],
+  ]
   return rows
 }
 
@@ -387,8 +526,8 @@ function lambdaRows(name) {
       [ALLOW, 'dynamodb:GetItem', ledger, keys('state#rerun/900'), "is this job an interrupted job's re-run"],
       [DENY, 'dynamodb:PutItem', ledger, keys('state#rerun/900'), 're-run markers (stop-runner, janitor)'],
       [DENY, 'dynamodb:PutItem', ledger, keys('state#redelivery'), "another task's state"],
-      [ALLOW, 'iam:PassRole', runnerRole, { 'iam:PassedToService': 'ec2.amazonaws.com' }, 'runner role to EC2'],
-      [DENY, 'iam:PassRole', runnerRole, { 'iam:PassedToService': 'lambda.amazonaws.com' }, 'runner role elsewhere'],
+      ...pools.map((p) => [ALLOW, 'iam:PassRole', runnerRoleOf(p), { 'iam:PassedToService': 'ec2.amazonaws.com' }, `pool ${p}'s runner role to EC2`]),
+      [DENY, 'iam:PassRole', runnerRoleOf(pools[0]), { 'iam:PassedToService': 'lambda.amazonaws.com' }, 'runner role elsewhere'],
       [DENY, 'iam:PassRole', out.role_arns.janitor, { 'iam:PassedToService': 'ec2.amazonaws.com' }, 'another role'],
       [ALLOW, 'iam:CreateServiceLinkedRole', `arn:${PART}:iam::${A}:role/aws-service-role/spot.amazonaws.com/AWSServiceRoleForEC2Spot`, { 'iam:AWSServiceName': 'spot.amazonaws.com' }, 'spot service-linked role'],
       ...(kmsKey
@@ -548,7 +687,27 @@ const KMS_CONTEXT = /kms:EncryptionContext:([A-Za-z0-9_.-]+)/g
 const KMS_CONTEXT_ALIAS = 'aws:RequestTag/spotrunner-matrix-kms-encryption-context.'
 const aliasKmsContext = (value) => JSON.parse(JSON.stringify(value).replace(KMS_CONTEXT, `${KMS_CONTEXT_ALIAS}$1`))
 
+// The evaluator cannot parse API Gateway's resource types (account-less ARNs
+// listed two per type in the service reference: "no.resource.types"). For
+// those rows the decision is static: an explicit Deny whose Action and
+// Resource patterns match the request and which has no Condition.
+const STATIC_SERVICES = ['apigateway:']
+function staticDecision(policies, action, resource) {
+  const matches = (patterns, value) => [].concat(patterns || []).some((p) => wildcardToRegExp(p.toLowerCase()).test(value.toLowerCase()))
+  const deny = []
+  for (const { name, policy } of policies) {
+    for (const st of [].concat(policy.Statement || [])) {
+      if (st.Effect !== 'Deny' || st.Condition || st.NotAction || st.NotResource) continue
+      if (matches(st.Action, action) && matches(st.Resource, resource)) deny.push(`${name}#${st.Sid || '?'}`)
+    }
+  }
+  return deny.length
+    ? { decision: DENY, overall: 'ExplicitlyDenied', why: `(static) denied by ${deny.join(', ')}`, ignored: [] }
+    : { decision: ALLOW, overall: 'Allowed', why: '(static: API Gateway ARNs) no unconditional explicit Deny names it', ignored: [] }
+}
+
 async function evaluate(principal, policies, [expect, action, resource, context]) {
+  if (STATIC_SERVICES.some((s) => action.startsWith(s))) return staticDecision(policies, action, resource)
   if (Object.keys(context).some((k) => k.startsWith(KMS_CONTEXT_ALIAS)) || JSON.stringify(policies).includes(KMS_CONTEXT_ALIAS)) {
     throw new Error(`${KMS_CONTEXT_ALIAS} is reserved for the matrix`)
   }
@@ -647,6 +806,13 @@ function exactIdentityCheck() {
     s3obj(`${O}-runner-${A}-${R}`, 'startup/cpu.sh'),
     s3obj(`${O}-runner-${A}-${R}`, 'runner-cache/actions-runner-linux-x64-2.329.0.tar.gz'),
     `arn:${PART}:events:${R}:${A}:rule/${O}-janitor-schedule`,
+    `arn:${PART}:cloudwatch:${R}:${A}:alarm:${O}-dlq-not-empty`,
+    `arn:${PART}:cloudwatch:${R}:${A}:alarm:${O}-webhook-bad-signatures`,
+    `arn:${PART}:logs:${R}:${A}:log-group:/aws/apigateway/${O}-webhook`,
+    `arn:${PART}:logs:${R}:${A}:log-group:/aws/lambda/${O}-webhook`,
+    `arn:${PART}:iam::${A}:policy/${O}-runner-guardrails-plane`,
+    `arn:${PART}:iam::${A}:policy/${O}-runner-guardrails-infra`,
+    ...pools.flatMap((p) => [role(`${O}-runner-${p}`), `arn:${PART}:iam::${A}:instance-profile/${O}-runner-${p}`]),
   ]
   const problems = []
   let patterns = 0
@@ -673,21 +839,27 @@ function exactIdentityCheck() {
 }
 
 // --- main ---------------------------------------------------------------------------------
-const expectedRoles = ['runner', 'webhook', 'create-runner', 'stop-runner', 'dlq-mover', 'janitor', 'recovery']
+const expectedRoles = [...new Set(pools.map(runnerKey)), 'webhook', 'create-runner', 'stop-runner', 'dlq-mover', 'janitor', 'recovery']
 for (const r of expectedRoles) {
   if (!dump.roles[r]) {
     console.error(`matrix: role ${r} missing from ${file}`)
     process.exit(2)
   }
 }
-const principalOf = (r) => `arn:${PART}:sts::${A}:assumed-role/${dump.roles[r].name}/${r === 'runner' ? 'i-0aaaaaaaaaaaaaaa1' : dump.roles[r].name}`
+const principalOf = (r) => `arn:${PART}:sts::${A}:assumed-role/${dump.roles[r].name}/${r.startsWith('runner') ? 'i-0aaaaaaaaaaaaaaa1' : dump.roles[r].name}`
 
 let failed = 0
 let total = 0
-const runnerPolicies = policiesOf(dump.roles.runner)
+for (const pool of pools) {
+  forPool(pool)
+  const rows = runnerRows()
+  const title = `pool ${pool}'s runner role ${dump.roles[runnerKey(pool)].name} (as deployed, credential binding ${bindingOf(pool)})`
+  failed += (await runMatrix(title, principalOf(runnerKey(pool)), policiesOf(dump.roles[runnerKey(pool)]), rows)).length
+  total += rows.length
+}
+forPool(pools[0])
+const runnerPolicies = policiesOf(dump.roles[runnerKey(pools[0])])
 const rRows = runnerRows()
-failed += (await runMatrix('runner role (as deployed)', principalOf('runner'), runnerPolicies, rRows)).length
-total += rRows.length
 for (const name of ['webhook', 'create-runner', 'stop-runner', 'dlq-mover', 'janitor', 'recovery']) {
   const rows = lambdaRows(name)
   failed += (await runMatrix(`${name} role (as deployed)`, principalOf(name), policiesOf(dump.roles[name]), rows)).length
@@ -721,17 +893,22 @@ for (const q of [stopEvents, stopEventsDlq]) {
 failed += (await runMatrix('stop-events queue policies (as deployed)', 'events.amazonaws.com', [], qRows)).length
 total += qRows.length
 
+for (const pool of pools) {
+  forPool(pool)
+  const rows = adminRows()
+  failed += (
+    await runMatrix(
+      `pool ${pool}'s runner role + AdministratorAccess as an extra policy: the guardrails hold`,
+      principalOf(runnerKey(pool)),
+      [...policiesOf(dump.roles[runnerKey(pool)]), { name: 'attached:AdministratorAccess', policy: dump.reference_policies.AdministratorAccess }],
+      rows,
+      { explicitDeny: true },
+    )
+  ).length
+  total += rows.length
+}
+forPool(pools[0])
 const aRows = adminRows()
-failed += (
-  await runMatrix(
-    'runner role + AdministratorAccess as an extra policy: the guardrails hold',
-    principalOf('runner'),
-    [...runnerPolicies, { name: 'attached:AdministratorAccess', policy: dump.reference_policies.AdministratorAccess }],
-    aRows,
-    { explicitDeny: true },
-  )
-).length
-total += aRows.length
 
 // Regressions the matrix must catch (each must produce at least one FAIL).
 const regressions = [
@@ -744,23 +921,32 @@ const regressions = [
     title: 'REGRESSION: runner grant keyed on ${ec2:InstanceID} (the old policy)',
     policies: runnerPolicies.map((p) => ({
       name: p.name,
-      policy: p.name.endsWith('-guardrails') ? p.policy : JSON.parse(JSON.stringify(p.policy).replaceAll('${ec2:SourceInstanceARN}', '${ec2:InstanceID}')),
+      policy: p.name.includes('-guardrails') ? p.policy : JSON.parse(JSON.stringify(p.policy).replaceAll('${ec2:SourceInstanceARN}', '${ec2:InstanceID}')),
     })),
     mustFail: ['own JIT parameter'],
   },
   {
     title: 'REGRESSION: runner role without its guardrail policy, AdministratorAccess attached',
     policies: [
-      ...runnerPolicies.filter((p) => !p.name.endsWith('-guardrails')),
+      ...runnerPolicies.filter((p) => !p.name.includes('-guardrails')),
       { name: 'attached:AdministratorAccess', policy: dump.reference_policies.AdministratorAccess },
     ],
     rows: aRows,
     mustFail: ['GitHub credential', 'configuration document', 'overwrite bootstrap.sh'],
   },
+  {
+    title: 'REGRESSION: runner role without the shared guardrails-watch policy, AdministratorAccess attached',
+    policies: [
+      ...runnerPolicies.filter((p) => !p.name.includes('-guardrails-watch')),
+      { name: 'attached:AdministratorAccess', policy: dump.reference_policies.AdministratorAccess },
+    ],
+    rows: aRows,
+    mustFail: [`alarm ${P}-webhook-bad-signatures`, 'stop a queue (event source mapping)', `rule ${P}-janitor-schedule`],
+  },
 ]
 for (const reg of regressions) {
   console.log(`\n== ${reg.title}: must fail the ${reg.rows ? 'guardrail' : 'runner'} matrix`)
-  const failures = await runMatrix(reg.title, principalOf('runner'), reg.policies, reg.rows || rRows, { quiet: true })
+  const failures = await runMatrix(reg.title, principalOf(runnerKey(pools[0])), reg.policies, reg.rows || rRows, { quiet: true })
   const notes = new Set(failures.map((f) => f.row[4]))
   const missing = reg.mustFail.filter((n) => !notes.has(n))
   total++
