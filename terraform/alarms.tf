@@ -200,3 +200,25 @@ locals {
   # The configuration's recovery.runner_cache.max_age_days (its default: 30).
   runner_max_age_days = try(var.recovery.runner_cache.max_age_days, 30)
 }
+
+# Security: a burst of webhook requests refused for a bad signature (401).
+# The webhook publishes every refused request as the EMF metric
+# webhook_refused with the dimension reason (crates/core/src/webhook/route.rs;
+# crates/aws/src/metrics.rs): bad_signature is a signature no secret held
+# matches.
+resource "aws_cloudwatch_metric_alarm" "webhook_bad_signatures" {
+  alarm_name          = "${var.prefix}-webhook-bad-signatures"
+  alarm_description   = "spotrunner ${var.prefix}: more than ${var.webhook_bad_signature_alarm_threshold} webhook requests in 5 minutes carried a bad signature (401): someone is guessing the secret or flooding the endpoint, or GitHub and the deployment hold different secrets (after a rotation: webhook_previous_secret_parameter)"
+  namespace           = "spotrunner"
+  metric_name         = "webhook_refused"
+  dimensions          = { deployment = var.prefix, function = "webhook", reason = "bad_signature" }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = var.webhook_bad_signature_alarm_threshold
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_actions
+  ok_actions          = var.alarm_actions
+  tags                = local.tags
+}

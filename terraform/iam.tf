@@ -328,9 +328,10 @@ locals {
           ]
         },
         {
-          sid        = "PassRunnerRole"
+          # Each pool's runner role (runner.tf), to EC2 only.
+          sid        = "PassRunnerRoles"
           actions    = ["iam:PassRole"]
-          resources  = [aws_iam_role.runner.arn]
+          resources  = [for r in aws_iam_role.runner : r.arn]
           conditions = [{ test = "StringEquals", variable = "iam:PassedToService", values = ["ec2.amazonaws.com"] }]
         },
         {

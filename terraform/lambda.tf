@@ -129,7 +129,6 @@ resource "aws_lambda_function" "fn" {
   #checkov:skip=CKV_AWS_117:Not in a VPC: the functions call GitHub and AWS APIs only; a VPC would need a NAT gateway (cost) and gives no isolation benefit here.
   #checkov:skip=CKV_AWS_173:Environment variables hold only resource names and URLs, no secrets (secrets are SSM SecureString references); the AWS-managed key encrypts them at rest.
   #checkov:skip=CKV_AWS_272:Code signing is not used: zips are built from this repository by scripts/package-lambdas.sh and pinned by filebase64sha256.
-  #checkov:skip=CKV_AWS_115:Reserved concurrency is set where it protects the cap (create-runner, janitor, dlq-mover; variable reserved_concurrency); webhook and stop-runner must never be throttled, so they stay unreserved by default.
   for_each = local.lambda_settings
 
   function_name    = "${var.prefix}-${each.key}"

@@ -30,8 +30,8 @@ output "function_names" {
 }
 
 output "role_arns" {
-  description = "IAM role ARNs by Lambda, plus `runner` for the instance role."
-  value       = merge({ for k, r in aws_iam_role.lambda : k => r.arn }, { runner = aws_iam_role.runner.arn })
+  description = "IAM role ARNs by Lambda, plus `runner-<pool>` for each pool's runner role."
+  value       = merge({ for k, r in aws_iam_role.lambda : k => r.arn }, { for p, r in aws_iam_role.runner : "runner-${p}" => r.arn })
 }
 
 output "jobs_queue_url" {
@@ -123,8 +123,26 @@ output "launch_templates" {
 }
 
 output "runner_instance_profile" {
-  description = "Name of the runner instance profile."
-  value       = aws_iam_instance_profile.runner.name
+  description = "Name of each pool's runner instance profile, by pool."
+  value       = { for p, ip in aws_iam_instance_profile.runner : p => ip.name }
+}
+
+output "runner_roles" {
+  description = "By pool: its runner role (name, ARN), instance profile, security groups, startup script key (null without one), extra policies and credential binding."
+  value = { for p, pool in local.pools : p => {
+    role_name          = aws_iam_role.runner[p].name
+    role_arn           = aws_iam_role.runner[p].arn
+    instance_profile   = aws_iam_instance_profile.runner[p].name
+    security_group_ids = local.pool_security_group_ids[p]
+    startup_script_key = pool.startup_script == null ? null : local.startup_script_key[p]
+    extra_policy_arns  = distinct(concat(var.runner_extra_policy_arns, pool.extra_policy_arns))
+    credential_binding = local.credential_binding[p]
+  } }
+}
+
+output "runner_guardrail_policies" {
+  description = "ARNs of the managed guardrail policies every runner role has (plane, infra, watch)."
+  value       = { for g, p in aws_iam_policy.runner_guardrails : g => p.arn }
 }
 
 output "event_rules" {

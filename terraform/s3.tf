@@ -105,7 +105,7 @@ resource "aws_s3_object" "startup_script" {
   for_each = { for name, p in local.pools : name => p if p.startup_script != null }
 
   bucket                 = aws_s3_bucket.runner.id
-  key                    = "startup/${each.key}.sh"
+  key                    = local.startup_script_key[each.key]
   content                = each.value.startup_script
   content_type           = "text/x-shellscript"
   server_side_encryption = "aws:kms"

@@ -66,11 +66,11 @@ variable "log_retention_days" {
 }
 
 variable "reserved_concurrency" {
-  description = "Reserved concurrent executions per Lambda; -1 leaves a function unreserved. create-runner's bounds the rate of GitHub JIT calls and CreateFleet calls (its two SQS mappings get half each as maximum concurrency, so SQS never throttles it); janitor, dlq-mover and recovery run one at a time. Accounts with a low concurrency quota may need -1 everywhere."
+  description = "Reserved concurrent executions per Lambda; -1 leaves a function unreserved. The webhook's (20) and stop-runner's (5) cap what a flood of requests or events can cost and keep the account's other functions' concurrency theirs (the webhook answers a throttled request 429; GitHub's redelivery loop asks for it again). create-runner's bounds the rate of GitHub JIT calls and CreateFleet calls (its two SQS mappings get half each as maximum concurrency, so SQS never throttles it); stop-runner's mapping gets its reserved concurrency as maximum; janitor, dlq-mover and recovery run one at a time. Lambda keeps 100 of the account's quota unreserved: accounts with a low quota may need -1 everywhere."
   type = object({
-    webhook       = optional(number, -1)
+    webhook       = optional(number, 20)
     create_runner = optional(number, 10)
-    stop_runner   = optional(number, -1)
+    stop_runner   = optional(number, 5)
     dlq_mover     = optional(number, 1)
     janitor       = optional(number, 1)
     recovery      = optional(number, 1)
@@ -80,6 +80,10 @@ variable "reserved_concurrency" {
   validation {
     condition     = alltrue([for v in values(var.reserved_concurrency) : v == -1 || (v >= 0 && floor(v) == v)])
     error_message = "reserved_concurrency values must be -1 (unreserved) or a whole number >= 0."
+  }
+  validation {
+    condition     = contains([-1, 0], var.reserved_concurrency.stop_runner) || var.reserved_concurrency.stop_runner >= 2
+    error_message = "reserved_concurrency.stop_runner must be -1, 0 (paused) or at least 2 (its SQS mapping needs a maximum concurrency of at least 2)."
   }
   validation {
     condition     = contains([-1, 0], var.reserved_concurrency.create_runner) || var.reserved_concurrency.create_runner >= 4
@@ -203,12 +207,28 @@ variable "webhook_endpoint" {
 }
 
 variable "api_throttling" {
-  description = "HTTP API default-route throttling (requests per second and burst)."
+  description = "HTTP API default-route throttling (requests per second and burst); requests above it are answered 429 before they reach (and cost) the webhook Lambda. A Function URL has no throttle: reserved_concurrency.webhook is its only cap."
   type = object({
-    rate_limit  = optional(number, 100)
-    burst_limit = optional(number, 200)
+    rate_limit  = optional(number, 50)
+    burst_limit = optional(number, 100)
   })
   default = {}
+
+  validation {
+    condition     = var.api_throttling.rate_limit >= 1 && var.api_throttling.burst_limit >= 1 && floor(var.api_throttling.burst_limit) == var.api_throttling.burst_limit
+    error_message = "api_throttling: rate_limit must be at least 1 request per second and burst_limit a whole number of at least 1 (an unthrottled API lets anyone run up the bill)."
+  }
+}
+
+variable "webhook_bad_signature_alarm_threshold" {
+  description = "Security alarm <prefix>-webhook-bad-signatures: more than this many requests refused for a bad signature (401, the webhook's EMF metric webhook_refused with reason bad_signature) in 5 minutes. A burst means someone is guessing, or GitHub holds another secret."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.webhook_bad_signature_alarm_threshold >= 0 && floor(var.webhook_bad_signature_alarm_threshold) == var.webhook_bad_signature_alarm_threshold
+    error_message = "webhook_bad_signature_alarm_threshold must be a whole number >= 0."
+  }
 }
 
 # ---------------------------------------------------------------------------
@@ -296,10 +316,16 @@ variable "github_pat_parameter" {
 }
 
 variable "webhook_secret" {
-  description = "The GitHub webhook secret. Stored as the SecureString parameter /<prefix>/webhook/secret. Give this or webhook_secret_parameter."
+  description = "The GitHub webhook secret, at least 32 characters (e.g. `openssl rand -hex 32`). Stored as the SecureString parameter /<prefix>/webhook/secret. Give this or webhook_secret_parameter."
   type        = string
   default     = null
   sensitive   = true
+
+  validation {
+    # A short secret can be guessed offline from a single signed delivery.
+    condition     = var.webhook_secret == null || try(length(trimspace(var.webhook_secret)) >= 32, false)
+    error_message = "webhook_secret must be at least 32 characters (not blank): generate one with `openssl rand -hex 32`."
+  }
 }
 
 variable "webhook_secret_parameter" {
@@ -404,7 +430,12 @@ variable "pools" {
     - architecture: x64 or arm64; null: derived from instance_types (Graviton
       families such as m7g, c7gn, t4g are arm64), which must not mix the two
     - instance_types, subnets: CreateFleet overrides (instance types x subnets)
-    - security_group_ids: for the instances' network interface
+    - security_group_ids: for the instances' network interface; empty: a
+      security group of the module (<prefix>-runner-<pool>, egress only, no
+      ingress: runners cannot reach each other)
+    - extra_policy_arns: managed policies for this pool's runner role only
+      (<prefix>-runner-<pool>; runner_extra_policy_arns go to every pool's)
+    - credential_binding: off | endpoints | strict; null: runner_credential_binding
     - capacity_type: spot (default) or on-demand; on_demand_fallback for spot pools
     - max_runners, weight, runner_group, scope (org | repo)
     - boot_timeout_secs, idle_timeout_secs, max_run_time_secs (<= 172800)
@@ -432,6 +463,8 @@ variable "pools" {
     instance_types      = list(string)
     subnets             = list(string)
     security_group_ids  = optional(list(string), [])
+    extra_policy_arns   = optional(list(string), [])
+    credential_binding  = optional(string)
     capacity_type       = optional(string, "spot")
     on_demand_fallback  = optional(bool, false)
     max_runners         = number
@@ -495,6 +528,20 @@ variable "pools" {
   validation {
     condition     = alltrue([for p in var.pools : p.ami == null || can(regex("^(ami-[0-9a-f]+|resolve:ssm:/.+)$", p.ami))])
     error_message = "pool ami must be an AMI id (ami-...) or resolve:ssm:/<parameter path>."
+  }
+  validation {
+    condition     = alltrue([for p in var.pools : p.credential_binding == null || contains(["off", "endpoints", "strict"], coalesce(p.credential_binding, "off"))])
+    error_message = "pool credential_binding must be off, endpoints or strict (or null for runner_credential_binding)."
+  }
+  validation {
+    # IAM attaches at most 10 managed policies to a role (the default quota);
+    # the three guardrail policies take three.
+    condition     = alltrue([for p in var.pools : length(distinct(concat(var.runner_extra_policy_arns, p.extra_policy_arns))) <= 7])
+    error_message = "runner_extra_policy_arns plus a pool's extra_policy_arns must be at most 7 policies (IAM's 10 per role, 3 of them the guardrails)."
+  }
+  validation {
+    condition     = alltrue([for p in var.pools : alltrue([for a in p.extra_policy_arns : can(regex("^arn:[a-z-]+:iam::([0-9]{12}|aws):policy/.+$", a))])])
+    error_message = "pool extra_policy_arns must be managed policy ARNs (arn:<partition>:iam::<account or aws>:policy/<name>)."
   }
   validation {
     condition     = alltrue([for p in var.pools : length(p.instance_types) > 0])
@@ -600,9 +647,20 @@ variable "runner_cache_upload" {
 }
 
 variable "runner_extra_policy_arns" {
-  description = "Extra managed policy ARNs attached to the runner instance role (what your jobs need). Keep this empty for least privilege. They cannot re-open this deployment's secrets or control plane: the role's guardrail policy denies those explicitly (see README, IAM). Never grant IAM write access here: a job could create a principal without the guardrails."
+  description = "Extra managed policy ARNs attached to every pool's runner role (what your jobs need; a pool's own extra_policy_arns reach that pool's jobs only). Keep this empty for least privilege. They cannot re-open this deployment's secrets or control plane: the roles' guardrail policies deny those explicitly (see README, IAM). Never grant IAM write access here: a job could create a principal without the guardrails."
   type        = list(string)
   default     = []
+}
+
+variable "runner_credential_binding" {
+  description = "Bind the runner roles' credentials to the instance (aws:ec2InstanceSourceVPC, aws:ec2InstanceSourcePrivateIPv4): `endpoints` (default) refuses them through a VPC endpoint of another VPC or from another address (requests over the internet carry no VPC keys and are not bound); `strict` also refuses every request that does not come through a VPC endpoint (needs endpoints for ssm, ssmmessages, ec2messages, s3, kms when used, and whatever the jobs call); `off`. A pool's credential_binding overrides it."
+  type        = string
+  default     = "endpoints"
+
+  validation {
+    condition     = contains(["off", "endpoints", "strict"], var.runner_credential_binding)
+    error_message = "runner_credential_binding must be off, endpoints or strict."
+  }
 }
 
 # ---------------------------------------------------------------------------

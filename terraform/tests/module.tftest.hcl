@@ -25,6 +25,27 @@ mock_provider "aws" {
       arn = "arn:aws:iam::123456789012:role/srtest-mock"
     }
   }
+  mock_resource "aws_iam_policy" {
+    defaults = {
+      arn = "arn:aws:iam::123456789012:policy/srtest-mock"
+    }
+  }
+  mock_data "aws_subnet" {
+    defaults = {
+      vpc_id = "vpc-0mock"
+    }
+  }
+  mock_resource "aws_security_group" {
+    defaults = {
+      id  = "sg-0mock"
+      arn = "arn:aws:ec2:eu-west-1:123456789012:security-group/sg-0mock"
+    }
+  }
+  mock_resource "aws_cloudwatch_metric_alarm" {
+    defaults = {
+      arn = "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:srtest-mock"
+    }
+  }
   mock_resource "aws_iam_instance_profile" {
     defaults = {
       arn = "arn:aws:iam::123456789012:instance-profile/srtest-runner"
@@ -214,7 +235,7 @@ variables {
   prefix           = "srtest"
   lambda_zip_dir   = "tests/fixtures/lambda"
   github_app_id    = 4242
-  webhook_secret   = "test-secret"
+  webhook_secret   = "test-secret-0123456789abcdef0123456789"
   allowed_owners   = ["my-org"]
   max_total_weight = 10
 
@@ -409,7 +430,7 @@ run "pass_role_only_for_the_runner_role" {
     condition = alltrue(flatten([
       for fn, doc in data.aws_iam_policy_document.lambda : [
         for s in doc.statement : !contains(s.actions, "iam:PassRole") || (
-          fn == "create-runner" && length(s.resources) == 1 &&
+          fn == "create-runner" && toset(s.resources) == toset([for r in aws_iam_role.runner : r.arn]) &&
           anytrue([for c in s.condition : c.variable == "iam:PassedToService" && toset(c.values) == toset(["ec2.amazonaws.com"])])
         )
       ]
@@ -425,7 +446,7 @@ run "runner_role_reads_only_its_own_jit_parameter" {
   # guardrails) are checked by scripts/iam/matrix.mjs after the apply on moto.
   assert {
     condition = length([
-      for s in data.aws_iam_policy_document.runner.statement : s
+      for s in data.aws_iam_policy_document.runner["cpu"].statement : s
       if toset(s.actions) == toset(["ssm:GetParameter", "ssm:DeleteParameter"]) &&
       toset(s.resources) == toset(["arn:aws:ssm:eu-west-1:123456789012:parameter/srtest/jit/*"]) &&
       length(s.condition) == 1 &&
@@ -440,7 +461,7 @@ run "runner_role_reads_only_its_own_jit_parameter" {
 
   assert {
     condition = alltrue([
-      for s in data.aws_iam_policy_document.runner.statement :
+      for s in data.aws_iam_policy_document.runner["cpu"].statement :
       alltrue([for a in s.actions : contains([
         "ssm:GetParameter", "ssm:DeleteParameter", "s3:GetObject",
         "ssm:UpdateInstanceInformation", "ssm:ListInstanceAssociations",
@@ -453,7 +474,7 @@ run "runner_role_reads_only_its_own_jit_parameter" {
   }
 
   assert {
-    condition     = alltrue([for s in data.aws_iam_policy_document.runner.statement : !contains(s.actions, "ssm:GetParameter") || alltrue([for r in s.resources : startswith(r, "arn:aws:ssm:eu-west-1:123456789012:parameter/srtest/jit/")])])
+    condition     = alltrue([for s in data.aws_iam_policy_document.runner["cpu"].statement : !contains(s.actions, "ssm:GetParameter") || alltrue([for r in s.resources : startswith(r, "arn:aws:ssm:eu-west-1:123456789012:parameter/srtest/jit/")])])
     error_message = "runner role: no parameter read outside /<prefix>/jit/"
   }
 
@@ -466,7 +487,7 @@ run "runner_role_reads_only_its_own_jit_parameter" {
   # The guardrails: explicit Denies on the secrets, whatever else is attached.
   assert {
     condition = anytrue([
-      for s in data.aws_iam_policy_document.runner_guardrails.statement :
+      for s in data.aws_iam_policy_document.runner_guardrails["cpu"].statement :
       s.effect == "Deny" && s.sid == "DenySecretParameters" &&
       toset(s.resources) == toset([
         "arn:aws:ssm:eu-west-1:123456789012:parameter/srtest/github/app-private-key",
@@ -478,7 +499,7 @@ run "runner_role_reads_only_its_own_jit_parameter" {
   }
   assert {
     condition = anytrue([
-      for s in data.aws_iam_policy_document.runner_guardrails.statement :
+      for s in data.aws_iam_policy_document.runner_guardrails["cpu"].statement :
       s.effect == "Deny" && s.sid == "DenyParametersOfOthers" && length(s.condition) == 2 &&
       alltrue([for c in s.condition : c.test == "StringNotEquals" && toset(c.values) == toset(["$${ec2:SourceInstanceARN}"])])
     ])
@@ -486,15 +507,15 @@ run "runner_role_reads_only_its_own_jit_parameter" {
   }
   assert {
     condition = anytrue([
-      for s in data.aws_iam_policy_document.runner_guardrails.statement :
+      for s in data.aws_iam_policy_document.runner_guardrails["cpu"].statement :
       s.effect == "Deny" && s.sid == "DenyBootstrapWrites" &&
       toset(s.resources) == toset(["arn:aws:s3:::srtest-runner-123456789012-eu-west-1/bootstrap.sh", "arn:aws:s3:::srtest-runner-123456789012-eu-west-1/startup/*"])
     ])
     error_message = "runner guardrails: bootstrap.sh and startup scripts are read-only"
   }
   assert {
-    condition     = aws_iam_role_policy.runner_guardrails.role == aws_iam_role.runner.id
-    error_message = "runner guardrails are an inline policy of the runner role"
+    condition     = alltrue([for p, g in aws_iam_role_policy.runner_guardrails : g.role == aws_iam_role.runner[p].id])
+    error_message = "runner guardrails are an inline policy of each pool's runner role"
   }
 }
 
@@ -504,19 +525,19 @@ run "runner_extra_policies_keep_the_guardrails" {
     runner_cache_upload      = true
   }
   assert {
-    condition     = length(aws_iam_role_policy_attachment.runner_extra) == 1 && length(aws_iam_role_policy.runner_guardrails.policy) > 0
+    condition     = length(aws_iam_role_policy_attachment.runner_extra) == 3 && alltrue([for g in aws_iam_role_policy.runner_guardrails : length(g.policy) > 0])
     error_message = "extra policies are attached next to the guardrails"
   }
   assert {
     condition = anytrue([
-      for s in data.aws_iam_policy_document.runner.statement :
+      for s in data.aws_iam_policy_document.runner["cpu"].statement :
       s.sid == "FillRunnerCache" && anytrue([for c in s.condition : c.variable == "s3:if-none-match" && toset(c.values) == toset(["*"])])
     ])
     error_message = "runner_cache_upload: new objects only (If-None-Match: *)"
   }
   assert {
     condition = anytrue([
-      for s in data.aws_iam_policy_document.runner_guardrails.statement :
+      for s in data.aws_iam_policy_document.runner_guardrails["cpu"].statement :
       s.sid == "DenyRunnerCacheOverwrite" && anytrue([for c in s.condition : c.test == "StringNotEquals" && c.variable == "s3:if-none-match"])
     ])
     error_message = "runner_cache_upload: overwrites stay denied"
@@ -571,7 +592,7 @@ run "parameter_kms_key" {
   }
   assert {
     condition = anytrue([
-      for s in data.aws_iam_policy_document.runner.statement :
+      for s in data.aws_iam_policy_document.runner["cpu"].statement :
       toset(s.actions) == toset(["kms:Decrypt"]) && anytrue([for c in s.condition :
         c.test == "StringLike" && c.variable == "kms:EncryptionContext:PARAMETER_ARN" &&
         toset(c.values) == toset(["arn:aws:ssm:eu-west-1:123456789012:parameter/srtest/jit/*"])
@@ -581,7 +602,7 @@ run "parameter_kms_key" {
   }
   assert {
     condition = anytrue([
-      for s in data.aws_iam_policy_document.runner_guardrails.statement :
+      for s in data.aws_iam_policy_document.runner_guardrails["cpu"].statement :
       s.effect == "Deny" && s.sid == "DenyParameterKeyOutsideJit"
     ])
     error_message = "runner guardrails: the key decrypts nothing but JIT parameters"
@@ -943,8 +964,8 @@ run "lambda_environment_contract" {
     error_message = "every Lambda's SPOTRUNNER_CONFIG_SHA256 is sha256 of the configuration document in the parameter (a changed document rolls the functions)"
   }
   assert {
-    condition     = aws_lambda_function.fn["create-runner"].reserved_concurrent_executions == 10 && aws_lambda_function.fn["webhook"].reserved_concurrent_executions == -1
-    error_message = "reserved concurrency defaults: create-runner 10, webhook unreserved"
+    condition     = aws_lambda_function.fn["create-runner"].reserved_concurrent_executions == 10
+    error_message = "reserved concurrency defaults: create-runner 10"
   }
 }
 
@@ -1184,4 +1205,298 @@ run "app_id_twice_is_refused" {
     github_app_id_parameter = "/srtest/github/app-id"
   }
   expect_failures = [aws_ssm_parameter.config]
+}
+
+# --- issue 26: guardrails over everything a job could touch ---------------------
+
+run "runner_guardrails_cover_the_control_plane" {
+  # Every rule, event source mapping, log group and alarm of the deployment is
+  # named by an explicit Deny every runner role has (the matrix proves the
+  # effect with AdministratorAccess attached, over the roles as deployed).
+  assert {
+    condition = anytrue([
+      for s in data.aws_iam_policy_document.runner_guardrails_watch.statement :
+      s.effect == "Deny" && s.sid == "DenyOurRules" && toset(s.actions) == toset(["events:*"]) &&
+      toset(s.resources) == toset(concat([for r in aws_cloudwatch_event_rule.stop_runner : r.arn], [for r in aws_cloudwatch_event_rule.schedule : r.arn]))
+    ])
+    error_message = "runner guardrails: every EventBridge rule of the deployment (events:*)"
+  }
+  assert {
+    condition = anytrue([
+      for s in data.aws_iam_policy_document.runner_guardrails_watch.statement :
+      s.effect == "Deny" && s.sid == "DenyOurEventSourceMappings" && length(s.resources) == 3 &&
+      alltrue([for r in s.resources : startswith(r, "arn:aws:lambda:eu-west-1:123456789012:event-source-mapping:")])
+    ])
+    error_message = "runner guardrails: the three event source mappings (lambda:*)"
+  }
+  assert {
+    condition = anytrue([
+      for s in data.aws_iam_policy_document.runner_guardrails_watch.statement :
+      s.effect == "Deny" && s.sid == "DenyOurWebhookApi" &&
+      toset(s.resources) == toset(["arn:aws:apigateway:eu-west-1::/apis/abc123", "arn:aws:apigateway:eu-west-1::/apis/abc123/*"])
+    ])
+    error_message = "runner guardrails: the webhook API and everything under it (apigateway:*)"
+  }
+  assert {
+    condition = anytrue([
+      for s in data.aws_iam_policy_document.runner_guardrails_watch.statement :
+      s.effect == "Deny" && s.sid == "DenyOurLogGroups" && alltrue([
+        for g in concat(values(aws_cloudwatch_log_group.lambda), aws_cloudwatch_log_group.api) : contains(s.resources, g.arn) && contains(s.resources, "${g.arn}:*")
+      ])
+    ])
+    error_message = "runner guardrails: every log group of the deployment and its streams (logs:*)"
+  }
+  assert {
+    condition = anytrue([
+      for s in data.aws_iam_policy_document.runner_guardrails_watch.statement :
+      s.effect == "Deny" && s.sid == "DenyOurAlarms" && alltrue([
+        for a in concat(
+          [aws_cloudwatch_metric_alarm.dlq_not_empty, aws_cloudwatch_metric_alarm.oldest_job, aws_cloudwatch_metric_alarm.runner_version_behind, aws_cloudwatch_metric_alarm.webhook_bad_signatures],
+          values(aws_cloudwatch_metric_alarm.other_dlq_not_empty), values(aws_cloudwatch_metric_alarm.lambda_errors),
+          values(aws_cloudwatch_metric_alarm.queue_time), values(aws_cloudwatch_metric_alarm.log_alarm),
+        ) : contains(s.resources, a.arn)
+      ]) && contains(s.resources, aws_cloudwatch_dashboard.main[0].dashboard_arn)
+    ])
+    error_message = "runner guardrails: every alarm (and the dashboard) of the deployment (cloudwatch:*)"
+  }
+  assert {
+    condition = anytrue([
+      for s in data.aws_iam_policy_document.runner_guardrails_infra.statement :
+      s.effect == "Deny" && s.sid == "DenyRunnerVolumesSnapshotsAndInterfaces" &&
+      toset(s.resources) == toset([
+        "arn:aws:ec2:eu-west-1:123456789012:volume/*",
+        "arn:aws:ec2:eu-west-1:123456789012:network-interface/*",
+        "arn:aws:ec2:eu-west-1::snapshot/*",
+      ]) &&
+      anytrue([for c in s.condition : c.variable == "aws:ResourceTag/spotrunner:deployment" && toset(c.values) == toset(["srtest"])])
+    ])
+    error_message = "runner guardrails: the runners' volumes, snapshots and network interfaces (by the deployment tag)"
+  }
+  assert {
+    condition = anytrue([
+      for s in data.aws_iam_policy_document.runner_guardrails_infra.statement :
+      s.effect == "Deny" && s.sid == "DenyPoolSecurityGroups" &&
+      toset(s.resources) == toset(["arn:aws:ec2:eu-west-1:123456789012:security-group/sg-0mock"])
+    ])
+    error_message = "runner guardrails: the pools' security groups"
+  }
+  # Every runner role has the three shared guardrail policies.
+  assert {
+    condition     = toset([for a in aws_iam_role_policy_attachment.runner_guardrails : "${a.role}"]) == toset([for r in aws_iam_role.runner : r.name]) && length(aws_iam_role_policy_attachment.runner_guardrails) == 3 * length(var.pools)
+    error_message = "every pool's runner role has the plane, infra and watch guardrails attached"
+  }
+  # No custom AMI parameter here: no statement for one.
+  assert {
+    condition     = !anytrue([for s in data.aws_iam_policy_document.runner_guardrails_infra.statement : s.sid == "DenyAmiParameterWrites"])
+    error_message = "no custom AMI parameter, no DenyAmiParameterWrites"
+  }
+}
+
+run "custom_ami_parameters_are_read_only_for_runners" {
+  variables {
+    pools = [
+      { name = "a", labels = ["a"], instance_types = ["m7i.large"], subnets = ["subnet-0abc"], max_runners = 1, ami = "resolve:ssm:/team/images/runner:3" },
+      { name = "b", labels = ["b"], instance_types = ["m7i.large"], subnets = ["subnet-0abc"], max_runners = 1, ami = "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64" },
+    ]
+  }
+  assert {
+    condition = anytrue([
+      for s in data.aws_iam_policy_document.runner_guardrails_infra.statement :
+      s.sid == "DenyAmiParameterWrites" && toset(s.resources) == toset(["arn:aws:ssm:eu-west-1:123456789012:parameter/team/images/runner"]) &&
+      try(contains(s.not_actions, "ssm:GetParameter") && !contains(s.not_actions, "ssm:PutParameter"), false)
+    ])
+    error_message = "a custom resolve:ssm: AMI parameter (version suffix dropped) is denied everything but reads; /aws/service/ is AWS's"
+  }
+}
+
+run "each_pool_has_its_own_role_and_security_group" {
+  assert {
+    condition     = toset([for r in aws_iam_role.runner : r.name]) == toset(["srtest-runner-cpu", "srtest-runner-od", "srtest-runner-arm"])
+    error_message = "one runner role per pool: <prefix>-runner-<pool>"
+  }
+  assert {
+    condition     = alltrue([for p, lt in aws_launch_template.pool : lt.iam_instance_profile[0].arn == aws_iam_instance_profile.runner[p].arn])
+    error_message = "each pool's launch template uses its own pool's instance profile"
+  }
+  # A startup script is readable by its own pool's role only.
+  assert {
+    condition = anytrue([
+      for s in data.aws_iam_policy_document.runner["cpu"].statement :
+      s.sid == "ReadRunnerBucket" && contains(s.resources, "arn:aws:s3:::srtest-runner-123456789012-eu-west-1/startup/cpu.sh")
+    ])
+    error_message = "pool cpu's role reads startup/cpu.sh"
+  }
+  assert {
+    condition = alltrue(flatten([
+      for p, doc in data.aws_iam_policy_document.runner : [
+        for s in doc.statement : [
+          for r in s.resources : !strcontains(r, "/startup/") || r == "arn:aws:s3:::srtest-runner-123456789012-eu-west-1/startup/${p}.sh"
+        ]
+      ]
+    ]))
+    error_message = "no pool's role is allowed another pool's startup script (nor startup/*)"
+  }
+  assert {
+    condition = alltrue([
+      for p, doc in data.aws_iam_policy_document.runner_guardrails : anytrue([
+        for s in doc.statement : s.sid == "DenyOtherPoolsStartupScripts" && toset(s.resources) == toset([
+          for q in ["cpu", "od", "arm"] : "arn:aws:s3:::srtest-runner-123456789012-eu-west-1/startup/${q}.sh" if q != p
+        ])
+      ])
+    ])
+    error_message = "each pool's guardrails deny the other pools' startup scripts"
+  }
+  # A security group per pool: no ingress, egress only, in the pool's VPC.
+  assert {
+    condition     = length(aws_security_group.pool) == 3 && alltrue([for sg in aws_security_group.pool : length(sg.ingress) == 0 && length(sg.egress) == 1 && sg.vpc_id == "vpc-0mock"])
+    error_message = "each pool without security groups gets one of the module's: no ingress, one egress rule, in its subnets' VPC"
+  }
+  assert {
+    condition     = alltrue([for p, lt in aws_launch_template.pool : toset(lt.network_interfaces[0].security_groups) == toset([aws_security_group.pool[p].id])])
+    error_message = "each pool's launch template uses its own security group"
+  }
+}
+
+run "a_pool_names_its_security_groups_and_extra_policies" {
+  variables {
+    runner_extra_policy_arns = ["arn:aws:iam::123456789012:policy/all-jobs"]
+    pools = [
+      { name = "a", labels = ["a"], instance_types = ["m7i.large"], subnets = ["subnet-0abc"], max_runners = 1, security_group_ids = ["sg-0named"], extra_policy_arns = ["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"] },
+      { name = "b", labels = ["b"], instance_types = ["m7i.large"], subnets = ["subnet-0abc"], max_runners = 1 },
+    ]
+  }
+  assert {
+    condition     = keys(aws_security_group.pool) == ["b"] && toset(aws_launch_template.pool["a"].network_interfaces[0].security_groups) == toset(["sg-0named"])
+    error_message = "a pool naming its security groups gets none of the module's"
+  }
+  assert {
+    condition = toset([for a in aws_iam_role_policy_attachment.runner_extra : "${a.role} ${a.policy_arn}"]) == toset([
+      "srtest-runner-a arn:aws:iam::123456789012:policy/all-jobs",
+      "srtest-runner-a arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess",
+      "srtest-runner-b arn:aws:iam::123456789012:policy/all-jobs",
+    ])
+    error_message = "a pool's extra policies go to its own role only; runner_extra_policy_arns to every pool's"
+  }
+  assert {
+    condition = anytrue([
+      for s in data.aws_iam_policy_document.runner_guardrails_infra.statement :
+      s.sid == "DenyPoolSecurityGroups" && contains(s.resources, "arn:aws:ec2:eu-west-1:123456789012:security-group/sg-0named")
+    ])
+    error_message = "a pool's named security group is guarded too"
+  }
+}
+
+run "too_many_extra_policies_are_refused" {
+  command = plan
+  variables {
+    runner_extra_policy_arns = [for i in range(8) : "arn:aws:iam::123456789012:policy/p${i}"]
+  }
+  expect_failures = [var.pools]
+}
+
+run "credential_binding_defaults_to_vpc_endpoints" {
+  # AWS's pattern: through a VPC endpoint, the instance's VPC and address only.
+  assert {
+    condition = alltrue([
+      for p, doc in data.aws_iam_policy_document.runner_guardrails : length([
+        for s in doc.statement : s if s.effect == "Deny" && toset(s.actions) == toset(["*"]) && (
+          (s.sid == "DenyCredentialsFromAnotherVpc" && anytrue([for c in s.condition : c.test == "StringNotEquals" && c.variable == "aws:ec2InstanceSourceVPC" && toset(c.values) == toset(["$${aws:SourceVpc}"])])) ||
+          (s.sid == "DenyCredentialsFromAnotherAddress" && anytrue([for c in s.condition : c.test == "StringNotEquals" && c.variable == "aws:ec2InstanceSourcePrivateIPv4" && toset(c.values) == toset(["$${aws:VpcSourceIp}"])]))
+        ) && anytrue([for c in s.condition : c.test == "BoolIfExists" && c.variable == "aws:ViaAWSService" && toset(c.values) == toset(["false"])])
+      ]) == 2
+    ])
+    error_message = "every pool's credentials are bound to the instance's VPC and private address (default: endpoints)"
+  }
+  assert {
+    condition     = !anytrue(flatten([for p, doc in data.aws_iam_policy_document.runner_guardrails : [for s in doc.statement : s.sid == "DenyCredentialsOutsideVpcEndpoints"]]))
+    error_message = "the default binding leaves calls over the internet alone (no VPC endpoint needed)"
+  }
+}
+
+run "credential_binding_strict_and_off" {
+  variables {
+    runner_credential_binding = "strict"
+    pools = [
+      { name = "a", labels = ["a"], instance_types = ["m7i.large"], subnets = ["subnet-0abc"], max_runners = 1 },
+      { name = "b", labels = ["b"], instance_types = ["m7i.large"], subnets = ["subnet-0abc"], max_runners = 1, credential_binding = "off" },
+    ]
+  }
+  assert {
+    condition     = anytrue([for s in data.aws_iam_policy_document.runner_guardrails["a"].statement : s.sid == "DenyCredentialsOutsideVpcEndpoints" && anytrue([for c in s.condition : c.test == "Null" && c.variable == "aws:SourceVpc" && toset(c.values) == toset(["true"])])])
+    error_message = "strict: no call outside a VPC endpoint"
+  }
+  assert {
+    condition     = !anytrue([for s in data.aws_iam_policy_document.runner_guardrails["b"].statement : startswith(coalesce(s.sid, "-"), "DenyCredentials")])
+    error_message = "a pool's credential_binding = off overrides the default"
+  }
+  assert {
+    condition     = output.runner_roles["a"].credential_binding == "strict" && output.runner_roles["b"].credential_binding == "off"
+    error_message = "runner_roles reports each pool's binding"
+  }
+}
+
+run "bad_credential_binding_is_refused" {
+  command = plan
+  variables {
+    runner_credential_binding = "sometimes"
+  }
+  expect_failures = [var.runner_credential_binding]
+}
+
+# --- issue 26: the webhook cannot be made to cost money ---------------------------
+
+run "webhook_and_stop_runner_are_reserved_and_the_api_throttled" {
+  assert {
+    condition     = aws_lambda_function.fn["webhook"].reserved_concurrent_executions == 20 && aws_lambda_function.fn["stop-runner"].reserved_concurrent_executions == 5
+    error_message = "reserved concurrency defaults: webhook 20, stop-runner 5"
+  }
+  assert {
+    condition     = aws_lambda_event_source_mapping.stop_runner.scaling_config[0].maximum_concurrency == 5
+    error_message = "stop-runner's mapping stays below its reserved concurrency"
+  }
+  assert {
+    condition     = aws_apigatewayv2_stage.webhook[0].default_route_settings[0].throttling_rate_limit == 50 && aws_apigatewayv2_stage.webhook[0].default_route_settings[0].throttling_burst_limit == 100
+    error_message = "the webhook API is throttled by default (50/s, burst 100)"
+  }
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.webhook_bad_signatures.metric_name == "webhook_refused" &&
+      aws_cloudwatch_metric_alarm.webhook_bad_signatures.namespace == "spotrunner" &&
+      aws_cloudwatch_metric_alarm.webhook_bad_signatures.dimensions == tomap({ deployment = "srtest", function = "webhook", reason = "bad_signature" }) &&
+      aws_cloudwatch_metric_alarm.webhook_bad_signatures.threshold == 20
+    )
+    error_message = "a security alarm on a burst of 401s (webhook_refused, reason bad_signature)"
+  }
+}
+
+run "unthrottled_api_is_refused" {
+  command = plan
+  variables {
+    api_throttling = { rate_limit = 0 }
+  }
+  expect_failures = [var.api_throttling]
+}
+
+run "short_webhook_secret_is_refused" {
+  command = plan
+  variables {
+    webhook_secret = "0123456789abcdef0123456789abcde" # 31 characters
+  }
+  expect_failures = [var.webhook_secret]
+}
+
+run "blank_webhook_secret_is_refused" {
+  command = plan
+  variables {
+    webhook_secret = "                                        "
+  }
+  expect_failures = [var.webhook_secret]
+}
+
+run "stop_runner_reserved_below_two_is_refused" {
+  command = plan
+  variables {
+    reserved_concurrency = { stop_runner = 1 }
+  }
+  expect_failures = [var.reserved_concurrency]
 }

@@ -61,9 +61,9 @@ variable "github_pat" {
 }
 
 variable "webhook_secret" {
-  description = "Webhook secret stored in SSM (tests sign their deliveries with it)."
+  description = "Webhook secret stored in SSM (tests sign their deliveries with it); at least 32 characters."
   type        = string
-  default     = "local-webhook-secret"
+  default     = "local-webhook-secret-0123456789abcdef"
   sensitive   = true
 }
 
@@ -147,7 +147,8 @@ module "spotrunner" {
 
   parameter_kms_key_arn = aws_kms_key.parameters.arn
 
-  allowed_owners   = []
+  # Explicit: any owner (an empty list is refused on AWS).
+  allowed_owners   = ["*"]
   max_total_weight = 10
 
   pools = [
@@ -164,11 +165,17 @@ module "spotrunner" {
       idle_timeout_secs  = 300
       max_run_time_secs  = 3600
       startup_script     = "echo local startup"
+      # Credentials usable only through VPC endpoints, from the instance
+      # (the IAM matrix checks both bindings: this pool strict, the others
+      # the default "endpoints").
+      credential_binding = "strict"
     },
     {
-      name              = "ondemand"
-      labels            = ["linux", "x64", "on-demand"]
-      ami               = "ami-12c6146b"
+      name   = "ondemand"
+      labels = ["linux", "x64", "on-demand"]
+      # A custom resolve:ssm: AMI parameter (stored as is by moto): the
+      # runner roles may read it, never write it (the IAM matrix checks).
+      ami               = "resolve:ssm:/team-images/runner-x64"
       instance_types    = ["t3.micro"]
       subnets           = slice(sort(data.aws_subnets.default.ids), 0, 1)
       capacity_type     = "on-demand"
@@ -185,6 +192,10 @@ module "spotrunner" {
       subnets           = slice(sort(data.aws_subnets.default.ids), 0, 1)
       max_runners       = 2
       max_run_time_secs = 3600
+      startup_script    = "echo arm startup"
+      # This pool's jobs (only) read any bucket; the guardrails still hide
+      # the other pools' startup scripts from them (the IAM matrix checks).
+      extra_policy_arns = ["arn:${data.aws_partition.current.partition}:iam::aws:policy/AmazonS3ReadOnlyAccess"]
     },
   ]
 
@@ -315,8 +326,13 @@ output "bootstrap_script_key" {
 }
 
 output "runner_instance_profile" {
-  description = "Runner instance profile."
+  description = "Runner instance profiles by pool."
   value       = module.spotrunner.runner_instance_profile
+}
+
+output "runner_roles" {
+  description = "Each pool's runner role, security groups, startup script, extra policies and credential binding."
+  value       = module.spotrunner.runner_roles
 }
 
 output "parameter_kms_key_arn" {
