@@ -47,6 +47,10 @@ pub fn runner_settings(config: &Config) -> RunnerSettings {
     RunnerSettings {
         runner_command: local.runner_command,
         runner_dir: local.runner_dir,
+        // SAFETY: geteuid never fails.
+        run_as: spotrunner_local::RunAs::from_config(local.runner_user.as_deref(), unsafe {
+            libc::geteuid()
+        }),
         // Locally the runner is installed or a command: bootstrap.sh never
         // downloads it, so "latest" only needs to be a well-formed version.
         runner_version: if config.runner_version == spotrunner_core::runner_cache::LATEST {

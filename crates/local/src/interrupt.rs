@@ -66,7 +66,21 @@ impl LocalBackend {
             "time": at.to_rfc3339_opts(SecondsFormat::Secs, true),
         });
         let tmp = inst.dir.join(format!("{INSTANCE_ACTION}.tmp"));
-        std::fs::write(&tmp, action.to_string()).map_err(io)?;
+        // The directory is the runner's: never write through a link it planted.
+        match std::fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+        {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .map_err(io)?;
+            f.write_all(action.to_string().as_bytes()).map_err(io)?;
+        }
         std::fs::rename(&tmp, inst.dir.join(INSTANCE_ACTION)).map_err(io)?;
         let mut event = StopEvent::SpotInterruption {
             instance_id: instance_id.to_string(),

@@ -4,8 +4,9 @@
 //!
 //! ```text
 //! <state>/spotrunner.db     ledger, queues, instances (WAL)
-//! <state>/params/           JIT parameters, one file each, mode 0600
-//! <state>/instances/<id>/   one working directory per runner process
+//! <state>/params/           JIT parameters, one file each, mode 0600 (dir 0700)
+//! <state>/instances/<id>/   one working directory per runner process; its
+//!                           `jit/` holds its own JIT parameter until read
 //! <state>/bucket/           what `aws s3 cp s3://…` reads (startup scripts)
 //! <state>/bin/              bootstrap.sh and the `aws` shim
 //! ```
@@ -17,6 +18,7 @@
 
 mod db;
 pub mod interrupt;
+pub mod isolation;
 mod ledger;
 mod params;
 mod process;
@@ -25,6 +27,7 @@ mod runner_check;
 pub mod shim;
 
 pub use db::Db;
+pub use isolation::{IsolationError, RunAs};
 pub use ledger::SqliteLedger;
 pub use params::{FileParameters, encode as encode_parameter_name};
 pub use process::{CAPACITY_TAG, LocalBackend, LocalInstance, RunnerExited, RunnerSettings, alive};

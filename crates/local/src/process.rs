@@ -3,8 +3,11 @@
 //! running `bootstrap.sh`. Rows in the `instances` table record the client token
 //! (a retried launch finds its instance again), the pid and the directory, so a
 //! restarted `serve` adopts, watches and ends processes it did not start.
+//! What a runner process may see and touch (its environment, its account, its
+//! JIT config): [`crate::isolation`].
 
 use crate::db::{Db, bad_doc, err};
+use crate::isolation::{self, Account, IsolationError, RunAs};
 use crate::queue::{names, now_ms};
 use crate::shim::Scripts;
 use async_trait::async_trait;
@@ -19,7 +22,7 @@ use spotrunner_core::ports::{
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 const SERVICE: &str = "local-compute";
@@ -42,6 +45,8 @@ pub struct RunnerSettings {
     /// `SPOTRUNNER_RUNNER_DIR` (an installed actions runner).
     pub runner_dir: Option<String>,
     pub runner_version: String,
+    /// Who the runner processes run as (`local.runner_user`).
+    pub run_as: RunAs,
 }
 
 /// A runner process that ended, as sent to the `events` queue for stop-runner.
@@ -88,10 +93,16 @@ pub struct LocalBackend {
     bucket_dir: PathBuf,
     scripts: Scripts,
     settings: Arc<RwLock<RunnerSettings>>,
+    /// Held while an account is chosen and given to an instance.
+    accounts: Arc<Mutex<()>>,
 }
 
 pub(crate) fn io(e: std::io::Error) -> PortError {
     PortError::unavailable(SERVICE, e)
+}
+
+fn refused(e: IsolationError) -> PortError {
+    PortError::rejected(SERVICE, e)
 }
 
 impl LocalBackend {
@@ -114,7 +125,107 @@ impl LocalBackend {
             bucket_dir,
             scripts,
             settings: Arc::new(RwLock::new(settings)),
+            accounts: Arc::new(Mutex::new(())),
         })
+    }
+
+    fn state_dir(&self) -> &Path {
+        self.instances_dir.parent().unwrap_or(&self.instances_dir)
+    }
+
+    /// Before `serve` runs a runner: with [`RunAs::Accounts`], check that it
+    /// runs as root, secure the state directory and have the first account
+    /// ([`crate::isolation`]). An error names `local.runner_user`.
+    pub fn prepare_runners(&self) -> Result<(), IsolationError> {
+        let run_as = self.run_as();
+        let RunAs::Accounts { prefix } = &run_as else {
+            return Ok(());
+        };
+        // SAFETY: geteuid never fails.
+        let euid = unsafe { libc::geteuid() };
+        if euid != 0 {
+            return Err(IsolationError::NotRoot {
+                prefix: prefix.clone(),
+                euid,
+            });
+        }
+        isolation::secure_state_dir(self.state_dir())?;
+        let first = isolation::account(prefix, 1)?;
+        tracing::info!(
+            accounts = format!("{prefix}-<n>"),
+            first = first.name,
+            "runners run as their own unprivileged accounts"
+        );
+        Ok(())
+    }
+
+    fn run_as(&self) -> RunAs {
+        self.settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .run_as
+            .clone()
+    }
+
+    /// Lay out a runner's directory (`tmp`, `home`, `jit`) and move its JIT
+    /// parameter into `jit/` (only it can read it there; the shim deletes it
+    /// once read). With accounts: the directory is made afresh and given to
+    /// a free account, whose leftover processes are killed first.
+    fn prepare_instance(
+        &self,
+        inst: &LocalInstance,
+        jit_parameter: &str,
+        run_as: &RunAs,
+    ) -> Result<Option<Account>, PortError> {
+        const SUBDIRS: [&str; 3] = ["tmp", "home", "jit"];
+        let account = match run_as {
+            RunAs::ServeUser => {
+                for sub in SUBDIRS {
+                    std::fs::create_dir_all(inst.dir.join(sub)).map_err(io)?;
+                }
+                None
+            }
+            RunAs::Accounts { prefix } => {
+                let _held = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+                isolation::secure_state_dir(self.state_dir()).map_err(refused)?;
+                // Given to an account before (a spawn cut short by a crash):
+                // end what runs there and start over.
+                if let Some(uid) = isolation::account_owner(&inst.dir) {
+                    isolation::kill_account(uid);
+                }
+                match std::fs::remove_dir_all(&inst.dir) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io(e)),
+                }
+                std::fs::create_dir(&inst.dir).map_err(io)?;
+                let account = isolation::free_account(prefix, &self.instances_dir, &inst.dir)
+                    .map_err(refused)?;
+                let killed = isolation::kill_account(account.uid);
+                if killed > 0 {
+                    tracing::warn!(
+                        account = account.name,
+                        killed,
+                        "killed processes a former runner left behind"
+                    );
+                }
+                isolation::hand_over(&inst.dir, &SUBDIRS, &account).map_err(io)?;
+                Some(account)
+            }
+        };
+        let name = crate::params::encode(jit_parameter);
+        let to = isolation::jit_dir(&inst.dir).join(&name);
+        match std::fs::rename(self.params_dir.join(&name), &to) {
+            Ok(()) => {
+                if let Some(a) = &account {
+                    std::os::unix::fs::lchown(&to, Some(a.uid), Some(a.gid)).map_err(io)?;
+                }
+            }
+            // Deleted meanwhile: bootstrap.sh reports it missing.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+        Ok(account)
     }
 
     pub(crate) fn db(&self) -> &Db {
@@ -242,12 +353,37 @@ impl LocalBackend {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let tmp = inst.dir.join("tmp");
-        std::fs::create_dir_all(&tmp).map_err(io)?;
-        let path = format!(
-            "{}:{}",
-            self.scripts.bin_dir.display(),
-            std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into())
+        let account = self.prepare_instance(inst, &cmd.jit_parameter, &settings.run_as)?;
+        let dir = |p: &Path| p.display().to_string();
+        let mut own: Vec<(String, String)> = [
+            ("SPOTRUNNER_NO_SHUTDOWN", "1".to_string()),
+            ("SPOTRUNNER_HOME", dir(&inst.dir)),
+            ("SPOTRUNNER_WORK_DIR", dir(&inst.dir.join("work"))),
+            (
+                "SPOTRUNNER_LOCAL_PARAMS",
+                dir(&isolation::jit_dir(&inst.dir)),
+            ),
+            ("SPOTRUNNER_LOCAL_BUCKET", dir(&self.bucket_dir)),
+            ("SPOTRUNNER_INSTANCE_ID", inst.instance_id.clone()),
+            ("TMPDIR", dir(&inst.dir.join("tmp"))),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        own.push(match (&settings.runner_command, &settings.runner_dir) {
+            (Some(command), _) => ("SPOTRUNNER_RUNNER_CMD".into(), command.clone()),
+            (None, Some(d)) => ("SPOTRUNNER_RUNNER_DIR".into(), d.clone()),
+            (None, None) => (
+                "SPOTRUNNER_RUNNER_DIR".into(),
+                dir(&inst.dir.join("runner")),
+            ),
+        });
+        let env = isolation::runner_env(
+            &self.scripts.bin_dir,
+            &inst.dir.join("home"),
+            account.as_ref().map(|a| a.name.as_str()),
+            |k| std::env::var(k).ok(),
+            own,
         );
         let mut c = Command::new("sh");
         c.arg("-c")
@@ -266,28 +402,16 @@ impl LocalBackend {
         if let Some(key) = &cmd.startup_script_key {
             c.args(["--startup-script-key", key]);
         }
+        // Nothing of serve's environment but the allow-list.
         c.current_dir(&inst.dir)
-            .env("PATH", path)
-            .env("SPOTRUNNER_NO_SHUTDOWN", "1")
-            .env("SPOTRUNNER_HOME", &inst.dir)
-            .env("SPOTRUNNER_WORK_DIR", inst.dir.join("work"))
-            .env("SPOTRUNNER_LOCAL_PARAMS", &self.params_dir)
-            .env("SPOTRUNNER_LOCAL_BUCKET", &self.bucket_dir)
-            .env("SPOTRUNNER_INSTANCE_ID", &inst.instance_id)
-            .env("TMPDIR", &tmp)
+            .env_clear()
+            .envs(env)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        match (&settings.runner_command, &settings.runner_dir) {
-            (Some(command), _) => {
-                c.env("SPOTRUNNER_RUNNER_CMD", command);
-            }
-            (None, Some(dir)) => {
-                c.env("SPOTRUNNER_RUNNER_DIR", dir);
-            }
-            (None, None) => {
-                c.env("SPOTRUNNER_RUNNER_DIR", inst.dir.join("runner"));
-            }
+        if let Some(a) = &account {
+            // std drops the supplementary groups too (setgroups(0) as root).
+            c.uid(a.uid).gid(a.gid);
         }
         // Own session and process group: signals to `serve` do not reach the
         // runner, and terminate() ends the whole group.
@@ -436,14 +560,14 @@ fn ours(pid: i32, pgid: i32, instance_id: &str, dir: &Path) -> bool {
 
 /// A process held by a pidfd: a signal sent through it reaches that process or
 /// nothing (never a later process with the same pid).
-struct Pinned {
+pub(crate) struct Pinned {
     pid: i32,
     #[cfg(target_os = "linux")]
     fd: Option<std::os::fd::OwnedFd>,
 }
 
 impl Pinned {
-    fn open(pid: i32) -> Option<Self> {
+    pub(crate) fn open(pid: i32) -> Option<Self> {
         if pid <= 0 {
             return None;
         }
@@ -469,7 +593,7 @@ impl Pinned {
 
     /// Send `sig` if `verified()` holds now (checked after the pin, so it speaks of
     /// the pinned process if that still lives); `true` when a signal was sent.
-    fn signal_if(&self, sig: libc::c_int, verified: impl FnOnce() -> bool) -> bool {
+    pub(crate) fn signal_if(&self, sig: libc::c_int, verified: impl FnOnce() -> bool) -> bool {
         if !verified() {
             return false;
         }
@@ -560,6 +684,19 @@ impl Compute for LocalBackend {
             };
             if let Some(pid) = inst.pid.or_else(|| read_pid(&inst.dir)) {
                 kill_group(pid, &inst.instance_id, &inst.dir, Duration::from_secs(3));
+            }
+            // A runner account: whatever the job left (a daemon in its own
+            // session, without the marker) ends with the instance.
+            if let Some(uid) = isolation::account_owner(&inst.dir) {
+                let killed = isolation::kill_account(uid);
+                if killed > 0 {
+                    tracing::info!(
+                        instance_id = id,
+                        uid,
+                        killed,
+                        "killed processes the job left behind"
+                    );
+                }
             }
             match std::fs::remove_dir_all(&inst.dir) {
                 Ok(()) => {}

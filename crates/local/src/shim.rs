@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 /// The runner bootstrap script, byte for byte as the SSM document runs it.
 pub const BOOTSTRAP_SH: &str = include_str!("../../../scripts/runner/bootstrap.sh");
 
-/// `aws ssm get-parameter|delete-parameter` on `$SPOTRUNNER_LOCAL_PARAMS`,
+/// `aws ssm get-parameter|delete-parameter` on `$SPOTRUNNER_LOCAL_PARAMS` (the
+/// runner's own `jit/` directory; a parameter is deleted once read),
 /// `aws s3 cp` (downloads) and `aws s3api put-object --if-none-match '*'`
 /// (new objects only, as the runner role allows) on `$SPOTRUNNER_LOCAL_BUCKET`.
 /// Anything else fails loudly.
@@ -35,7 +36,7 @@ case "$svc $op" in
     "ssm get-parameter")
         f="$SPOTRUNNER_LOCAL_PARAMS/$(enc "$name")"
         [ -f "$f" ] || { echo "ParameterNotFound: $name" >&2; exit 254; }
-        cat "$f"; echo ;;
+        cat "$f"; echo; rm -f -- "$f" ;;
     "ssm delete-parameter")
         rm -f -- "$SPOTRUNNER_LOCAL_PARAMS/$(enc "$name")" ;;
     "s3 cp")

@@ -74,6 +74,14 @@ pub async fn run(target: Target, listen: Option<String>) -> Result<ExitCode, Str
     })?;
     let listen = listen.unwrap_or_else(|| config_file::local(&config).listen);
     let adapters = Adapters::open(&target, &config, true).await?;
+    // Runner accounts and a state directory they cannot write, before any
+    // runner starts (spotrunner_local::isolation).
+    if let Some(st) = &adapters.local {
+        st.backend.prepare_runners().map_err(|e| {
+            tracing::error!(error = %e, "runners cannot be isolated as configured");
+            format!("configuration error: {e}")
+        })?;
+    }
     let handlers = handlers::build(config, &adapters).await?;
     let max_connections = front::max_connections()?;
     let (stop, _) = watch::channel(false);

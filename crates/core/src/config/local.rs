@@ -19,6 +19,13 @@ pub struct LocalConfig {
     /// An installed actions runner (`run.sh` inside), when `runner_command` is unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner_dir: Option<String>,
+    /// When `serve` runs as root: each runner runs as its own unprivileged
+    /// account `<runner_user>-<n>` (created when missing), default
+    /// `spotrunner-runner`; `"root"` runs them as root, like `serve` (no
+    /// isolation). A `serve` that is not root runs runners as its own user
+    /// and refuses any other name. See `spotrunner_local::isolation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_user: Option<String>,
     /// How long a received queue message stays hidden (SQS visibility timeout).
     #[serde(default = "defaults::visibility_timeout")]
     pub visibility_timeout_secs: u64,
@@ -40,6 +47,7 @@ impl Default for LocalConfig {
             listen: defaults::listen(),
             runner_command: None,
             runner_dir: None,
+            runner_user: None,
             visibility_timeout_secs: defaults::visibility_timeout(),
             claim_lease_secs: defaults::claim_lease(),
             janitor_interval_secs: defaults::janitor_interval(),
@@ -83,6 +91,17 @@ impl LocalConfig {
         {
             out.push(("runner_command".into(), "must not be empty when set".into()));
         }
+        if let Some(user) = &self.runner_user
+            && !valid_account_prefix(user)
+        {
+            out.push((
+                "runner_user".into(),
+                format!(
+                    "{user:?} must be \"root\" or an account name prefix: a-z or _ first, \
+                     then a-z, 0-9, _ or -, at most 27 characters (accounts are <runner_user>-<n>)"
+                ),
+            ));
+        }
         if self.visibility_timeout_secs == 0 {
             out.push((
                 "visibility_timeout_secs".into(),
@@ -107,5 +126,44 @@ impl LocalConfig {
             }
         }
         out
+    }
+}
+
+/// `root`, or a prefix that leaves room for `-<n>` in a 32-character Linux
+/// user name.
+fn valid_account_prefix(s: &str) -> bool {
+    if s == "root" {
+        return true;
+    }
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        && s.len() <= 27
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runner_user_must_be_an_account_prefix_or_root() {
+        for ok in ["root", "spotrunner-runner", "ci_1", "_r"] {
+            let c = LocalConfig {
+                runner_user: Some(ok.into()),
+                ..Default::default()
+            };
+            assert!(c.problems().is_empty(), "{ok}");
+        }
+        for bad in ["", "Runner", "1abc", "a b", "x;rm", &"a".repeat(28)] {
+            let c = LocalConfig {
+                runner_user: Some(bad.into()),
+                ..Default::default()
+            };
+            let problems = c.problems();
+            assert_eq!(problems.len(), 1, "{bad:?}");
+            assert_eq!(problems[0].0, "runner_user");
+        }
     }
 }
