@@ -32,6 +32,7 @@ fn state(dir: &std::path::Path, runner: &str) -> LocalState {
             runner_command: Some(runner.into()),
             runner_dir: None,
             runner_version: "2.329.0".into(),
+            ..Default::default()
         },
     )
     .expect("open state")
@@ -92,6 +93,9 @@ async fn runs_bootstrap_reports_exit_and_terminates() {
         max_run_time_secs: 60,
         startup_script_key: None,
         runner_arch: Architecture::X64,
+        // Local runners: local.runner_user decides (crate::isolation).
+        runner_user: "root".into(),
+        allow_unverified_runner: false,
         send_by: chrono::Utc::now() + chrono::Duration::hours(1),
     };
     let sent = st.backend.send_bootstrap(&cmd).await.unwrap();
@@ -153,6 +157,9 @@ async fn a_restarted_backend_adopts_and_kills_the_process_group() {
             max_run_time_secs: 60,
             startup_script_key: None,
             runner_arch: Architecture::X64,
+            // Local runners: local.runner_user decides (crate::isolation).
+            runner_user: "root".into(),
+            allow_unverified_runner: false,
             send_by: chrono::Utc::now() + chrono::Duration::hours(1),
         };
         st.backend.send_bootstrap(&cmd).await.unwrap();
@@ -248,6 +255,9 @@ async fn members_left_by_a_leader_that_exited_are_still_ended() {
         max_run_time_secs: 60,
         startup_script_key: None,
         runner_arch: Architecture::X64,
+        // Local runners: local.runner_user decides (crate::isolation).
+        runner_user: "root".into(),
+        allow_unverified_runner: false,
         send_by: chrono::Utc::now() + chrono::Duration::hours(1),
     };
     st.backend.send_bootstrap(&cmd).await.unwrap();
@@ -290,6 +300,7 @@ async fn an_arm64_runner_installs_the_arm64_tarball() {
             runner_command: None,
             runner_dir: None,
             runner_version: "2.329.0".into(),
+            ..Default::default()
         },
     )
     .expect("open state");
@@ -305,6 +316,12 @@ async fn an_arm64_runner_installs_the_arm64_tarball() {
         .status()
         .unwrap();
     assert!(tar.success());
+    // Verified, as the runner-cache task leaves it: the sidecar's SHA-256.
+    let sum = std::process::Command::new("sha256sum")
+        .arg(&tarball)
+        .output()
+        .unwrap();
+    std::fs::write(tarball.with_extension("gz.sha256"), &sum.stdout[..64]).unwrap();
 
     let id = instance_id(st.backend.launch(&request("tok-arm")).await.unwrap());
     st.parameters.put("/p", "JIT", &[]).await.unwrap();
@@ -315,6 +332,8 @@ async fn an_arm64_runner_installs_the_arm64_tarball() {
         max_run_time_secs: 60,
         startup_script_key: None,
         runner_arch: Architecture::Arm64,
+        runner_user: "root".into(),
+        allow_unverified_runner: false,
         send_by: chrono::Utc::now() + chrono::Duration::hours(1),
     };
     st.backend.send_bootstrap(&cmd).await.unwrap();

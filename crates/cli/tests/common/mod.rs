@@ -51,6 +51,10 @@ pub fn config(github: &FakeGitHub, pools: Value, local: Value) -> Value {
         "listen": "127.0.0.1:0",
         "visibility_timeout_secs": 4,
         "claim_lease_secs": 2,
+        // These tests' runners write into the test's own directories (root's
+        // when the tests run as root); runner isolation has its own test
+        // (local_isolation.rs), which removes this.
+        "runner_user": "root",
     });
     if let (Some(base), Some(extra)) = (l.as_object_mut(), local.as_object()) {
         for (k, v) in extra {
