@@ -579,8 +579,9 @@ grant_sudo() {
     if ! command -v sudo >/dev/null 2>&1; then
         warn "sudo is not installed: the runner user $user gets no sudo"
     fi
-    mkdir -p -- "$dir" || die "cannot create $dir"
-    chmod 750 -- "$dir" 2>/dev/null || true
+    if [[ ! -d "$dir" ]]; then
+        mkdir -p -m 750 -- "$dir" || die "cannot create $dir"
+    fi
     if ! {
         printf '# spotrunner: the runner user, passwordless sudo (as on GitHub-hosted runners)\n'
         printf 'Defaults:%s !requiretty\n' "$user"
