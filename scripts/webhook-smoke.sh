@@ -10,7 +10,7 @@ PY=python3; command -v python3.11 >/dev/null && PY=python3.11
 # shellcheck source=scripts/lib/smoke_moto.sh
 . scripts/lib/smoke_moto.sh
 
-secret="smoke-secret"
+secret="smoke-webhook-secret-0123456789abcdef"
 smoke_moto_setup "$secret"
 
 node -e '

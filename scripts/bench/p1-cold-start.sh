@@ -49,7 +49,7 @@ fi
 "$PY" -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract("bootstrap", sys.argv[2])' "$zip" "$work"
 chmod +x "$work/bootstrap"
 
-secret="p1-secret"
+secret="p1-webhook-secret-0123456789abcdef"
 smoke_moto_setup "$secret"
 "$PY" - "$work/queued.json" <<'PYEOF'
 import json, sys

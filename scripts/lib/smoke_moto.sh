@@ -19,7 +19,8 @@ smoke_moto_setup() {
   wait_port "$moto_port" 60
   endpoint="http://127.0.0.1:$moto_port"
   cat >"$work/config.json" <<JSON
-{"deployment":"smoke","github":{"auth":{"type":"pat","token":"env:GH_TOKEN"}},
+{"deployment":"smoke","allowed_owners":["*"],"allow_public_repositories":true,
+ "github":{"auth":{"type":"pat","token":"env:GH_TOKEN"}},
  "webhook":{"secrets":["ssm:/smoke/webhook-secret"]},
  "pools":[{"name":"k8s","labels":["k8s"],"max_runners":2,
             "launch_template":"smoke-k8s","instance_types":["t3.micro"]}]}

@@ -251,6 +251,16 @@ async fn webhook_secrets_with(
             })?;
         values.push(v);
     }
+    // A short secret can be guessed, and then anyone can queue jobs: refused
+    // at cold start (the value is never quoted).
+    for (r, v) in config.webhook.secrets.iter().zip(&values) {
+        if let Some(problem) = spotrunner_core::webhook::weak_secret(v) {
+            return Err(StartupError::Secret {
+                reference: r.to_string(),
+                error: format!("the webhook secret {problem}"),
+            });
+        }
+    }
     Ok(WebhookSecrets::new(&values))
 }
 
@@ -296,6 +306,72 @@ mod tests {
         assert_eq!(line.matches("\"invocation\"").count(), 1, "{line}");
         assert_eq!(line.matches("\"r-1\"").count(), 1, "{line}");
         assert_eq!(line.matches("\"message\"").count(), 1, "{line}");
+    }
+
+    /// A store answering from a map (the values SSM would hold).
+    struct Held(BTreeMap<String, String>);
+
+    #[async_trait::async_trait]
+    impl SecretStore for Held {
+        async fn get_secret(
+            &self,
+            name: &str,
+        ) -> Result<String, spotrunner_core::ports::PortError> {
+            self.0
+                .get(name)
+                .cloned()
+                .ok_or(spotrunner_core::ports::PortError::NotFound {
+                    service: "ssm",
+                    what: name.to_string(),
+                })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_short_webhook_secret_is_refused_at_cold_start_naming_its_reference() {
+        let config = Config::from_toml(
+            r#"
+deployment = "sr"
+allowed_owners = ["acme"]
+[github]
+auth = { type = "pat", token = "ssm:/sr/token" }
+[webhook]
+secrets = ["ssm:/sr/webhook/current", "ssm:/sr/webhook/previous"]
+[[pools]]
+name = "cpu"
+labels = ["linux"]
+max_runners = 1
+"#,
+        )
+        .unwrap();
+        let strong = "0123456789abcdef0123456789abcdef".to_string();
+        let held = |previous: &str| {
+            Held(BTreeMap::from([
+                ("/sr/webhook/current".to_string(), strong.clone()),
+                ("/sr/webhook/previous".to_string(), previous.to_string()),
+            ]))
+        };
+        let err = webhook_secrets(&config, &held("hunter2"))
+            .await
+            .err()
+            .expect("a 7-character secret is refused")
+            .to_string();
+        assert!(err.contains("ssm:/sr/webhook/previous"), "{err}");
+        assert!(err.contains("7 characters"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = webhook_secrets(&config, &held(""))
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("is empty"), "{err}");
+        assert_eq!(
+            webhook_secrets(&config, &held(&strong))
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[test]

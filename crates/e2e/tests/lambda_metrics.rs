@@ -16,7 +16,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 const CONFIG: &str = "/sr/config";
 const SECRET: &str = "/sr/webhook/secret";
-const SECRET_VALUE: &str = "the-webhook-secret";
+const SECRET_VALUE: &str = "the-webhook-secret-0123456789abcdef";
 
 /// EMF lines a test's subscriber printed.
 #[derive(Clone, Default)]

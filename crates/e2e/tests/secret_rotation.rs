@@ -140,18 +140,19 @@ async fn deliver(service: &WebhookService, body: &[u8], secret: &str) -> Webhook
 #[tokio::test]
 async fn a_secret_rotated_in_ssm_is_accepted_by_the_warm_service_and_the_old_one_refused() {
     let w = world().await;
-    w.put(SECRET, "first-secret").await;
+    w.put(SECRET, "first-webhook-secret-0123456789abcdef").await;
     w.put(CONFIG, &document(&[SECRET], BOTH_POOLS)).await;
     let service = w.service().await;
     let (ex, body) = queued();
     let job_id = ex.payload["workflow_job"]["id"].as_u64();
 
-    let r = deliver(&service, &body, "first-secret").await;
+    let r = deliver(&service, &body, "first-webhook-secret-0123456789abcdef").await;
     assert_eq!(r.status, 202, "{}", r.body);
     assert_eq!(r.body["queued"], true, "{}", r.body);
 
-    w.put(SECRET, "second-secret").await;
-    let r = deliver(&service, &body, "second-secret").await;
+    w.put(SECRET, "second-webhook-secret-0123456789abcdef")
+        .await;
+    let r = deliver(&service, &body, "second-webhook-secret-0123456789abcdef").await;
     assert_eq!(
         r.status, 202,
         "the same service object reads the rotated secret: {}",
@@ -159,9 +160,9 @@ async fn a_secret_rotated_in_ssm_is_accepted_by_the_warm_service_and_the_old_one
     );
     assert_eq!(r.body["queued"], true, "{}", r.body);
 
-    let r = deliver(&service, &body, "first-secret").await;
+    let r = deliver(&service, &body, "first-webhook-secret-0123456789abcdef").await;
     assert_eq!(r.status, 401, "the old secret is gone: {}", r.body);
-    let r = deliver(&service, &body, "second-secret").await;
+    let r = deliver(&service, &body, "second-webhook-secret-0123456789abcdef").await;
     assert_eq!(r.status, 202, "{}", r.body);
 
     let sent = w.drain().await;
@@ -172,23 +173,31 @@ async fn a_secret_rotated_in_ssm_is_accepted_by_the_warm_service_and_the_old_one
 #[tokio::test]
 async fn the_old_secret_stays_accepted_when_configured_as_the_previous_one() {
     let w = world().await;
-    w.put(SECRET, "first-secret").await;
-    w.put(PREVIOUS, "retired-secret").await;
+    w.put(SECRET, "first-webhook-secret-0123456789abcdef").await;
+    w.put(PREVIOUS, "retired-webhook-secret-0123456789abcdef")
+        .await;
     w.put(CONFIG, &document(&[SECRET, PREVIOUS], BOTH_POOLS))
         .await;
     let service = w.service().await;
     let (_, body) = queued();
-    assert_eq!(deliver(&service, &body, "first-secret").await.status, 202);
+    assert_eq!(
+        deliver(&service, &body, "first-webhook-secret-0123456789abcdef")
+            .await
+            .status,
+        202
+    );
 
     // The documented rotation: the current value moves to the previous
     // parameter, the new one takes its place.
-    w.put(PREVIOUS, "first-secret").await;
-    w.put(SECRET, "second-secret").await;
-    let r = deliver(&service, &body, "second-secret").await;
+    w.put(PREVIOUS, "first-webhook-secret-0123456789abcdef")
+        .await;
+    w.put(SECRET, "second-webhook-secret-0123456789abcdef")
+        .await;
+    let r = deliver(&service, &body, "second-webhook-secret-0123456789abcdef").await;
     assert_eq!(r.status, 202, "{}", r.body);
-    let r = deliver(&service, &body, "first-secret").await;
+    let r = deliver(&service, &body, "first-webhook-secret-0123456789abcdef").await;
     assert_eq!(r.status, 202, "the previous secret: {}", r.body);
-    let r = deliver(&service, &body, "retired-secret").await;
+    let r = deliver(&service, &body, "retired-webhook-secret-0123456789abcdef").await;
     assert_eq!(r.status, 401, "two secrets, not three: {}", r.body);
     assert_eq!(w.drain().await.len(), 3);
 }
@@ -196,7 +205,7 @@ async fn the_old_secret_stays_accepted_when_configured_as_the_previous_one() {
 #[tokio::test]
 async fn the_refresh_interval_comes_from_the_environment() {
     let w = world().await;
-    w.put(SECRET, "first-secret").await;
+    w.put(SECRET, "first-webhook-secret-0123456789abcdef").await;
     w.put(CONFIG, &document(&[SECRET], BOTH_POOLS)).await;
     let err = spotrunner_webhook::service_from_env(
         &w.sdk,
@@ -218,15 +227,21 @@ async fn the_refresh_interval_comes_from_the_environment() {
     .expect("builds");
     let (_, body) = queued();
     assert_eq!(deliver(&service, &body, "garbage").await.status, 401);
-    w.put(SECRET, "second-secret").await;
-    assert_eq!(deliver(&service, &body, "second-secret").await.status, 202);
+    w.put(SECRET, "second-webhook-secret-0123456789abcdef")
+        .await;
+    assert_eq!(
+        deliver(&service, &body, "second-webhook-secret-0123456789abcdef")
+            .await
+            .status,
+        202
+    );
     assert_eq!(w.drain().await.len(), 1);
 }
 
 #[tokio::test]
 async fn a_reloading_webhook_follows_the_document_and_keeps_it_when_ssm_fails() {
     let w = world().await;
-    w.put(SECRET, "first-secret").await;
+    w.put(SECRET, "first-webhook-secret-0123456789abcdef").await;
     w.put(CONFIG, &document(&[SECRET], BOTH_POOLS)).await;
     let (_, body) = queued();
     let env = w.env(&[]);
@@ -238,13 +253,23 @@ async fn a_reloading_webhook_follows_the_document_and_keeps_it_when_ssm_fails() 
     })
     .await
     .expect("first build");
-    let r = deliver(&*service.get().await, &body, "first-secret").await;
+    let r = deliver(
+        &*service.get().await,
+        &body,
+        "first-webhook-secret-0123456789abcdef",
+    )
+    .await;
     assert_eq!(r.body["queued"], true, "{}", r.body);
 
     // A new document: no pool serves the example's labels any more.
     w.put(CONFIG, &document(&[SECRET], &[("gpu", &["gpu"])]))
         .await;
-    let r = deliver(&*service.get().await, &body, "first-secret").await;
+    let r = deliver(
+        &*service.get().await,
+        &body,
+        "first-webhook-secret-0123456789abcdef",
+    )
+    .await;
     assert_eq!(r.status, 202, "{}", r.body);
     assert!(
         r.body["ignored"]
@@ -261,12 +286,54 @@ async fn a_reloading_webhook_follows_the_document_and_keeps_it_when_ssm_fails() 
         .send()
         .await
         .expect("delete");
-    let r = deliver(&*service.get().await, &body, "first-secret").await;
+    let r = deliver(
+        &*service.get().await,
+        &body,
+        "first-webhook-secret-0123456789abcdef",
+    )
+    .await;
     assert!(r.body["ignored"].is_string(), "kept: {}", r.body);
 
     // Readable again: followed again.
     w.put(CONFIG, &document(&[SECRET], BOTH_POOLS)).await;
-    let r = deliver(&*service.get().await, &body, "first-secret").await;
+    let r = deliver(
+        &*service.get().await,
+        &body,
+        "first-webhook-secret-0123456789abcdef",
+    )
+    .await;
     assert_eq!(r.body["queued"], true, "{}", r.body);
     assert_eq!(w.drain().await.len(), 2);
+}
+
+/// A webhook secret anyone could guess lets anyone queue jobs: a short one in
+/// SSM stops the cold start (naming the parameter, never the value), and a
+/// rotation to a short one is refused by the warm service, which keeps the
+/// secret it holds.
+#[tokio::test]
+async fn a_short_secret_is_refused_at_cold_start_and_at_rotation() {
+    let w = world().await;
+    w.put(SECRET, "short-secret").await;
+    w.put(CONFIG, &document(&[SECRET], BOTH_POOLS)).await;
+    let err = spotrunner_webhook::service_from_env(&w.sdk, &w.env(&[]))
+        .await
+        .err()
+        .expect("a 12-character secret stops the cold start")
+        .to_string();
+    assert!(
+        err.contains(SECRET) && err.contains("12 characters"),
+        "{err}"
+    );
+    assert!(!err.contains("short-secret"), "{err}");
+
+    let strong = "first-webhook-secret-0123456789abcdef";
+    w.put(SECRET, strong).await;
+    let service = w.service().await;
+    let (_, body) = queued();
+    w.put(SECRET, "short-secret").await;
+    let r = deliver(&service, &body, "short-secret").await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    let r = deliver(&service, &body, strong).await;
+    assert_eq!(r.status, 202, "the strong secret is kept: {}", r.body);
+    assert_eq!(w.drain().await.len(), 1);
 }

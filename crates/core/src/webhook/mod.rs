@@ -16,7 +16,7 @@ pub use route::{
 pub use service::{
     DEFAULT_SECRET_REFRESH, SecretRefs, SecretsSource, WebhookService, started_elsewhere,
 };
-pub use signature::{SignatureError, WebhookSecrets, sign};
+pub use signature::{MIN_SECRET_CHARS, SignatureError, WebhookSecrets, sign, weak_secret};
 
 #[cfg(test)]
 mod public_tests;

@@ -27,11 +27,24 @@ pub trait SecretsSource: Send + Sync {
 pub struct SecretRefs {
     refs: Vec<SecretRef>,
     store: Option<Arc<dyn SecretStore>>,
+    /// Refuse values shorter than [`super::MIN_SECRET_CHARS`] (the Lambda).
+    strong: bool,
 }
 
 impl SecretRefs {
     pub fn new(refs: Vec<SecretRef>, store: Option<Arc<dyn SecretStore>>) -> Self {
-        Self { refs, store }
+        Self {
+            refs,
+            store,
+            strong: false,
+        }
+    }
+
+    /// A read that finds a weak secret ([`super::weak_secret`]) fails: the
+    /// secrets held are kept.
+    pub fn strong_only(mut self) -> Self {
+        self.strong = true;
+        self
     }
 }
 
@@ -40,7 +53,16 @@ impl SecretsSource for SecretRefs {
     async fn webhook_secrets(&self) -> Result<WebhookSecrets, PortError> {
         let mut values = Vec::with_capacity(self.refs.len());
         for r in &self.refs {
-            values.push(resolve_secret(self.store.as_deref(), r).await?);
+            let value = resolve_secret(self.store.as_deref(), r).await?;
+            if self.strong
+                && let Some(problem) = super::weak_secret(&value)
+            {
+                return Err(PortError::rejected(
+                    "secrets",
+                    format!("webhook secret {r} {problem}"),
+                ));
+            }
+            values.push(value);
         }
         Ok(WebhookSecrets::new(&values))
     }

@@ -18,6 +18,25 @@ pub enum SignatureError {
     Mismatch,
 }
 
+/// The shortest webhook secret a deployment accepts: anyone who guesses the
+/// secret can queue jobs, so it must be long and random (`openssl rand -hex 32`;
+/// `spotrunner github-app create` makes one).
+pub const MIN_SECRET_CHARS: usize = 32;
+
+/// What is wrong with a webhook secret's value (never quoted), if anything.
+pub fn weak_secret(value: &str) -> Option<String> {
+    let n = value.trim().chars().count();
+    (n < MIN_SECRET_CHARS).then(|| {
+        if n == 0 {
+            "is empty".to_string()
+        } else {
+            format!(
+                "is {n} characters long; at least {MIN_SECRET_CHARS} are needed (e.g. `openssl rand -hex 32`)"
+            )
+        }
+    })
+}
+
 /// The webhook secrets accepted now: current first, then previous. Never logged.
 #[derive(Clone)]
 pub struct WebhookSecrets(Vec<Vec<u8>>);

@@ -737,3 +737,34 @@ async fn a_failing_gate_reads_nothing_and_refuses() {
     assert_eq!(post_signed(&a, "n3w", &body).await.status, 401);
     assert_eq!(source.reads(), 0);
 }
+
+#[test]
+fn a_weak_secret_is_named_without_its_value() {
+    assert_eq!(weak_secret("").as_deref(), Some("is empty"));
+    let short = weak_secret("s3cret-s3cret").unwrap();
+    assert!(
+        short.contains("13 characters") && short.contains("32"),
+        "{short}"
+    );
+    assert!(!short.contains("s3cret"));
+    assert_eq!(weak_secret(&"a".repeat(MIN_SECRET_CHARS)), None);
+}
+
+#[tokio::test]
+async fn strong_only_refs_refuse_a_short_secret_and_the_service_keeps_its_own() {
+    let strong = "0123456789abcdef0123456789abcdef";
+    let short =
+        SecretRefs::new(vec![crate::config::SecretRef::Value("short".into())], None).strong_only();
+    let err = short.webhook_secrets().await.unwrap_err().to_string();
+    assert!(err.contains("5 characters"), "{err}");
+    assert!(
+        err.contains("value:<redacted>"),
+        "the value is never quoted: {err}"
+    );
+    let long =
+        SecretRefs::new(vec![crate::config::SecretRef::Value(strong.into())], None).strong_only();
+    assert_eq!(long.webhook_secrets().await.unwrap().len(), 1);
+    // Locally (serve) the check is not asked for.
+    let local = SecretRefs::new(vec![crate::config::SecretRef::Value("short".into())], None);
+    assert!(local.webhook_secrets().await.is_ok());
+}

@@ -25,7 +25,7 @@ pub async fn service_from_env(
     let refresh = runtime::secret_refresh_interval(env)?;
     let (config, secrets) = runtime::load_webhook_config_and_secrets(sdk, env).await?;
     let store: Arc<dyn SecretStore> = Arc::new(SsmSecretStore::new(sdk));
-    let source = SecretRefs::new(config.webhook.secrets.clone(), Some(store));
+    let source = SecretRefs::new(config.webhook.secrets.clone(), Some(store)).strong_only();
     let queue = SqsJobQueue::new(sdk, env.require("SPOTRUNNER_JOBS_QUEUE_URL")?);
     let table = env.get("SPOTRUNNER_LEDGER_TABLE").filter(|t| !t.is_empty());
     let job_states: Arc<dyn JobStateSink> = match &table {
