@@ -580,7 +580,7 @@ grant_sudo() {
         warn "sudo is not installed: the runner user $user gets no sudo"
     fi
     if [[ ! -d "$dir" ]]; then
-        mkdir -p -m 750 -- "$dir" || die "cannot create $dir"
+        mkdir -m 750 -- "$dir" || die "cannot create $dir"
     fi
     if ! {
         printf '# spotrunner: the runner user, passwordless sudo (as on GitHub-hosted runners)\n'
