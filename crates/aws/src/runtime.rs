@@ -351,11 +351,10 @@ max_runners = 1
                 ("/sr/webhook/previous".to_string(), previous.to_string()),
             ]))
         };
-        let err = webhook_secrets(&config, &held("hunter2"))
-            .await
-            .err()
-            .expect("a 7-character secret is refused")
-            .to_string();
+        let Err(err) = webhook_secrets(&config, &held("hunter2")).await else {
+            panic!("a 7-character secret is refused");
+        };
+        let err = err.to_string();
         assert!(err.contains("ssm:/sr/webhook/previous"), "{err}");
         assert!(err.contains("7 characters"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");

@@ -315,11 +315,10 @@ async fn a_short_secret_is_refused_at_cold_start_and_at_rotation() {
     let w = world().await;
     w.put(SECRET, "short-secret").await;
     w.put(CONFIG, &document(&[SECRET], BOTH_POOLS)).await;
-    let err = spotrunner_webhook::service_from_env(&w.sdk, &w.env(&[]))
-        .await
-        .err()
-        .expect("a 12-character secret stops the cold start")
-        .to_string();
+    let Err(err) = spotrunner_webhook::service_from_env(&w.sdk, &w.env(&[])).await else {
+        panic!("a 12-character secret stops the cold start");
+    };
+    let err = err.to_string();
     assert!(
         err.contains(SECRET) && err.contains("12 characters"),
         "{err}"
