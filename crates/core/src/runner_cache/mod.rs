@@ -12,8 +12,13 @@
 //! - How far behind the version in use is: [`behind_days`].
 //! - Which runner a VM gets (version and SHA-256; `"latest"` resolved from
 //!   the state document, cached 5 minutes): [`LedgerRunnerPin`] (`pin.rs`).
+//! - The checksums GitHub published for [`DEFAULT_RUNNER_VERSION`], compiled
+//!   in ([`DEFAULT_RUNNER_SHA256`]): what the default version is checked
+//!   against when the runner cache has verified nothing yet.
 
 mod checksums;
+#[cfg(test)]
+mod default_sha256_tests;
 mod pin;
 mod state;
 mod sync;
@@ -28,8 +33,49 @@ pub use sync::{ArchOutcome, RunnerCacheSync, SyncError, SyncReport};
 use crate::Config;
 
 /// `runner_version` when the configuration names none, and what `"latest"`
-/// sends before the runner cache verified a release (`pin.rs`).
+/// sends before the runner cache verified a release (`pin.rs`). Bumping it
+/// means bumping [`DEFAULT_RUNNER_SHA256`] too (a unit test fails otherwise).
 pub const DEFAULT_RUNNER_VERSION: &str = "2.329.0";
+
+/// The SHA-256s GitHub published for [`DEFAULT_RUNNER_VERSION`]'s tarballs,
+/// as `(version, architecture, sha256)`: the "SHA-256 Checksums" section of
+/// the actions/runner v2.329.0 release notes
+/// (<https://github.com/actions/runner/releases/tag/v2.329.0>).
+///
+/// Compiled in so that a fresh deployment, before the runner cache verified
+/// any release, still sends a checksum with the default version
+/// ([`default_runner_sha256`], used by [`RunnerPin::sha256_for`] and the AWS
+/// bootstrap command): bootstrap.sh installs no runner without one. A checksum
+/// the runner cache verified wins over these. Bumping
+/// [`DEFAULT_RUNNER_VERSION`] means copying the new release's published
+/// checksums here: an entry keyed by an older version is never used (the
+/// default version would go out without a checksum, and VMs would refuse it),
+/// and the unit test `the_table_names_the_default_version_for_every_arch`
+/// fails.
+pub const DEFAULT_RUNNER_SHA256: [(&str, &str, &str); 2] = [
+    (
+        "2.329.0",
+        "x64",
+        "194f1e1e4bd02f80b7e9633fc546084d8d4e19f3928a324d512ea53430102e1d",
+    ),
+    (
+        "2.329.0",
+        "arm64",
+        "56768348b3d643a6a29d4ad71e9bdae0dc0ef1eb01afe0f7a8ee097b039bfaaf",
+    ),
+];
+
+/// The compiled-in SHA-256 of `arch`'s tarball of `version`: only for
+/// [`DEFAULT_RUNNER_VERSION`] (from [`DEFAULT_RUNNER_SHA256`]), else `None`.
+pub fn default_runner_sha256(version: &str, arch: &str) -> Option<&'static str> {
+    if version != DEFAULT_RUNNER_VERSION {
+        return None;
+    }
+    DEFAULT_RUNNER_SHA256
+        .iter()
+        .find(|(v, a, _)| *v == version && *a == arch)
+        .map(|(_, _, sha)| *sha)
+}
 /// `runner_version = "latest"`: follow GitHub's newest release.
 pub const LATEST: &str = "latest";
 /// Key prefix of the cache in the runner bucket.

@@ -7,9 +7,19 @@
 //!   cache's sidecar, if any).
 //! - `"latest"`: the version the runner cache last verified completely, with
 //!   its SHA-256. Before the first sync there is none: the compiled-in
-//!   default version is used, without a checksum, and a warning is logged.
+//!   default version is used, with the checksums GitHub published for it
+//!   (also compiled in, [`DEFAULT_RUNNER_SHA256`]), and a warning is logged.
 //!   A fallback rather than a refusal, because refusing would hold every job
 //!   until the first scheduled sync (up to `runner_cache_schedule`).
+//! - Whatever the source, [`RunnerPin::sha256_for`] gives the verified
+//!   checksum, else the compiled-in one when the version is
+//!   [`DEFAULT_RUNNER_VERSION`], else none: bootstrap.sh installs no runner
+//!   without one, so a fresh deployment's default version must carry it,
+//!   while a pinned version nobody verified still goes out without one (and
+//!   is refused unless the pool sets `allow_unverified_runner`).
+//!
+//! [`DEFAULT_RUNNER_SHA256`]: super::DEFAULT_RUNNER_SHA256
+//! [`DEFAULT_RUNNER_VERSION`]: super::DEFAULT_RUNNER_VERSION
 //! - A ledger that does not answer is not a reason to hold a job: the last
 //!   known pin is kept (or the fallback above) and the read is tried again on
 //!   the next call.
@@ -34,9 +44,16 @@ pub struct RunnerPin {
 }
 
 impl RunnerPin {
-    /// The SHA-256 to check `arch`'s tarball against; empty when unknown.
+    /// The SHA-256 to check `arch`'s tarball against: the verified one, else
+    /// the compiled-in one of the default version
+    /// ([`super::default_runner_sha256`]); empty when neither is known.
     pub fn sha256_for(&self, arch: &str) -> String {
-        self.sha256.get(arch).cloned().unwrap_or_default()
+        match self.sha256.get(arch) {
+            Some(sha) if !sha.is_empty() => sha.clone(),
+            _ => super::default_runner_sha256(&self.version, arch)
+                .unwrap_or_default()
+                .to_string(),
+        }
     }
 }
 
@@ -117,7 +134,7 @@ impl RunnerPinSource for LedgerRunnerPin {
                 if self.configured == LATEST && state.version.is_empty() {
                     tracing::warn!(
                         fallback = %self.fallback,
-                        "runner_version = \"latest\" but the runner cache has not verified any release yet: sending the default version without a checksum"
+                        "runner_version = \"latest\" but the runner cache has not verified any release yet: sending the default version with its compiled-in checksums"
                     );
                 }
                 Self::resolve(&self.configured, &self.fallback, &state)

@@ -284,7 +284,11 @@ async fn the_pin_follows_the_synced_release_for_latest_and_checksums_a_pinned_on
         .with_ttl(std::time::Duration::ZERO);
     let before = latest.runner_pin().await;
     assert_eq!(before.version, "2.329.0", "fallback before the first sync");
-    assert_eq!(before.sha256_for("x64"), "");
+    assert_eq!(
+        Some(before.sha256_for("x64").as_str()),
+        default_runner_sha256("2.329.0", "x64"),
+        "before the first sync: the default version's compiled-in checksum"
+    );
 
     w.releases
         .publish("2.330.0", t("2026-11-01T00:00:00Z"), None);
