@@ -22,7 +22,9 @@ impl fmt::Debug for PinSource {
 
 /// Set `runnerVersion` to the pin's version and add `runnerSha256`: the
 /// checksum of the architecture the command names (`runnerArch`, the
-/// document's default `x64` when absent), empty when the pin has none.
+/// document's default `x64` when absent) per [`RunnerPin::sha256_for`] (the
+/// verified one, else the default version's compiled-in one), empty when
+/// neither is known.
 pub fn apply_pin(params: &mut Vec<(&'static str, String)>, pin: &RunnerPin) {
     let arch = params
         .iter()
@@ -85,10 +87,37 @@ mod tests {
         apply_pin(
             &mut p,
             &RunnerPin {
-                version: "2.329.0".into(),
+                version: "2.328.0".into(),
                 sha256: Default::default(),
             },
         );
+        assert_eq!(get(&p, "runnerVersion"), "2.328.0");
         assert_eq!(get(&p, "runnerSha256"), "");
+    }
+
+    #[test]
+    fn the_default_version_unverified_sends_its_compiled_in_checksum() {
+        use spotrunner_core::runner_cache::{DEFAULT_RUNNER_VERSION, default_runner_sha256};
+        for arch in ["x64", "arm64"] {
+            let mut p = vec![
+                ("runnerVersion", "2.328.0".to_string()),
+                ("runnerArch", arch.to_string()),
+                ("runnerSha256", String::new()),
+            ];
+            apply_pin(
+                &mut p,
+                &RunnerPin {
+                    version: DEFAULT_RUNNER_VERSION.into(),
+                    sha256: Default::default(),
+                },
+            );
+            let sha = get(&p, "runnerSha256");
+            assert_eq!(
+                Some(sha.as_str()),
+                default_runner_sha256(DEFAULT_RUNNER_VERSION, arch)
+            );
+            assert_eq!(sha.len(), 64, "{arch}");
+            assert_eq!(p.iter().filter(|(k, _)| *k == "runnerSha256").count(), 1);
+        }
     }
 }

@@ -1,5 +1,10 @@
 //! The runner side of SSM: the JIT config's SecureString parameter
 //! ([`SsmRunnerParameters`]) and the bootstrap command ([`SsmCommands`]).
+//! The command always carries `runnerSha256`: from the runner pin source when
+//! there is one (`crate::runner_pin`), else the compiled-in checksum of the
+//! default runner version (`runner_cache::DEFAULT_RUNNER_SHA256`), else empty
+//! (bootstrap.sh then refuses the runner unless the pool allows unverified
+//! ones).
 
 use crate::error::{classify, code};
 use crate::runtime::{EnvSource, StartupError};
@@ -14,6 +19,7 @@ use spotrunner_core::ports::{
     BOOTSTRAP_SEND_TIMEOUT, BootstrapCommand, Commands, PortError, RunnerParameters, SendOutcome,
     tags,
 };
+use spotrunner_core::runner_cache::default_runner_sha256;
 
 const SERVICE: &str = "ssm";
 const PARAMETER_NOT_FOUND: &str = "ParameterNotFound";
@@ -340,6 +346,14 @@ impl SsmCommands {
             ),
             ("region", self.region.clone().unwrap_or_default()),
             ("runnerArch", cmd.runner_arch.as_str().to_string()),
+            // Without a pin source only the default version's compiled-in
+            // checksum is known; `runner_pin::apply_pin` replaces it.
+            (
+                "runnerSha256",
+                default_runner_sha256(&self.runner_version, cmd.runner_arch.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
             ("runnerUser", cmd.runner_user.clone()),
             (
                 "allowUnverifiedRunner",
