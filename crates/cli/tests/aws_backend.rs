@@ -95,6 +95,8 @@ async fn thirty_jobs_twice_give_exactly_thirty_instances() {
     );
     doc["github"]["auth"]["token"] = "env:CLI_TEST_GITHUB_TOKEN".into();
     doc["webhook"]["secrets"] = serde_json::json!(["env:CLI_TEST_WEBHOOK_SECRET"]);
+    // On AWS an empty owner list is refused: any owner, said on purpose.
+    doc["allowed_owners"] = serde_json::json!(["*"]);
     write_json(&path, &doc);
     let env = [
         ("--backend", "aws"),

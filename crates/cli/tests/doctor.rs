@@ -396,6 +396,13 @@ async fn on_aws_a_missing_launch_template_fails_and_the_app_id_is_read_from_ssm(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn public_repositories_and_any_owner_are_named_by_the_doctor() {
     let s = setup().await;
+    // The shared test document serves public repositories (GitHub's
+    // examples are public): start from the default instead.
+    let mut d: Value = serde_json::from_slice(&std::fs::read(&s.config).unwrap()).unwrap();
+    d.as_object_mut()
+        .unwrap()
+        .remove("allow_public_repositories");
+    write_json(&s.config, &d);
     let (_, report) = s.doctor();
     for id in [
         "security.allowed_owners",

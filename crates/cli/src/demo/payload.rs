@@ -20,6 +20,9 @@ pub fn workflow_job(action: &str, id: u64, labels: &[&str], runner: Option<&str>
         "repository": {
             "full_name": REPO,
             "owner": { "login": "demo-org", "type": "Organization" },
+            // A private repository: public ones are not served by default.
+            "private": true,
+            "visibility": "private",
         },
     });
     serde_json::to_vec(&body).unwrap_or_default()
