@@ -256,6 +256,9 @@ async fn a_queued_job_runs_through_the_deployed_wiring() {
         .expect("a queued example");
     let mut payload = ex.payload.clone();
     payload["workflow_job"]["labels"] = json!(["self-hosted", "linux", "x64"]);
+    // GitHub's example repository is public, and no pool of the example
+    // allows public repositories: the job is a private repository's.
+    payload["repository"]["private"] = json!(true);
     // The example was queued years ago; create-runner drops jobs past GitHub's
     // 24 h queue limit, so it is queued now.
     payload["workflow_job"]["created_at"] = json!(chrono::Utc::now().to_rfc3339());
