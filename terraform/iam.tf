@@ -25,7 +25,10 @@ locals {
   # patterns; a call naming no key at all (Scan) never matches.
   ledger_keys = {
     for kind, patterns in {
-      jobs             = ["job#*"]
+      jobs = ["job#*"]
+      # the webhook's secrets-refresh gate, shared by its containers
+      # (crates/aws/src/refresh_gate.rs).
+      gates            = ["gate#webhook-secrets"]
       jobs_and_runners = ["job#*", "runner#*"]
       # + the pools' circuit-breaker records (health#<pool>) and waiting
       # lines (state#line/<pool>: a job waits, a release wakes the line).
@@ -199,6 +202,14 @@ locals {
           actions    = ["dynamodb:GetItem", "dynamodb:PutItem"]
           resources  = [aws_dynamodb_table.ledger.arn]
           conditions = local.ledger_keys.jobs
+        },
+        {
+          # A signature matching no secret: one secrets read per interval
+          # across every container (a conditional put of gate#webhook-secrets).
+          sid        = "SecretsRefreshGate"
+          actions    = ["dynamodb:GetItem", "dynamodb:PutItem"]
+          resources  = [aws_dynamodb_table.ledger.arn]
+          conditions = local.ledger_keys.gates
         },
       ],
       local.statement_send_jobs,

@@ -115,11 +115,12 @@ locals {
     webhook = {
       secrets = [for n in compact([local.webhook_secret_name, local.webhook_previous_secret_name]) : "ssm:${n}"]
     }
-    allowed_owners       = var.allowed_owners
-    allowed_repositories = var.allowed_repositories
-    max_total_weight     = var.max_total_weight
-    runner_version       = var.runner_version
-    recovery             = var.recovery
+    allowed_owners            = var.allowed_owners
+    allowed_repositories      = var.allowed_repositories
+    allow_public_repositories = var.allow_public_repositories
+    max_total_weight          = var.max_total_weight
+    runner_version            = var.runner_version
+    recovery                  = var.recovery
     pools = [for p in var.pools : merge({
       name               = p.name
       labels             = p.labels
@@ -140,7 +141,10 @@ locals {
       check_job_queued   = p.check_job_queued
       spot               = p.spot
       hot                = p.hot
-    }, try(local.pool_sizing[p.name], {}))]
+      runner_user        = p.runner_user
+      # allow_unverified_runner only when set (the document omits false).
+      allow_unverified_runner = p.allow_unverified_runner
+    }, try(local.pool_sizing[p.name], {}), p.allow_public_repositories == null ? {} : { allow_public_repositories = p.allow_public_repositories })]
   }
   # A pool's `sizing`, only for pools that set it; disk_gib is the launch
   # template's root volume (a launch cannot grow it).

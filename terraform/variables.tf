@@ -366,9 +366,24 @@ variable "parameter_kms_key_arn" {
 # ---------------------------------------------------------------------------
 
 variable "allowed_owners" {
-  description = "Organisations / users whose jobs this deployment serves; empty means any."
+  description = "Organisations / users whose jobs this deployment serves; [\"*\"]: any owner the credentials reach, on purpose. Empty is refused unless allowed_repositories names the repositories."
   type        = list(string)
   default     = []
+
+  validation {
+    condition     = length(var.allowed_owners) > 0 || length(var.allowed_repositories) > 0
+    error_message = "allowed_owners is empty, which would serve every owner the credentials reach: list the organisations/users (or the repositories in allowed_repositories), or say [\"*\"] to serve any owner on purpose."
+  }
+  validation {
+    condition     = !contains(var.allowed_owners, "*") || length(var.allowed_owners) == 1
+    error_message = "allowed_owners: \"*\" (any owner) must stand alone."
+  }
+}
+
+variable "allow_public_repositories" {
+  description = "Serve jobs of public repositories (anyone who can open a pull request there could run code on the runners). A pool's allow_public_repositories overrides it."
+  type        = bool
+  default     = false
 }
 
 variable "allowed_repositories" {
@@ -441,6 +456,12 @@ variable "pools" {
     - boot_timeout_secs, idle_timeout_secs, max_run_time_secs (<= 172800)
     - startup_script: shell run before the runner (uploaded to s3://bucket/startup/<name>.sh)
     - check_job_queued: ask GitHub before launching
+    - allow_public_repositories: serve public repositories' jobs (null: the
+      global allow_public_repositories, default false)
+    - runner_user: the Linux user jobs run as, with passwordless sudo
+      ("runner"); "root" runs them as root
+    - allow_unverified_runner: install the runner without a verified SHA-256
+      (only with a pinned runner_version)
     - root_volume_size_gb, root_volume_type, root_device_name
     - spot: re-runs of jobs a spot interruption killed (reruns, default 1 per
       job, 0: never; the re-run launches on-demand) and the spot breaker
@@ -456,29 +477,33 @@ variable "pools" {
       null (default): the pool refuses sizing labels
   EOT
   type = list(object({
-    name                = string
-    labels              = list(string)
-    ami                 = optional(string)
-    architecture        = optional(string)
-    instance_types      = list(string)
-    subnets             = list(string)
-    security_group_ids  = optional(list(string), [])
-    extra_policy_arns   = optional(list(string), [])
-    credential_binding  = optional(string)
-    capacity_type       = optional(string, "spot")
-    on_demand_fallback  = optional(bool, false)
-    max_runners         = number
-    weight              = optional(number, 1)
-    runner_group        = optional(string, "Default")
-    scope               = optional(string, "org")
-    boot_timeout_secs   = optional(number, 300)
-    idle_timeout_secs   = optional(number, 900)
-    max_run_time_secs   = optional(number, 21600)
-    startup_script      = optional(string)
-    check_job_queued    = optional(bool, false)
-    root_volume_size_gb = optional(number, 30)
-    root_volume_type    = optional(string, "gp3")
-    root_device_name    = optional(string, "/dev/xvda")
+    name               = string
+    labels             = list(string)
+    ami                = optional(string)
+    architecture       = optional(string)
+    instance_types     = list(string)
+    subnets            = list(string)
+    security_group_ids = optional(list(string), [])
+    extra_policy_arns  = optional(list(string), [])
+    credential_binding = optional(string)
+    capacity_type      = optional(string, "spot")
+    on_demand_fallback = optional(bool, false)
+    max_runners        = number
+    weight             = optional(number, 1)
+    runner_group       = optional(string, "Default")
+    scope              = optional(string, "org")
+    boot_timeout_secs  = optional(number, 300)
+    idle_timeout_secs  = optional(number, 900)
+    max_run_time_secs  = optional(number, 21600)
+    startup_script     = optional(string)
+    check_job_queued   = optional(bool, false)
+    # null: the global allow_public_repositories.
+    allow_public_repositories = optional(bool)
+    runner_user               = optional(string, "runner")
+    allow_unverified_runner   = optional(bool, false)
+    root_volume_size_gb       = optional(number, 30)
+    root_volume_type          = optional(string, "gp3")
+    root_device_name          = optional(string, "/dev/xvda")
     sizing = optional(object({
       cpu      = list(number)
       ram_gib  = optional(list(number))
@@ -512,6 +537,14 @@ variable "pools" {
   validation {
     condition     = length(var.pools) > 0
     error_message = "pools must not be empty."
+  }
+  validation {
+    condition     = alltrue([for p in var.pools : can(regex("^[a-z_][a-z0-9_-]{0,31}$", p.runner_user))])
+    error_message = "A pool's runner_user must be a Linux user name: [a-z_][a-z0-9_-], at most 32 characters (\"root\" runs jobs as root)."
+  }
+  validation {
+    condition     = var.runner_version != "latest" || alltrue([for p in var.pools : !p.allow_unverified_runner])
+    error_message = "A pool's allow_unverified_runner needs a pinned runner_version, not \"latest\"."
   }
   validation {
     condition     = alltrue([for p in var.pools : can(regex("^[A-Za-z0-9._-]{1,16}$", p.name))])

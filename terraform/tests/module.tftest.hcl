@@ -1500,3 +1500,72 @@ run "stop_runner_reserved_below_two_is_refused" {
   }
   expect_failures = [var.reserved_concurrency]
 }
+
+# --- who gets a runner (issue 26 items 1, 4, 10) ---
+
+run "public_repositories_and_root_are_off_unless_chosen" {
+  command = plan
+  variables {
+    pools = [
+      { name = "priv", labels = ["linux"], instance_types = ["m7i.large"], subnets = [], max_runners = 1 },
+      { name = "oss", labels = ["oss"], instance_types = ["m7i.large"], subnets = [], max_runners = 1, allow_public_repositories = true, runner_user = "root" },
+    ]
+  }
+  assert {
+    condition     = jsondecode(output.config_json).allow_public_repositories == false
+    error_message = "the document serves no public repository by default"
+  }
+  assert {
+    condition     = !contains(keys(jsondecode(output.config_json).pools[0]), "allow_public_repositories") && jsondecode(output.config_json).pools[1].allow_public_repositories == true
+    error_message = "a pool's allow_public_repositories reaches the document only when set"
+  }
+  assert {
+    condition     = [for p in jsondecode(output.config_json).pools : p.runner_user] == ["runner", "root"]
+    error_message = "jobs run as runner by default, root only by choice"
+  }
+}
+
+run "an_empty_owner_list_is_refused" {
+  command = plan
+  variables {
+    allowed_owners = []
+  }
+  expect_failures = [var.allowed_owners]
+}
+
+run "any_owner_must_stand_alone" {
+  command = plan
+  variables {
+    allowed_owners = ["*", "my-org"]
+  }
+  expect_failures = [var.allowed_owners]
+}
+
+run "named_repositories_bound_the_owners" {
+  command = plan
+  variables {
+    allowed_owners       = []
+    allowed_repositories = ["my-org/app"]
+  }
+  assert {
+    condition     = jsondecode(output.config_json).allowed_repositories == ["my-org/app"]
+    error_message = "allowed_repositories alone is accepted"
+  }
+}
+
+run "a_bad_runner_user_is_refused" {
+  command = plan
+  variables {
+    pools = [{ name = "x", labels = ["x"], instance_types = ["m7i.large"], subnets = [], max_runners = 1, runner_user = "Bad User" }]
+  }
+  expect_failures = [var.pools]
+}
+
+run "an_unverified_runner_needs_a_pinned_version" {
+  command = plan
+  variables {
+    runner_version = "latest"
+    pools          = [{ name = "x", labels = ["x"], instance_types = ["m7i.large"], subnets = [], max_runners = 1, allow_unverified_runner = true }]
+  }
+  expect_failures = [var.pools]
+}
