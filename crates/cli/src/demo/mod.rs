@@ -108,9 +108,10 @@ pub async fn run(jobs: u32, state_dir: Option<PathBuf>) -> Result<ExitCode, Stri
             &["self-hosted", "linux", "x64"]
         };
         let body = payload::workflow_job("queued", *id, labels, None);
-        let status = payload::send(&client, &serve.addr, SECRET, &body).await?;
+        let (status, why) = payload::send(&client, &serve.addr, SECRET, &body).await?;
+        let why = why.map(|w| format!(" ({w})")).unwrap_or_default();
         say(format!(
-            "GitHub → webhook: workflow_job queued, job {id}, labels {labels:?} → HTTP {status}"
+            "GitHub → webhook: workflow_job queued, job {id}, labels {labels:?} → HTTP {status}{why}"
         ));
     }
 

@@ -28,13 +28,14 @@ pub fn workflow_job(action: &str, id: u64, labels: &[&str], runner: Option<&str>
     serde_json::to_vec(&body).unwrap_or_default()
 }
 
-/// POST one webhook; returns the HTTP status.
+/// POST one webhook; returns the HTTP status and, when the webhook ignored
+/// or refused it, why (its answer's `ignored` / `error`).
 pub async fn send(
     client: &reqwest::Client,
     addr: &str,
     secret: &str,
     body: &[u8],
-) -> Result<u16, String> {
+) -> Result<(u16, Option<String>), String> {
     let sig = spotrunner_core::webhook::sign(secret.as_bytes(), body);
     let resp = client
         .post(format!("http://{addr}/webhook"))
@@ -46,5 +47,10 @@ pub async fn send(
         .send()
         .await
         .map_err(|e| format!("POST /webhook: {e}"))?;
-    Ok(resp.status().as_u16())
+    let status = resp.status().as_u16();
+    let answer: serde_json::Value = resp.json().await.unwrap_or_default();
+    let why = ["ignored", "error"]
+        .iter()
+        .find_map(|k| answer[*k].as_str().map(|w| format!("{k}: {w}")));
+    Ok((status, why))
 }
