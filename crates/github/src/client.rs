@@ -801,18 +801,7 @@ impl GitHubClient {
         org: &str,
         name: &str,
     ) -> Result<u64, PortError> {
-        let path = format!(
-            "/orgs/{}/actions/runner-groups",
-            segment(org, "organisation")?
-        );
-        let groups: Vec<GroupAnswer> = self
-            .get_all(
-                target,
-                &path,
-                "runner_groups",
-                &format!("runner groups of organisation {org}"),
-            )
-            .await?;
+        let groups = self.runner_groups(target, org).await?;
         if let Some(g) = groups.iter().find(|g| g.name.eq_ignore_ascii_case(name)) {
             tracing::info!(org, group = name, id = g.id, "resolved runner group");
             return Ok(g.id);
