@@ -44,6 +44,10 @@ fn config(api_url: &str, runner: &Path) -> serde_json::Value {
         "local": {
             "listen": "127.0.0.1:0",
             "runner_command": runner.display().to_string(),
+            // The demo's runner is its own printing script, not a job: run as
+            // root, it creates no accounts on the machine (README "Security
+            // model" for what serve does for real jobs).
+            "runner_user": "root",
             "visibility_timeout_secs": 10,
             "claim_lease_secs": 5,
         },
