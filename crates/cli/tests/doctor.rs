@@ -412,12 +412,37 @@ async fn public_repositories_and_any_owner_are_named_by_the_doctor() {
         assert_eq!(check(&report, id)["status"], "pass", "{id}: {report:#}");
     }
 
+    // GitHub's switch on, our pool refusing public repositories: GitHub could
+    // hand our runner to a public repository's job. A failure.
+    s.github
+        .set_runner_group_allows_public("acme", "Default", true);
+    let (code, report) = s.doctor();
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        failed_ids(&report),
+        ["github.runner_groups.acme"],
+        "{report:#}"
+    );
+    let group = check(&report, "github.runner_groups.acme");
+    assert!(
+        group["detail"]
+            .as_str()
+            .unwrap()
+            .contains("fork pull request"),
+        "{group}"
+    );
+    assert!(
+        group["fix"]
+            .as_str()
+            .unwrap()
+            .contains("Allow public repositories"),
+        "{group}"
+    );
+
     let mut d: Value = serde_json::from_slice(&std::fs::read(&s.config).unwrap()).unwrap();
     d["pools"][0]["allow_public_repositories"] = json!(true);
     d["allowed_owners"] = json!([]);
     write_json(&s.config, &d);
-    s.github
-        .set_runner_group_allows_public("acme", "Default", true);
     let (code, report) = s.doctor();
     assert_eq!(code, 0, "warnings only: {report:#}");
     let public = check(&report, "security.public_repositories");

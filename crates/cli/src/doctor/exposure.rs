@@ -8,7 +8,7 @@ use spotrunner_core::Config;
 use spotrunner_core::config::Scope;
 use spotrunner_core::ports::{GitHubTarget, RunnerScope};
 use spotrunner_github::{GitHubClient, InstallationInfo};
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 /// What the configuration alone says.
 pub fn config_checks(config: &Config) -> Vec<Check> {
@@ -56,19 +56,28 @@ pub fn config_checks(config: &Config) -> Vec<Check> {
 }
 
 /// The runner groups of organisation pools that GitHub lets public
-/// repositories use: the organisations among `installations` we serve.
+/// repositories use, for the organisations among `installations` we serve.
+/// GitHub hands a queued job to any idle runner whose labels fit, in any
+/// repository the runner's group admits: a runner launched for a private
+/// repository's job in such a group can be taken by a fork pull request's
+/// job of a public repository. So a group that allows public repositories
+/// fails when a pool that refuses them registers there, and warns when every
+/// pool there allows them anyway.
 pub async fn runner_group_checks(
     config: &Config,
     client: &GitHubClient,
     installations: &[InstallationInfo],
 ) -> Vec<Check> {
     let mut out = Vec::new();
-    let groups: BTreeSet<String> = config
-        .pools
-        .iter()
-        .filter(|p| p.scope == Scope::Org)
-        .map(|p| p.runner_group.trim().to_ascii_lowercase())
-        .collect();
+    // Group (lowercase) → does every org pool registering there allow public repositories?
+    let mut groups: BTreeMap<String, bool> = BTreeMap::new();
+    for p in config.pools.iter().filter(|p| p.scope == Scope::Org) {
+        let allows = p.allows_public_repositories(config.allow_public_repositories);
+        groups
+            .entry(p.runner_group.trim().to_ascii_lowercase())
+            .and_modify(|all| *all &= allows)
+            .or_insert(allows);
+    }
     if groups.is_empty() {
         return out;
     }
@@ -88,41 +97,63 @@ pub async fn runner_group_checks(
             scope: RunnerScope::Org { org: org.clone() },
             installation_id: Some(i.id),
         };
-        match client.runner_groups(&target, org).await {
-            Ok(all) => {
-                let open: Vec<&str> = all
-                    .iter()
-                    .filter(|g| {
-                        g.allows_public_repositories
-                            && groups.contains(&g.name.to_ascii_lowercase())
-                    })
-                    .map(|g| g.name.as_str())
-                    .collect();
-                if open.is_empty() {
-                    out.push(Check::pass(
-                        id,
-                        format!("{org}: our runner groups do not allow public repositories"),
-                    ));
-                } else {
-                    out.push(Check::warn(
-                        id,
-                        format!(
-                            "{org}: runner group(s) {} allow public repositories (GitHub's switch): \
-                             spotrunner still ignores public repositories' jobs unless a pool allows them",
-                            open.join(", ")
-                        ),
-                        format!(
-                            "turn off \"Allow public repositories\" in {org}'s Settings → Actions → Runner groups → {}",
-                            open.join(", ")
-                        ),
-                    ));
-                }
+        let all = match client.runner_groups(&target, org).await {
+            Ok(all) => all,
+            Err(e) => {
+                out.push(Check::warn(
+                    id,
+                    format!("{org}: cannot list runner groups: {e}"),
+                    "the App needs organization self-hosted runners: read",
+                ));
+                continue;
             }
-            Err(e) => out.push(Check::warn(
+        };
+        let open: Vec<(&str, bool)> = all
+            .iter()
+            .filter(|g| g.allows_public_repositories)
+            .filter_map(|g| {
+                groups
+                    .get(&g.name.to_ascii_lowercase())
+                    .map(|every_pool_allows| (g.name.as_str(), *every_pool_allows))
+            })
+            .collect();
+        let names = |pick: bool| -> Vec<&str> {
+            open.iter()
+                .filter(|(_, allows)| *allows == pick)
+                .map(|(n, _)| *n)
+                .collect()
+        };
+        let fix = |names: &[&str]| {
+            format!(
+                "turn off \"Allow public repositories\" in {org}'s Settings → Actions → Runner groups → {}",
+                names.join(", ")
+            )
+        };
+        let (refusing, opted_in) = (names(false), names(true));
+        if !refusing.is_empty() {
+            out.push(Check::fail(
                 id,
-                format!("{org}: cannot list runner groups: {e}"),
-                "the App needs organization self-hosted runners: read",
-            )),
+                format!(
+                    "{org}: runner group(s) {} allow public repositories (GitHub's switch), but pools registering there refuse them: \
+                     GitHub can hand a runner launched for a private repository's job to a public repository's (a fork pull request's) job",
+                    refusing.join(", ")
+                ),
+                fix(&refusing),
+            ));
+        } else if !opted_in.is_empty() {
+            out.push(Check::warn(
+                id,
+                format!(
+                    "{org}: runner group(s) {} allow public repositories, as their pools do (allow_public_repositories)",
+                    opted_in.join(", ")
+                ),
+                fix(&opted_in),
+            ));
+        } else {
+            out.push(Check::pass(
+                id,
+                format!("{org}: our runner groups do not allow public repositories"),
+            ));
         }
     }
     out
