@@ -136,7 +136,13 @@ async fn latest_sends_the_verified_version_and_its_checksum() {
     }
 }
 
-async fn moto_ssm_and_ledger() -> (aws_types::SdkConfig, Client, Arc<DynamoLedger>) {
+/// The guard is returned: moto is this test's only while it is held.
+async fn moto_ssm_and_ledger() -> (
+    moto::SharedMoto,
+    aws_types::SdkConfig,
+    Client,
+    Arc<DynamoLedger>,
+) {
     let moto = moto::shared().await;
     let sdk = spotrunner_aws::sdk::local(moto.url()).await;
     let ssm = Client::new(&sdk);
@@ -152,7 +158,7 @@ async fn moto_ssm_and_ledger() -> (aws_types::SdkConfig, Client, Arc<DynamoLedge
         .await;
     let _ = create_table(&aws_sdk_dynamodb::Client::new(&sdk), "sr-ledger-fresh").await;
     let ledger = Arc::new(DynamoLedger::new(&sdk, "sr-ledger-fresh"));
-    (sdk, ssm, ledger)
+    (moto, sdk, ssm, ledger)
 }
 
 fn commands(sdk: &aws_types::SdkConfig, runner_version: &str) -> SsmCommands {
@@ -168,7 +174,7 @@ fn commands(sdk: &aws_types::SdkConfig, runner_version: &str) -> SsmCommands {
 
 #[tokio::test]
 async fn a_fresh_deployment_sends_the_default_versions_published_checksum_per_arch() {
-    let (sdk, ssm, ledger) = moto_ssm_and_ledger().await;
+    let (_moto, sdk, ssm, ledger) = moto_ssm_and_ledger().await;
     for configured in [LATEST, DEFAULT_RUNNER_VERSION] {
         let pin = LedgerRunnerPin::new(configured, DEFAULT_RUNNER_VERSION, ledger.clone())
             .with_ttl(Duration::ZERO);
@@ -191,7 +197,7 @@ async fn a_fresh_deployment_sends_the_default_versions_published_checksum_per_ar
 
 #[tokio::test]
 async fn a_pinned_version_nobody_verified_carries_no_checksum() {
-    let (sdk, ssm, ledger) = moto_ssm_and_ledger().await;
+    let (_moto, sdk, ssm, ledger) = moto_ssm_and_ledger().await;
     let pin =
         LedgerRunnerPin::new("2.328.0", DEFAULT_RUNNER_VERSION, ledger).with_ttl(Duration::ZERO);
     let with_pin = commands(&sdk, "2.328.0").with_runner_pin(Arc::new(pin));

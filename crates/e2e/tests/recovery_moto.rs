@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-const SECRET: &str = "recovery-secret";
+const SECRET: &str = "recovery-webhook-secret-0123456789abcdef";
 const REPO: &str = "octo-org/repo";
 
 struct World {

@@ -59,9 +59,6 @@ fn one_event_becomes_one_exact_emf_line() {
         lines,
         vec![json!({
             "deployment": "sr",
-            // GitHub's example payloads are of public repositories, of any owner.
-            "allowed_owners": ["*"],
-            "allow_public_repositories": true,
             "function": "webhook",
             "pool": "k8s",
             "webhook_accepted": 1.0,

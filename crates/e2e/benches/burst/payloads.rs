@@ -5,7 +5,7 @@
 use serde_json::Value;
 use spotrunner_testkit::examples::examples;
 
-pub const SECRET: &str = "bench-webhook-secret";
+pub const SECRET: &str = "bench-webhook-secret-0123456789abcdef";
 
 /// Labels of a pool that serves both queued examples.
 pub const POOL_LABELS: [&str; 2] = ["ubuntu-latest", "k8s"];
