@@ -27,7 +27,7 @@ locals {
     for kind, patterns in {
       jobs = ["job#*"]
       # the webhook's secrets-refresh gate, shared by its containers
-      # (crates/aws/src/refresh_gate.rs).
+      # (crates/aws/src/dynamodb/refresh_gate.rs).
       gates            = ["gate#webhook-secrets"]
       jobs_and_runners = ["job#*", "runner#*"]
       # + the pools' circuit-breaker records (health#<pool>) and waiting

@@ -12,6 +12,7 @@
 //! | `drain#<pool>` | `since` (the pool is drained) |
 //! | `health#<pool>` | `doc` (the pool's circuit breaker record as JSON), `version` |
 //! | `state#<key>` | `doc` (a scheduled task's state: `redelivery`, `sweep`), `version` |
+//! | `gate#webhook-secrets` | `at` (epoch ms), `writer`, `expires_at`: the webhook's secrets-refresh gate (`refresh_gate.rs`) |
 //!
 //! A commit of one document is a conditional `PutItem` (and carries a `writer`
 //! token, so a retry whose first attempt was applied knows it): creations on
@@ -66,6 +67,9 @@ const DRAIN_PREFIX: &str = "drain#";
 const HEALTH_PREFIX: &str = "health#";
 /// `state#<key>`: a scheduled task's state document (`doc`, `version`).
 const STATE_PREFIX: &str = "state#";
+
+mod refresh_gate;
+pub use refresh_gate::REFRESH_GATE_PK;
 
 type Item = HashMap<String, AttributeValue>;
 

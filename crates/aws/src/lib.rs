@@ -6,7 +6,6 @@
 pub mod dynamodb;
 pub mod error;
 pub mod metrics;
-pub mod refresh_gate;
 pub mod reload;
 pub mod runner_pin;
 pub mod runtime;

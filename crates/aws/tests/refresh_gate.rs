@@ -3,8 +3,7 @@
 
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Duration as Span, Utc};
-use spotrunner_aws::dynamodb::create_table;
-use spotrunner_aws::refresh_gate::{DynamoRefreshGate, GATE_PK};
+use spotrunner_aws::dynamodb::{DynamoLedger, REFRESH_GATE_PK, create_table};
 use spotrunner_core::webhook::RefreshGate;
 use spotrunner_testkit::moto;
 use std::time::Duration;
@@ -19,8 +18,8 @@ async fn one_claim_per_interval_across_containers() {
     let sdk = spotrunner_aws::sdk::local(moto.url()).await;
     let table = format!("sr-gate-{}", uuid::Uuid::new_v4().simple());
     create_table(&Client::new(&sdk), &table).await.unwrap();
-    let a = DynamoRefreshGate::new(&sdk, &table);
-    let b = DynamoRefreshGate::new(&sdk, &table);
+    let a = DynamoLedger::new(&sdk, &table);
+    let b = DynamoLedger::new(&sdk, &table);
     let every = Duration::from_secs(30);
 
     assert!(a.claim(t0(), every).await.unwrap(), "the first claim wins");
@@ -30,9 +29,7 @@ async fn one_claim_per_interval_across_containers() {
 
     // Eight containers at once: exactly one reads.
     let t = t0() + Span::seconds(120);
-    let gates: Vec<_> = (0..8)
-        .map(|_| DynamoRefreshGate::new(&sdk, &table))
-        .collect();
+    let gates: Vec<_> = (0..8).map(|_| DynamoLedger::new(&sdk, &table)).collect();
     let won = futures::future::join_all(gates.iter().map(|g| g.claim(t, every))).await;
     let won = won.into_iter().filter(|r| *r.as_ref().unwrap()).count();
     assert_eq!(won, 1);
@@ -42,7 +39,7 @@ async fn one_claim_per_interval_across_containers() {
         .table_name(&table)
         .key(
             "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(GATE_PK.into()),
+            aws_sdk_dynamodb::types::AttributeValue::S(REFRESH_GATE_PK.into()),
         )
         .send()
         .await
@@ -58,6 +55,6 @@ async fn one_claim_per_interval_across_containers() {
 async fn a_missing_table_is_an_error_not_a_claim() {
     let moto = moto::shared().await;
     let sdk = spotrunner_aws::sdk::local(moto.url()).await;
-    let gate = DynamoRefreshGate::new(&sdk, "no-such-table");
+    let gate = DynamoLedger::new(&sdk, "no-such-table");
     assert!(gate.claim(t0(), Duration::from_secs(30)).await.is_err());
 }

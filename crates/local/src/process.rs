@@ -93,8 +93,11 @@ pub struct LocalBackend {
     bucket_dir: PathBuf,
     scripts: Scripts,
     settings: Arc<RwLock<RunnerSettings>>,
-    /// Held while an account is chosen and given to an instance.
-    accounts: Arc<Mutex<()>>,
+    /// Held while an account is chosen and given to an instance; true once
+    /// the state directory was secured (at start, or at the first launch
+    /// after a reload turned accounts on): SQLite gives the files it creates
+    /// later the database's own mode, so once is enough.
+    accounts: Arc<Mutex<bool>>,
 }
 
 pub(crate) fn io(e: std::io::Error) -> PortError {
@@ -125,7 +128,7 @@ impl LocalBackend {
             bucket_dir,
             scripts,
             settings: Arc::new(RwLock::new(settings)),
-            accounts: Arc::new(Mutex::new(())),
+            accounts: Arc::new(Mutex::new(false)),
         })
     }
 
@@ -149,7 +152,10 @@ impl LocalBackend {
                 euid,
             });
         }
+        let mut secured = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
         isolation::secure_state_dir(self.state_dir())?;
+        *secured = true;
+        drop(secured);
         let first = isolation::account(prefix, 1)?;
         tracing::info!(
             accounts = format!("{prefix}-<n>"),
@@ -186,8 +192,11 @@ impl LocalBackend {
                 None
             }
             RunAs::Accounts { prefix } => {
-                let _held = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
-                isolation::secure_state_dir(self.state_dir()).map_err(refused)?;
+                let mut secured = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+                if !*secured {
+                    isolation::secure_state_dir(self.state_dir()).map_err(refused)?;
+                    *secured = true;
+                }
                 // Given to an account before (a spawn cut short by a crash):
                 // end what runs there and start over.
                 if let Some(uid) = isolation::account_owner(&inst.dir) {

@@ -86,10 +86,9 @@ pub async fn runner_group_checks(
         .filter(|i| i.account.kind == "Organization")
     {
         let org = &i.account.login;
-        if !config.allows_any_owner()
-            && !config.allowed_owners.is_empty()
-            && !config.named_owners().any(|o| o.eq_ignore_ascii_case(org))
-        {
+        // Only the organisations we serve (any, when none is named).
+        let mut named = config.named_owners().peekable();
+        if named.peek().is_some() && !named.any(|o| o.eq_ignore_ascii_case(org)) {
             continue;
         }
         let id = format!("github.runner_groups.{org}");

@@ -8,7 +8,9 @@ mod route;
 mod service;
 mod signature;
 
-pub use refresh_gate::{MemoryRefreshGate, RefreshGate};
+#[cfg(any(test, feature = "test-support"))]
+pub use refresh_gate::MemoryRefreshGate;
+pub use refresh_gate::RefreshGate;
 pub use route::{
     Action, MAX_BODY_BYTES, NotServed, Outcome, QueuedJob, Routed, WebhookRequest, WebhookResponse,
     queued_job_message, route,

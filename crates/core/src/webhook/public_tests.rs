@@ -1,14 +1,10 @@
 //! Public repositories: a queued job of one is ignored (`public_repository`)
 //! unless its pool, or the global setting, allows public repositories.
 
+use super::tests::{SECRET, post_with, received};
 use super::*;
 use crate::config::Config;
-use crate::fakes::{MemoryJobStates, MemoryQueue};
-use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use std::sync::Arc;
-
-const SECRET: &str = "s3cret";
 
 fn config(extra_global: &str, extra_open_pool: &str) -> Config {
     Config::from_toml(&format!(
@@ -33,11 +29,6 @@ max_runners = 3
     .unwrap()
 }
 
-/// Seconds after the payload's `created_at`, whatever the machine's date.
-fn received() -> DateTime<Utc> {
-    "2026-11-23T10:00:02Z".parse().unwrap()
-}
-
 /// A queued job of repository `o/r`; `repository` fields merged in.
 fn queued(labels: &[&str], repository: Value) -> Vec<u8> {
     let mut repo = json!({ "full_name": "o/r", "owner": { "login": "o", "type": "User" } });
@@ -56,25 +47,6 @@ fn queued(labels: &[&str], repository: Value) -> Vec<u8> {
     .unwrap()
 }
 
-async fn post(cfg: Config, body: &[u8]) -> (WebhookResponse, Arc<MemoryQueue>) {
-    let queue = Arc::new(MemoryQueue::default());
-    let service = WebhookService::new(
-        Arc::new(cfg),
-        WebhookSecrets::new(&[SECRET]),
-        queue.clone(),
-        Arc::new(MemoryJobStates::default()),
-    );
-    let sig = sign(SECRET.as_bytes(), body);
-    let req = WebhookRequest {
-        method: "POST",
-        event: Some("workflow_job"),
-        delivery: Some("d-1"),
-        signature: Some(&sig),
-        body,
-    };
-    (service.handle(&req, received()).await, queue)
-}
-
 fn outcome(cfg: &Config, body: &[u8]) -> Outcome {
     let sig = sign(SECRET.as_bytes(), body);
     let req = WebhookRequest {
@@ -90,7 +62,7 @@ fn outcome(cfg: &Config, body: &[u8]) -> Outcome {
 #[tokio::test]
 async fn a_public_repositorys_job_is_ignored_by_default_and_enqueues_nothing() {
     let body = queued(&["self-hosted", "linux"], json!({ "private": false }));
-    let (r, queue) = post(config("", ""), &body).await;
+    let (r, queue) = post_with(config("", ""), &body).await;
     assert_eq!(r.status, 202);
     let said = r.body["ignored"].as_str().unwrap();
     assert!(said.contains("o/r is public"), "{said}");
@@ -111,7 +83,7 @@ async fn private_and_internal_repositories_are_served() {
         json!({ "visibility": "internal" }),
     ] {
         let body = queued(&["self-hosted", "linux"], repo.clone());
-        let (r, queue) = post(config("", ""), &body).await;
+        let (r, queue) = post_with(config("", ""), &body).await;
         assert_eq!(r.body["pool"], "linux", "{repo}");
         assert_eq!(queue.sent().len(), 1, "{repo}");
     }

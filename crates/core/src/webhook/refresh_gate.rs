@@ -6,13 +6,13 @@
 //! most once per interval too.
 //!
 //! On AWS the gate is one conditional write of the ledger table's
-//! `gate#webhook-secrets` item (`spotrunner_aws::refresh_gate`); in one
-//! process (`serve`, tests) it is [`MemoryRefreshGate`].
+//! `gate#webhook-secrets` item (`DynamoLedger` in `spotrunner_aws::dynamodb`).
+//! `serve` runs one service, whose own limit is enough; tests share a
+//! [`MemoryRefreshGate`] between services.
 
 use crate::ports::PortError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use std::sync::Mutex;
 use std::time::Duration;
 
 #[async_trait]
@@ -22,12 +22,14 @@ pub trait RefreshGate: Send + Sync {
     async fn claim(&self, now: DateTime<Utc>, interval: Duration) -> Result<bool, PortError>;
 }
 
-/// A gate shared by the services of one process.
+/// A gate shared by the services of one process (tests).
+#[cfg(any(test, feature = "test-support"))]
 #[derive(Debug, Default)]
 pub struct MemoryRefreshGate {
-    last: Mutex<Option<DateTime<Utc>>>,
+    last: std::sync::Mutex<Option<DateTime<Utc>>>,
 }
 
+#[cfg(any(test, feature = "test-support"))]
 #[async_trait]
 impl RefreshGate for MemoryRefreshGate {
     async fn claim(&self, now: DateTime<Utc>, interval: Duration) -> Result<bool, PortError> {

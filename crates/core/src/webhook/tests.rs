@@ -5,7 +5,7 @@ use crate::job::ObservedJobStatus;
 use serde_json::json;
 use std::sync::Arc;
 
-const SECRET: &str = "s3cret";
+pub(super) const SECRET: &str = "s3cret";
 
 fn config() -> Config {
     Config::from_toml(
@@ -26,7 +26,7 @@ max_runners = 3
 
 /// When the webhook receives the payloads below (built at fixed GitHub times):
 /// seconds after `created_at`, whatever the machine's date (`crate::clock`).
-fn received() -> chrono::DateTime<chrono::Utc> {
+pub(super) fn received() -> chrono::DateTime<chrono::Utc> {
     "2026-11-23T10:00:02Z".parse().unwrap()
 }
 
@@ -585,24 +585,29 @@ max_runners = 3
     .unwrap()
 }
 
-async fn post_sized(labels: &[&str]) -> (WebhookResponse, Arc<MemoryQueue>) {
+/// One signed `workflow_job` delivery to a fresh service on `cfg`: its
+/// answer and the queue it filled.
+pub(super) async fn post_with(cfg: Config, body: &[u8]) -> (WebhookResponse, Arc<MemoryQueue>) {
     let queue = Arc::new(MemoryQueue::default());
     let service = WebhookService::new(
-        Arc::new(sized_config()),
+        Arc::new(cfg),
         WebhookSecrets::new(&[SECRET]),
         queue.clone(),
         Arc::new(MemoryJobStates::default()),
     );
-    let body = job_body("queued", labels, None);
-    let sig = sign(SECRET.as_bytes(), &body);
+    let sig = sign(SECRET.as_bytes(), body);
     let req = WebhookRequest {
         method: "POST",
         event: Some("workflow_job"),
         delivery: Some("d-1"),
         signature: Some(&sig),
-        body: &body,
+        body,
     };
     (service.handle(&req, received()).await, queue)
+}
+
+async fn post_sized(labels: &[&str]) -> (WebhookResponse, Arc<MemoryQueue>) {
+    post_with(sized_config(), &job_body("queued", labels, None)).await
 }
 
 #[tokio::test]

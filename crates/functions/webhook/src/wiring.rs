@@ -2,9 +2,7 @@
 
 use aws_config::SdkConfig;
 use spotrunner_aws::runtime::{self, EnvSource, StartupError};
-use spotrunner_aws::{
-    dynamodb::DynamoLedger, refresh_gate::DynamoRefreshGate, sqs::SqsJobQueue, ssm::SsmSecretStore,
-};
+use spotrunner_aws::{dynamodb::DynamoLedger, sqs::SqsJobQueue, ssm::SsmSecretStore};
 use spotrunner_core::ports::{JobStateSink, NoJobStateSink, SecretStore};
 use spotrunner_core::webhook::{SecretRefs, WebhookService};
 use std::sync::Arc;
@@ -17,7 +15,7 @@ use std::sync::Arc;
 /// secret makes the service read the configured secrets again, at most once
 /// per that many seconds, so a rotated secret is accepted by a warm container;
 /// with the ledger table, at most once per that many seconds across every
-/// container of the function (`spotrunner_aws::refresh_gate`).
+/// container of the function (the ledger's `gate#webhook-secrets` item).
 pub async fn service_from_env(
     sdk: &SdkConfig,
     env: &dyn EnvSource,
@@ -27,9 +25,12 @@ pub async fn service_from_env(
     let store: Arc<dyn SecretStore> = Arc::new(SsmSecretStore::new(sdk));
     let source = SecretRefs::new(config.webhook.secrets.clone(), Some(store)).strong_only();
     let queue = SqsJobQueue::new(sdk, env.require("SPOTRUNNER_JOBS_QUEUE_URL")?);
-    let table = env.get("SPOTRUNNER_LEDGER_TABLE").filter(|t| !t.is_empty());
-    let job_states: Arc<dyn JobStateSink> = match &table {
-        Some(table) => Arc::new(DynamoLedger::new(sdk, table.clone())),
+    let ledger = env
+        .get("SPOTRUNNER_LEDGER_TABLE")
+        .filter(|t| !t.is_empty())
+        .map(|table| Arc::new(DynamoLedger::new(sdk, table)));
+    let job_states: Arc<dyn JobStateSink> = match &ledger {
+        Some(ledger) => ledger.clone(),
         None => {
             tracing::warn!(
                 "SPOTRUNNER_LEDGER_TABLE not set: job states are not recorded, \
@@ -40,8 +41,9 @@ pub async fn service_from_env(
     };
     let service = WebhookService::new(Arc::new(config), secrets, Arc::new(queue), job_states)
         .with_secrets_source(Arc::new(source), refresh);
-    Ok(match table {
-        Some(table) => service.with_refresh_gate(Arc::new(DynamoRefreshGate::new(sdk, table))),
+    // One client for the job states and the refresh gate (same table).
+    Ok(match ledger {
+        Some(ledger) => service.with_refresh_gate(ledger),
         None => service,
     })
 }
